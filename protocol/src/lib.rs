@@ -1,0 +1,34 @@
+//! Everything the Tollgate filter and control plane must agree on, with no I/O.
+//!
+//! The crate builds for the host and for `wasm32`: its tests run natively and under
+//! `wasm-bindgen-test`, so the decision math is proven to behave the same inside
+//! Envoy's wasm VM as in the control plane.
+//!
+//! # Layout
+//! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount (SPEC §2).
+//! - [`check`] — the `POST /v1/check` request and response bodies.
+//! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
+//! - [`problem`] — `application/problem+json` bodies for local replies.
+//! - [`config`] — the filter's JSON configuration schema and its validation.
+
+pub mod check;
+pub mod config;
+pub mod decision;
+pub mod headers;
+pub mod problem;
+
+pub use check::{CheckRequest, CheckResponse, PolicyStatus, RejectReason};
+pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig};
+pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
+
+/// Resource names the product knows; operators may define others.
+pub mod resource {
+    /// One per request.
+    pub const REQUESTS: &str = "requests";
+    /// Bytes of the request body.
+    pub const REQUEST_BYTES: &str = "request_bytes";
+    /// Bytes of the response body.
+    pub const RESPONSE_BYTES: &str = "response_bytes";
+    /// Requests in flight at once (a gauge, no period).
+    pub const CONCURRENT_REQUESTS: &str = "concurrent_requests";
+}
