@@ -42,7 +42,10 @@ impl ControlPlane {
             .map(PathBuf::from)
             .unwrap_or_else(|_| target_dir().join("debug").join("tollgate"));
         if !path.exists() {
-            bail!("{} is missing: run `cargo build -p tollgate-control-plane`", path.display());
+            bail!(
+                "{} is missing: run `cargo build -p tollgate-control-plane`",
+                path.display()
+            );
         }
         Ok(path)
     }
@@ -64,10 +67,16 @@ impl ControlPlane {
         self.stop();
         let mut command = Command::new(Self::binary()?);
         command.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)]);
-        command.args(["--database-url", &self.database_url, "--redis-url", &self.redis_url]);
+        command.args([
+            "--database-url",
+            &self.database_url,
+            "--redis-url",
+            &self.redis_url,
+        ]);
         command.args(["--admin-token", ADMIN_TOKEN]);
         command.env("RUST_LOG", "info");
-        let mut child = ChildGuard::spawn("tollgate", command, self.log.clone(), libc::SIGTERM, None)?;
+        let mut child =
+            ChildGuard::spawn("tollgate", command, self.log.clone(), libc::SIGTERM, None)?;
         let client = reqwest::Client::new();
         let health = format!("{}/health", self.url());
         for _ in 0..1500 {

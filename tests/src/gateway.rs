@@ -51,10 +51,15 @@ impl Gateway {
     /// Starts everything.
     pub async fn start(options: GatewayOptions) -> Result<Gateway> {
         let dir = tempfile::Builder::new().prefix("tollgate-e2e-").tempdir()?;
-        let (redis, postgres) = tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
+        let (redis, postgres) =
+            tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
         let control_plane = ControlPlane::start(dir.path(), &postgres.url(), &redis.url()).await?;
         let upstream = Upstream::start().await?;
-        let envoy = Envoy::start(dir.path(), &options.envoy_settings(&upstream, &control_plane)).await?;
+        let envoy = Envoy::start(
+            dir.path(),
+            &options.envoy_settings(&upstream, &control_plane),
+        )
+        .await?;
         Ok(Gateway {
             envoy,
             upstream,
@@ -68,17 +73,32 @@ impl Gateway {
 
     /// Another Envoy on the same control plane and upstream, with other options.
     pub async fn another_envoy(&self, options: GatewayOptions) -> Result<Envoy> {
-        Envoy::start(self.dir.path(), &options.envoy_settings(&self.upstream, &self.control_plane)).await
+        Envoy::start(
+            self.dir.path(),
+            &options.envoy_settings(&self.upstream, &self.control_plane),
+        )
+        .await
     }
 
     /// An admin API call; fails unless it answers 2xx.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = format!("{}/admin/v1{path}", self.control_plane.url());
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(ADMIN_TOKEN);
+        let mut request = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("{method} {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -88,26 +108,46 @@ impl Gateway {
     }
 
     /// Creates a tier with one monthly `request_bytes` limit.
-    pub async fn create_monthly_bytes_tier(&self, name: &str, quota: u64, overage: u64, warn_at: f64) -> Result<()> {
+    pub async fn create_monthly_bytes_tier(
+        &self,
+        name: &str,
+        quota: u64,
+        overage: u64,
+        warn_at: f64,
+    ) -> Result<()> {
         let limit = json!({
             "resource": "request_bytes", "period": "month",
             "quota": quota, "overage": overage, "warn_at": warn_at
         });
-        self.admin(reqwest::Method::POST, "/tiers", Some(json!({"name": name, "limits": [limit]})))
-            .await?;
+        self.admin(
+            reqwest::Method::POST,
+            "/tiers",
+            Some(json!({"name": name, "limits": [limit]})),
+        )
+        .await?;
         Ok(())
     }
 
     /// Creates a tenant on a tier.
     pub async fn create_tenant(&self, id: &str, tier: &str) -> Result<()> {
-        self.admin(reqwest::Method::POST, "/tenants", Some(json!({"id": id, "tier": tier})))
-            .await?;
+        self.admin(
+            reqwest::Method::POST,
+            "/tenants",
+            Some(json!({"id": id, "tier": tier})),
+        )
+        .await?;
         Ok(())
     }
 
     /// The tenant's `request_bytes` usage in the current month, read from the admin API.
     pub async fn usage(&self, tenant: &str) -> Result<u64> {
-        let body = self.admin(reqwest::Method::GET, &format!("/tenants/{tenant}/usage"), None).await?;
+        let body = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/tenants/{tenant}/usage"),
+                None,
+            )
+            .await?;
         body["usage"]
             .as_array()
             .and_then(|rows| {
@@ -125,8 +165,15 @@ impl Gateway {
 }
 
 /// Sends `bytes` of body as `tenant` through `envoy`.
-pub async fn send(http: &reqwest::Client, envoy: &Envoy, tenant: Option<&str>, bytes: usize) -> Result<reqwest::Response> {
-    let mut request = http.post(format!("{}/upload", envoy.url())).body(vec![b'x'; bytes]);
+pub async fn send(
+    http: &reqwest::Client,
+    envoy: &Envoy,
+    tenant: Option<&str>,
+    bytes: usize,
+) -> Result<reqwest::Response> {
+    let mut request = http
+        .post(format!("{}/upload", envoy.url()))
+        .body(vec![b'x'; bytes]);
     if let Some(tenant) = tenant {
         request = request.header("x-tenant-id", tenant);
     }

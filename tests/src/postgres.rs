@@ -36,15 +36,24 @@ impl Postgres {
         };
         let data = home.join("data");
         let mut initdb = Command::new(bin.join("initdb"));
-        initdb.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&data);
+        initdb
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data);
         let log = dir.join("initdb.log");
         let mut init = ChildGuard::spawn("initdb", initdb, log.clone(), libc::SIGTERM, run_as)?;
         if !init.wait_success()? {
-            bail!("initdb failed: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            bail!(
+                "initdb failed: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
         let port = free_port()?;
         let mut server = Command::new(bin.join("postgres"));
-        server.arg("-D").arg(&data).args(["-p", &port.to_string(), "-k"]).arg(&home);
+        server
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&home);
         server.args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
         server.args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
         let log = dir.join("postgres.log");
@@ -83,7 +92,9 @@ fn bin_dir() -> Result<PathBuf> {
         .filter(|bin| bin.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().context("no initdb under /usr/lib/postgresql")
+    versions
+        .pop()
+        .context("no initdb under /usr/lib/postgresql")
 }
 
 fn postgres_user() -> Result<(u32, u32)> {

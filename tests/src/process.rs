@@ -72,7 +72,8 @@ impl ChildGuard {
         stop_signal: i32,
         run_as: Option<(u32, u32)>,
     ) -> Result<ChildGuard> {
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let err = out.try_clone()?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
         // SAFETY: only async-signal-safe libc calls between fork and exec.
@@ -90,7 +91,9 @@ impl ChildGuard {
                 Ok(())
             });
         }
-        let child = command.spawn().with_context(|| format!("starting {name}"))?;
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
         Ok(ChildGuard {
             name: name.to_string(),
             child: Some(child),

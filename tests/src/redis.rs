@@ -23,7 +23,8 @@ impl Redis {
         command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
         command.args(["--save", "", "--appendonly", "no"]);
         let log = dir.join("redis.log");
-        let mut child = ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;
+        let mut child =
+            ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;
         wait_for_port(&mut child, port, &log).await?;
         Ok(Redis { port, child })
     }

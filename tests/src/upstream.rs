@@ -59,24 +59,30 @@ impl Drop for Upstream {
 
 /// Serves the recording upstream on `listener`; with `print`, logs every request
 /// (the demo's upstream does).
-pub async fn serve(listener: TcpListener, ledger: Arc<Mutex<HashMap<String, Received>>>, print: bool) {
+pub async fn serve(
+    listener: TcpListener,
+    ledger: Arc<Mutex<HashMap<String, Received>>>,
+    print: bool,
+) {
     let app = Router::new()
-        .fallback(move |State(ledger): State<Ledger>, headers: HeaderMap, body: Bytes| async move {
-            let tenant = headers
-                .get("x-tenant-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            if print {
-                println!("upstream: tenant {tenant:?} sent {} bytes", body.len());
-            }
-            if let Ok(mut ledger) = ledger.lock() {
-                let entry = ledger.entry(tenant).or_default();
-                entry.requests += 1;
-                entry.bytes += body.len() as u64;
-            }
-            "ok\n"
-        })
+        .fallback(
+            move |State(ledger): State<Ledger>, headers: HeaderMap, body: Bytes| async move {
+                let tenant = headers
+                    .get("x-tenant-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                if print {
+                    println!("upstream: tenant {tenant:?} sent {} bytes", body.len());
+                }
+                if let Ok(mut ledger) = ledger.lock() {
+                    let entry = ledger.entry(tenant).or_default();
+                    entry.requests += 1;
+                    entry.bytes += body.len() as u64;
+                }
+                "ok\n"
+            },
+        )
         .layer(DefaultBodyLimit::disable())
         .with_state(ledger);
     let _ = axum::serve(listener, app).await;

@@ -1,6 +1,9 @@
 //! The walking skeleton's scenarios, through real Envoy, the real `.wasm`, the control
 //! plane, Redis and PostgreSQL.
 
+// clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Utc};
@@ -35,7 +38,10 @@ fn seconds_to_month_end() -> i64 {
     } else {
         (now.year(), now.month() + 1)
     };
-    let reset = Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).single().expect("valid date");
+    let reset = Utc
+        .with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
     (reset - now).num_seconds()
 }
 
@@ -72,7 +78,11 @@ async fn usage_past_warn_at_and_into_overage_is_admitted_with_warning() {
 
     let at_threshold = gateway.send(Some("acme"), 8_000).await.unwrap();
     assert_eq!(at_threshold.status(), StatusCode::OK);
-    assert_eq!(header(&at_threshold, "x-quota-status"), "ok", "8000 is exactly 80 %");
+    assert_eq!(
+        header(&at_threshold, "x-quota-status"),
+        "ok",
+        "8000 is exactly 80 %"
+    );
 
     let past_threshold = gateway.send(Some("acme"), 1).await.unwrap();
     assert_eq!(past_threshold.status(), StatusCode::OK);
@@ -90,18 +100,30 @@ async fn usage_past_warn_at_and_into_overage_is_admitted_with_warning() {
 async fn request_past_the_hard_limit_gets_429_and_changes_nothing() {
     let gateway = gateway_with_pro_tier(GatewayOptions::default()).await;
     gateway.create_tenant("acme", "pro").await.unwrap();
-    assert_eq!(gateway.send(Some("acme"), 11_000).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        gateway.send(Some("acme"), 11_000).await.unwrap().status(),
+        StatusCode::OK
+    );
     let upstream_before = gateway.upstream.received("acme");
 
     let response = gateway.send(Some("acme"), 1_001).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&response, "content-type"), "application/problem+json");
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
     assert_eq!(header(&response, "x-quota-status"), "exceeded");
     let retry_after: i64 = header(&response, "retry-after").parse().unwrap();
-    assert!(retry_after >= seconds_to_month_end() - 5, "retry-after {retry_after}");
+    assert!(
+        retry_after >= seconds_to_month_end() - 5,
+        "retry-after {retry_after}"
+    );
     let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["type"], "https://iana.org/assignments/http-problem-types#quota-exceeded");
+    assert_eq!(
+        problem["type"],
+        "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    );
     assert_eq!(problem["violated-policies"], serde_json::json!(["monthly"]));
     assert_eq!(problem["tenant"], "acme");
     assert_eq!(problem["resource"], "request_bytes");
@@ -109,13 +131,28 @@ async fn request_past_the_hard_limit_gets_429_and_changes_nothing() {
     assert_eq!(problem["used"], 11_000);
     assert_eq!(problem["reset_after_s"].as_i64(), Some(retry_after));
 
-    assert_eq!(gateway.upstream.received("acme"), upstream_before, "upstream saw nothing");
-    assert_eq!(gateway.usage("acme").await.unwrap(), 11_000, "usage unchanged");
+    assert_eq!(
+        gateway.upstream.received("acme"),
+        upstream_before,
+        "upstream saw nothing"
+    );
+    assert_eq!(
+        gateway.usage("acme").await.unwrap(),
+        11_000,
+        "usage unchanged"
+    );
     // What still fits is still admitted.
     let fits = gateway.send(Some("acme"), 1_000).await.unwrap();
     assert_eq!(fits.status(), StatusCode::OK);
     assert_eq!(gateway.usage("acme").await.unwrap(), 12_000);
-    assert_eq!(gateway.envoy.stat("wasmcustom.tollgate.rejected").await.unwrap(), 1);
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.rejected")
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,11 +210,21 @@ async fn concurrent_writes_count_exactly_what_was_admitted_and_never_pass_the_ha
         other += o;
     }
 
-    assert_eq!(other, 0, "every write was either admitted with a decision or refused");
-    assert!(rejected > 0 && admitted > 0, "the load must straddle the limit");
+    assert_eq!(
+        other, 0,
+        "every write was either admitted with a decision or refused"
+    );
+    assert!(
+        rejected > 0 && admitted > 0,
+        "the load must straddle the limit"
+    );
     let counted = gateway.usage("acme").await.unwrap();
     assert_eq!(counted, admitted, "counted usage == sum of admitted writes");
-    assert_eq!(gateway.upstream.received("acme").bytes, admitted, "upstream got exactly those bytes");
+    assert_eq!(
+        gateway.upstream.received("acme").bytes,
+        admitted,
+        "upstream got exactly those bytes"
+    );
     assert!(counted <= hard, "{counted} passed the hard limit {hard}");
 }
 
@@ -187,7 +234,10 @@ async fn tenants_never_see_each_others_usage() {
     gateway.create_tenant("acme", "pro").await.unwrap();
     gateway.create_tenant("globex", "pro").await.unwrap();
 
-    assert_eq!(gateway.send(Some("acme"), 11_500).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        gateway.send(Some("acme"), 11_500).await.unwrap().status(),
+        StatusCode::OK
+    );
     let globex = gateway.send(Some("globex"), 700).await.unwrap();
 
     assert_eq!(globex.status(), StatusCode::OK);
@@ -196,8 +246,14 @@ async fn tenants_never_see_each_others_usage() {
     assert_eq!(gateway.usage("acme").await.unwrap(), 11_500);
     assert_eq!(gateway.usage("globex").await.unwrap(), 700);
     // acme at its limit does not stop globex, and globex's use does not count for acme.
-    assert_eq!(gateway.send(Some("acme"), 501).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(gateway.send(Some("globex"), 501).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        gateway.send(Some("acme"), 501).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        gateway.send(Some("globex"), 501).await.unwrap().status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,20 +268,48 @@ async fn control_plane_down_applies_the_failure_mode_without_hanging_and_recover
         .await
         .unwrap();
     // A generous client timeout: the point is that the answer comes at all.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
 
     gateway.control_plane.stop();
 
-    let open = send(&http, &gateway.envoy, Some("acme"), 100).await.expect("no hang (open)");
+    let open = send(&http, &gateway.envoy, Some("acme"), 100)
+        .await
+        .expect("no hang (open)");
     assert_eq!(open.status(), StatusCode::OK);
     assert_eq!(header(&open, "x-quota-status"), "unknown");
-    assert_eq!(gateway.upstream.received("acme").bytes, 100, "failure mode open lets it through");
-    let refused = send(&http, &closed, Some("acme"), 100).await.expect("no hang (closed)");
+    assert_eq!(
+        gateway.upstream.received("acme").bytes,
+        100,
+        "failure mode open lets it through"
+    );
+    let refused = send(&http, &closed, Some("acme"), 100)
+        .await
+        .expect("no hang (closed)");
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(&refused, "content-type"), "application/problem+json");
-    assert_eq!(gateway.upstream.received("acme").bytes, 100, "failure mode closed keeps it out");
-    assert_eq!(gateway.envoy.stat("wasmcustom.tollgate.failed_open").await.unwrap(), 1);
-    assert_eq!(closed.stat("wasmcustom.tollgate.failed_closed").await.unwrap(), 1);
+    assert_eq!(
+        gateway.upstream.received("acme").bytes,
+        100,
+        "failure mode closed keeps it out"
+    );
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.failed_open")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        closed
+            .stat("wasmcustom.tollgate.failed_closed")
+            .await
+            .unwrap(),
+        1
+    );
 
     gateway.control_plane.restart().await.unwrap();
 
@@ -247,12 +331,26 @@ async fn request_without_tenant_is_401_and_counts_nothing() {
     let response = gateway.send(None, 100).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(header(&response, "content-type"), "application/problem+json");
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], 401);
     assert!(problem["detail"].as_str().unwrap().contains("x-tenant-id"));
-    assert_eq!(gateway.upstream.received("").requests, 0, "upstream saw nothing");
-    assert_eq!(gateway.envoy.stat("wasmcustom.tollgate.callouts").await.unwrap(), 0);
+    assert_eq!(
+        gateway.upstream.received("").requests,
+        0,
+        "upstream saw nothing"
+    );
+    assert_eq!(
+        gateway
+            .envoy
+            .stat("wasmcustom.tollgate.callouts")
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(gateway.usage("acme").await.unwrap(), 0);
 }
 
@@ -263,6 +361,9 @@ async fn unknown_tenant_is_403_and_never_reaches_the_upstream() {
     let response = gateway.send(Some("stranger"), 100).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(header(&response, "content-type"), "application/problem+json");
+    assert_eq!(
+        header(&response, "content-type"),
+        "application/problem+json"
+    );
     assert_eq!(gateway.upstream.received("stranger").requests, 0);
 }
