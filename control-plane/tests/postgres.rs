@@ -4,9 +4,6 @@
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,71 +12,38 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use tempfile::TempDir;
 use tollgate_control_plane::config::Secret;
 use tollgate_control_plane::model::LimitDef;
 use tollgate_control_plane::repo::{NewTier, RepoError};
 use tollgate_control_plane::store::MemoryStore;
 use tollgate_control_plane::window::Period;
 use tollgate_control_plane::{app, AppConfig, AppState, MIGRATOR};
+use tollgate_e2e::postgres::Postgres;
 use tollgate_protocol::{Limit, WarnAt};
 use tower::ServiceExt;
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
 const TOKEN: &str = "pg-test-token";
 
-/// A throwaway PostgreSQL cluster, stopped and deleted when dropped.
-struct Postgres {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
+/// A throwaway PostgreSQL cluster from the end-to-end harness, stopped and deleted
+/// when dropped.
+struct TestPostgres {
+    postgres: Postgres,
+    _dir: TempDir,
 }
 
-fn as_postgres(program: &str) -> Command {
-    let mut command = Command::new("runuser");
-    command.args(["-u", "postgres", "--", &format!("{BIN}/{program}")]);
-    command
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("tollgate-pg-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "chown failed");
-        let data = dir.join("data");
-        let status = as_postgres("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "initdb failed");
-        let child = as_postgres("postgres")
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Postgres { child, dir, port }
+impl TestPostgres {
+    async fn start() -> TestPostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = Postgres::start(dir.path()).await.unwrap();
+        TestPostgres {
+            postgres,
+            _dir: dir,
+        }
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        self.postgres.url()
     }
 
     async fn pool(&self) -> PgPool {
@@ -103,22 +67,6 @@ impl Postgres {
                 }
             }
         }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Killing runuser would orphan postgres: ask postgres itself to stop.
-        let _ = as_postgres("pg_ctl")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["stop", "-m", "immediate"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -165,7 +113,7 @@ fn pro_tier() -> Value {
 
 #[tokio::test]
 async fn admin_api_creates_tiers_and_tenants_and_checks_count_against_them() {
-    let pg = Postgres::start();
+    let pg = TestPostgres::start().await;
     let state = state(pg.pool().await);
 
     let (status, tier) = send(&state, "POST", "/admin/v1/tiers", Some(pro_tier())).await;
@@ -222,7 +170,7 @@ async fn admin_api_creates_tiers_and_tenants_and_checks_count_against_them() {
 
 #[tokio::test]
 async fn check_uses_cached_definitions_until_an_admin_write_clears_them() {
-    let pg = Postgres::start();
+    let pg = TestPostgres::start().await;
     let state = state(pg.pool().await);
     let check = json!({"tenant": "acme", "amounts": {"requests": 1}});
 
@@ -250,7 +198,7 @@ async fn check_uses_cached_definitions_until_an_admin_write_clears_them() {
 
 #[tokio::test]
 async fn tier_whose_limits_fail_to_insert_is_not_written_at_all() {
-    let pg = Postgres::start();
+    let pg = TestPostgres::start().await;
     let state = state(pg.pool().await);
     let limit = LimitDef {
         resource: "requests".into(),

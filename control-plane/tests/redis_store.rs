@@ -5,60 +5,41 @@
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use tempfile::TempDir;
 use tollgate_control_plane::store::{
     CounterOp, CounterStore, MemoryStore, RedisStore, COUNTER_MAX,
 };
+use tollgate_e2e::process::free_port;
+use tollgate_e2e::redis::Redis;
 
-/// A throwaway `redis-server`, killed when dropped.
+/// A throwaway `redis-server` from the end-to-end harness, stopped when dropped.
 struct RedisServer {
-    child: Child,
+    redis: Redis,
     port: u16,
+    _dir: TempDir,
 }
 
 impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        RedisServer::start_on(port)
+    async fn start() -> RedisServer {
+        RedisServer::start_on(free_port().unwrap()).await
     }
 
-    fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (/usr/bin/redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    async fn start_on(port: u16) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start_on(dir.path(), port).await.unwrap();
+        RedisServer {
+            redis,
+            port,
+            _dir: dir,
         }
-        RedisServer { child, port }
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.redis.url()
     }
 }
 
@@ -223,7 +204,7 @@ macro_rules! for_every_store {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let server = RedisServer::start();
+                    let server = RedisServer::start().await;
                     super::$name(Arc::new(RedisStore::new(&server.url()).unwrap())).await;
                 }
             )*
@@ -256,7 +237,7 @@ async fn eventually_counts(store: &RedisStore, key: &str) -> Vec<u64> {
 
 #[tokio::test]
 async fn redis_store_recovers_after_redis_restarts() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().await;
     let port = server.port;
     let store = RedisStore::new(&server.url()).unwrap();
     assert_eq!(eventually_counts(&store, "{r}:k").await, vec![1]);
@@ -266,28 +247,24 @@ async fn redis_store_recovers_after_redis_restarts() {
         .await
         .unwrap_err();
     assert!(error.is_transient(), "{error:?}");
-    let _server = RedisServer::start_on(port);
+    let _server = RedisServer::start_on(port).await;
     // A fresh server: the counter starts again, and the script is reloaded.
     assert_eq!(eventually_counts(&store, "{r}:k").await, vec![1]);
 }
 
 #[tokio::test]
 async fn redis_store_created_while_redis_is_down_works_once_it_is_up() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port().unwrap();
     let store = RedisStore::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
     let error = store.ping().await.unwrap_err();
     assert!(error.is_transient(), "{error:?}");
-    let _server = RedisServer::start_on(port);
+    let _server = RedisServer::start_on(port).await;
     assert_eq!(eventually_counts(&store, "{d}:k").await, vec![1]);
 }
 
 #[tokio::test]
 async fn counters_expire_at_the_time_given_and_scripts_survive_a_flush() {
-    let server = RedisServer::start();
+    let server = RedisServer::start().await;
     let store = RedisStore::new(&server.url()).unwrap();
     let mut counter = op("{e}:k", 1, 10);
     counter.expire_at = Utc::now().timestamp() + 500;

@@ -16,13 +16,17 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts Redis with its log in `dir`.
+    /// Starts Redis on a free port with its log in `dir`.
     pub async fn start(dir: &Path) -> Result<Redis> {
-        let port = free_port()?;
+        Redis::start_on(dir, free_port()?).await
+    }
+
+    /// Starts Redis on `port` (again, after a stop: tests of reconnection).
+    pub async fn start_on(dir: &Path, port: u16) -> Result<Redis> {
         let mut command = Command::new("redis-server");
         command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
         command.args(["--save", "", "--appendonly", "no"]);
-        let log = dir.join("redis.log");
+        let log = dir.join(format!("redis-{port}.log"));
         let mut child =
             ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;
         wait_for_port(&mut child, port, &log).await?;
