@@ -251,6 +251,3 @@ impl RequestFlow {
         host.send_local_response(u32::from(problem.status), &headers, &problem.to_json());
     }
 }
-
-#[cfg(test)]
-mod tests;

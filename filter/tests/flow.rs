@@ -1,7 +1,16 @@
+//! The per-request logic against a fake host that records every host call.
+
+// clippy's allow-*-in-tests covers `#[test]` bodies only, not the fake host beside them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
-use super::*;
+use tollgate_filter::flow::{Next, RequestFlow};
+use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_protocol::problem;
+use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus};
 
 type Headers = Vec<(String, String)>;
 /// A callout or local reply as recorded: cluster or status, headers, body.
