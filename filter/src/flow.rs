@@ -97,9 +97,17 @@ impl RequestFlow {
         let request = CheckRequest {
             tenant: tenant.clone(),
             roles: Vec::new(),
-            amounts: BTreeMap::from([(resource::REQUEST_BYTES.to_string(), amount)]),
+            // Every counted request is one `requests` and its body bytes, checked and
+            // counted together: all or nothing.
+            amounts: BTreeMap::from([
+                (resource::REQUESTS.to_string(), 1),
+                (resource::REQUEST_BYTES.to_string(), amount),
+            ]),
             method: host.request_header(":method").unwrap_or_default(),
             path,
+            // Gauges (`concurrent_requests`) need a request id and a release when the
+            // request ends; the filter does not acquire them yet.
+            request_id: None,
         };
         let Ok(body) = serde_json::to_vec(&request) else {
             return self.fail(host, "could not encode the check request");

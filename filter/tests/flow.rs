@@ -130,6 +130,7 @@ fn config(failure_mode: &str) -> Rc<FilterConfig> {
 fn policy(used: u64, remaining: u64) -> PolicyStatus {
     PolicyStatus {
         name: "monthly".into(),
+        tenant: None,
         resource: "request_bytes".into(),
         quota: 1000,
         limit: 1200,
@@ -151,7 +152,7 @@ fn answer(decision: &str, reason: Option<&str>, policy: PolicyStatus) -> Vec<u8>
 }
 
 #[test]
-fn counted_request_asks_the_control_plane_with_its_body_size_and_waits() {
+fn counted_request_asks_the_control_plane_for_one_request_and_its_body_size_and_waits() {
     let host = FakeHost::upload("acme", 512);
     let mut flow = RequestFlow::new(config("open"));
     assert_eq!(flow.on_request_headers(&host), Next::Pause);
@@ -165,15 +166,17 @@ fn counted_request_asks_the_control_plane_with_its_body_size_and_waits() {
     let request: CheckRequest = serde_json::from_slice(body).unwrap();
     assert_eq!(request.tenant, "acme");
     assert_eq!(request.amounts.get("request_bytes"), Some(&512));
+    assert_eq!(request.amounts.get("requests"), Some(&1));
     assert_eq!(request.path, "/upload");
 }
 
 #[test]
-fn request_without_content_length_costs_zero_bytes() {
+fn request_without_content_length_costs_one_request_and_zero_bytes() {
     let host = FakeHost::request(&[(":path", "/"), ("x-tenant-id", "acme")]);
     RequestFlow::new(config("open")).on_request_headers(&host);
     let request: CheckRequest = serde_json::from_slice(&host.dispatched.borrow()[0].2).unwrap();
     assert_eq!(request.amounts.get("request_bytes"), Some(&0));
+    assert_eq!(request.amounts.get("requests"), Some(&1));
 }
 
 #[test]

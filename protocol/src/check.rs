@@ -4,6 +4,9 @@
 //! every resource amount against the tenant's limits in one atomic step and answers the
 //! decision with the status of the policy that bound it, which the filter turns into
 //! response headers or a 429.
+//!
+//! `POST /v1/release` gives back what a request holds of a gauge
+//! (`concurrent_requests`) once it is done; it is idempotent by request id.
 
 use std::collections::BTreeMap;
 
@@ -14,9 +17,13 @@ use crate::decision::Decision;
 /// The path of the check endpoint, version included.
 pub const CHECK_PATH: &str = "/v1/check";
 
+/// The path of the release endpoint, version included.
+pub const RELEASE_PATH: &str = "/v1/release";
+
 /// What the filter asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckRequest {
     /// The tenant id as the gateway saw it.
     pub tenant: String,
@@ -31,11 +38,35 @@ pub struct CheckRequest {
     /// Request path, for policies and audit.
     #[serde(default)]
     pub path: String,
+    /// The request's id (Envoy's `x-request-id`): what gauge slots are held under until
+    /// `POST /v1/release`. Required when a gauge resource has an amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// What the filter sends when a request that holds gauge slots is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseRequest {
+    /// The tenant the request was checked for.
+    pub tenant: String,
+    /// The request id the check carried.
+    pub request_id: String,
+}
+
+/// What the control plane answers to a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseResponse {
+    /// How many gauges held a slot for the request (0 when already released).
+    pub released: u64,
 }
 
 /// Why a request was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RejectReason {
     /// A limit would pass its hard limit.
     QuotaExceeded,
@@ -45,6 +76,7 @@ pub enum RejectReason {
 
 /// What the control plane answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResponse {
     /// ALLOW, WARN or REJECT.
     pub decision: Decision,
@@ -61,13 +93,25 @@ pub struct CheckResponse {
     /// without asking again (only on REJECT; the window's reset at the latest).
     #[serde(default)]
     pub cache_reject_for_s: u64,
+    /// A level in shadow mode would have rejected this request: it was admitted and
+    /// counted anyway, and the status is a warning.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shadow_reject: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// One limit's state after the check, as clients will see it in headers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyStatus {
     /// Policy name used in `RateLimit-Policy` (e.g. `monthly`).
     pub name: String,
+    /// Whose limit it is: the requesting tenant or one of its ancestors (team, org).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The resource the policy limits.
     pub resource: String,
     /// The included amount per window.
@@ -98,6 +142,7 @@ mod tests {
             amounts: BTreeMap::from([("request_bytes".to_string(), 512)]),
             method: "POST".into(),
             path: "/upload".into(),
+            request_id: Some("r-1".into()),
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(

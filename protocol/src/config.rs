@@ -121,6 +121,10 @@ pub fn is_valid_tenant_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(&b))
+        // `.` and `..` cannot be one segment of a URL path (clients remove them), so the
+        // admin API could never address such a tenant.
+        && id != "."
+        && id != ".."
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -214,5 +218,7 @@ mod tests {
         assert!(!is_valid_tenant_id(""));
         assert!(!is_valid_tenant_id("a b"));
         assert!(!is_valid_tenant_id(&"x".repeat(129)));
+        assert!(!is_valid_tenant_id(".") && !is_valid_tenant_id(".."));
+        assert!(is_valid_tenant_id("...") && is_valid_tenant_id("a.b"));
     }
 }

@@ -95,6 +95,7 @@ mod tests {
     fn monthly_bytes() -> PolicyStatus {
         PolicyStatus {
             name: "monthly".into(),
+            tenant: None,
             resource: "request_bytes".into(),
             quota: 10_737_418_240,
             limit: 10_737_418_240,
@@ -119,6 +120,7 @@ mod tests {
     fn fixed_window_carries_its_length() {
         let policy = PolicyStatus {
             name: "per-minute".into(),
+            tenant: None,
             resource: "requests".into(),
             window_s: Some(60),
             ..monthly_bytes()

@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount (SPEC §2).
-//! - [`check`] — the `POST /v1/check` request and response bodies.
+//! - [`check`] — the `POST /v1/check` and `POST /v1/release` bodies.
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
 //! - [`problem`] — `application/problem+json` bodies for local replies.
 //! - [`config`] — the filter's JSON configuration schema and its validation.
@@ -17,7 +17,9 @@ pub mod decision;
 pub mod headers;
 pub mod problem;
 
-pub use check::{CheckRequest, CheckResponse, PolicyStatus, RejectReason};
+pub use check::{
+    CheckRequest, CheckResponse, PolicyStatus, RejectReason, ReleaseRequest, ReleaseResponse,
+};
 pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig};
 pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
 

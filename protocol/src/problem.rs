@@ -61,14 +61,19 @@ impl Problem {
         }
     }
 
-    /// The 429 body for a request that would pass `policy`'s hard limit.
+    /// The 429 body for a request that would pass `policy`'s hard limit. When the limit
+    /// is an ancestor's (the team's, the organization's), the detail says whose.
     pub fn quota_exceeded(tenant: &str, policy: &PolicyStatus) -> Problem {
+        let whose = match policy.tenant.as_deref() {
+            Some(owner) if owner != tenant => format!("tenant {tenant}'s parent {owner}"),
+            _ => format!("tenant {tenant}"),
+        };
         Problem {
             problem_type: QUOTA_EXCEEDED_TYPE.into(),
             title: "Request cannot be satisfied as assigned quota has been exceeded".into(),
             status: 429,
             detail: format!(
-                "tenant {tenant} has used {} of its {} {} limit of policy {}",
+                "{whose} has used {} of its {} {} limit of policy {}",
                 policy.used, policy.limit, policy.resource, policy.name
             ),
             violated_policies: vec![policy.name.clone()],
@@ -97,6 +102,7 @@ mod tests {
     fn quota_exceeded_body_has_the_registered_type_and_our_members() {
         let policy = PolicyStatus {
             name: "monthly".into(),
+            tenant: None,
             resource: "request_bytes".into(),
             quota: 100,
             limit: 120,
