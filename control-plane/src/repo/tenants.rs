@@ -1,84 +1,285 @@
-//! Queries over `tenants`, and the resolved quota of one tenant.
+//! Queries over `tenants`.
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 
-use super::tiers::unique_as_conflict;
-use super::{QuotaRepo, RepoError};
-use crate::model::{Tenant, TenantQuota};
+use super::events::NewEvent;
+use super::{rules, unique_as_conflict, Page, Paging, QuotaRepo, RepoError};
+use crate::model::{Mode, Ppm, Tenant};
+use crate::views::{to_json, TenantView};
 
 /// A tenant to create, already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTenant {
     /// Its id.
     pub id: String,
-    /// The tier it is on.
-    pub tier: String,
+    /// Its parent.
+    pub parent_id: Option<String>,
+    /// Its own tier.
+    pub tier: Option<String>,
+    /// How its limits act.
+    pub mode: Mode,
+    /// How far its children's quotas may sum past its own.
+    pub overcommit: Ppm,
     /// Its labels (a JSON object).
     pub labels: serde_json::Value,
 }
 
-const TENANT_COLUMNS: &str = "id, parent_id, tier, labels, created_at, updated_at";
+/// A change to a tenant; `None` keeps a field, `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantPatch {
+    /// A new parent, or none (a root).
+    pub parent_id: Option<Option<String>>,
+    /// A new own tier, or none.
+    pub tier: Option<Option<String>>,
+    /// A new mode.
+    pub mode: Option<Mode>,
+    /// A new overcommit ratio.
+    pub overcommit: Option<Ppm>,
+    /// New labels (replacing the old ones).
+    pub labels: Option<serde_json::Value>,
+}
+
+/// Which tenants to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantFilter {
+    /// Only children of this tenant.
+    pub parent: Option<String>,
+    /// Only tenants whose own tier is this.
+    pub tier: Option<String>,
+    /// Only tenants in this mode.
+    pub mode: Option<Mode>,
+    /// Only tenants with this label (key, value as text).
+    pub label: Option<(String, String)>,
+}
+
+const TENANT_COLUMNS: &str =
+    "id, parent_id, tier, mode, overcommit_ppm, labels, created_at, updated_at";
 
 fn tenant_from_row(row: &PgRow) -> Result<Tenant, RepoError> {
+    let id: String = row.try_get("id")?;
     let Json(labels) = row.try_get::<Json<serde_json::Value>, _>("labels")?;
+    let mode = row
+        .try_get::<String, _>("mode")?
+        .parse()
+        .map_err(|e: String| RepoError::Corrupt(format!("tenant {id}: {e}")))?;
+    let overcommit = u64::try_from(row.try_get::<i64, _>("overcommit_ppm")?)
+        .map_err(|_| RepoError::Corrupt(format!("tenant {id}: overcommit")))?;
     Ok(Tenant {
-        id: row.try_get("id")?,
         parent_id: row.try_get("parent_id")?,
         tier: row.try_get("tier")?,
+        mode,
+        overcommit: Ppm(overcommit),
         labels,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        id,
     })
 }
 
+pub(super) async fn get_in(conn: &mut PgConnection, id: &str) -> Result<Option<Tenant>, RepoError> {
+    let row = sqlx::query(&format!(
+        "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(tenant_from_row).transpose()
+}
+
+/// Refuses references to a parent or tier that does not exist, naming the field.
+async fn references_exist(
+    conn: &mut PgConnection,
+    parent_id: Option<&str>,
+    tier: Option<&str>,
+) -> Result<(), RepoError> {
+    if let Some(parent) = parent_id {
+        if get_in(&mut *conn, parent).await?.is_none() {
+            return Err(RepoError::invalid(
+                "parent_id",
+                format!("tenant {parent} does not exist"),
+            ));
+        }
+    }
+    if let Some(tier) = tier {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tiers WHERE name = $1")
+            .bind(tier)
+            .fetch_optional(conn)
+            .await?;
+        if found.is_none() {
+            return Err(RepoError::invalid(
+                "tier",
+                format!("tier {tier} does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl QuotaRepo {
-    /// Creates a tenant; its tier must exist.
-    pub async fn create_tenant(&self, tenant: &NewTenant) -> Result<Tenant, RepoError> {
+    /// Creates a tenant under its parent, keeping the hierarchy rules.
+    pub async fn create_tenant(
+        &self,
+        actor: &str,
+        new: &NewTenant,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        references_exist(&mut tx.tx, new.parent_id.as_deref(), new.tier.as_deref()).await?;
+        if let Some(parent) = &new.parent_id {
+            rules::check_depth(&mut tx.tx, &new.id, parent).await?;
+        }
+        let overcommit = i64::try_from(new.overcommit.0)
+            .map_err(|_| RepoError::invalid("overcommit", "too large"))?;
         let row = sqlx::query(&format!(
-            "INSERT INTO tenants (id, tier, labels) VALUES ($1, $2, $3) RETURNING {TENANT_COLUMNS}"
+            "INSERT INTO tenants (id, parent_id, tier, mode, overcommit_ppm, labels) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TENANT_COLUMNS}"
         ))
-        .bind(&tenant.id)
-        .bind(&tenant.tier)
-        .bind(Json(&tenant.labels))
-        .fetch_one(&self.pool)
+        .bind(&new.id)
+        .bind(&new.parent_id)
+        .bind(&new.tier)
+        .bind(new.mode.as_str())
+        .bind(overcommit)
+        .bind(Json(&new.labels))
+        .fetch_one(&mut *tx.tx)
         .await
-        .map_err(|error| match &error {
-            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                RepoError::UnknownTier(tenant.tier.clone())
-            }
-            _ => unique_as_conflict(error, &format!("tenant {}", tenant.id)),
-        })?;
-        tenant_from_row(&row)
+        .map_err(|e| unique_as_conflict(e, &format!("tenant {}", new.id)))?;
+        let tenant = tenant_from_row(&row)?;
+        if let Some(parent) = &tenant.parent_id {
+            rules::check_overcommit(&mut tx.tx, std::slice::from_ref(parent), now).await?;
+        }
+        let after = to_json(&TenantView::from(&tenant));
+        tx.commit(NewEvent::change(
+            "tenant.created",
+            format!("tenant/{}", tenant.id),
+            Some(tenant.id.clone()),
+            None,
+            Some(after),
+        ))
+        .await?;
+        Ok(tenant)
     }
 
-    /// The tenant `id`, if it exists.
-    pub async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, RepoError> {
+    /// Tenant `id`.
+    pub async fn get_tenant(&self, id: &str) -> Result<Tenant, RepoError> {
+        let mut conn = self.pool.acquire().await?;
+        get_in(&mut conn, id)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tenant {id}")))
+    }
+
+    /// Tenants matching `filter`, by id.
+    pub async fn list_tenants(
+        &self,
+        filter: &TenantFilter,
+        paging: &Paging,
+    ) -> Result<Page<Tenant>, RepoError> {
+        let (label_key, label_value) = match &filter.label {
+            Some((k, v)) => (Some(k.as_str()), Some(v.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants \
+             WHERE ($1::text IS NULL OR parent_id = $1) AND ($2::text IS NULL OR tier = $2) \
+               AND ($3::text IS NULL OR mode = $3) \
+               AND ($4::text IS NULL OR labels ->> $4 = $5) \
+               AND ($6::text IS NULL OR id > $6) \
+             ORDER BY id LIMIT $7"
+        ))
+        .bind(&filter.parent)
+        .bind(&filter.tier)
+        .bind(filter.mode.map(Mode::as_str))
+        .bind(label_key)
+        .bind(label_value)
+        .bind(&paging.after)
+        .bind(paging.limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let tenants = rows
+            .iter()
+            .map(tenant_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(tenants, paging.limit, |t| t.id.clone()))
+    }
+
+    /// Changes a tenant, keeping the hierarchy rules.
+    pub async fn update_tenant(
+        &self,
+        actor: &str,
+        id: &str,
+        patch: &TenantPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        let before = get_in(&mut tx.tx, id)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tenant {id}")))?;
+        let parent_id = patch.parent_id.clone().unwrap_or(before.parent_id.clone());
+        let tier = patch.tier.clone().unwrap_or(before.tier.clone());
+        references_exist(&mut tx.tx, parent_id.as_deref(), tier.as_deref()).await?;
+        if parent_id != before.parent_id {
+            if let Some(parent) = &parent_id {
+                rules::check_depth(&mut tx.tx, id, parent).await?;
+            }
+        }
+        let overcommit = i64::try_from(patch.overcommit.unwrap_or(before.overcommit).0)
+            .map_err(|_| RepoError::invalid("overcommit", "too large"))?;
         let row = sqlx::query(&format!(
-            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+            "UPDATE tenants SET parent_id = $2, tier = $3, mode = $4, overcommit_ppm = $5, \
+             labels = $6, updated_at = now() WHERE id = $1 RETURNING {TENANT_COLUMNS}"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .bind(&parent_id)
+        .bind(&tier)
+        .bind(patch.mode.unwrap_or(before.mode).as_str())
+        .bind(overcommit)
+        .bind(Json(patch.labels.as_ref().unwrap_or(&before.labels)))
+        .fetch_one(&mut *tx.tx)
         .await?;
-        row.as_ref().map(tenant_from_row).transpose()
+        let after = tenant_from_row(&row)?;
+        let parents = rules::parents_affected_by_tenant(&mut tx.tx, id).await?;
+        rules::check_overcommit(&mut tx.tx, &parents, now).await?;
+        tx.commit(NewEvent::change(
+            "tenant.updated",
+            format!("tenant/{id}"),
+            Some(id.to_string()),
+            Some(to_json(&TenantView::from(&before))),
+            Some(to_json(&TenantView::from(&after))),
+        ))
+        .await?;
+        Ok(after)
     }
 
-    /// What `/v1/check` decides against for tenant `id`; `None` for an unknown tenant.
-    pub async fn tenant_quota(&self, id: &str) -> Result<Option<TenantQuota>, RepoError> {
-        let Some(tier) = sqlx::query_scalar::<_, String>("SELECT tier FROM tenants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
+    /// Deletes a tenant with its assignments and overrides; refused while it has
+    /// children. Its usage history and events stay (they are what was billed).
+    pub async fn delete_tenant(&self, actor: &str, id: &str) -> Result<Tenant, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        let before = get_in(&mut tx.tx, id)
             .await?
-        else {
-            return Ok(None);
-        };
-        let limits = self.tier_limits(&tier).await?;
-        Ok(Some(TenantQuota {
-            tenant: id.to_string(),
-            root: id.to_string(),
-            tier,
-            limits,
-        }))
+            .ok_or_else(|| RepoError::NotFound(format!("tenant {id}")))?;
+        let children: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE parent_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        if children > 0 {
+            return Err(RepoError::Conflict(format!(
+                "tenant {id} has {children} child tenant(s); delete or move them first"
+            )));
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit(NewEvent::change(
+            "tenant.deleted",
+            format!("tenant/{id}"),
+            Some(id.to_string()),
+            Some(to_json(&TenantView::from(&before))),
+            None,
+        ))
+        .await?;
+        Ok(before)
     }
 }

@@ -1,107 +1,236 @@
-//! Queries over `tiers` and `limits`.
+//! Queries over `tiers` (and their limits, as a unit).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
 
-use super::{limit_from_row, LimitRow, QuotaRepo, RepoError};
-use crate::model::{LimitDef, Tier};
+use super::events::NewEvent;
+use super::{limit_from_row, limits, rules, Page, Paging, QuotaRepo, RepoError, LIMIT_COLUMNS};
+use crate::model::{LimitDef, LimitOwner, Tier};
+use crate::views::{to_json, TierView};
 
 /// A tier to create, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTier {
     /// Its name.
     pub name: String,
-    /// Its limits, distinct by (resource, period).
-    pub limits: Vec<NewLimit>,
+    /// What it is for.
+    pub description: String,
+    /// Its limits, distinct by resource and span.
+    pub limits: Vec<LimitDef>,
 }
 
-/// A limit to create; the same shape as what is stored.
-pub type NewLimit = LimitDef;
+/// A change to a tier; what is `None` stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierPatch {
+    /// A new description.
+    pub description: Option<String>,
+    /// The complete new set of limits: limits on the same resource and span keep their
+    /// id and are updated, others are added, and the ones not listed are removed.
+    pub limits: Option<Vec<LimitDef>>,
+}
 
-const LIMIT_COLUMNS: &str = "resource, period, quota, overage, warn_at_ppm, unlimited";
+const TIER_COLUMNS: &str = "name, description, created_at, updated_at";
+
+fn tier_from_row(row: &PgRow) -> Result<Tier, RepoError> {
+    Ok(Tier {
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        limits: Vec::new(),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+async fn get_in(conn: &mut PgConnection, name: &str) -> Result<Option<Tier>, RepoError> {
+    let Some(row) = sqlx::query(&format!("SELECT {TIER_COLUMNS} FROM tiers WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut tier = tier_from_row(&row)?;
+    tier.limits = limits::of_owner(conn, &LimitOwner::Tier(name.to_string())).await?;
+    Ok(Some(tier))
+}
 
 impl QuotaRepo {
     /// Creates a tier and its limits in one transaction: all or nothing.
-    pub async fn create_tier(&self, tier: &NewTier) -> Result<Tier, RepoError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO tiers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING \
-             RETURNING created_at, updated_at",
+    pub async fn create_tier(&self, actor: &str, new: &NewTier) -> Result<Tier, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        let created = sqlx::query(
+            "INSERT INTO tiers (name, description) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING RETURNING name",
         )
-        .bind(&tier.name)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| RepoError::Conflict(format!("tier {}", tier.name)))?;
-        let created_at: DateTime<Utc> = row.try_get("created_at")?;
-        let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
-        for def in &tier.limits {
-            let quota = to_bigint(def.limit.quota, "quota")?;
-            let overage = to_bigint(def.limit.overage, "overage")?;
-            let warn_at_ppm = i32::try_from(def.limit.warn_at.ppm())
-                .map_err(|_| RepoError::Corrupt("warn_at out of range".into()))?;
-            sqlx::query(
-                "INSERT INTO limits (tier, resource, period, quota, overage, warn_at_ppm, unlimited) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&tier.name)
-            .bind(&def.resource)
-            .bind(def.period.as_str())
-            .bind(quota)
-            .bind(overage)
-            .bind(warn_at_ppm)
-            .bind(def.limit.unlimited)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unique_as_conflict(e, &format!("limit {}/{}", def.resource, def.period)))?;
+        .bind(&new.name)
+        .bind(&new.description)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if created.is_none() {
+            return Err(RepoError::Conflict(format!(
+                "tier {} already exists",
+                new.name
+            )));
         }
-        tx.commit().await?;
-        Ok(Tier {
-            name: tier.name.clone(),
-            limits: tier.limits.clone(),
-            created_at,
-            updated_at,
-        })
-    }
-
-    /// The tier named `name` with its limits, if it exists.
-    pub async fn get_tier(&self, name: &str) -> Result<Option<Tier>, RepoError> {
-        let Some(row) = sqlx::query("SELECT created_at, updated_at FROM tiers WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
+        let owner = LimitOwner::Tier(new.name.clone());
+        for def in &new.limits {
+            limits::insert(&mut tx.tx, &owner, def).await?;
+        }
+        let tier = get_in(&mut tx.tx, &new.name)
             .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Tier {
-            name: name.to_string(),
-            limits: self.tier_limits(name).await?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        }))
+            .ok_or_else(|| RepoError::NotFound(format!("tier {}", new.name)))?;
+        let after = to_json(&TierView::from(&tier));
+        tx.commit(NewEvent::change(
+            "tier.created",
+            format!("tier/{}", tier.name),
+            None,
+            None,
+            Some(after),
+        ))
+        .await?;
+        Ok(tier)
     }
 
-    /// The limits of tier `name`, in a stable order.
-    pub(crate) async fn tier_limits(&self, name: &str) -> Result<Vec<LimitDef>, RepoError> {
-        let rows: Vec<LimitRow> = sqlx::query_as(&format!(
-            "SELECT {LIMIT_COLUMNS} FROM limits WHERE tier = $1 ORDER BY resource, period"
+    /// The tier named `name` with its limits.
+    pub async fn get_tier(&self, name: &str) -> Result<Tier, RepoError> {
+        let mut conn = self.pool.acquire().await?;
+        get_in(&mut conn, name)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tier {name}")))
+    }
+
+    /// Tiers by name, with their limits.
+    pub async fn list_tiers(&self, paging: &Paging) -> Result<Page<Tier>, RepoError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TIER_COLUMNS} FROM tiers WHERE ($1::text IS NULL OR name > $1) \
+             ORDER BY name LIMIT $2"
         ))
-        .bind(name)
+        .bind(&paging.after)
+        .bind(paging.limit as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(limit_from_row).collect()
-    }
-}
-
-fn to_bigint(value: u64, what: &str) -> Result<i64, RepoError> {
-    i64::try_from(value).map_err(|_| RepoError::Corrupt(format!("{what} above i64::MAX")))
-}
-
-/// A unique violation as a conflict on `what`; other errors as they are.
-pub(super) fn unique_as_conflict(error: sqlx::Error, what: &str) -> RepoError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            RepoError::Conflict(what.to_string())
+        let mut tiers = rows
+            .iter()
+            .map(tier_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let names: Vec<String> = tiers.iter().map(|t| t.name.clone()).collect();
+        let limit_rows = sqlx::query(&format!(
+            "SELECT {LIMIT_COLUMNS} FROM limits WHERE tier = ANY($1) ORDER BY id"
+        ))
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_tier: HashMap<String, Vec<_>> = HashMap::new();
+        for row in &limit_rows {
+            let limit = limit_from_row(row)?;
+            if let LimitOwner::Tier(tier) = &limit.owner {
+                by_tier.entry(tier.clone()).or_default().push(limit);
+            }
         }
-        _ => RepoError::from(error),
+        for tier in &mut tiers {
+            tier.limits = by_tier.remove(&tier.name).unwrap_or_default();
+        }
+        Ok(Page::from_rows(tiers, paging.limit, |t| t.name.clone()))
+    }
+
+    /// Changes a tier's description and/or its whole set of limits.
+    pub async fn update_tier(
+        &self,
+        actor: &str,
+        name: &str,
+        patch: &TierPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Tier, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        let before = get_in(&mut tx.tx, name)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tier {name}")))?;
+        if let Some(description) = &patch.description {
+            sqlx::query("UPDATE tiers SET description = $2, updated_at = now() WHERE name = $1")
+                .bind(name)
+                .bind(description)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
+        if let Some(wanted) = &patch.limits {
+            let owner = LimitOwner::Tier(name.to_string());
+            for old in &before.limits {
+                if !wanted.iter().any(|w| w.slot() == old.def.slot()) {
+                    sqlx::query("DELETE FROM limits WHERE id = $1")
+                        .bind(old.id)
+                        .execute(&mut *tx.tx)
+                        .await?;
+                }
+            }
+            for def in wanted {
+                match before
+                    .limits
+                    .iter()
+                    .find(|old| old.def.slot() == def.slot())
+                {
+                    Some(old) if &old.def == def => {}
+                    Some(old) => {
+                        limits::update(&mut tx.tx, old.id, def).await?;
+                    }
+                    None => {
+                        limits::insert(&mut tx.tx, &owner, def).await?;
+                    }
+                }
+            }
+            sqlx::query("UPDATE tiers SET updated_at = now() WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx.tx)
+                .await?;
+            let parents = rules::parents_affected_by_tier(&mut tx.tx, name).await?;
+            rules::check_overcommit(&mut tx.tx, &parents, now).await?;
+        }
+        let after = get_in(&mut tx.tx, name)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tier {name}")))?;
+        tx.commit(NewEvent::change(
+            "tier.updated",
+            format!("tier/{name}"),
+            None,
+            Some(to_json(&TierView::from(&before))),
+            Some(to_json(&TierView::from(&after))),
+        ))
+        .await?;
+        Ok(after)
+    }
+
+    /// Deletes a tier and its limits; refused while a tenant or an assignment uses it.
+    pub async fn delete_tier(&self, actor: &str, name: &str) -> Result<Tier, RepoError> {
+        let mut tx = self.admin_tx(actor).await?;
+        let before = get_in(&mut tx.tx, name)
+            .await?
+            .ok_or_else(|| RepoError::NotFound(format!("tier {name}")))?;
+        let (tenants, assignments): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM tenants WHERE tier = $1), \
+                    (SELECT count(*) FROM assignments WHERE tier = $1)",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx.tx)
+        .await?;
+        if tenants > 0 || assignments > 0 {
+            return Err(RepoError::Conflict(format!(
+                "tier {name} is in use by {tenants} tenant(s) and {assignments} assignment(s)"
+            )));
+        }
+        sqlx::query("DELETE FROM tiers WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit(NewEvent::change(
+            "tier.deleted",
+            format!("tier/{name}"),
+            None,
+            Some(to_json(&TierView::from(&before))),
+            None,
+        ))
+        .await?;
+        Ok(before)
     }
 }

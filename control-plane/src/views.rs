@@ -1,0 +1,197 @@
+//! The admin API's JSON shapes of the model's objects: what every endpoint answers, and
+//! what the audit log records as a change's before and after, so both always agree.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::model::{Assignment, LimitDef, LimitOwner, StoredLimit, Subject, Tenant, Tier};
+
+/// A limit, on a tier or as a per-tenant override.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LimitView {
+    /// Its id.
+    pub id: i64,
+    /// The tier it belongs to (absent for overrides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The tenant it overrides limits for (absent for tier limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The limit itself.
+    #[serde(flatten)]
+    pub spec: LimitSpecView,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a limit says, as operators write it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LimitSpecView {
+    /// The resource (`requests`, `request_bytes`, `response_bytes`,
+    /// `concurrent_requests`, or an operator-defined name).
+    pub resource: String,
+    /// `second`, `minute`, `hour`, `day`, `week`, `month`, or `none` for a gauge.
+    pub period: String,
+    /// `calendar` (UTC-aligned windows) or `rolling` (the trailing period).
+    pub window: String,
+    /// The included amount per window.
+    pub quota: u64,
+    /// How far past the quota usage may go, with a warning.
+    pub overage: u64,
+    /// The fraction of the quota from which the status is a warning.
+    pub warn_at: f64,
+    /// Always allow; still count.
+    pub unlimited: bool,
+}
+
+impl From<&LimitDef> for LimitSpecView {
+    fn from(def: &LimitDef) -> LimitSpecView {
+        LimitSpecView {
+            resource: def.resource.clone(),
+            period: def.span.period_name().to_string(),
+            window: def.span.window_kind().to_string(),
+            quota: def.limit.quota,
+            overage: def.limit.overage,
+            warn_at: def.limit.warn_at.fraction(),
+            unlimited: def.limit.unlimited,
+        }
+    }
+}
+
+impl From<&StoredLimit> for LimitView {
+    fn from(limit: &StoredLimit) -> LimitView {
+        let (tier, tenant) = match &limit.owner {
+            LimitOwner::Tier(tier) => (Some(tier.clone()), None),
+            LimitOwner::Tenant(tenant) => (None, Some(tenant.clone())),
+        };
+        LimitView {
+            id: limit.id,
+            tier,
+            tenant,
+            spec: LimitSpecView::from(&limit.def),
+            created_at: limit.created_at,
+            updated_at: limit.updated_at,
+        }
+    }
+}
+
+/// A tier with its limits.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TierView {
+    /// The tier name.
+    pub name: String,
+    /// What it is for.
+    pub description: String,
+    /// Its limits.
+    pub limits: Vec<LimitView>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Tier> for TierView {
+    fn from(tier: &Tier) -> TierView {
+        TierView {
+            name: tier.name.clone(),
+            description: tier.description.clone(),
+            limits: tier.limits.iter().map(LimitView::from).collect(),
+            created_at: tier.created_at,
+            updated_at: tier.updated_at,
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TenantView {
+    /// The id the gateway sees.
+    pub id: String,
+    /// Its parent in the hierarchy.
+    pub parent_id: Option<String>,
+    /// Its own tier (a direct assignment overrides it).
+    pub tier: Option<String>,
+    /// `enforce`, `shadow` or `off`.
+    pub mode: String,
+    /// How far its children's quotas may sum past its own (1 = not at all).
+    pub overcommit: f64,
+    /// Free-form labels.
+    #[schema(value_type = Object)]
+    pub labels: serde_json::Value,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Tenant> for TenantView {
+    fn from(t: &Tenant) -> TenantView {
+        TenantView {
+            id: t.id.clone(),
+            parent_id: t.parent_id.clone(),
+            tier: t.tier.clone(),
+            mode: t.mode.to_string(),
+            overcommit: t.overcommit.ratio(),
+            labels: t.labels.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// A tier given to a tenant, to a role, or to everyone.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AssignmentView {
+    /// Its id.
+    pub id: i64,
+    /// The tier it gives.
+    pub tier: String,
+    /// `tenant`, `role` or `default`.
+    pub kind: String,
+    /// The tenant, for direct assignments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The role, for role assignments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// 300 direct, 200 role, 100 default.
+    pub priority: u16,
+    /// Disabled assignments are kept but ignored.
+    pub enabled: bool,
+    /// After this instant it is ignored.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Assignment> for AssignmentView {
+    fn from(a: &Assignment) -> AssignmentView {
+        let (tenant, role) = match &a.subject {
+            Subject::Tenant(t) => (Some(t.clone()), None),
+            Subject::Role(r) => (None, Some(r.clone())),
+            Subject::Default => (None, None),
+        };
+        AssignmentView {
+            id: a.id,
+            tier: a.tier.clone(),
+            kind: a.subject.kind().to_string(),
+            tenant,
+            role,
+            priority: a.subject.priority(),
+            enabled: a.enabled,
+            expires_at: a.expires_at,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// An object as JSON for the audit log.
+pub fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
