@@ -1,20 +1,71 @@
-//! Counters in process memory, with the same semantics as the Redis script: the store
-//! of the handler unit tests, and a reference the Redis store is tested against.
+//! Counters in process memory with the semantics of the Redis scripts: the store of the
+//! handler unit tests, and the reference the Redis store is contract-tested against.
+//!
+//! Key lifetimes run on the real clock, as Redis TTLs do; gauge leases run on the call's
+//! `now`, as in the script.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::Utc;
 
-use super::{CounterOp, CounterStore, ScriptOutcome, StoreFuture};
+use super::{
+    validate_call, Adjustment, Call, CallMode, CounterStore, OpKind, Outcome, Reply, Seed,
+    Snapshot, StoreFuture, COUNTER_MAX, MARKER_TTL_S,
+};
 
-/// A counter's value and the unix second it expires at.
-type Entry = (u64, i64);
+/// One stored value and the unix second it expires at.
+#[derive(Debug, Clone)]
+enum Value {
+    Counter {
+        used: u64,
+        epoch: u64,
+    },
+    Gauge {
+        leases: BTreeMap<String, (u64, i64)>,
+    },
+    Marker,
+    Record {
+        gauges: BTreeSet<String>,
+    },
+}
+
+type Entries = HashMap<String, (Value, i64)>;
 
 /// Counters in a map behind a std mutex (never held across an `.await`).
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    counters: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+fn wall_clock() -> i64 {
+    Utc::now().timestamp()
+}
+
+fn live<'e>(entries: &'e Entries, key: &str) -> Option<&'e Value> {
+    entries
+        .get(key)
+        .filter(|(_, expires_at)| *expires_at > wall_clock())
+        .map(|(value, _)| value)
+}
+
+fn counter(entries: &Entries, key: &str) -> (u64, u64) {
+    match live(entries, key) {
+        Some(Value::Counter { used, epoch }) => (*used, *epoch),
+        _ => (0, 0),
+    }
+}
+
+/// Live leases of a gauge at `now`: request id → amount.
+fn leases(entries: &Entries, key: &str, now: i64) -> BTreeMap<String, u64> {
+    match live(entries, key) {
+        Some(Value::Gauge { leases }) => leases
+            .iter()
+            .filter(|(_, (_, expiry))| *expiry > now)
+            .map(|(id, (amount, _))| (id.clone(), *amount))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
 }
 
 impl MemoryStore {
@@ -23,65 +74,251 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        // The map stays consistent even if a holder panicked: every update is one insert.
-        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Forgets everything, as a Redis restart without persistence does.
+    pub fn clear(&self) {
+        self.lock().clear();
     }
 
-    fn check_and_count_now(&self, ops: &[CounterOp]) -> ScriptOutcome {
-        let now = Utc::now().timestamp();
-        let mut counters = self.lock();
-        let current = |key: &str| match counters.get(key) {
-            Some(&(value, expire_at)) if expire_at > now => value,
-            _ => 0,
-        };
-        let used: Vec<u64> = ops.iter().map(|op| current(&op.key)).collect();
-        let violated = ops
+    fn lock(&self) -> MutexGuard<'_, Entries> {
+        // Every update runs to completion under the lock; a poisoned map is consistent.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn run(&self, call: &Call) -> Reply {
+        let mut entries = self.lock();
+        let missing: Vec<usize> = call
+            .markers
             .iter()
-            .zip(&used)
-            .position(|(op, &used)| u128::from(used) + u128::from(op.amount) > u128::from(op.cap));
-        if violated.is_some() {
-            return ScriptOutcome {
-                admitted: false,
-                used,
-                violated,
-            };
+            .enumerate()
+            .filter(|(_, key)| live(&entries, key).is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            return Reply::NeedsSeed(missing);
         }
-        let mut after = Vec::with_capacity(ops.len());
-        for (op, used) in ops.iter().zip(used) {
-            // Cannot overflow: used + amount <= cap <= u64::MAX was just checked.
-            let value = used.saturating_add(op.amount);
-            if op.amount > 0 {
-                counters.insert(op.key.clone(), (value, op.expire_at));
+        let request_id = call.lease.as_ref().map(|l| l.request_id.as_str());
+        let mut used = Vec::with_capacity(call.ops.len());
+        let mut oldest = Vec::with_capacity(call.ops.len());
+        let mut held = Vec::with_capacity(call.ops.len());
+        for op in &call.ops {
+            match &op.kind {
+                OpKind::Window { keys, .. } => {
+                    let values: Vec<u64> = keys.iter().map(|k| counter(&entries, k).0).collect();
+                    used.push(values.iter().sum::<u64>());
+                    oldest.push(values.iter().rposition(|&v| v > 0));
+                    held.push(0);
+                }
+                OpKind::Gauge { key } => {
+                    let live_leases = leases(&entries, key, call.now);
+                    used.push(live_leases.values().sum::<u64>());
+                    oldest.push(None);
+                    held.push(
+                        request_id
+                            .and_then(|id| live_leases.get(id).copied())
+                            .unwrap_or(0),
+                    );
+                }
             }
-            after.push(value);
         }
-        ScriptOutcome {
-            admitted: true,
-            used: after,
-            violated: None,
+        let done = |admitted, violated, used, oldest| {
+            Reply::Done(Outcome {
+                admitted,
+                violated,
+                used,
+                oldest,
+            })
+        };
+        if call.mode == CallMode::Read {
+            return done(true, None, used, oldest);
         }
+        let now_wall = wall_clock();
+        for marker in &call.markers {
+            entries.insert(marker.clone(), (Value::Marker, now_wall + MARKER_TTL_S));
+        }
+        let violated = call.ops.iter().enumerate().position(|(i, op)| {
+            u128::from(used[i] - held[i]) + u128::from(op.amount) > u128::from(op.cap)
+        });
+        if violated.is_some() {
+            return done(false, violated, used, oldest);
+        }
+        for (i, op) in call.ops.iter().enumerate() {
+            if op.amount == 0 {
+                continue;
+            }
+            match &op.kind {
+                OpKind::Window { keys, ttl_s } => {
+                    let (value, epoch) = counter(&entries, &keys[0]);
+                    // Cannot overflow: used + amount <= cap <= COUNTER_MAX was checked.
+                    let counter = Value::Counter {
+                        used: value + op.amount,
+                        epoch,
+                    };
+                    entries.insert(keys[0].clone(), (counter, now_wall + ttl_s));
+                    used[i] += op.amount;
+                    if oldest[i].is_none() {
+                        oldest[i] = Some(0);
+                    }
+                }
+                OpKind::Gauge { key } => {
+                    let Some(lease) = &call.lease else { continue };
+                    let mut kept: BTreeMap<String, (u64, i64)> = match live(&entries, key) {
+                        Some(Value::Gauge { leases }) => leases
+                            .iter()
+                            .filter(|(_, (_, expiry))| *expiry > call.now)
+                            .map(|(id, v)| (id.clone(), *v))
+                            .collect(),
+                        _ => BTreeMap::new(),
+                    };
+                    kept.insert(
+                        lease.request_id.clone(),
+                        (op.amount, call.now + lease.ttl_s),
+                    );
+                    entries.insert(
+                        key.clone(),
+                        (Value::Gauge { leases: kept }, now_wall + lease.ttl_s),
+                    );
+                    used[i] = used[i] - held[i] + op.amount;
+                    let mut gauges = match live(&entries, &lease.record_key) {
+                        Some(Value::Record { gauges }) => gauges.clone(),
+                        _ => BTreeSet::new(),
+                    };
+                    gauges.insert(key.clone());
+                    entries.insert(
+                        lease.record_key.clone(),
+                        (Value::Record { gauges }, now_wall + lease.ttl_s),
+                    );
+                }
+            }
+        }
+        done(true, None, used, oldest)
     }
 
-    fn read_now(&self, keys: &[String]) -> Vec<u64> {
-        let now = Utc::now().timestamp();
-        let counters = self.lock();
+    fn seed_now(&self, markers: &[String], seeds: &[Seed]) -> u64 {
+        let mut entries = self.lock();
+        let now = wall_clock();
+        let mut created = 0;
+        for seed in seeds {
+            if live(&entries, &seed.key).is_none() {
+                let value = Value::Counter {
+                    used: seed.used,
+                    epoch: seed.epoch,
+                };
+                entries.insert(seed.key.clone(), (value, now + seed.ttl_s));
+                created += 1;
+            }
+        }
+        for marker in markers {
+            entries.insert(marker.clone(), (Value::Marker, now + MARKER_TTL_S));
+        }
+        created
+    }
+
+    fn adjust_now(&self, keys: &[String], adjustment: Adjustment, ttl_s: i64) -> (u64, u64) {
+        let mut entries = self.lock();
+        let now = wall_clock();
+        let mut values: Vec<u64> = keys.iter().map(|k| counter(&entries, k).0).collect();
+        let before: u64 = values.iter().sum();
+        // The counters the script writes, with their new usage.
+        let mut writes: Vec<(usize, u64)> = Vec::new();
+        match adjustment {
+            Adjustment::To(value) => {
+                writes.extend((0..keys.len()).map(|i| (i, if i == 0 { value } else { 0 })));
+            }
+            Adjustment::By(delta) if delta < 0 => {
+                let mut left = delta.unsigned_abs();
+                for (i, &v) in values.iter().enumerate() {
+                    if left == 0 {
+                        break;
+                    }
+                    let taken = left.min(v);
+                    left -= taken;
+                    writes.push((i, v - taken));
+                }
+            }
+            Adjustment::By(delta) => {
+                if let Some(&first) = values.first() {
+                    let sum = first.saturating_add(delta.unsigned_abs()).min(COUNTER_MAX);
+                    writes.push((0, sum));
+                }
+            }
+        }
+        for (i, value) in writes {
+            let key = &keys[i];
+            let expires_at = match entries.get(key) {
+                Some((_, at)) if live(&entries, key).is_some() => *at,
+                _ if value == 0 => continue,
+                _ => now + ttl_s,
+            };
+            let (_, epoch) = counter(&entries, key);
+            let counter = Value::Counter {
+                used: value,
+                epoch: epoch + 1,
+            };
+            entries.insert(key.clone(), (counter, expires_at));
+            values[i] = value;
+        }
+        (before, values.iter().sum())
+    }
+
+    fn release_now(&self, record_key: &str, request_id: &str) -> u64 {
+        let mut entries = self.lock();
+        let gauges = match live(&entries, record_key) {
+            Some(Value::Record { gauges }) => gauges.clone(),
+            _ => BTreeSet::new(),
+        };
+        let mut released = 0;
+        for key in gauges {
+            if let Some((Value::Gauge { leases }, _)) = entries.get_mut(&key) {
+                if leases.remove(request_id).is_some() {
+                    released += 1;
+                }
+            }
+        }
+        entries.remove(record_key);
+        released
+    }
+
+    fn snapshot_now(&self, keys: &[String]) -> Vec<Option<Snapshot>> {
+        let entries = self.lock();
         keys.iter()
-            .map(|key| match counters.get(key) {
-                Some(&(value, expire_at)) if expire_at > now => value,
-                _ => 0,
+            .map(|key| match live(&entries, key) {
+                Some(Value::Counter { used, epoch }) => Some(Snapshot {
+                    used: *used,
+                    epoch: *epoch,
+                }),
+                _ => None,
             })
             .collect()
     }
 }
 
 impl CounterStore for MemoryStore {
-    fn check_and_count<'a>(&'a self, ops: &'a [CounterOp]) -> StoreFuture<'a, ScriptOutcome> {
-        Box::pin(async move { Ok(self.check_and_count_now(ops)) })
+    fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply> {
+        Box::pin(async move {
+            validate_call(call)?;
+            Ok(self.run(call))
+        })
     }
 
-    fn read<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(async move { Ok(self.read_now(keys)) })
+    fn seed<'a>(&'a self, markers: &'a [String], seeds: &'a [Seed]) -> StoreFuture<'a, u64> {
+        Box::pin(async move { Ok(self.seed_now(markers, seeds)) })
+    }
+
+    fn adjust<'a>(
+        &'a self,
+        keys: &'a [String],
+        adjustment: Adjustment,
+        ttl_s: i64,
+    ) -> StoreFuture<'a, (u64, u64)> {
+        Box::pin(async move { Ok(self.adjust_now(keys, adjustment, ttl_s)) })
+    }
+
+    fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move { Ok(self.release_now(record_key, request_id)) })
+    }
+
+    fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {
+        Box::pin(async move { Ok(self.snapshot_now(keys)) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

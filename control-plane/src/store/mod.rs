@@ -1,9 +1,21 @@
-//! The live usage counters, behind one async trait so handlers run against Redis in
-//! production and against memory in unit tests, with the same semantics.
+//! The live usage counters, behind one async trait so that the control plane runs
+//! against Redis (single or Cluster) in production and against memory in unit tests, with
+//! the same semantics — one contract test body runs against every implementation.
 //!
-//! The one rule every store keeps (SPEC §2): check-and-count is atomic over all the
-//! counters of a request. Either every counter stays within its cap and every one is
-//! incremented, or none is touched.
+//! The rule every store keeps (SPEC §2): a check is atomic over every limit of every
+//! level of a request. Either each stays within its cap and all are counted, or nothing
+//! changes. And a store that lost its counters says so (a missing seed marker) instead
+//! of counting from zero, so the caller re-seeds them from the persisted history first.
+//!
+//! Key layout, every key of one tenant tree sharing the hash tag `{root}`:
+//! - `tollgate:{root}:c:<tenant>:<resource>:<series>:<window start>` — a window counter,
+//!   a hash: `u` usage, `e` epoch (bumped by resets and adjustments);
+//! - `tollgate:{root}:g:<tenant>:<resource>` / `…:h:…` — a gauge's leases and holdings;
+//! - `tollgate:{root}:s:<tenant>` — the tenant's seed marker;
+//! - `tollgate:{root}:l:<request id>` — the gauges one request holds.
+//!
+//! The one-letter kind right after the hash tag keeps the kinds apart even though tenant
+//! ids may contain `:`; resource names and series cannot.
 
 mod memory;
 mod redis;
@@ -17,33 +29,149 @@ pub use self::redis::RedisStore;
 /// The largest value a counter can hold (Redis counters are signed 64-bit).
 pub const COUNTER_MAX: u64 = i64::MAX as u64;
 
+/// How long a seed marker lives without a check refreshing it: longer than any window.
+pub const MARKER_TTL_S: i64 = 40 * 86_400;
+
 /// A boxed future, because `async fn` in a trait cannot be called through `dyn`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// One counter to check and count.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterOp {
-    /// The counter key; distinct within one call.
-    pub key: String,
-    /// What the request adds.
-    pub amount: u64,
-    /// The largest value the counter may reach: the hard limit, or [`COUNTER_MAX`]
-    /// for unlimited limits and hard limits beyond it.
-    pub cap: u64,
-    /// Unix second after which the counter may be dropped (window end plus a grace, so
-    /// usage stays readable for a while after the reset).
-    pub expire_at: i64,
+/// The key of a window counter.
+pub fn counter_key(root: &str, tenant: &str, resource: &str, series: &str, start: i64) -> String {
+    format!("tollgate:{{{root}}}:c:{tenant}:{resource}:{series}:{start}")
 }
 
-/// What a check-and-count did.
+/// The key of a gauge's leases.
+pub fn gauge_key(root: &str, tenant: &str, resource: &str) -> String {
+    format!("tollgate:{{{root}}}:g:{tenant}:{resource}")
+}
+
+/// The key of a tenant's seed marker.
+pub fn marker_key(root: &str, tenant: &str) -> String {
+    format!("tollgate:{{{root}}}:s:{tenant}")
+}
+
+/// The key of the record of the gauges a request holds.
+pub fn lease_record_key(root: &str, request_id: &str) -> String {
+    format!("tollgate:{{{root}}}:l:{request_id}")
+}
+
+/// Whether a call counts or only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallMode {
+    /// Check every op and count all or none.
+    Check,
+    /// Report usage; never write.
+    Read,
+}
+
+/// What one limit of a call touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptOutcome {
-    /// Whether every counter was incremented.
+pub enum OpKind {
+    /// A windowed limit: its usage is the sum of these counters, current first; the
+    /// amount is added to the first, which lives `ttl_s` more seconds.
+    Window {
+        /// The counters: one calendar window, or the buckets of a rolling window.
+        keys: Vec<String>,
+        /// Seconds the current counter lives after being counted.
+        ttl_s: i64,
+    },
+    /// A gauge: its usage is what requests hold now.
+    Gauge {
+        /// The gauge's lease key ([`gauge_key`]).
+        key: String,
+    },
+}
+
+/// One limit of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    /// What it touches.
+    pub kind: OpKind,
+    /// What the request adds.
+    pub amount: u64,
+    /// The largest usage it may reach: the hard limit, or [`COUNTER_MAX`].
+    pub cap: u64,
+}
+
+/// Gauge leases taken by a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The request id the gauges are held under.
+    pub request_id: String,
+    /// The key recording which gauges it holds ([`lease_record_key`]).
+    pub record_key: String,
+    /// Seconds before an unreleased lease lapses (a crashed gateway cannot leak slots).
+    pub ttl_s: i64,
+}
+
+/// One atomic store call over the counters of one tenant tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// Check-and-count or read.
+    pub mode: CallMode,
+    /// Unix seconds, from the control plane's clock.
+    pub now: i64,
+    /// Seed markers of the tenants whose counters the ops touch.
+    pub markers: Vec<String>,
+    /// The limits.
+    pub ops: Vec<Op>,
+    /// Where gauge leases are recorded; required when a gauge op has an amount.
+    pub lease: Option<Lease>,
+}
+
+/// What a call found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// These markers (indices into [`Call::markers`]) are missing: re-seed, then retry.
+    /// Nothing was changed.
+    NeedsSeed(Vec<usize>),
+    /// The call ran.
+    Done(Outcome),
+}
+
+/// What a call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether everything was counted (always true for reads).
     pub admitted: bool,
-    /// Each counter's value: after the increment when admitted, unchanged otherwise.
-    pub used: Vec<u64>,
-    /// Index of the first counter that would have passed its cap (when not admitted).
+    /// The first op that would have passed its cap.
     pub violated: Option<usize>,
+    /// Each op's usage: after counting when admitted, unchanged otherwise.
+    pub used: Vec<u64>,
+    /// For window ops, the position of the oldest counter that holds usage (for
+    /// rolling windows: when usage starts to free up).
+    pub oldest: Vec<Option<usize>>,
+}
+
+/// One counter to seed from the persisted history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// The counter key.
+    pub key: String,
+    /// Its persisted usage.
+    pub used: u64,
+    /// Its persisted epoch.
+    pub epoch: u64,
+    /// Seconds it should live.
+    pub ttl_s: i64,
+}
+
+/// A counter as the history flusher reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its usage.
+    pub used: u64,
+    /// Its epoch.
+    pub epoch: u64,
+}
+
+/// A hand-made change to one limit's usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjustment {
+    /// Set the usage (a reset is `To(0)`).
+    To(u64),
+    /// Add a signed amount, never going below zero or above [`COUNTER_MAX`].
+    By(i64),
 }
 
 /// Why a store call failed.
@@ -58,6 +186,9 @@ pub enum StoreError {
     /// The store answered something this code does not understand.
     #[error("unexpected answer from the counter store: {0}")]
     Protocol(String),
+    /// The caller asked for something the store refuses (a gauge without a request id).
+    #[error("invalid store call: {0}")]
+    Invalid(String),
 }
 
 impl StoreError {
@@ -75,6 +206,7 @@ impl From<::redis::RedisError> for StoreError {
             || error.is_connection_dropped()
             || error.is_connection_refusal()
             || error.is_unrecoverable_error()
+            || error.is_cluster_error()
         {
             StoreError::Unreachable(error)
         } else {
@@ -85,13 +217,53 @@ impl From<::redis::RedisError> for StoreError {
 
 /// Live usage counters.
 pub trait CounterStore: Send + Sync {
-    /// Atomically: if every `used + amount <= cap`, increment every counter (setting its
-    /// expiry); otherwise change nothing. Keys must be distinct.
-    fn check_and_count<'a>(&'a self, ops: &'a [CounterOp]) -> StoreFuture<'a, ScriptOutcome>;
+    /// Runs one call atomically (see [`Call`]). All keys share one hash tag.
+    fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply>;
 
-    /// The current value of each key (0 when absent), live.
-    fn read<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<u64>>;
+    /// Creates each counter that does not exist with its persisted usage, then sets the
+    /// markers. Counters that exist are left alone. Returns how many were created.
+    fn seed<'a>(&'a self, markers: &'a [String], seeds: &'a [Seed]) -> StoreFuture<'a, u64>;
+
+    /// Applies `adjustment` to one limit's counters (current first), bumping their
+    /// epochs; `ttl_s` for a counter it creates. Returns the usage before and after.
+    fn adjust<'a>(
+        &'a self,
+        keys: &'a [String],
+        adjustment: Adjustment,
+        ttl_s: i64,
+    ) -> StoreFuture<'a, (u64, u64)>;
+
+    /// Releases every gauge the request recorded at `record_key` holds. Idempotent.
+    /// Returns how many gauges it released.
+    fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Each counter's usage and epoch, `None` where it does not exist. Keys may belong
+    /// to different tenant trees.
+    fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>>;
 
     /// Whether the store answers, for `/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Checks the shape of a call both stores rely on.
+pub(crate) fn validate_call(call: &Call) -> Result<(), StoreError> {
+    for op in &call.ops {
+        match &op.kind {
+            OpKind::Window { keys, .. } if keys.is_empty() => {
+                return Err(StoreError::Invalid("a window op needs a counter".into()))
+            }
+            OpKind::Gauge { .. } if op.amount > 0 && call.lease.is_none() => {
+                return Err(StoreError::Invalid(
+                    "a gauge can only be acquired with a request id".into(),
+                ))
+            }
+            _ => {}
+        }
+        if op.amount > COUNTER_MAX || op.cap > COUNTER_MAX {
+            return Err(StoreError::Invalid(format!(
+                "amounts and caps are at most {COUNTER_MAX}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -1,80 +1,267 @@
-//! The Redis counter store: one Lua script per check, run with EVALSHA (reloaded
-//! automatically after a Redis restart flushed the script cache).
+//! The Redis counter store, on one Redis or a Redis Cluster: every call is one Lua
+//! script (EVALSHA, reloaded automatically after a restart flushed the script cache)
+//! over keys that share one tenant tree's hash tag.
 //!
-//! The connection is a lazy [`ConnectionManager`]: the control plane starts while Redis
-//! is down, and reconnects by itself when Redis goes away and comes back.
+//! Connections are lazy and reconnect by themselves: the control plane starts while Redis
+//! is down, and recovers when it comes back.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
-use super::{CounterOp, CounterStore, ScriptOutcome, StoreError, StoreFuture};
+use crate::bus::{Bus, Message, STREAM_KEY, STREAM_MAX_LEN};
 
-/// The check-and-count script; see the file for its contract.
-const CHECK_AND_COUNT: &str = include_str!("check_and_count.lua");
+use super::{
+    validate_call, Adjustment, Call, CallMode, CounterStore, OpKind, Outcome, Reply, Seed,
+    Snapshot, StoreError, StoreFuture, COUNTER_MAX, MARKER_TTL_S,
+};
+
+/// How many tenant trees a snapshot reads at once.
+const SNAPSHOT_CONCURRENCY: usize = 16;
+
+/// Fail fast when Redis is down: the filter waits ~200 ms for a decision, and a check
+/// that queues behind reconnect back-off helps nobody.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One Redis or a cluster, behind one connection type; both clone cheaply.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
 
 /// Counters in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// Multiplexed, self-reconnecting; cheap to clone per call.
-    conn: ConnectionManager,
-    /// Knows its SHA1 and falls back to EVAL on `NOSCRIPT`.
-    script: Script,
+    conn: Conn,
+    accounting: Script,
+    seed: Script,
+    adjust: Script,
+    release: Script,
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://host:port/db`). Does not connect yet: the first call
-    /// does, and a failed connection is retried on later calls.
+    /// A store on one Redis (`redis://host:port/db`). Does not connect yet.
     pub fn new(url: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url).map_err(StoreError::Command)?;
-        // Fail fast when Redis is down: the filter waits ~200 ms for a decision, and a
-        // check that queues behind reconnect back-off helps nobody.
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500))
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(RedisStore {
+        Ok(RedisStore::over(Conn::Single(conn)))
+    }
+
+    /// A store on a Redis Cluster, given some of its nodes. Connects in the background.
+    pub fn cluster(nodes: &[String]) -> Result<RedisStore, StoreError> {
+        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .retries(2)
+            .min_retry_wait(20)
+            .max_retry_wait(200)
+            .build()
+            .map_err(StoreError::Command)?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        let conn = client.get_pending_async_connection_with_config(config);
+        Ok(RedisStore::over(Conn::Cluster(conn)))
+    }
+
+    fn over(conn: Conn) -> RedisStore {
+        RedisStore {
             conn,
-            script: Script::new(CHECK_AND_COUNT),
-        })
+            accounting: Script::new(include_str!("accounting.lua")),
+            seed: Script::new(include_str!("seed.lua")),
+            adjust: Script::new(include_str!("adjust.lua")),
+            release: Script::new(include_str!("release.lua")),
+        }
     }
 
-    async fn run_script(&self, ops: &[CounterOp]) -> Result<ScriptOutcome, StoreError> {
-        if ops.is_empty() {
-            return Ok(ScriptOutcome {
-                admitted: true,
-                used: Vec::new(),
-                violated: None,
-            });
+    async fn run(&self, call: &Call) -> Result<Reply, StoreError> {
+        validate_call(call)?;
+        let mut script = self.accounting.prepare_invoke();
+        let mut next_key = 1;
+        for marker in &call.markers {
+            script.key(marker);
+            next_key += 1;
         }
-        let mut invocation = self.script.prepare_invoke();
-        for op in ops {
-            invocation
-                .key(&op.key)
-                .arg(op.amount)
-                .arg(op.cap)
-                .arg(op.expire_at);
+        let mut op_args: Vec<(char, usize, usize, u64, u64, i64)> = Vec::new();
+        for op in &call.ops {
+            let (kind, keys, ttl) = match &op.kind {
+                OpKind::Window { keys, ttl_s } => ('w', keys.as_slice(), *ttl_s),
+                OpKind::Gauge { key } => ('g', std::slice::from_ref(key), 0),
+            };
+            op_args.push((kind, next_key, keys.len(), op.amount, op.cap, ttl.max(1)));
+            for key in keys {
+                script.key(key);
+            }
+            next_key += keys.len();
+        }
+        let record_index = match &call.lease {
+            Some(lease) => {
+                script.key(&lease.record_key);
+                next_key
+            }
+            None => 0,
+        };
+        let mode = match call.mode {
+            CallMode::Check => "check",
+            CallMode::Read => "read",
+        };
+        script
+            .arg(mode)
+            .arg(call.now)
+            .arg(call.markers.len())
+            .arg(MARKER_TTL_S)
+            .arg(call.ops.len())
+            .arg(record_index)
+            .arg(call.lease.as_ref().map_or("", |l| l.request_id.as_str()))
+            .arg(call.lease.as_ref().map_or(1, |l| l.ttl_s.max(1)));
+        for (kind, first, count, amount, cap, ttl) in op_args {
+            script
+                .arg(kind.to_string())
+                .arg(first)
+                .arg(count)
+                .arg(amount)
+                .arg(cap)
+                .arg(ttl);
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<String> = invocation.invoke_async(&mut conn).await?;
-        parse_reply(&reply, ops.len())
+        let reply: Vec<String> = script.invoke_async(&mut conn).await?;
+        parse_reply(&reply, call.ops.len())
     }
 
-    async fn mget(&self, keys: &[String]) -> Result<Vec<u64>, StoreError> {
+    async fn seed_counters(&self, markers: &[String], seeds: &[Seed]) -> Result<u64, StoreError> {
+        if markers.is_empty() && seeds.is_empty() {
+            return Ok(0);
+        }
+        let mut script = self.seed.prepare_invoke();
+        for marker in markers {
+            script.key(marker);
+        }
+        script.arg(markers.len()).arg(MARKER_TTL_S);
+        for seed in seeds {
+            script
+                .key(&seed.key)
+                .arg(seed.used.min(COUNTER_MAX))
+                .arg(seed.epoch)
+                .arg(seed.ttl_s.max(1));
+        }
+        let mut conn = self.conn.clone();
+        Ok(script.invoke_async(&mut conn).await?)
+    }
+
+    async fn adjust_counters(
+        &self,
+        keys: &[String],
+        adjustment: Adjustment,
+        ttl_s: i64,
+    ) -> Result<(u64, u64), StoreError> {
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok((0, 0));
         }
+        let mut script = self.adjust.prepare_invoke();
+        for key in keys {
+            script.key(key);
+        }
+        match adjustment {
+            Adjustment::To(value) => script.arg("to").arg(value.min(COUNTER_MAX)),
+            Adjustment::By(delta) => script.arg("by").arg(delta),
+        };
+        script.arg(COUNTER_MAX).arg(ttl_s.max(1));
         let mut conn = self.conn.clone();
-        let values: Vec<Option<String>> =
-            redis::cmd("MGET").arg(keys).query_async(&mut conn).await?;
-        values
-            .iter()
-            .map(|v| v.as_deref().map_or(Ok(0), parse_count))
-            .collect()
+        let reply: Vec<String> = script.invoke_async(&mut conn).await?;
+        match reply.as_slice() {
+            [before, after] => Ok((parse_count(before)?, parse_count(after)?)),
+            other => Err(StoreError::Protocol(format!("adjust replied {other:?}"))),
+        }
+    }
+
+    async fn release_leases(&self, record_key: &str, request_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(self
+            .release
+            .key(record_key)
+            .arg(request_id)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    /// Reads counters pipelined per hash tag (a cluster refuses pipelines across slots),
+    /// several trees at a time.
+    async fn snapshot_counters(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<Snapshot>>, StoreError> {
+        let mut by_tag: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            by_tag.entry(hash_tag(key)).or_default().push(i);
+        }
+        let groups: Vec<Vec<usize>> = by_tag.into_values().collect();
+        let answers: Vec<(Vec<usize>, Vec<CounterFields>)> = stream::iter(groups)
+            .map(|indices| {
+                let mut pipeline = redis::pipe();
+                for &i in &indices {
+                    pipeline.cmd("HMGET").arg(&keys[i]).arg("u").arg("e");
+                }
+                let mut conn = self.conn.clone();
+                async move {
+                    let values: Vec<CounterFields> = pipeline.query_async(&mut conn).await?;
+                    Ok::<_, StoreError>((indices, values))
+                }
+            })
+            .buffer_unordered(SNAPSHOT_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut out = vec![None; keys.len()];
+        for (indices, values) in answers {
+            for (i, (used, epoch)) in indices.into_iter().zip(values) {
+                out[i] = match used {
+                    Some(used) => Some(Snapshot {
+                        used: parse_count(&used)?,
+                        epoch: epoch.as_deref().map_or(Ok(0), parse_count)?,
+                    }),
+                    None => None,
+                };
+            }
+        }
+        Ok(out)
     }
 
     async fn ping_redis(&self) -> Result<(), StoreError> {
@@ -84,44 +271,160 @@ impl RedisStore {
     }
 }
 
+/// A counter's `u` (usage) and `e` (epoch) fields as HMGET answers them.
+type CounterFields = (Option<String>, Option<String>);
+
+/// The hash tag of a key: what lies between its first `{` and the next `}`.
+fn hash_tag(key: &str) -> &str {
+    key.split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map_or(key, |(tag, _)| tag)
+}
+
 fn parse_count(text: &str) -> Result<u64, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Protocol(format!("counter value {text:?} is not a count")))
 }
 
-/// `{admitted, violated (1-based, 0 = none), used_1, …, used_n}`.
-fn parse_reply(reply: &[String], counters: usize) -> Result<ScriptOutcome, StoreError> {
-    let [admitted, violated, used @ ..] = reply else {
-        return Err(StoreError::Protocol(format!(
-            "short script reply {reply:?}"
-        )));
+/// `{status, violated, K, K marker indices, used_1..used_n, oldest_1..oldest_n}`.
+fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
+    let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
+    let [status, violated, missing_count, rest @ ..] = reply else {
+        return Err(bad());
     };
-    if used.len() != counters {
-        return Err(StoreError::Protocol(format!(
-            "script returned {} counters for {counters}",
-            used.len()
-        )));
+    let missing_count: usize = missing_count.parse().map_err(|_| bad())?;
+    if status == "seed" {
+        let missing = rest
+            .get(..missing_count)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|m| m.parse::<usize>().ok().and_then(|m| m.checked_sub(1)))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(bad)?;
+        return Ok(Reply::NeedsSeed(missing));
     }
-    let violated: usize = violated
-        .parse()
-        .map_err(|_| StoreError::Protocol(format!("bad violated index {violated:?}")))?;
-    Ok(ScriptOutcome {
-        admitted: admitted == "1",
+    if rest.len() != 2 * ops || missing_count != 0 {
+        return Err(bad());
+    }
+    let (used, oldest) = rest.split_at(ops);
+    let violated: usize = violated.parse().map_err(|_| bad())?;
+    Ok(Reply::Done(Outcome {
+        admitted: status == "ok",
+        violated: violated.checked_sub(1),
         used: used
             .iter()
             .map(|u| parse_count(u))
             .collect::<Result<_, _>>()?,
-        violated: violated.checked_sub(1),
-    })
+        oldest: oldest
+            .iter()
+            .map(|o| o.parse::<usize>().map(|o| o.checked_sub(1)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?,
+    }))
+}
+
+/// The entries of one stream as XREAD and XREVRANGE answer them: (id, [field, value]).
+type StreamEntries = Vec<(String, Vec<String>)>;
+
+fn messages(entries: StreamEntries) -> Vec<Message> {
+    entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let field = |name: &str| {
+                fields
+                    .chunks(2)
+                    .find(|kv| kv[0] == name)
+                    .and_then(|kv| kv.get(1))
+                    .cloned()
+            };
+            Some(Message {
+                id,
+                from: field("from").unwrap_or_default(),
+                body: field("body")?,
+            })
+        })
+        .collect()
+}
+
+impl Bus for RedisStore {
+    fn publish<'a>(&'a self, from: &'a str, body: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let _: String = redis::cmd("XADD")
+                .arg(STREAM_KEY)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_MAX_LEN)
+                .arg("*")
+                .arg("from")
+                .arg(from)
+                .arg("body")
+                .arg(body)
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn read_after<'a>(&'a self, after: &'a str, count: usize) -> StoreFuture<'a, Vec<Message>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let reply: Option<Vec<(String, StreamEntries)>> = redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(STREAM_KEY)
+                .arg(after)
+                .query_async(&mut conn)
+                .await?;
+            Ok(reply
+                .into_iter()
+                .flatten()
+                .flat_map(|(_, entries)| messages(entries))
+                .collect())
+        })
+    }
+
+    fn last_id(&self) -> StoreFuture<'_, Option<String>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let last: StreamEntries = redis::cmd("XREVRANGE")
+                .arg(STREAM_KEY)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await?;
+            Ok(last.into_iter().next().map(|(id, _)| id))
+        })
+    }
 }
 
 impl CounterStore for RedisStore {
-    fn check_and_count<'a>(&'a self, ops: &'a [CounterOp]) -> StoreFuture<'a, ScriptOutcome> {
-        Box::pin(self.run_script(ops))
+    fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply> {
+        Box::pin(self.run(call))
     }
 
-    fn read<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<u64>> {
-        Box::pin(self.mget(keys))
+    fn seed<'a>(&'a self, markers: &'a [String], seeds: &'a [Seed]) -> StoreFuture<'a, u64> {
+        Box::pin(self.seed_counters(markers, seeds))
+    }
+
+    fn adjust<'a>(
+        &'a self,
+        keys: &'a [String],
+        adjustment: Adjustment,
+        ttl_s: i64,
+    ) -> StoreFuture<'a, (u64, u64)> {
+        Box::pin(self.adjust_counters(keys, adjustment, ttl_s))
+    }
+
+    fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.release_leases(record_key, request_id))
+    }
+
+    fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {
+        Box::pin(self.snapshot_counters(keys))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -138,22 +441,41 @@ mod tests {
     }
 
     #[test]
-    fn rejected_reply_names_the_violating_counter_zero_based() {
-        let outcome = parse_reply(&strings(&["0", "2", "5", "9"]), 2).unwrap();
+    fn rejected_reply_names_the_violating_op_zero_based() {
+        let reply = parse_reply(&strings(&["reject", "2", "0", "5", "9", "1", "0"]), 2).unwrap();
+        let Reply::Done(outcome) = reply else {
+            panic!("expected an outcome");
+        };
         assert!(!outcome.admitted);
         assert_eq!(outcome.violated, Some(1));
         assert_eq!(outcome.used, vec![5, 9]);
+        assert_eq!(outcome.oldest, vec![Some(0), None]);
     }
 
     #[test]
-    fn reply_with_the_wrong_number_of_counters_is_a_protocol_error() {
+    fn seed_reply_lists_missing_markers_zero_based() {
+        let reply = parse_reply(&strings(&["seed", "0", "2", "1", "3"]), 4).unwrap();
+        assert_eq!(reply, Reply::NeedsSeed(vec![0, 2]));
+    }
+
+    #[test]
+    fn reply_with_the_wrong_number_of_ops_is_a_protocol_error() {
         assert!(matches!(
-            parse_reply(&strings(&["1", "0", "5"]), 2),
+            parse_reply(&strings(&["ok", "0", "0", "5"]), 2),
             Err(StoreError::Protocol(_))
         ));
         assert!(matches!(
-            parse_reply(&strings(&["1"]), 0),
+            parse_reply(&strings(&["ok"]), 0),
             Err(StoreError::Protocol(_))
         ));
+    }
+
+    #[test]
+    fn hash_tag_is_the_first_braced_part() {
+        assert_eq!(
+            hash_tag("tollgate:{acme}:c:acme/x:requests:month:0"),
+            "acme"
+        );
+        assert_eq!(hash_tag("plain"), "plain");
     }
 }

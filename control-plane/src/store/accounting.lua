@@ -1,0 +1,256 @@
+-- Check and count every limit of one request, at every level of its tenant chain,
+-- atomically (SPEC §2): either every limit stays within its cap and all are counted, or
+-- nothing changes anywhere. In "read" mode nothing is ever written.
+--
+-- Every key shares the hash tag of one tenant tree, so the script runs on Redis Cluster.
+--
+-- ARGV[1]  mode: "check" or "read"
+-- ARGV[2]  now, unix seconds (gauge leases expire against it)
+-- ARGV[3]  M: the first M keys are seed markers, one per tenant of the chain. A missing
+--          marker means this Redis has lost (or never had) that tenant's counters: the
+--          script changes nothing and answers "seed", and the caller re-seeds them from
+--          the persisted usage history before asking again.
+-- ARGV[4]  seconds a marker lives, refreshed by every check
+-- ARGV[5]  N: the number of limits (ops)
+-- ARGV[6]  index of the lease record key (0: none): the set of gauges this request holds
+-- ARGV[7]  the request id ('' when none)
+-- ARGV[8]  seconds a gauge lease lives
+-- then, per op, 6 values: kind, first key index, key count, amount, cap, ttl seconds
+--   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
+--            calendar window, or the buckets of a rolling window, current first); the
+--            amount is added to the first key, which then expires after ttl seconds.
+--   kind "g", a gauge: one key, a sorted set of request ids by lease expiry; beside it
+--            (the same key with ":g:" made ":h:") a hash of each holder's amount
+--            ("r:<id>") and their total ("#").
+--
+-- Admits only if used + amount <= cap for every op (Limit::decide's reject rule).
+-- Redis Lua numbers are doubles, exact only to 2^53, so usage arithmetic is done on
+-- decimal strings: exact up to the counter maximum (2^63 - 1).
+--
+-- Returns strings: { status ("ok" | "reject" | "seed"), violated op (1-based, "0" if
+-- none), K, K marker indices (for "seed"), used_1..used_N, oldest_1..oldest_N } where
+-- used is after counting when admitted and unchanged otherwise, and oldest is the
+-- position (1-based, "0" if none) of the oldest key of a window op that holds usage.
+
+local function strip(a)
+  local s = string.gsub(a, '^0+', '')
+  if s == '' then
+    return '0'
+  end
+  return s
+end
+
+local function add(a, b)
+  local digits = {}
+  local carry = 0
+  local i, j = #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local sum = carry
+    if i > 0 then
+      sum = sum + string.byte(a, i) - 48
+    end
+    if j > 0 then
+      sum = sum + string.byte(b, j) - 48
+    end
+    digits[#digits + 1] = string.char(48 + sum % 10)
+    carry = (sum >= 10) and 1 or 0
+    i = i - 1
+    j = j - 1
+  end
+  return strip(string.reverse(table.concat(digits)))
+end
+
+-- a - b for canonical decimal strings with a >= b.
+local function sub(a, b)
+  local digits = {}
+  local borrow = 0
+  local i, j = #a, #b
+  while i > 0 do
+    local d = string.byte(a, i) - 48 - borrow
+    if j > 0 then
+      d = d - (string.byte(b, j) - 48)
+    end
+    if d < 0 then
+      d = d + 10
+      borrow = 1
+    else
+      borrow = 0
+    end
+    digits[#digits + 1] = string.char(48 + d)
+    i = i - 1
+    j = j - 1
+  end
+  return strip(string.reverse(table.concat(digits)))
+end
+
+-- a <= b for canonical non-negative decimal strings, byte by byte (no locale).
+local function le(a, b)
+  if #a ~= #b then
+    return #a < #b
+  end
+  for k = 1, #a do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then
+      return x < y
+    end
+  end
+  return true
+end
+
+local mode = ARGV[1]
+local now = tonumber(ARGV[2])
+local n_markers = tonumber(ARGV[3])
+local marker_ttl = tonumber(ARGV[4])
+local n_ops = tonumber(ARGV[5])
+local record_index = tonumber(ARGV[6])
+local request_id = ARGV[7]
+local lease_ttl = tonumber(ARGV[8])
+
+local missing = {}
+for m = 1, n_markers do
+  if redis.call('EXISTS', KEYS[m]) == 0 then
+    missing[#missing + 1] = tostring(m)
+  end
+end
+if #missing > 0 then
+  local out = { 'seed', '0', tostring(#missing) }
+  for k = 1, #missing do
+    out[#out + 1] = missing[k]
+  end
+  return out
+end
+
+local ops = {}
+for i = 1, n_ops do
+  local base = 8 + (i - 1) * 6
+  ops[i] = {
+    kind = ARGV[base + 1],
+    first = tonumber(ARGV[base + 2]),
+    count = tonumber(ARGV[base + 3]),
+    amount = strip(ARGV[base + 4]),
+    cap = strip(ARGV[base + 5]),
+    ttl = tonumber(ARGV[base + 6]),
+  }
+end
+
+local function holdings_key(leases)
+  return (string.gsub(leases, '}:g:', '}:h:', 1))
+end
+
+-- Usage of each op now; for gauges, what this request already holds (a retried check
+-- replaces its own lease instead of adding a second one) and the expired leases.
+local used, oldest, held, expired = {}, {}, {}, {}
+for i = 1, n_ops do
+  local op = ops[i]
+  if op.kind == 'w' then
+    local sum = '0'
+    oldest[i] = 0
+    for k = 0, op.count - 1 do
+      local value = strip(redis.call('HGET', KEYS[op.first + k], 'u') or '0')
+      if value ~= '0' then
+        sum = add(sum, value)
+        oldest[i] = k + 1
+      end
+    end
+    used[i] = sum
+  else
+    local leases = KEYS[op.first]
+    local holdings = holdings_key(leases)
+    local total = strip(redis.call('HGET', holdings, '#') or '0')
+    local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
+    for k = 1, #gone do
+      local amount = redis.call('HGET', holdings, 'r:' .. gone[k])
+      if amount then
+        total = sub(total, strip(amount))
+      end
+    end
+    expired[i] = gone
+    held[i] = '0'
+    if request_id ~= '' then
+      local mine = redis.call('ZSCORE', leases, request_id)
+      if mine and tonumber(mine) > now then
+        held[i] = strip(redis.call('HGET', holdings, 'r:' .. request_id) or '0')
+      end
+    end
+    used[i] = total
+    oldest[i] = 0
+  end
+end
+
+local function reply(status, violated)
+  local out = { status, tostring(violated), '0' }
+  for i = 1, n_ops do
+    out[#out + 1] = used[i]
+  end
+  for i = 1, n_ops do
+    out[#out + 1] = tostring(oldest[i])
+  end
+  return out
+end
+
+if mode == 'read' then
+  return reply('ok', 0)
+end
+
+for m = 1, n_markers do
+  redis.call('EXPIRE', KEYS[m], marker_ttl)
+end
+
+for i = 1, n_ops do
+  local op = ops[i]
+  local others = used[i]
+  if op.kind == 'g' then
+    others = sub(used[i], held[i])
+  end
+  if not le(add(others, op.amount), op.cap) then
+    return reply('reject', i)
+  end
+end
+
+local holds_gauge = false
+for i = 1, n_ops do
+  local op = ops[i]
+  if op.kind == 'w' then
+    if op.amount ~= '0' then
+      local key = KEYS[op.first]
+      redis.call('HINCRBY', key, 'u', op.amount)
+      redis.call('EXPIRE', key, op.ttl)
+      used[i] = add(used[i], op.amount)
+      if oldest[i] == 0 then
+        oldest[i] = 1
+      end
+    end
+  else
+    local leases = KEYS[op.first]
+    local holdings = holdings_key(leases)
+    for k = 1, #expired[i] do
+      local amount = redis.call('HGET', holdings, 'r:' .. expired[i][k])
+      if amount then
+        redis.call('HINCRBY', holdings, '#', '-' .. strip(amount))
+        redis.call('HDEL', holdings, 'r:' .. expired[i][k])
+      end
+      redis.call('ZREM', leases, expired[i][k])
+    end
+    if op.amount ~= '0' and request_id ~= '' then
+      local before = held[i]
+      redis.call('HINCRBY', holdings, '#', op.amount)
+      if before ~= '0' then
+        redis.call('HINCRBY', holdings, '#', '-' .. before)
+      end
+      redis.call('HSET', holdings, 'r:' .. request_id, op.amount)
+      redis.call('ZADD', leases, now + lease_ttl, request_id)
+      redis.call('EXPIRE', leases, lease_ttl)
+      redis.call('EXPIRE', holdings, lease_ttl)
+      used[i] = add(sub(used[i], before), op.amount)
+      if record_index > 0 then
+        redis.call('SADD', KEYS[record_index], leases)
+        holds_gauge = true
+      end
+    end
+  end
+end
+if holds_gauge then
+  redis.call('EXPIRE', KEYS[record_index], lease_ttl)
+end
+
+return reply('ok', 0)

@@ -1,0 +1,765 @@
+//! The counter-store contract (SPEC §2): one test body per property, run against every
+//! store — memory, a real `redis-server`, and a real three-master Redis Cluster — plus
+//! what only a real Redis can do wrong (restarts, script flushes, expiry).
+//!
+//! The Redis and the cluster are shared by the tests of this file; each test keeps to
+//! its own tenant tree (hash tag), as the control plane does.
+
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tempfile::TempDir;
+use tollgate_control_plane::bus::{Bus, MemoryBus};
+use tollgate_control_plane::store::{
+    counter_key, gauge_key, lease_record_key, marker_key, Adjustment, Call, CallMode, CounterStore,
+    Lease, MemoryStore, Op, OpKind, Outcome, RedisStore, Reply, Seed, Snapshot, COUNTER_MAX,
+};
+use tollgate_e2e::process::free_port;
+use tollgate_e2e::redis::Redis;
+use tollgate_e2e::shared;
+
+fn key(root: &str, tenant: &str, window: i64) -> String {
+    counter_key(root, tenant, "requests", "minute", window)
+}
+
+fn window(keys: &[String], amount: u64, cap: u64) -> Op {
+    Op {
+        kind: OpKind::Window {
+            keys: keys.to_vec(),
+            ttl_s: 3_600,
+        },
+        amount,
+        cap,
+    }
+}
+
+fn gauge(root: &str, amount: u64, cap: u64) -> Op {
+    Op {
+        kind: OpKind::Gauge {
+            key: gauge_key(root, root, "concurrent_requests"),
+        },
+        amount,
+        cap,
+    }
+}
+
+fn call(mode: CallMode, markers: Vec<String>, ops: Vec<Op>) -> Call {
+    Call {
+        mode,
+        now: Utc::now().timestamp(),
+        markers,
+        ops,
+        lease: None,
+    }
+}
+
+/// Marks `tenants` of `root` as seeded, as the control plane does after a re-seed.
+async fn seeded(store: &dyn CounterStore, root: &str, tenants: &[&str]) -> Vec<String> {
+    let markers: Vec<String> = tenants.iter().map(|t| marker_key(root, t)).collect();
+    store.seed(&markers, &[]).await.unwrap();
+    markers
+}
+
+async fn run(store: &dyn CounterStore, call: &Call) -> Outcome {
+    match store.call(call).await.unwrap() {
+        Reply::Done(outcome) => outcome,
+        Reply::NeedsSeed(missing) => panic!("markers {missing:?} missing"),
+    }
+}
+
+async fn used(store: &dyn CounterStore, keys: &[String]) -> Vec<u64> {
+    store
+        .snapshot(keys)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.map_or(0, |s| s.used))
+        .collect()
+}
+
+async fn rejected_check_leaves_every_counter_unchanged(store: Arc<dyn CounterStore>) {
+    let root = "reject";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (a, b) = (vec![key(root, root, 1)], vec![key(root, root, 2)]);
+    let first = run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&a, 7, 10), window(&b, 7, 100)],
+        ),
+    )
+    .await;
+    assert!(first.admitted);
+    assert_eq!(first.used, vec![7, 7]);
+
+    let rejected = run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&a, 4, 10), window(&b, 4, 100)],
+        ),
+    )
+    .await;
+    assert!(!rejected.admitted);
+    assert_eq!(rejected.violated, Some(0));
+    assert_eq!(rejected.used, vec![7, 7]);
+    assert_eq!(
+        used(store.as_ref(), &[a[0].clone(), b[0].clone()]).await,
+        vec![7, 7]
+    );
+
+    // Exactly the hard limit is admitted.
+    let to_the_limit = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers, vec![window(&a, 3, 10)]),
+    )
+    .await;
+    assert!(to_the_limit.admitted);
+    assert_eq!(to_the_limit.used, vec![10]);
+}
+
+async fn a_check_over_three_levels_is_all_or_nothing(store: Arc<dyn CounterStore>) {
+    // user -> team -> org, one tree, one hash tag.
+    let root = "org3";
+    let tenants = ["org3/team/alice", "org3/team", "org3"];
+    let markers = seeded(store.as_ref(), root, &tenants).await;
+    let keys: Vec<Vec<String>> = tenants.iter().map(|t| vec![key(root, t, 0)]).collect();
+    let ops = |amount| {
+        vec![
+            window(&keys[0], amount, 100),
+            window(&keys[1], amount, 10),
+            window(&keys[2], amount, 1_000),
+        ]
+    };
+    let flat: Vec<String> = keys.iter().map(|k| k[0].clone()).collect();
+    assert!(
+        run(
+            store.as_ref(),
+            &call(CallMode::Check, markers.clone(), ops(8))
+        )
+        .await
+        .admitted
+    );
+    // The team (middle level) would pass its cap: nobody is charged.
+    let rejected = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers.clone(), ops(3)),
+    )
+    .await;
+    assert!(!rejected.admitted);
+    assert_eq!(rejected.violated, Some(1));
+    assert_eq!(used(store.as_ref(), &flat).await, vec![8, 8, 8]);
+    assert!(
+        run(store.as_ref(), &call(CallMode::Check, markers, ops(2)))
+            .await
+            .admitted
+    );
+    assert_eq!(used(store.as_ref(), &flat).await, vec![10, 10, 10]);
+}
+
+async fn concurrent_checks_count_exactly_the_admitted_amounts(store: Arc<dyn CounterStore>) {
+    const HARD: u64 = 1_000;
+    let root = "concurrent";
+    let markers = seeded(store.as_ref(), root, &[root, "concurrent/u"]).await;
+    let (a, b) = (key(root, "concurrent/u", 0), key(root, root, 0));
+    let mut tasks = Vec::new();
+    for task in 0..64u64 {
+        let store = store.clone();
+        let (a, b, markers) = (a.clone(), b.clone(), markers.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task);
+            let (mut admitted, mut rejected) = (0u64, 0u64);
+            for _ in 0..8 {
+                let amount = rng.u64(1..=40);
+                let ops = vec![
+                    window(std::slice::from_ref(&a), amount, HARD),
+                    window(std::slice::from_ref(&b), amount, HARD * 2),
+                ];
+                let outcome =
+                    run(store.as_ref(), &call(CallMode::Check, markers.clone(), ops)).await;
+                if outcome.admitted {
+                    admitted += amount;
+                } else {
+                    rejected += 1;
+                }
+            }
+            (admitted, rejected)
+        }));
+    }
+    let (mut admitted, mut rejected) = (0, 0);
+    for task in tasks {
+        let (a, r) = task.await.unwrap();
+        admitted += a;
+        rejected += r;
+    }
+    assert_eq!(
+        used(store.as_ref(), &[a, b]).await,
+        vec![admitted, admitted]
+    );
+    assert!(admitted <= HARD);
+    assert!(rejected > 0, "the test must drive the counter to its limit");
+}
+
+async fn amounts_beyond_two_to_the_53_are_counted_exactly(store: Arc<dyn CounterStore>) {
+    let root = "big";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let n = vec![key(root, root, 1)];
+    // Doubles (Lua numbers) cannot tell 2^53 from 2^53 + 1.
+    let big = (1u64 << 53) + 1;
+    for _ in 0..2 {
+        let ops = vec![window(&n, big, COUNTER_MAX)];
+        assert!(
+            run(store.as_ref(), &call(CallMode::Check, markers.clone(), ops))
+                .await
+                .admitted
+        );
+    }
+    assert_eq!(used(store.as_ref(), &n).await, vec![2 * big]);
+    let cap = 2 * big + 1;
+    let over = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers.clone(), vec![window(&n, 2, cap)]),
+    )
+    .await;
+    assert!(!over.admitted);
+    assert_eq!(over.used, vec![2 * big]);
+    let at = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers.clone(), vec![window(&n, 1, cap)]),
+    )
+    .await;
+    assert_eq!(at.used, vec![cap]);
+    let m = vec![key(root, root, 2)];
+    let to_max = vec![window(&m, COUNTER_MAX, COUNTER_MAX)];
+    assert!(
+        run(
+            store.as_ref(),
+            &call(CallMode::Check, markers.clone(), to_max)
+        )
+        .await
+        .admitted
+    );
+    let past = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers, vec![window(&m, 1, COUNTER_MAX)]),
+    )
+    .await;
+    assert!(!past.admitted);
+}
+
+async fn zero_amount_and_read_mode_report_usage_without_writing(store: Arc<dyn CounterStore>) {
+    let root = "zero";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (a, none) = (vec![key(root, root, 1)], vec![key(root, root, 2)]);
+    run(
+        store.as_ref(),
+        &call(CallMode::Check, markers.clone(), vec![window(&a, 3, 3)]),
+    )
+    .await;
+    let zero = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers.clone(), vec![window(&a, 0, 3)]),
+    )
+    .await;
+    assert!(zero.admitted);
+    assert_eq!(zero.used, vec![3]);
+    // A read with an amount counts nothing, even past the cap.
+    let read = run(
+        store.as_ref(),
+        &call(
+            CallMode::Read,
+            markers,
+            vec![window(&a, 5, 3), window(&none, 5, 3)],
+        ),
+    )
+    .await;
+    assert_eq!(read.used, vec![3, 0]);
+    let snapshots = store
+        .snapshot(&[a[0].clone(), none[0].clone()])
+        .await
+        .unwrap();
+    assert_eq!(snapshots, vec![Some(Snapshot { used: 3, epoch: 0 }), None]);
+}
+
+async fn a_store_that_lost_its_counters_asks_to_be_reseeded(store: Arc<dyn CounterStore>) {
+    let root = "lost";
+    let tenants = ["lost/u", "lost"];
+    let markers: Vec<String> = tenants.iter().map(|t| marker_key(root, t)).collect();
+    let (k_user, k_org) = (key(root, "lost/u", 0), key(root, "lost", 0));
+    let ops = vec![
+        window(std::slice::from_ref(&k_user), 1, 100),
+        window(std::slice::from_ref(&k_org), 1, 100),
+    ];
+    // Neither tenant is seeded: nothing is counted, both are named.
+    let reply = store
+        .call(&call(CallMode::Check, markers.clone(), ops.clone()))
+        .await
+        .unwrap();
+    assert_eq!(reply, Reply::NeedsSeed(vec![0, 1]));
+    assert_eq!(
+        used(store.as_ref(), &[k_user.clone(), k_org.clone()]).await,
+        vec![0, 0]
+    );
+    let read = store
+        .call(&call(CallMode::Read, markers.clone(), ops.clone()))
+        .await
+        .unwrap();
+    assert_eq!(read, Reply::NeedsSeed(vec![0, 1]));
+
+    // Another instance counted the org meanwhile: seeding never overwrites a counter.
+    store.seed(&markers[1..], &[]).await.unwrap();
+    run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers[1..].to_vec(),
+            vec![window(std::slice::from_ref(&k_org), 5, 100)],
+        ),
+    )
+    .await;
+    let seeds = vec![
+        Seed {
+            key: k_user.clone(),
+            used: 40,
+            epoch: 2,
+            ttl_s: 3_600,
+        },
+        Seed {
+            key: k_org.clone(),
+            used: 90,
+            epoch: 0,
+            ttl_s: 3_600,
+        },
+    ];
+    assert_eq!(store.seed(&markers, &seeds).await.unwrap(), 1);
+    let outcome = run(store.as_ref(), &call(CallMode::Check, markers, ops)).await;
+    assert_eq!(outcome.used, vec![41, 6]);
+    let snapshot = store.snapshot(std::slice::from_ref(&k_user)).await.unwrap();
+    assert_eq!(snapshot, vec![Some(Snapshot { used: 41, epoch: 2 })]);
+}
+
+async fn a_rolling_window_is_the_sum_of_its_buckets(store: Arc<dyn CounterStore>) {
+    let root = "rolling";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let buckets: Vec<String> = (0..4).map(|i| key(root, root, 1_000 - i)).collect();
+    let old = Seed {
+        key: buckets[2].clone(),
+        used: 5,
+        epoch: 0,
+        ttl_s: 3_600,
+    };
+    store.seed(&markers, &[old]).await.unwrap();
+    let admitted = run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&buckets, 3, 10)],
+        ),
+    )
+    .await;
+    assert!(admitted.admitted);
+    assert_eq!(admitted.used, vec![8]);
+    assert_eq!(
+        admitted.oldest,
+        vec![Some(2)],
+        "the oldest bucket holding usage"
+    );
+    let rejected = run(
+        store.as_ref(),
+        &call(CallMode::Check, markers, vec![window(&buckets, 3, 10)]),
+    )
+    .await;
+    assert!(!rejected.admitted);
+    assert_eq!(
+        used(store.as_ref(), &buckets).await,
+        vec![3, 0, 5, 0],
+        "only the current bucket counts"
+    );
+}
+
+fn lease(root: &str, id: &str) -> Lease {
+    Lease {
+        request_id: id.into(),
+        record_key: lease_record_key(root, id),
+        ttl_s: 60,
+    }
+}
+
+async fn gauge_slots_are_held_until_released(store: Arc<dyn CounterStore>) {
+    let root = "gauge";
+    let acquire = |id: &str, now: i64| Call {
+        mode: CallMode::Check,
+        now,
+        markers: vec![],
+        ops: vec![gauge(root, 1, 2)],
+        lease: Some(lease(root, id)),
+    };
+    let now = Utc::now().timestamp();
+    assert!(run(store.as_ref(), &acquire("a", now)).await.admitted);
+    assert!(run(store.as_ref(), &acquire("b", now)).await.admitted);
+    // A retried check of the same request does not take a second slot.
+    assert_eq!(run(store.as_ref(), &acquire("b", now)).await.used, vec![2]);
+    let full = run(store.as_ref(), &acquire("c", now)).await;
+    assert!(!full.admitted);
+    assert_eq!(full.used, vec![2]);
+    assert_eq!(
+        store
+            .release(&lease_record_key(root, "a"), "a")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .release(&lease_record_key(root, "a"), "a")
+            .await
+            .unwrap(),
+        0,
+        "idempotent"
+    );
+    assert!(run(store.as_ref(), &acquire("c", now)).await.admitted);
+    // Leases lapse after their time: a crashed gateway cannot leak slots.
+    let later = run(store.as_ref(), &acquire("d", now + 61)).await;
+    assert!(later.admitted);
+    assert_eq!(later.used, vec![1], "b and c lapsed");
+}
+
+async fn adjustments_change_usage_and_bump_epochs(store: Arc<dyn CounterStore>) {
+    let root = "adjust";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let buckets: Vec<String> = (0..3).map(|i| key(root, root, 500 - i)).collect();
+    store
+        .seed(
+            &markers,
+            &[Seed {
+                key: buckets[1].clone(),
+                used: 10,
+                epoch: 0,
+                ttl_s: 3_600,
+            }],
+        )
+        .await
+        .unwrap();
+    run(
+        store.as_ref(),
+        &call(CallMode::Check, markers, vec![window(&buckets, 4, 100)]),
+    )
+    .await;
+    // A credit is taken from the newest bucket first and never goes below zero.
+    assert_eq!(
+        store
+            .adjust(&buckets, Adjustment::By(-6), 3_600)
+            .await
+            .unwrap(),
+        (14, 8)
+    );
+    assert_eq!(used(store.as_ref(), &buckets).await, vec![0, 8, 0]);
+    assert_eq!(
+        store
+            .adjust(&buckets, Adjustment::By(-100), 3_600)
+            .await
+            .unwrap(),
+        (8, 0)
+    );
+    assert_eq!(
+        store
+            .adjust(&buckets, Adjustment::By(7), 3_600)
+            .await
+            .unwrap(),
+        (0, 7)
+    );
+    assert_eq!(
+        store
+            .adjust(&buckets, Adjustment::To(0), 3_600)
+            .await
+            .unwrap(),
+        (7, 0)
+    );
+    let epochs: Vec<Option<u64>> = store
+        .snapshot(&buckets)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.map(|s| s.epoch))
+        .collect();
+    // Every change that passed through a counter bumped it: bucket 0 all four (-6, -100
+    // on its way to bucket 1, +7, reset), bucket 1 three (-6, -100, reset). Bucket 2
+    // never existed and stays absent.
+    assert_eq!(epochs, vec![Some(4), Some(3), None]);
+    let huge = store
+        .adjust(&buckets[..1], Adjustment::By(i64::MAX), 3_600)
+        .await
+        .unwrap();
+    assert_eq!(huge, (0, COUNTER_MAX));
+}
+
+async fn snapshots_read_counters_of_many_trees(store: Arc<dyn CounterStore>) {
+    let roots = ["snap-a", "snap-b", "snap-c", "snap-d"];
+    let mut keys = Vec::new();
+    for (i, root) in roots.iter().enumerate() {
+        let markers = seeded(store.as_ref(), root, &[root]).await;
+        let k = vec![key(root, root, 9)];
+        run(
+            store.as_ref(),
+            &call(
+                CallMode::Check,
+                markers,
+                vec![window(&k, i as u64 + 1, 100)],
+            ),
+        )
+        .await;
+        keys.push(k[0].clone());
+    }
+    keys.push(key("snap-z", "snap-z", 9));
+    assert_eq!(used(store.as_ref(), &keys).await, vec![1, 2, 3, 4, 0]);
+}
+
+macro_rules! for_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Arc::new(MemoryStore::new())).await;
+                }
+            )*
+        }
+        mod redis {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let url = shared::redis_url().unwrap();
+                    super::$name(Arc::new(RedisStore::new(&url).unwrap())).await;
+                }
+            )*
+        }
+        mod redis_cluster {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let nodes: Vec<String> = shared::redis_cluster_urls()
+                        .unwrap()
+                        .split(',')
+                        .map(str::to_string)
+                        .collect();
+                    super::$name(Arc::new(RedisStore::cluster(&nodes).unwrap())).await;
+                }
+            )*
+        }
+    };
+}
+
+for_every_store!(
+    rejected_check_leaves_every_counter_unchanged,
+    a_check_over_three_levels_is_all_or_nothing,
+    concurrent_checks_count_exactly_the_admitted_amounts,
+    amounts_beyond_two_to_the_53_are_counted_exactly,
+    zero_amount_and_read_mode_report_usage_without_writing,
+    a_store_that_lost_its_counters_asks_to_be_reseeded,
+    a_rolling_window_is_the_sum_of_its_buckets,
+    gauge_slots_are_held_until_released,
+    adjustments_change_usage_and_bump_epochs,
+    snapshots_read_counters_of_many_trees,
+);
+
+async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {
+    let start = bus
+        .last_id()
+        .await
+        .unwrap()
+        .unwrap_or_else(|| "0-0".to_string());
+    for i in 0..3 {
+        bus.publish("me", &format!("tenant:{prefix}-{i}"))
+            .await
+            .unwrap();
+    }
+    let all = bus.read_after(&start, 100).await.unwrap();
+    let mine: Vec<&str> = all
+        .iter()
+        .map(|m| m.body.as_str())
+        .filter(|b| b.starts_with(&format!("tenant:{prefix}-")))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            format!("tenant:{prefix}-0"),
+            format!("tenant:{prefix}-1"),
+            format!("tenant:{prefix}-2")
+        ]
+    );
+    let after_first = bus.read_after(&all[0].id, 100).await.unwrap();
+    assert_eq!(after_first.len(), all.len() - 1);
+    assert_eq!(
+        bus.last_id().await.unwrap().as_deref(),
+        all.last().map(|m| m.id.as_str())
+    );
+    assert!(all.iter().all(|m| m.from == "me"));
+}
+
+#[tokio::test]
+async fn memory_bus_delivers_invalidations_in_order() {
+    invalidations_are_read_in_order_after_the_last_seen(Arc::new(MemoryBus::default()), "m").await;
+}
+
+#[tokio::test]
+async fn redis_bus_delivers_invalidations_in_order() {
+    let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
+    invalidations_are_read_in_order_after_the_last_seen(Arc::new(store), "r").await;
+}
+
+#[tokio::test]
+async fn redis_cluster_bus_delivers_invalidations_in_order() {
+    let nodes: Vec<String> = shared::redis_cluster_urls()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let store = RedisStore::cluster(&nodes).unwrap();
+    invalidations_are_read_in_order_after_the_last_seen(Arc::new(store), "c").await;
+}
+
+/// A throwaway `redis-server` of one test, to stop and restart.
+struct OwnRedis {
+    redis: Redis,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl OwnRedis {
+    async fn start_on(port: u16) -> OwnRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let redis = Redis::start_on(dir.path(), port).await.unwrap();
+        OwnRedis {
+            redis,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+/// Retries a seeded check until it succeeds or 15 s pass.
+async fn eventually_counts(store: &RedisStore, root: &str) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let k = vec![key(root, root, 0)];
+    loop {
+        let markers = vec![marker_key(root, root)];
+        let attempt = async {
+            store.seed(&markers, &[]).await?;
+            store
+                .call(&call(
+                    CallMode::Check,
+                    markers.clone(),
+                    vec![window(&k, 1, 100)],
+                ))
+                .await
+        };
+        match attempt.await {
+            Ok(Reply::Done(outcome)) => return outcome.used,
+            Ok(Reply::NeedsSeed(_)) => {}
+            Err(error) => {
+                assert!(error.is_transient(), "{error:?}");
+                assert!(Instant::now() < deadline, "store did not recover: {error}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_store_recovers_after_redis_restarts_and_asks_for_a_reseed() {
+    let server = OwnRedis::start_on(free_port().unwrap()).await;
+    let port = server.port;
+    let store = RedisStore::new(&server.redis.url()).unwrap();
+    assert_eq!(eventually_counts(&store, "r").await, vec![1]);
+    drop(server);
+    let k = vec![key("r", "r", 0)];
+    let markers = vec![marker_key("r", "r")];
+    let error = store
+        .call(&call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&k, 1, 100)],
+        ))
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    let _server = OwnRedis::start_on(port).await;
+    // A fresh, empty server: the lost marker makes it ask for a re-seed, not count from 0.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match store
+            .call(&call(
+                CallMode::Check,
+                markers.clone(),
+                vec![window(&k, 1, 100)],
+            ))
+            .await
+        {
+            Ok(reply) => {
+                assert_eq!(reply, Reply::NeedsSeed(vec![0]));
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "no recovery: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_store_created_while_redis_is_down_works_once_it_is_up() {
+    let port = free_port().unwrap();
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{port}/")).unwrap();
+    let error = store.ping().await.unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    let _server = OwnRedis::start_on(port).await;
+    assert_eq!(eventually_counts(&store, "d").await, vec![1]);
+}
+
+#[tokio::test]
+async fn counters_expire_when_told_and_scripts_survive_a_flush() {
+    let server = OwnRedis::start_on(free_port().unwrap()).await;
+    let store = RedisStore::new(&server.redis.url()).unwrap();
+    let markers = seeded(&store, "e", &["e"]).await;
+    let k = vec![key("e", "e", 0)];
+    let mut op = window(&k, 1, 10);
+    op.kind = OpKind::Window {
+        keys: k.clone(),
+        ttl_s: 500,
+    };
+    run(
+        &store,
+        &call(CallMode::Check, markers.clone(), vec![op.clone()]),
+    )
+    .await;
+
+    let client = ::redis::Client::open(server.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&k[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((490..=500).contains(&ttl), "ttl {ttl}");
+
+    let _: () = ::redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        run(&store, &call(CallMode::Check, markers, vec![op]))
+            .await
+            .used,
+        vec![2]
+    );
+}
