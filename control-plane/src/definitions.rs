@@ -1,154 +1,424 @@
-//! The in-process cache of tenant quotas, so `/v1/check` does not query PostgreSQL on
-//! the hot path (SPEC §5).
+//! The in-process cache of quota definitions, so that `/v1/check` does not query
+//! PostgreSQL on the hot path (SPEC §5), and keeps deciding while PostgreSQL is slow or
+//! down.
 //!
-//! Entries live for a short TTL; unknown tenants are cached too (negative entries), so
-//! a flood of requests for a made-up tenant does not reach the database. Admin writes
-//! clear the cache. A load that started before a clear does not refill the cache with
-//! what it read (generation check). Expired entries are kept so that checks can fall
-//! back to them while PostgreSQL is down.
+//! Two caches of one kind: the [`Catalog`] (one entry) and tenant [`Chain`]s (one entry
+//! per tenant id, unknown tenants included so a flood of made-up ids stays off the
+//! database). Each entry is:
+//! - **fresh** for the TTL: served as is;
+//! - **stale** after it: served at once while one background load refreshes it
+//!   (stale-while-revalidate), and kept if that load fails (stale-while-error);
+//! - **suspect** after an invalidation (an admin write changed what it holds), or when
+//!   its load overlapped one: reloaded before use; only if that reload fails does the
+//!   old value decide (and for a second after a failure the reload is not retried, so a
+//!   dead PostgreSQL costs no check any time);
+//! - **absent**: loaded.
+//!
+//! Loads are single flight: concurrent lookups of one key wait for one load, which runs
+//! as its own task so that it completes and fills the cache even when the caller's
+//! deadline gave up on it. Invalidation only marks entries — it never removes what the
+//! cache could fall back on — and is targeted: a change to tenant `x` marks every chain
+//! that contains `x` (its descendants' too); a change to tiers or role/default
+//! assignments marks the catalog.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::TenantQuota;
+use moka::future::Cache;
 
-/// Above this many entries, inserting first drops every expired one, then everything.
-const MAX_ENTRIES: usize = 100_000;
+use crate::model::{Catalog, Chain};
+use crate::repo::{QuotaRepo, RepoError};
 
-/// A cached lookup: the quota, or `None` for an unknown tenant.
-pub type Cached = Option<Arc<TenantQuota>>;
+/// How many tenant chains are kept at most (least useful ones are evicted first).
+const MAX_CHAINS: u64 = 200_000;
 
-/// What the cache knows about a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// Loaded within the TTL.
-    Fresh(Cached),
-    /// Older than the TTL: reload, but usable if the reload fails.
-    Stale(Cached),
-    /// Never loaded, or cleared since.
-    Absent,
+/// After a failed load, how long lookups use the old value without trying again.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// How a lookup was served, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Fresh from the cache.
+    Hit,
+    /// Loaded now (absent or suspect before).
+    Miss,
+    /// Past its TTL; a refresh is under way.
+    Stale,
+    /// The load failed; an older (stale or suspect) entry decided instead.
+    Fallback,
 }
 
-#[derive(Debug, Default)]
-struct Entries {
-    map: HashMap<String, (Instant, Cached)>,
-    /// Bumped by every clear.
+/// A load error shared by every lookup that waited for the same load.
+pub type LoadError = Arc<RepoError>;
+
+struct Entry<V> {
+    value: V,
+    loaded_at: Instant,
+    /// Distinguishes successive entries of one key: a load replaces one generation.
     generation: u64,
+    suspect: AtomicBool,
+    refreshing: AtomicBool,
+    /// When a load meant to replace this entry last failed.
+    failed_at: std::sync::Mutex<Option<Instant>>,
 }
 
-/// Tenant quotas by tenant id.
-#[derive(Debug)]
-pub struct DefinitionsCache {
+impl<V> Entry<V> {
+    fn failed_recently(&self) -> bool {
+        self.failed_at
+            .lock()
+            .map(|at| at.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE))
+            .unwrap_or(false)
+    }
+
+    fn failed_now(&self) {
+        if let Ok(mut at) = self.failed_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+}
+
+/// One stale-while-revalidate cache over a loader.
+struct SwrCache<K, V> {
     ttl: Duration,
-    entries: Mutex<Entries>,
+    entries: Cache<K, Arc<Entry<V>>>,
+    /// Loads in flight, by key and the generation they replace: single flight.
+    loads: Cache<(K, u64), Arc<Entry<V>>>,
+    /// Bumped by every invalidation; a load that sees it move is suspect.
+    epoch: Arc<AtomicU64>,
+    generations: Arc<AtomicU64>,
+}
+
+impl<K, V> SwrCache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn new(ttl: Duration, capacity: u64) -> Self {
+        SwrCache {
+            ttl,
+            entries: Cache::builder().max_capacity(capacity).build(),
+            loads: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(Duration::from_secs(2))
+                .build(),
+            epoch: Arc::new(AtomicU64::new(0)),
+            generations: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Runs `load` into a new entry of `key`, suspect if an invalidation happened
+    /// meanwhile, and stores it.
+    fn loading<Fut>(
+        &self,
+        key: K,
+        load: Fut,
+    ) -> impl Future<Output = Result<Arc<Entry<V>>, RepoError>>
+    where
+        Fut: Future<Output = Result<V, RepoError>>,
+    {
+        let epoch = self.epoch.clone();
+        let generations = self.generations.clone();
+        let entries = self.entries.clone();
+        let started = epoch.load(Ordering::SeqCst);
+        async move {
+            let value = load.await?;
+            let entry = Arc::new(Entry {
+                value,
+                loaded_at: Instant::now(),
+                generation: generations.fetch_add(1, Ordering::SeqCst),
+                suspect: AtomicBool::new(epoch.load(Ordering::SeqCst) != started),
+                refreshing: AtomicBool::new(false),
+                failed_at: std::sync::Mutex::new(None),
+            });
+            entries.insert(key, entry.clone()).await;
+            Ok(entry)
+        }
+    }
+
+    async fn get<F, Fut>(&self, key: K, load: F) -> Result<(V, Freshness), LoadError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, RepoError>> + Send + 'static,
+    {
+        let current = self.entries.get(&key).await;
+        if let Some(entry) = &current {
+            if !entry.suspect.load(Ordering::SeqCst) {
+                if entry.loaded_at.elapsed() < self.ttl {
+                    return Ok((entry.value.clone(), Freshness::Hit));
+                }
+                if !entry.refreshing.swap(true, Ordering::SeqCst) {
+                    self.refresh_in_background(key, entry.clone(), load);
+                }
+                return Ok((entry.value.clone(), Freshness::Stale));
+            }
+            if entry.failed_recently() {
+                return Ok((entry.value.clone(), Freshness::Fallback));
+            }
+        }
+        let generation = current.as_ref().map_or(0, |e| e.generation);
+        let loads = self.loads.clone();
+        let loading = self.loading(key.clone(), load());
+        let task =
+            tokio::spawn(async move { loads.try_get_with((key, generation), loading).await });
+        let loaded = match task.await {
+            Ok(result) => result,
+            Err(join) => Err(Arc::new(RepoError::Corrupt(format!(
+                "definitions load failed: {join}"
+            )))),
+        };
+        match (loaded, current) {
+            (Ok(entry), _) => Ok((entry.value.clone(), Freshness::Miss)),
+            (Err(_), Some(old)) => {
+                old.failed_now();
+                Ok((old.value.clone(), Freshness::Fallback))
+            }
+            (Err(error), None) => Err(error),
+        }
+    }
+
+    fn refresh_in_background<F, Fut>(&self, key: K, stale: Arc<Entry<V>>, load: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, RepoError>> + Send + 'static,
+    {
+        let loading = self.loading(key, load());
+        tokio::spawn(async move {
+            if let Err(error) = loading.await {
+                tracing::warn!(%error, "refreshing quota definitions failed; serving stale ones");
+                stale.refreshing.store(false, Ordering::SeqCst);
+            }
+        });
+    }
+
+    /// Marks the entries `matches` selects as suspect.
+    fn invalidate_where(&self, matches: impl Fn(&K, &V) -> bool) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        for (key, entry) in self.entries.iter() {
+            if matches(&key, &entry.value) {
+                entry.suspect.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    async fn age(&self, key: &K) -> Option<Duration> {
+        self.entries.get(key).await.map(|e| e.loaded_at.elapsed())
+    }
+}
+
+/// The catalog and the tenant chains, cached.
+pub struct DefinitionsCache {
+    catalog: SwrCache<(), Arc<Catalog>>,
+    chains: SwrCache<String, Option<Arc<Chain>>>,
 }
 
 impl DefinitionsCache {
     /// A cache whose entries are fresh for `ttl`.
     pub fn new(ttl: Duration) -> DefinitionsCache {
         DefinitionsCache {
-            ttl,
-            entries: Mutex::new(Entries::default()),
+            catalog: SwrCache::new(ttl, 1),
+            chains: SwrCache::new(ttl, MAX_CHAINS),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Entries> {
-        // Every update is a single map operation, so a poisoned map is still consistent.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The catalog.
+    pub async fn catalog(&self, repo: &QuotaRepo) -> Result<(Arc<Catalog>, Freshness), LoadError> {
+        let repo = repo.clone();
+        self.catalog
+            .get((), move || {
+                let repo = repo.clone();
+                async move { repo.load_catalog().await.map(Arc::new) }
+            })
+            .await
     }
 
-    /// What is cached for `tenant` at `now`.
-    pub fn lookup(&self, tenant: &str, now: Instant) -> Lookup {
-        match self.lock().map.get(tenant) {
-            Some((loaded, cached)) if now.duration_since(*loaded) < self.ttl => {
-                Lookup::Fresh(cached.clone())
-            }
-            Some((_, cached)) => Lookup::Stale(cached.clone()),
-            None => Lookup::Absent,
-        }
+    /// The chain of `tenant`; `None` for a tenant that does not exist.
+    pub async fn chain(
+        &self,
+        repo: &QuotaRepo,
+        tenant: &str,
+    ) -> Result<(Option<Arc<Chain>>, Freshness), LoadError> {
+        let repo = repo.clone();
+        let id = tenant.to_string();
+        self.chains
+            .get(tenant.to_string(), move || {
+                let repo = repo.clone();
+                let id = id.clone();
+                async move { Ok(repo.load_chain(&id).await?.map(Arc::new)) }
+            })
+            .await
     }
 
-    /// The generation to pass to [`DefinitionsCache::insert`]; take it before loading.
-    pub fn generation(&self) -> u64 {
-        self.lock().generation
+    /// Marks every chain that contains `tenant` (its own and its descendants').
+    pub fn invalidate_tenant(&self, tenant: &str) {
+        self.chains.invalidate_where(|key, chain| {
+            key == tenant || chain.as_ref().is_some_and(|c| c.contains(tenant))
+        });
     }
 
-    /// Caches what a load that began at `generation` read, unless the cache was cleared
-    /// meanwhile (the load may have read definitions that are already replaced).
-    pub fn insert(&self, tenant: &str, cached: Cached, generation: u64, now: Instant) {
-        let mut entries = self.lock();
-        if entries.generation != generation {
-            return;
-        }
-        if entries.map.len() >= MAX_ENTRIES {
-            let ttl = self.ttl;
-            entries
-                .map
-                .retain(|_, (loaded, _)| now.duration_since(*loaded) < ttl);
-            if entries.map.len() >= MAX_ENTRIES {
-                entries.map.clear();
-            }
-        }
-        entries.map.insert(tenant.to_string(), (now, cached));
+    /// Marks the catalog (tiers, limits, role and default assignments).
+    pub fn invalidate_catalog(&self) {
+        self.catalog.invalidate_where(|_, _| true);
     }
 
-    /// Forgets everything; called after every admin write.
-    pub fn clear(&self) {
-        let mut entries = self.lock();
-        entries.map.clear();
-        entries.generation = entries.generation.wrapping_add(1);
+    /// Marks everything.
+    pub fn invalidate_all(&self) {
+        self.invalidate_catalog();
+        self.chains.invalidate_where(|_, _| true);
+    }
+
+    /// How old the catalog that decides is, if one is loaded.
+    pub async fn catalog_age(&self) -> Option<Duration> {
+        self.catalog.age(&()).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
 
-    fn quota(tenant: &str) -> Cached {
-        Some(Arc::new(TenantQuota {
-            tenant: tenant.into(),
-            root: tenant.into(),
-            tier: "pro".into(),
-            limits: vec![],
-        }))
+    fn counting_loader(
+        loads: Arc<AtomicUsize>,
+        fail: Arc<AtomicBool>,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Result<u64, RepoError>> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        move || {
+            let loads = loads.clone();
+            let fail = fail.clone();
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let n = loads.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                if fail.load(Ordering::SeqCst) {
+                    Err(RepoError::Corrupt("down".into()))
+                } else {
+                    Ok(n)
+                }
+            })
+        }
     }
 
-    #[test]
-    fn entry_is_fresh_within_the_ttl_and_stale_after() {
-        let cache = DefinitionsCache::new(Duration::from_secs(5));
-        let t0 = Instant::now();
-        cache.insert("acme", quota("acme"), cache.generation(), t0);
+    #[tokio::test]
+    async fn a_thousand_concurrent_lookups_of_a_cold_key_make_one_load() {
+        let cache: Arc<SwrCache<String, u64>> =
+            Arc::new(SwrCache::new(Duration::from_secs(60), 10));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for _ in 0..1000 {
+            let cache = cache.clone();
+            let loader = counting_loader(loads.clone(), fail.clone());
+            tasks.push(tokio::spawn(async move {
+                cache.get("acme".into(), loader).await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().0, 1);
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_entry_is_served_at_once_and_refreshed_once_in_the_background() {
+        let cache = SwrCache::new(Duration::from_millis(200), 10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(AtomicBool::new(false));
+        let loader = || counting_loader(loads.clone(), fail.clone());
         assert_eq!(
-            cache.lookup("acme", t0 + Duration::from_secs(4)),
-            Lookup::Fresh(quota("acme"))
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (1, Freshness::Miss)
         );
         assert_eq!(
-            cache.lookup("acme", t0 + Duration::from_secs(5)),
-            Lookup::Stale(quota("acme"))
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (1, Freshness::Hit)
         );
-        assert_eq!(cache.lookup("other", t0), Lookup::Absent);
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        for _ in 0..10 {
+            assert_eq!(
+                cache.get("k".to_string(), loader()).await.unwrap(),
+                (1, Freshness::Stale)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            2,
+            "one refresh for ten stale lookups"
+        );
+        assert_eq!(
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (2, Freshness::Hit)
+        );
     }
 
-    #[test]
-    fn unknown_tenant_is_cached_as_a_negative_entry() {
-        let cache = DefinitionsCache::new(Duration::from_secs(5));
-        let t0 = Instant::now();
-        cache.insert("ghost", None, cache.generation(), t0);
-        assert_eq!(cache.lookup("ghost", t0), Lookup::Fresh(None));
+    #[tokio::test]
+    async fn failing_loads_keep_serving_the_last_known_value() {
+        let cache = SwrCache::new(Duration::from_millis(10), 10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(AtomicBool::new(false));
+        let loader = || counting_loader(loads.clone(), fail.clone());
+        cache.get("k".to_string(), loader()).await.unwrap();
+        fail.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            assert_eq!(cache.get("k".to_string(), loader()).await.unwrap().0, 1);
+        }
+        // Nothing known at all: the error comes through.
+        assert!(cache.get("other".to_string(), loader()).await.is_err());
     }
 
-    #[test]
-    fn clear_forgets_entries_and_refuses_loads_begun_before_it() {
-        let cache = DefinitionsCache::new(Duration::from_secs(5));
-        let t0 = Instant::now();
-        let before = cache.generation();
-        cache.insert("acme", quota("acme"), before, t0);
-        cache.clear();
-        assert_eq!(cache.lookup("acme", t0), Lookup::Absent);
-        cache.insert("acme", quota("acme"), before, t0);
-        assert_eq!(cache.lookup("acme", t0), Lookup::Absent);
-        cache.insert("acme", quota("acme"), cache.generation(), t0);
-        assert_eq!(cache.lookup("acme", t0), Lookup::Fresh(quota("acme")));
+    #[tokio::test]
+    async fn an_invalidated_entry_is_reloaded_and_still_decides_if_the_reload_fails() {
+        let cache = SwrCache::new(Duration::from_secs(60), 10);
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(AtomicBool::new(false));
+        let loader = || counting_loader(loads.clone(), fail.clone());
+        cache.get("k".to_string(), loader()).await.unwrap();
+        cache.invalidate_where(|_, _| true);
+        assert_eq!(
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (2, Freshness::Miss)
+        );
+        cache.invalidate_where(|_, _| true);
+        fail.store(true, Ordering::SeqCst);
+        assert_eq!(
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (2, Freshness::Fallback)
+        );
+        // Right after a failure the old value decides without another attempt.
+        assert_eq!(
+            cache.get("k".to_string(), loader()).await.unwrap(),
+            (2, Freshness::Fallback)
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn load_overlapping_an_invalidation_is_reloaded_before_it_is_trusted() {
+        let cache = Arc::new(SwrCache::new(Duration::from_secs(60), 10));
+        let loads = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(AtomicBool::new(false));
+        let loader = counting_loader(loads.clone(), fail.clone());
+        let pending = {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get("k".to_string(), loader).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // An admin write lands while the load is in flight.
+        cache.invalidate_where(|_, _| true);
+        assert_eq!(pending.await.unwrap().unwrap().0, 1);
+        let again = cache
+            .get(
+                "k".to_string(),
+                counting_loader(loads.clone(), fail.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, (2, Freshness::Miss));
     }
 }

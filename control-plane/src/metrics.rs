@@ -1,7 +1,16 @@
-//! Prometheus metrics (SPEC §5), in one registry served at `/metrics`. No per-tenant
-//! labels: their cardinality is unbounded.
+//! Prometheus metrics (SPEC §5), in one registry served at `/metrics`. Per-tenant labels
+//! only where an operator opts in (`--metrics-tenant-labels`): their cardinality is the
+//! number of tenants.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
+};
+
+/// Buckets for store and check latencies, 100 µs to 1 s.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
 
 /// The control plane's metrics.
 #[derive(Debug, Clone)]
@@ -9,67 +18,178 @@ pub struct Metrics {
     registry: Registry,
     /// `tollgate_checks_total{decision}`: decisions answered by `/v1/check`.
     pub checks: IntCounterVec,
+    /// `tollgate_decisions_total{resource,decision}`: decisions per requested resource.
+    pub decisions: IntCounterVec,
+    /// `tollgate_tenant_decisions_total{tenant,decision}`: only with tenant labels on.
+    pub tenant_decisions: Option<IntCounterVec>,
     /// `tollgate_check_duration_seconds`: time to answer `/v1/check`.
     pub check_duration: Histogram,
     /// `tollgate_store_errors_total{store}`: failed Redis / PostgreSQL calls.
     pub store_errors: IntCounterVec,
-    /// `tollgate_definition_cache_total{result}`: definition cache hits and misses.
+    /// `tollgate_store_duration_seconds{store,op}`: store call latency.
+    pub store_duration: HistogramVec,
+    /// `tollgate_definition_cache_total{result}`: hit, miss, stale, fallback.
     pub definition_cache: IntCounterVec,
+    /// `tollgate_definition_invalidations_total{scope}`: tenant, catalog, all.
+    pub invalidations: IntCounterVec,
+    /// `tollgate_definitions_age_seconds`: age of the catalog that decides now.
+    pub definitions_age: Gauge,
+    /// `tollgate_counter_seeds_total`: tenants whose counters were re-seeded from history.
+    pub seeds: IntCounter,
+    /// `tollgate_gauge_releases_total`: gauge slots given back by `/v1/release`.
+    pub releases: IntCounter,
+    /// `tollgate_events_written_total{kind}`: events appended to the log.
+    pub events_written: IntCounterVec,
+    /// `tollgate_events_dropped_total`: events lost to a full queue.
+    pub events_dropped: IntCounter,
+    /// `tollgate_history_flush_lag_seconds`: time since the last successful history flush.
+    pub history_lag: Gauge,
+    /// `tollgate_history_pending_counters`: counters waiting to be persisted.
+    pub history_pending: IntGauge,
+    /// `tollgate_history_rows_written_total`: usage history rows upserted.
+    pub history_rows: IntCounter,
+    /// `tollgate_history_dropped_total`: counter snapshots dropped because the queue
+    /// was full (they are written again on the counter's next use).
+    pub history_dropped: IntCounter,
+}
+
+fn counter_vec(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(Opts::new(name, help), labels)
 }
 
 impl Metrics {
     /// Creates and registers every metric.
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub fn new(tenant_labels: bool) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let checks = IntCounterVec::new(
-            Opts::new("tollgate_checks_total", "Checks answered, by decision."),
-            &["decision"],
-        )?;
-        let check_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "tollgate_check_duration_seconds",
-                "Time to answer a check, store round trip included.",
-            )
-            .buckets(vec![
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                1.0,
-            ]),
-        )?;
-        let store_errors = IntCounterVec::new(
-            Opts::new(
+        let metrics = Metrics {
+            checks: counter_vec(
+                "tollgate_checks_total",
+                "Checks answered, by decision.",
+                &["decision"],
+            )?,
+            decisions: counter_vec(
+                "tollgate_decisions_total",
+                "Decisions per requested resource.",
+                &["resource", "decision"],
+            )?,
+            tenant_decisions: if tenant_labels {
+                Some(counter_vec(
+                    "tollgate_tenant_decisions_total",
+                    "Checks answered, by tenant and decision.",
+                    &["tenant", "decision"],
+                )?)
+            } else {
+                None
+            },
+            check_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tollgate_check_duration_seconds",
+                    "Time to answer a check, store round trips included.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
+            store_errors: counter_vec(
                 "tollgate_store_errors_total",
                 "Failed store calls, by store.",
-            ),
-            &["store"],
-        )?;
-        let definition_cache = IntCounterVec::new(
-            Opts::new(
+                &["store"],
+            )?,
+            store_duration: HistogramVec::new(
+                HistogramOpts::new("tollgate_store_duration_seconds", "Store call latency.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["store", "op"],
+            )?,
+            definition_cache: counter_vec(
                 "tollgate_definition_cache_total",
-                "Quota definition lookups, by cache result.",
-            ),
-            &["result"],
-        )?;
-        registry.register(Box::new(checks.clone()))?;
-        registry.register(Box::new(check_duration.clone()))?;
-        registry.register(Box::new(store_errors.clone()))?;
-        registry.register(Box::new(definition_cache.clone()))?;
-        // Make every series visible from the start, at zero.
+                "Quota definition lookups, by how they were served.",
+                &["result"],
+            )?,
+            invalidations: counter_vec(
+                "tollgate_definition_invalidations_total",
+                "Definition cache invalidations, by scope.",
+                &["scope"],
+            )?,
+            definitions_age: Gauge::new(
+                "tollgate_definitions_age_seconds",
+                "Age of the cached quota catalog that decides now.",
+            )?,
+            seeds: IntCounter::new(
+                "tollgate_counter_seeds_total",
+                "Tenants whose counters were re-seeded from the usage history.",
+            )?,
+            releases: IntCounter::new(
+                "tollgate_gauge_releases_total",
+                "Gauge slots given back by /v1/release.",
+            )?,
+            events_written: counter_vec(
+                "tollgate_events_written_total",
+                "Events appended to the event log, by kind.",
+                &["kind"],
+            )?,
+            events_dropped: IntCounter::new(
+                "tollgate_events_dropped_total",
+                "Events dropped because the event queue was full.",
+            )?,
+            history_lag: Gauge::new(
+                "tollgate_history_flush_lag_seconds",
+                "Seconds since usage was last persisted to PostgreSQL.",
+            )?,
+            history_pending: IntGauge::new(
+                "tollgate_history_pending_counters",
+                "Counters with usage not yet persisted.",
+            )?,
+            history_rows: IntCounter::new(
+                "tollgate_history_rows_written_total",
+                "Usage history rows upserted.",
+            )?,
+            history_dropped: IntCounter::new(
+                "tollgate_history_dropped_total",
+                "Counter snapshots dropped because the history queue was full.",
+            )?,
+            registry,
+        };
+        metrics.register()?;
+        // Make the common series visible from the start, at zero.
         for decision in ["allow", "warn", "reject"] {
-            checks.with_label_values(&[decision]);
+            metrics.checks.with_label_values(&[decision]);
         }
         for store in ["redis", "postgres"] {
-            store_errors.with_label_values(&[store]);
+            metrics.store_errors.with_label_values(&[store]);
         }
-        for result in ["hit", "miss"] {
-            definition_cache.with_label_values(&[result]);
+        for result in ["hit", "miss", "stale", "fallback"] {
+            metrics.definition_cache.with_label_values(&[result]);
         }
-        Ok(Metrics {
-            registry,
-            checks,
-            check_duration,
-            store_errors,
-            definition_cache,
-        })
+        for scope in ["tenant", "catalog", "all"] {
+            metrics.invalidations.with_label_values(&[scope]);
+        }
+        Ok(metrics)
+    }
+
+    fn register(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.checks.clone()))?;
+        r.register(Box::new(self.decisions.clone()))?;
+        if let Some(tenant_decisions) = &self.tenant_decisions {
+            r.register(Box::new(tenant_decisions.clone()))?;
+        }
+        r.register(Box::new(self.check_duration.clone()))?;
+        r.register(Box::new(self.store_errors.clone()))?;
+        r.register(Box::new(self.store_duration.clone()))?;
+        r.register(Box::new(self.definition_cache.clone()))?;
+        r.register(Box::new(self.invalidations.clone()))?;
+        r.register(Box::new(self.definitions_age.clone()))?;
+        r.register(Box::new(self.seeds.clone()))?;
+        r.register(Box::new(self.releases.clone()))?;
+        r.register(Box::new(self.events_written.clone()))?;
+        r.register(Box::new(self.events_dropped.clone()))?;
+        r.register(Box::new(self.history_lag.clone()))?;
+        r.register(Box::new(self.history_pending.clone()))?;
+        r.register(Box::new(self.history_rows.clone()))?;
+        r.register(Box::new(self.history_dropped.clone()))?;
+        Ok(())
     }
 
     /// The Prometheus text exposition of every metric.

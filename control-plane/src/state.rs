@@ -1,13 +1,17 @@
-//! The one shared state of every handler, and the loads that go through it.
+//! The one shared state of every handler and background task.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use crate::audit::EventSink;
+use crate::bus::Bus;
 use crate::config::Secret;
-use crate::definitions::{Cached, DefinitionsCache, Lookup};
+use crate::definitions::DefinitionsCache;
 use crate::error::ApiError;
+use crate::flusher::UsageFlusher;
 use crate::metrics::Metrics;
 use crate::repo::{QuotaRepo, RepoError};
 use crate::store::{CounterStore, StoreError};
@@ -17,39 +21,90 @@ use crate::store::{CounterStore, StoreError};
 pub struct AppConfig {
     /// The bearer token of `/admin/v1`.
     pub admin_token: Secret,
-    /// How long tenant quotas are cached.
+    /// How long quota definitions are fresh in the cache.
     pub definitions_ttl: Duration,
+    /// How long a check may wait for definitions when the filter does not say
+    /// (`x-envoy-expected-rq-timeout-ms`).
+    pub default_deadline: Duration,
+    /// How long an unreleased gauge slot is held.
+    pub gauge_lease: Duration,
+    /// Whether metrics carry per-tenant labels.
+    pub metrics_tenant_labels: bool,
 }
+
+impl AppConfig {
+    /// A configuration with the defaults of `tollgate serve` and this admin token.
+    pub fn with_token(admin_token: Secret) -> AppConfig {
+        AppConfig {
+            admin_token,
+            definitions_ttl: Duration::from_secs(5),
+            default_deadline: Duration::from_millis(200),
+            gauge_lease: Duration::from_secs(300),
+            metrics_tenant_labels: false,
+        }
+    }
+}
+
+/// Where "now" comes from: the system clock, or a test's.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// Immutable configuration.
     pub config: Arc<AppConfig>,
-    /// Quota definitions in PostgreSQL.
+    /// Quota definitions, events and usage history in PostgreSQL.
     pub repo: QuotaRepo,
     /// Live counters (Redis in production, memory in tests).
     pub store: Arc<dyn CounterStore>,
-    /// Tenant quotas cached for `/v1/check`.
+    /// Invalidation messages to and from other instances.
+    pub bus: Arc<dyn Bus>,
+    /// Quota definitions cached for `/v1/check`.
     pub definitions: Arc<DefinitionsCache>,
+    /// Events of the decision path, written in the background.
+    pub events: Arc<EventSink>,
+    /// Counters to persist to the usage history.
+    pub flusher: Arc<UsageFlusher>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The time.
+    pub clock: Clock,
+    /// This process's name on the invalidation bus.
+    pub instance: String,
 }
 
 impl AppState {
-    /// State over a pool and a counter store, with fresh metrics and an empty cache.
+    /// State over a pool, a counter store and a bus, with fresh metrics and caches.
     pub fn new(
         config: AppConfig,
         pool: PgPool,
         store: Arc<dyn CounterStore>,
+        bus: Arc<dyn Bus>,
     ) -> Result<AppState, prometheus::Error> {
+        let metrics = Arc::new(Metrics::new(config.metrics_tenant_labels)?);
         Ok(AppState {
             definitions: Arc::new(DefinitionsCache::new(config.definitions_ttl)),
+            events: Arc::new(EventSink::new(metrics.clone())),
+            flusher: Arc::new(UsageFlusher::new(metrics.clone())),
             config: Arc::new(config),
             repo: QuotaRepo::new(pool),
             store,
-            metrics: Arc::new(Metrics::new()?),
+            bus,
+            metrics,
+            clock: Arc::new(Utc::now),
+            instance: crate::bus::instance_id(),
         })
+    }
+
+    /// The same state on another clock.
+    pub fn with_clock(mut self, clock: Clock) -> AppState {
+        self.clock = clock;
+        self
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
     }
 
     /// A PostgreSQL failure as an API error, counted.
@@ -72,42 +127,30 @@ impl AppState {
         ApiError::from(error)
     }
 
-    /// The quota of `tenant` (`None` if unknown), from the cache when fresh. A stale
-    /// entry is reloaded, and still used if PostgreSQL is down: decisions keep flowing
-    /// from cached definitions (SPEC §5).
-    pub async fn tenant_quota(&self, tenant: &str) -> Result<Cached, ApiError> {
-        let stale = match self.definitions.lookup(tenant, Instant::now()) {
-            Lookup::Fresh(cached) => {
-                self.metrics
-                    .definition_cache
-                    .with_label_values(&["hit"])
-                    .inc();
-                return Ok(cached);
-            }
-            Lookup::Stale(cached) => Some(cached),
-            Lookup::Absent => None,
-        };
+    /// Drops cached definitions of `tenant` here and tells the other instances.
+    pub async fn invalidate_tenant(&self, tenant: &str) {
+        self.definitions.invalidate_tenant(tenant);
         self.metrics
-            .definition_cache
-            .with_label_values(&["miss"])
+            .invalidations
+            .with_label_values(&["tenant"])
             .inc();
-        let generation = self.definitions.generation();
-        match self.repo.tenant_quota(tenant).await {
-            Ok(loaded) => {
-                let cached = loaded.map(Arc::new);
-                self.definitions
-                    .insert(tenant, cached.clone(), generation, Instant::now());
-                Ok(cached)
-            }
-            Err(RepoError::Unavailable(source)) if stale.is_some() => {
-                self.metrics
-                    .store_errors
-                    .with_label_values(&["postgres"])
-                    .inc();
-                tracing::warn!(error = %source, tenant, "PostgreSQL down; using stale definitions");
-                Ok(stale.flatten())
-            }
-            Err(error) => Err(self.postgres_error(error)),
+        self.broadcast(&crate::bus::tenant_message(tenant)).await;
+    }
+
+    /// Drops the cached catalog here and tells the other instances.
+    pub async fn invalidate_catalog(&self) {
+        self.definitions.invalidate_catalog();
+        self.metrics
+            .invalidations
+            .with_label_values(&["catalog"])
+            .inc();
+        self.broadcast(crate::bus::CATALOG_MESSAGE).await;
+    }
+
+    async fn broadcast(&self, message: &str) {
+        if let Err(error) = self.bus.publish(&self.instance, message).await {
+            // The other instances fall back to the cache TTL.
+            tracing::warn!(%error, message, "cannot broadcast an invalidation");
         }
     }
 }

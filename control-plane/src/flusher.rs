@@ -1,0 +1,213 @@
+//! Persists usage from Redis to PostgreSQL (SPEC §1, usage history): so that usage
+//! survives a Redis loss (counters are re-seeded from it) and can be billed.
+//!
+//! Every counted window counter is marked dirty; every flush interval (at most a minute)
+//! the dirty counters are read from Redis and upserted. A window's final value is written
+//! by the first flush after its last use, so windows are persisted at their end too. A
+//! flush that fails keeps its counters dirty for the next one; while PostgreSQL is down
+//! they wait in memory (bounded; `tollgate_history_pending_counters`).
+//!
+//! What can be lost: a crash loses the dirty marks of the last interval — the counters
+//! themselves are safe in Redis, and the next use of each marks it again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+use crate::accounting::Planned;
+use crate::metrics::Metrics;
+use crate::repo::{HistoryRow, QuotaRepo, RepoError};
+use crate::store::{CounterStore, StoreError};
+
+/// At most this many counters wait to be persisted.
+const MAX_DIRTY: usize = 500_000;
+
+/// The history row a counter key is persisted as (without its usage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CounterMeta {
+    tenant_id: String,
+    resource: String,
+    series: String,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+}
+
+/// Why a flush failed.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    #[error("reading the counters from Redis failed")]
+    Redis(#[from] StoreError),
+    #[error("writing the usage history failed")]
+    Postgres(#[from] RepoError),
+}
+
+/// Reads the counters of `batch` and upserts what exists. Returns the rows written.
+async fn persist(
+    batch: &[(String, CounterMeta)],
+    store: &dyn CounterStore,
+    repo: &QuotaRepo,
+) -> Result<u64, FlushError> {
+    let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
+    let snapshots = store.snapshot(&keys).await?;
+    let rows: Vec<HistoryRow> = batch
+        .iter()
+        .zip(snapshots)
+        .filter_map(|((_, meta), snapshot)| {
+            snapshot.map(|s| HistoryRow {
+                tenant_id: meta.tenant_id.clone(),
+                resource: meta.resource.clone(),
+                series: meta.series.clone(),
+                window_start: meta.window_start,
+                window_end: meta.window_end,
+                used: s.used,
+                epoch: s.epoch,
+            })
+        })
+        .collect();
+    repo.upsert_history(&rows).await?;
+    Ok(rows.len() as u64)
+}
+
+/// Counters used since the last flush, and when one last succeeded.
+#[derive(Debug)]
+pub struct UsageFlusher {
+    dirty: Mutex<HashMap<String, CounterMeta>>,
+    last_success: Mutex<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl UsageFlusher {
+    /// A flusher with nothing to flush.
+    pub fn new(metrics: Arc<Metrics>) -> UsageFlusher {
+        UsageFlusher {
+            dirty: Mutex::new(HashMap::new()),
+            last_success: Mutex::new(Instant::now()),
+            metrics,
+        }
+    }
+
+    fn dirty(&self) -> MutexGuard<'_, HashMap<String, CounterMeta>> {
+        // Each update is one insert or one swap: a poisoned map is consistent.
+        self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks the current counters of the windowed ops that counted something.
+    pub fn touch(&self, planned: &[Planned]) {
+        let mut dirty = self.dirty();
+        for p in planned.iter().filter(|p| p.amount > 0) {
+            let (Some(series), Some(window), Some(key)) =
+                (p.series(), p.windows.first(), p.keys.first())
+            else {
+                continue;
+            };
+            if dirty.contains_key(key) {
+                continue;
+            }
+            if dirty.len() >= MAX_DIRTY {
+                self.metrics.history_dropped.inc();
+                continue;
+            }
+            dirty.insert(
+                key.clone(),
+                CounterMeta {
+                    tenant_id: p.tenant.clone(),
+                    resource: p.def.resource.clone(),
+                    series: series.name(),
+                    window_start: window.start,
+                    window_end: window.end,
+                },
+            );
+        }
+        self.metrics.history_pending.set(dirty.len() as i64);
+    }
+
+    /// Reads every dirty counter and persists it. Returns how many rows were written.
+    pub async fn flush(&self, store: &dyn CounterStore, repo: &QuotaRepo) -> u64 {
+        let batch: Vec<(String, CounterMeta)> = self.dirty().drain().collect();
+        if batch.is_empty() {
+            self.succeeded();
+            return 0;
+        }
+        let written = persist(&batch, store, repo).await;
+        match written {
+            Ok(n) => {
+                self.metrics.history_rows.inc_by(n);
+                self.succeeded();
+                self.metrics.history_pending.set(self.dirty().len() as i64);
+                n
+            }
+            Err(error) => {
+                tracing::warn!(%error, counters = batch.len(), "usage history flush failed; will retry");
+                let mut dirty = self.dirty();
+                for (key, meta) in batch {
+                    if dirty.len() < MAX_DIRTY {
+                        dirty.entry(key).or_insert(meta);
+                    } else {
+                        self.metrics.history_dropped.inc();
+                    }
+                }
+                self.metrics.history_pending.set(dirty.len() as i64);
+                0
+            }
+        }
+    }
+
+    /// Persists every window of `planned` now (after a reset or adjustment, whose new
+    /// epoch must reach the history before anyone relies on it).
+    pub async fn persist_now(
+        &self,
+        store: &dyn CounterStore,
+        repo: &QuotaRepo,
+        planned: &[&Planned],
+    ) -> Result<u64, impl std::error::Error> {
+        let batch: Vec<(String, CounterMeta)> = planned
+            .iter()
+            .filter_map(|p| Some((p, p.series()?)))
+            .flat_map(|(p, series)| {
+                p.keys.iter().zip(&p.windows).map(move |(key, window)| {
+                    let meta = CounterMeta {
+                        tenant_id: p.tenant.clone(),
+                        resource: p.def.resource.clone(),
+                        series: series.name(),
+                        window_start: window.start,
+                        window_end: window.end,
+                    };
+                    (key.clone(), meta)
+                })
+            })
+            .collect();
+        persist(&batch, store, repo).await
+    }
+
+    fn succeeded(&self) {
+        *self
+            .last_success
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Seconds since the last successful flush, for the lag metric.
+    pub fn lag(&self) -> Duration {
+        self.last_success
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+
+    /// Flushes every `every` until the process ends.
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn CounterStore>,
+        repo: QuotaRepo,
+        every: Duration,
+    ) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.flush(store.as_ref(), &repo).await;
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! A tenant's usage for operators: live usage of every limit at every level, the
+//! effective quota with why each tier applies, and hand-made resets and adjustments.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use tollgate_protocol::Decision;
+use utoipa::ToSchema;
+
+use crate::accounting::{plan, policy_status, Planned, Select};
+use crate::decision::{resolve_fresh, run};
+use crate::error::ApiError;
+use crate::model::Span;
+use crate::repo::NewEvent;
+use crate::resolve::Resolved;
+use crate::state::AppState;
+use crate::store::{Adjustment, CallMode};
+use crate::views::LimitSpecView;
+use crate::window::WindowKind;
+
+/// Live usage of a tenant and its ancestors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    /// The tenant asked about.
+    pub tenant: String,
+    /// The roles its limits were resolved for.
+    pub roles: Vec<String>,
+    /// One row per limit per level, the tenant's own first.
+    pub usage: Vec<UsageRow>,
+}
+
+/// One limit's live usage in its current window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRow {
+    /// Whose limit: the tenant or an ancestor.
+    pub tenant: String,
+    /// The limit.
+    #[serde(flatten)]
+    pub spec: LimitSpecView,
+    /// The current window (rolling: the oldest bucket still counting); absent for gauges.
+    pub window_start: Option<DateTime<Utc>>,
+    /// When the current window ends (rolling: the current bucket); absent for gauges.
+    pub window_end: Option<DateTime<Utc>>,
+    /// Usage counted now.
+    pub used: u64,
+    /// The hard limit (`quota + overage`; the quota for unlimited limits).
+    pub limit: u64,
+    /// What may still be admitted.
+    pub remaining: u64,
+    /// `ok`, `warning` or `exceeded` (at the hard limit).
+    pub status: String,
+    /// Seconds until usage starts to free up.
+    pub reset_after_s: u64,
+}
+
+/// Which of a tenant's own limits a reset or adjustment applies to.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only limits on this resource.
+    pub resource: Option<String>,
+    /// Only limits of this period (`none` for gauges is refused).
+    pub period: Option<String>,
+    /// Only calendar or rolling limits.
+    pub window: Option<WindowKind>,
+}
+
+/// What a reset or adjustment changed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageChange {
+    /// The limit.
+    #[serde(flatten)]
+    pub spec: LimitSpecView,
+    /// Usage before.
+    pub before: u64,
+    /// Usage after.
+    pub after: u64,
+}
+
+/// The answer to a reset or adjustment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageChanges {
+    /// The tenant.
+    pub tenant: String,
+    /// One entry per limit changed.
+    pub changes: Vec<UsageChange>,
+}
+
+async fn read_all(
+    state: &AppState,
+    resolved: &Resolved,
+) -> Result<(Vec<Planned>, Vec<u64>, Vec<Option<usize>>), ApiError> {
+    let now = state.now();
+    let plan = plan(resolved, Select::Everything, CallMode::Read, None, 1, now)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let outcome = run(
+        state,
+        &plan,
+        &resolved.root,
+        state.config.default_deadline * 10,
+    )
+    .await?;
+    Ok((plan.planned, outcome.used, outcome.oldest))
+}
+
+/// Live usage of every limit of `tenant` and its ancestors.
+pub async fn report(
+    state: &AppState,
+    tenant: &str,
+    roles: &[String],
+) -> Result<UsageReport, ApiError> {
+    let (resolved, _) = resolve_fresh(state, tenant, roles).await?;
+    let (planned, used, oldest) = read_all(state, &resolved).await?;
+    let now = state.now();
+    let usage = planned
+        .iter()
+        .zip(used)
+        .zip(oldest)
+        .map(|((p, used), oldest)| {
+            let policy = policy_status(p, used, oldest, now);
+            let status = if p.def.limit.unlimited {
+                "ok"
+            } else {
+                match p.def.limit.decide(used, 0) {
+                    Decision::Allow => "ok",
+                    Decision::Warn if used >= p.def.limit.hard() => "exceeded",
+                    Decision::Warn => "warning",
+                    Decision::Reject => "exceeded",
+                }
+            };
+            UsageRow {
+                tenant: p.tenant.clone(),
+                spec: LimitSpecView::from(&p.def),
+                window_start: p.windows.last().map(|w| w.start),
+                window_end: p.windows.first().map(|w| w.end),
+                used,
+                limit: policy.limit,
+                remaining: policy.remaining,
+                status: status.to_string(),
+                reset_after_s: policy.reset_after_s,
+            }
+        })
+        .collect();
+    Ok(UsageReport {
+        tenant: tenant.to_string(),
+        roles: roles.to_vec(),
+        usage,
+    })
+}
+
+fn selected(p: &Planned, tenant: &str, selection: &Selection) -> bool {
+    let Span::Window(series) = p.def.span else {
+        return false;
+    };
+    p.tenant == tenant
+        && selection
+            .resource
+            .as_ref()
+            .is_none_or(|r| r == &p.def.resource)
+        && selection
+            .period
+            .as_ref()
+            .is_none_or(|period| period == series.period.as_str())
+        && selection.window.is_none_or(|w| w == series.kind)
+}
+
+/// Applies `adjustment` to the selected limits of `tenant`'s own level (not its
+/// ancestors'), persists the result and records it in the event log.
+pub async fn change(
+    state: &AppState,
+    actor: &str,
+    tenant: &str,
+    selection: &Selection,
+    adjustment: Adjustment,
+) -> Result<UsageChanges, ApiError> {
+    let (resolved, _) = resolve_fresh(state, tenant, &[]).await?;
+    let (planned, _, _) = read_all(state, &resolved).await?;
+    let chosen: Vec<&Planned> = planned
+        .iter()
+        .filter(|p| selected(p, tenant, selection))
+        .collect();
+    if chosen.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "a windowed limit of tenant {tenant} matching the selection"
+        )));
+    }
+    let now = state.now();
+    let mut changes = Vec::with_capacity(chosen.len());
+    for p in &chosen {
+        let (Some(series), Some(current)) = (p.series(), p.windows.first()) else {
+            continue;
+        };
+        let ttl = crate::accounting::counter_ttl_s(series, current, now);
+        let (before, after) = state
+            .store
+            .adjust(&p.keys, adjustment, ttl)
+            .await
+            .map_err(|e| state.redis_error(e))?;
+        changes.push(UsageChange {
+            spec: LimitSpecView::from(&p.def),
+            before,
+            after,
+        });
+    }
+    state
+        .flusher
+        .persist_now(state.store.as_ref(), &state.repo, &chosen)
+        .await
+        .map_err(|e| ApiError::unavailable("postgres", e.to_string()))?;
+    let (kind, delta) = match adjustment {
+        Adjustment::To(_) => ("usage.reset", None),
+        Adjustment::By(delta) => ("usage.adjusted", Some(delta)),
+    };
+    let event = NewEvent {
+        kind: kind.into(),
+        tenant_id: Some(tenant.to_string()),
+        subject: Some(format!("tenant/{tenant}")),
+        data: json!({ "delta": delta, "changes": changes }),
+        ..NewEvent::default()
+    };
+    state
+        .repo
+        .record(actor, event)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(UsageChanges {
+        tenant: tenant.to_string(),
+        changes,
+    })
+}
