@@ -27,6 +27,18 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations to the database and exit.
     Migrate(MigrateArgs),
+    /// Manage tiers (named bundles of limits) on a running server.
+    Tier(crate::cli::tier::TierArgs),
+    /// Manage tenants and see their effective quota on a running server.
+    Tenant(crate::cli::tenant::TenantArgs),
+    /// Manage assignments of tiers to tenants, roles and everyone on a running server.
+    Assignment(crate::cli::assignment::AssignmentArgs),
+    /// See, reset and adjust a tenant's usage on a running server.
+    Usage(crate::cli::usage::UsageArgs),
+    /// Read the audit log of a running server.
+    Events(crate::cli::events::EventsArgs),
+    /// Make a running server's tiers, tenants and assignments match a YAML file.
+    Apply(crate::cli::apply::ApplyArgs),
 }
 
 /// `tollgate serve`.
@@ -36,17 +48,46 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// PostgreSQL URL holding the quota definitions.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
-    /// Redis URL holding the live counters.
-    #[arg(long, env = "REDIS_URL")]
+    /// Redis URL holding the live counters; with `--redis-cluster`, a comma-separated
+    /// list of some of the cluster's nodes.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Secret,
+    /// Whether `--redis-url` names the nodes of a Redis Cluster.
+    #[arg(long, env = "TOLLGATE_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
     /// Bearer token required by `/admin/v1`.
-    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN")]
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Secret,
-    /// How long quota definitions are cached in process, in milliseconds.
+    /// How long cached quota definitions are fresh, in milliseconds; after that they are
+    /// still used while a background load refreshes them.
     #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
     pub definitions_ttl_ms: u64,
+    /// How long a check waits for quota definitions when the caller does not send
+    /// `x-envoy-expected-rq-timeout-ms`, in milliseconds.
+    #[arg(long, env = "TOLLGATE_CHECK_DEADLINE_MS", default_value_t = 200)]
+    pub check_deadline_ms: u64,
+    /// How often usage is persisted from Redis to PostgreSQL, in milliseconds (at most a
+    /// minute).
+    #[arg(long, env = "TOLLGATE_HISTORY_FLUSH_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub history_flush_ms: u64,
+    /// How often events of the decision path are written, in milliseconds.
+    #[arg(long, env = "TOLLGATE_EVENTS_FLUSH_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    pub events_flush_ms: u64,
+    /// How often invalidations from other instances are read, in milliseconds.
+    #[arg(long, env = "TOLLGATE_INVALIDATION_POLL_MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=1_000))]
+    pub invalidation_poll_ms: u64,
+    /// How long an unreleased gauge slot (`concurrent_requests`) is held, in seconds.
+    #[arg(long, env = "TOLLGATE_GAUGE_LEASE_S", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub gauge_lease_s: u64,
+    /// Label per-tenant metrics with the tenant id (cardinality: the number of tenants).
+    #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABELS")]
+    pub metrics_tenant_labels: bool,
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,7 +97,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// PostgreSQL URL to migrate.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

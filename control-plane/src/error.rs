@@ -1,27 +1,36 @@
-//! The one error type of the HTTP API and its JSON body:
-//! `{"error":{"code":"validation","message":"…","field":"limits[0].quota"}}`.
+//! The one error type of the HTTP API, answered as `application/problem+json` (RFC 9457):
+//!
+//! ```json
+//! {"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+//!  "detail": "limits[0].quota: at most 9223372036854775807", "code": "validation",
+//!  "invalid-params": [{"name": "limits[0].quota", "reason": "at most 9223372036854775807"}]}
+//! ```
 //!
 //! Internal errors answer a generic 500 and are logged with their source chain;
-//! unavailable stores answer 503 so the filter applies its failure mode.
+//! unavailable stores answer 503 so that the filter applies its failure mode.
 
 use std::error::Error as StdError;
 
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::repo::RepoError;
 use crate::store::StoreError;
 
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
 /// Any error a handler answers with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The body is not JSON, or not sent as JSON (400).
+    /// The request is malformed: not JSON, a bad query string (400).
     #[error("{0}")]
     BadRequest(String),
-    /// The body is JSON but a value is invalid (422), naming the field when one applies.
-    #[error("{message}")]
+    /// The request is well-formed but a value is invalid (422), naming the field.
+    #[error("{}", validation_text(.field.as_deref(), .message))]
     Validation {
         /// Path of the offending field (`limits[0].quota`).
         field: Option<String>,
@@ -31,13 +40,16 @@ pub enum ApiError {
     /// Missing or wrong bearer token (401).
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// The addressed object does not exist (404).
+    /// The addressed object or route does not exist (404).
     #[error("{0} not found")]
     NotFound(String),
-    /// The object already exists (409).
+    /// The route exists but not with this method (405).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// The write conflicts with what exists or breaks a rule (409).
     #[error("{0}")]
     Conflict(String),
-    /// A backing store cannot be reached (503).
+    /// A backing store cannot be reached or did not answer within the deadline (503).
     #[error("{store} is unavailable")]
     Unavailable {
         /// `redis` or `postgres`.
@@ -49,6 +61,42 @@ pub enum ApiError {
     /// Anything else (500); the details go to the log only.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+fn validation_text(field: Option<&str>, message: &str) -> String {
+    match field {
+        Some(field) => format!("{field}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// A problem body (RFC 9457) with Tollgate's extension members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    /// The status's reason phrase.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request.
+    pub detail: String,
+    /// A stable machine-readable code: `validation`, `unauthorized`, `not_found`,
+    /// `method_not_allowed`, `conflict`, `unavailable`, `internal`.
+    pub code: String,
+    /// The offending fields, for 400 and 422.
+    #[serde(rename = "invalid-params", skip_serializing_if = "Vec::is_empty")]
+    pub invalid_params: Vec<InvalidParam>,
+}
+
+/// One offending field.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvalidParam {
+    /// Its path in the request (`limits[0].quota`, `tenant`, `cursor`).
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 impl ApiError {
@@ -65,6 +113,14 @@ impl ApiError {
         ApiError::Internal(message.into().into())
     }
 
+    /// A 503 for `store`.
+    pub fn unavailable(store: &'static str, why: impl Into<String>) -> ApiError {
+        ApiError::Unavailable {
+            store,
+            source: why.into().into(),
+        }
+    }
+
     /// The HTTP status this error answers with.
     pub fn status_code(&self) -> StatusCode {
         match self {
@@ -72,6 +128,7 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -84,25 +141,35 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::Validation { .. } => "validation",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
-}
 
-/// The `{"error": …}` body.
-#[derive(Debug, Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Debug, Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
+    /// The problem body.
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let invalid_params = match self {
+            ApiError::Validation {
+                field: Some(field),
+                message,
+            } => vec![InvalidParam {
+                name: field.clone(),
+                reason: message.clone(),
+            }],
+            _ => Vec::new(),
+        };
+        Problem {
+            problem_type: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code().into(),
+            invalid_params,
+        }
+    }
 }
 
 /// The error and its sources, one line, for logs.
@@ -124,18 +191,12 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable { .. } => tracing::warn!(error = %chain(&self), "store down"),
             _ => {}
         }
-        let field = match &self {
-            ApiError::Validation { field, .. } => field.as_deref(),
-            _ => None,
-        };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-                field,
-            },
-        };
-        (self.status_code(), Json(body)).into_response()
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (self.status_code(), body).into_response();
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
     }
 }
 
@@ -146,6 +207,9 @@ impl From<RepoError> for ApiError {
                 store: "postgres",
                 source: Box::new(source),
             },
+            RepoError::Conflict(message) => ApiError::Conflict(message),
+            RepoError::NotFound(what) => ApiError::NotFound(what),
+            RepoError::Invalid { field, message } => ApiError::field(field, message),
             other => ApiError::Internal(Box::new(other)),
         }
     }
@@ -161,5 +225,25 @@ impl From<StoreError> for ApiError {
         } else {
             ApiError::Internal(Box::new(error))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_problem_names_the_field_in_invalid_params() {
+        let problem = ApiError::field("limits[0].quota", "at most 5").problem();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.title, "Unprocessable Entity");
+        assert_eq!(problem.detail, "limits[0].quota: at most 5");
+        assert_eq!(problem.invalid_params[0].name, "limits[0].quota");
+    }
+
+    #[test]
+    fn internal_problem_says_nothing_of_its_cause() {
+        let problem = ApiError::internal("password=hunter2 in the query").problem();
+        assert_eq!(problem.detail, "internal error");
     }
 }

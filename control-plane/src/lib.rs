@@ -1,29 +1,39 @@
 //! Tollgate's control plane: quota definitions in PostgreSQL, live usage counters in
-//! Redis, the decision API the Envoy filter calls (`POST /v1/check`), the admin API
-//! (`/admin/v1`), health, readiness and Prometheus metrics.
+//! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/release`), the
+//! admin API (`/admin/v1`), health, readiness and Prometheus metrics.
 //!
 //! # Layout
-//! - [`config`] — `tollgate serve` / `tollgate migrate` flags and environment; secrets.
-//! - [`http`] — the router ([`http::app`]), one module per resource, and [`http::serve`].
-//! - [`state`] — [`state::AppState`], shared by every handler.
-//! - [`check`] — the decision of `/v1/check` without I/O: counters, keys, the response.
-//! - [`window`] — calendar-aligned UTC windows.
-//! - [`store`] — the [`store::CounterStore`] trait; Redis (Lua script) and memory.
-//! - [`repo`] — quota definitions in PostgreSQL; [`definitions`] caches them.
-//! - [`model`] — tiers, limits, tenants, a tenant's resolved quota.
-//! - [`metrics`] — the Prometheus registry.
-//! - [`error`] — [`error::ApiError`], the JSON error body of every endpoint.
+//! - [`config`] — the command line and environment; secrets.
+//! - [`http`] — the router and the OpenAPI document, one module per resource.
+//! - [`state`] — [`state::AppState`], shared by every handler and background task.
+//! - The quota model: [`model`] (types), [`resolve`] (which limits apply, pure),
+//!   [`window`] (calendar and rolling windows), [`views`] (their JSON shapes).
+//! - Deciding: [`decision`] (the check path), [`accounting`] (plan a store call,
+//!   decide from its outcome, pure), [`store`] (Redis scripts and memory),
+//!   [`definitions`] (the cache), [`bus`] (invalidations between instances).
+//! - Durability: [`repo`] (PostgreSQL), [`flusher`] (usage history), [`audit`] (events
+//!   of the decision path), [`usage`] (usage views, resets, adjustments).
+//! - [`metrics`] — the Prometheus registry; [`error`] — problem+json errors.
+//! - [`cli`] — the admin subcommands and `tollgate apply`.
 
-pub mod check;
+pub mod accounting;
+pub mod audit;
+pub mod bus;
+pub mod cli;
 pub mod config;
+pub mod decision;
 pub mod definitions;
 pub mod error;
+pub mod flusher;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod repo;
+pub mod resolve;
 pub mod state;
 pub mod store;
+pub mod usage;
+pub mod views;
 pub mod window;
 
 /// The migrations in `control-plane/migrations/`, embedded at build time.

@@ -1,4 +1,5 @@
-//! `tollgate`: parse the command line, set up logging, connect, migrate, serve.
+//! `tollgate`: parse the command line, set up logging, then serve, migrate, or run an
+//! admin command against a running server.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use tollgate_control_plane::bus::{self, Bus};
 use tollgate_control_plane::config::{Cli, Command, LogFormat, MigrateArgs, Secret, ServeArgs};
 use tollgate_control_plane::store::{CounterStore, RedisStore};
 use tollgate_control_plane::{serve, AppConfig, AppState, MIGRATOR};
@@ -23,6 +25,24 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(args.log_format);
             run_migrate(args).await
         }
+        Command::Tier(args) => {
+            tollgate_control_plane::cli::exit(tollgate_control_plane::cli::tier::run(args).await)
+        }
+        Command::Tenant(args) => {
+            tollgate_control_plane::cli::exit(tollgate_control_plane::cli::tenant::run(args).await)
+        }
+        Command::Assignment(args) => tollgate_control_plane::cli::exit(
+            tollgate_control_plane::cli::assignment::run(args).await,
+        ),
+        Command::Usage(args) => {
+            tollgate_control_plane::cli::exit(tollgate_control_plane::cli::usage::run(args).await)
+        }
+        Command::Events(args) => {
+            tollgate_control_plane::cli::exit(tollgate_control_plane::cli::events::run(args).await)
+        }
+        Command::Apply(args) => {
+            tollgate_control_plane::cli::exit(tollgate_control_plane::cli::apply::run(args).await)
+        }
     }
 }
 
@@ -38,45 +58,106 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn connect_postgres(url: &Secret) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
+/// A pool that connects when first used, so `serve` starts while PostgreSQL is down.
+fn lazy_pool(url: &Secret) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
         .max_connections(10)
-        // Admin writes fail with 503 quickly when PostgreSQL is down.
-        .acquire_timeout(Duration::from_secs(3))
-        .connect(url.expose())
-        .await
-        .context("connecting to PostgreSQL")?;
-    MIGRATOR.run(&pool).await.context("applying migrations")?;
-    Ok(pool)
+        // Admin writes fail with 503 quickly when PostgreSQL is down; checks do not wait
+        // on the pool at all once definitions are cached.
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(url.expose())
+        .context("parsing the PostgreSQL URL")
 }
 
 async fn run_migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let pool = connect_postgres(&args.database_url).await?;
+    let pool = lazy_pool(&args.database_url)?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
     pool.close().await;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// Applies migrations once PostgreSQL answers, retrying every second until it does.
+async fn migrate_when_reachable(pool: PgPool) {
+    loop {
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => {
+                tracing::info!("migrations applied");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "PostgreSQL not ready for migrations; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.admin_token.expose().trim().is_empty() {
         bail!("the admin token must not be empty");
     }
-    let pool = connect_postgres(&args.database_url).await?;
-    let store = RedisStore::new(args.redis_url.expose()).context("configuring Redis")?;
-    if let Err(error) = store.ping().await {
+    let pool = lazy_pool(&args.database_url)?;
+    let redis = if args.redis_cluster {
+        let nodes: Vec<String> = args
+            .redis_url
+            .expose()
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        RedisStore::cluster(&nodes).context("configuring Redis Cluster")?
+    } else {
+        RedisStore::new(args.redis_url.expose()).context("configuring Redis")?
+    };
+    if let Err(error) = redis.ping().await {
         tracing::warn!(%error, "Redis is not reachable yet; checks answer 503 until it is");
     }
+    let redis = Arc::new(redis);
     let config = AppConfig {
         admin_token: args.admin_token,
         definitions_ttl: Duration::from_millis(args.definitions_ttl_ms),
+        default_deadline: Duration::from_millis(args.check_deadline_ms),
+        gauge_lease: Duration::from_secs(args.gauge_lease_s),
+        metrics_tenant_labels: args.metrics_tenant_labels,
     };
-    let state = AppState::new(config, pool, Arc::new(store)).context("creating metrics")?;
+    let store: Arc<dyn CounterStore> = redis.clone();
+    let bus: Arc<dyn Bus> = redis;
+    let state = AppState::new(config, pool.clone(), store.clone(), bus.clone())
+        .context("creating metrics")?;
+
+    tokio::spawn(migrate_when_reachable(pool));
+    tokio::spawn(bus::listen(
+        bus,
+        state.definitions.clone(),
+        state.instance.clone(),
+        Duration::from_millis(args.invalidation_poll_ms),
+    ));
+    tokio::spawn(state.events.clone().run(
+        state.repo.clone(),
+        Duration::from_millis(args.events_flush_ms),
+    ));
+    tokio::spawn(state.flusher.clone().run(
+        store.clone(),
+        state.repo.clone(),
+        Duration::from_millis(args.history_flush_ms),
+    ));
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    serve(listener, state, shutdown_signal())
+    serve(listener, state.clone(), shutdown_signal())
         .await
         .context("serving")?;
+    // In-flight requests are done: persist what they counted and recorded.
+    let flushed = tokio::time::timeout(Duration::from_secs(10), async {
+        state.flusher.flush(store.as_ref(), &state.repo).await;
+        state.events.flush(&state.repo).await;
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!("shutdown: usage history and events not flushed within 10 s");
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -1,12 +1,14 @@
-//! A JSON body extractor whose rejections are our error shape: a malformed body or a
-//! missing JSON content type is a 400, a body of the wrong shape a 422 naming the
-//! field (`limits[0].quota`), found with `serde_path_to_error`.
+//! JSON bodies and query strings with problem+json rejections: a malformed body or
+//! query, or a body not sent as JSON, is a 400; a body of the wrong shape a 422 naming
+//! the field (`limits[0].quota`), found with `serde_path_to_error`.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::error::Category;
 
 use crate::error::ApiError;
@@ -14,6 +16,10 @@ use crate::error::ApiError;
 /// `Json<T>` with [`ApiError`] rejections.
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
+
+/// `Query<T>` with [`ApiError`] rejections.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
 
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
@@ -26,6 +32,16 @@ fn is_json(headers: &HeaderMap) -> bool {
         .trim()
         .to_ascii_lowercase();
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// For `Option<Option<T>>` fields of PATCH bodies (with `#[serde(default)]`): absent
+/// is `None` (keep), `null` is `Some(None)` (clear), a value is `Some(Some(v))`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Parses `bytes` as `T`, classifying failures as 400 (not JSON) or 422 (wrong shape).
@@ -70,10 +86,32 @@ where
     }
 }
 
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: for<'de> Deserialize<'de>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ApiQuery<T>, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(ApiQuery)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                ApiError::Validation {
+                    field: (path != ".").then_some(path),
+                    message,
+                }
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use serde::Deserialize;
-
     use super::*;
 
     #[derive(Debug, Deserialize)]

@@ -1,43 +1,104 @@
-//! The HTTP surface: one [`app`] router built from one router per resource, and
-//! [`serve`], which takes its listener and shutdown signal so tests can bind port 0.
+//! The HTTP surface. One route table, [`routes`], builds both the router ([`app`]) and
+//! the OpenAPI 3.1 document served at `/admin/v1/openapi.json`, so the two cannot
+//! disagree. Admin handlers take the [`auth::Admin`] extractor: no route can forget it
+//! silently, and the document marks each one with the bearer scheme.
+//!
+//! # Layout
+//! - [`decisions`] — `POST /v1/check`, `POST /v1/release` (the filter's API).
+//! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
+//!   admin API under `/admin/v1`, one module per resource.
+//! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document.
+//! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON and query extraction with
+//!   problem+json rejections, cursor pagination.
 
-mod auth;
-mod check;
-mod json;
+mod assignments;
+pub mod auth;
+mod decisions;
+mod events;
+pub mod json;
+mod limits;
 mod ops;
+pub mod paging;
 mod tenants;
 mod tiers;
+mod usage;
 
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
 
-use axum::middleware;
 use axum::Router;
 use tokio::net::TcpListener;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub use self::json::ApiJson;
-pub use self::tiers::{is_valid_resource, is_valid_tier_name};
+pub use self::json::{ApiJson, ApiQuery};
 
-/// Every route: `/v1/check`, `/admin/v1/*` (bearer token), `/health`, `/ready`,
-/// `/metrics`. Unknown routes answer a JSON 404.
+/// The document's frame: title, the bearer scheme, the tags.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tollgate control plane",
+        description = "Per-tenant quota enforcement for Envoy: the decision API the filter \
+                       calls (/v1) and the admin API operators use (/admin/v1). Every error \
+                       is application/problem+json (RFC 9457)."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "decisions", description = "What the Envoy filter calls."),
+        (name = "tiers", description = "Named bundles of limits."),
+        (name = "limits", description = "Limits of tiers and per-tenant overrides."),
+        (name = "tenants", description = "Tenants and their hierarchy."),
+        (name = "assignments", description = "Which tier applies to whom."),
+        (name = "usage", description = "Effective quota, live usage, resets, history."),
+        (name = "events", description = "The audit log."),
+        (name = "operations", description = "Health, readiness, metrics."),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(decisions::routes())
+        .merge(tiers::routes())
+        .merge(limits::routes())
+        .merge(tenants::routes())
+        .merge(assignments::routes())
+        .merge(usage::routes())
+        .merge(events::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI document of [`routes`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The router: every route of [`routes`]; unknown routes and methods answer a
+/// problem+json 404 / 405.
 pub fn app(state: AppState) -> Router {
-    let admin = Router::new()
-        .merge(tiers::router())
-        .merge(tenants::router())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_admin,
-        ));
-    Router::new()
-        .merge(check::router())
-        .merge(ops::router())
-        .merge(admin)
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::NotFound("route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 

@@ -1,34 +1,69 @@
-//! Operational endpoints: `/health` (alive), `/ready` (Redis and PostgreSQL answer),
-//! `/metrics` (Prometheus text).
+//! Operational endpoints: `/health` (alive), `/ready` (can decide), `/metrics`
+//! (Prometheus text), and the OpenAPI document.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// How long `/ready` waits for each store.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The operational routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
 }
 
+/// Readiness and what it depends on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok` when checks can be decided, else `unavailable`.
+    pub status: String,
+    /// `ok` or `down`.
+    pub redis: String,
+    /// `ok` or `down`.
+    pub postgres: String,
+    /// Whether quota definitions are at hand (loaded now or cached).
+    pub definitions: String,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Whether checks can be decided: Redis answers and quota definitions are at hand —
+/// from PostgreSQL, or cached while PostgreSQL is down.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready; the body names what is down", body = Readiness),
+    ))]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (redis, postgres) = tokio::join!(
         tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()),
@@ -36,13 +71,18 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     );
     let redis_up = matches!(redis, Ok(Ok(())));
     let postgres_up = matches!(postgres, Ok(Ok(())));
-    let word = |up: bool| if up { "ok" } else { "down" };
-    let body = json!({
-        "status": if redis_up && postgres_up { "ok" } else { "unavailable" },
-        "redis": word(redis_up),
-        "postgres": word(postgres_up),
-    });
-    let status = if redis_up && postgres_up {
+    let definitions = tokio::time::timeout(PROBE_TIMEOUT, state.definitions.catalog(&state.repo))
+        .await
+        .is_ok_and(|loaded| loaded.is_ok());
+    let word = |up: bool| if up { "ok" } else { "down" }.to_string();
+    let can_decide = redis_up && definitions;
+    let body = Readiness {
+        status: if can_decide { "ok" } else { "unavailable" }.into(),
+        redis: word(redis_up),
+        postgres: word(postgres_up),
+        definitions: word(definitions),
+    };
+    let status = if can_decide {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -50,10 +90,35 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(body))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if let Some(age) = state.definitions.catalog_age().await {
+        state.metrics.definitions_age.set(age.as_secs_f64());
+    }
+    state
+        .metrics
+        .history_lag
+        .set(state.flusher.lag().as_secs_f64());
     let text = state
         .metrics
         .render()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
+}
+
+/// This document: the OpenAPI 3.1 description of every route, generated from the code.
+#[utoipa::path(get, path = "/admin/v1/openapi.json", tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object),
+        (status = 500, description = "It could not be rendered", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn openapi_document() -> Result<impl IntoResponse, ApiError> {
+    static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| super::openapi().to_json().map_err(|e| e.to_string()));
+    match document {
+        Ok(json) => Ok(([(CONTENT_TYPE, "application/json")], json.clone())),
+        Err(error) => Err(ApiError::internal(error.clone())),
+    }
 }

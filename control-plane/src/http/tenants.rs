@@ -1,269 +1,306 @@
-//! `/admin/v1/tenants`: create and read tenants, and read their live usage.
+//! `/admin/v1/tenants`: tenants and their hierarchy.
 //!
-//! Tenant ids may contain `/` (`acme/research`), so reads use one wildcard route,
-//! `/admin/v1/tenants/{*rest}`: a path ending in a literal `/usage` asks for usage,
-//! anything else names a tenant. The id is percent-decoded after that split, so the
-//! tenant `x/usage` is still reachable as `/admin/v1/tenants/x%2Fusage`.
+//! Tenant ids may contain `/` (`acme/research`): in paths it is written `%2F`
+//! (`/admin/v1/tenants/acme%2Fresearch`), as in any path segment.
 
-use axum::extract::{OriginalUri, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use percent_encoding::percent_decode_str;
-use serde::{Deserialize, Serialize};
+use axum::Json;
+use serde::Deserialize;
 use tollgate_protocol::is_valid_tenant_id;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::json::ApiJson;
-use crate::check::{counter_key, policy_status};
-use crate::error::ApiError;
-use crate::model::Tenant;
-use crate::repo::{NewTenant, RepoError};
+use super::auth::Admin;
+use super::json::{nullable, ApiJson, ApiQuery};
+use super::paging::{page_view, paging, PageView};
+use crate::error::{ApiError, Problem};
+use crate::model::{Mode, Ppm};
+use crate::repo::{NewTenant, TenantFilter, TenantPatch};
 use crate::state::AppState;
+use crate::views::TenantView;
 
-const PREFIX: &str = "/admin/v1/tenants/";
-const USAGE_SUFFIX: &str = "/usage";
-
-/// The tenant routes (behind admin authentication).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tenants", post(create_tenant))
-        .route("/admin/v1/tenants/{*rest}", get(get_tenant_or_usage))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tenants, create_tenant))
+        .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
 
-/// `POST /admin/v1/tenants` body.
-#[derive(Debug, Deserialize)]
+const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
+
+/// A new tenant.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub struct CreateTenant {
+    /// The id the gateway sees: 1–128 characters of letters, digits and `._:@/-`.
     id: String,
-    tier: String,
-    #[serde(default = "empty_object")]
-    labels: serde_json::Value,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
-}
-
-/// A tenant as the API answers it.
-#[derive(Debug, Serialize)]
-struct TenantView {
-    id: String,
+    /// Its parent (team, organization); trees are at most 4 levels deep.
     parent_id: Option<String>,
-    tier: String,
-    labels: serde_json::Value,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+    /// Its own tier (a direct assignment overrides it).
+    tier: Option<String>,
+    /// `enforce` (default), `shadow` or `off`.
+    mode: Option<String>,
+    /// How far its children's quotas may sum past its own (default 1: not at all).
+    overcommit: Option<f64>,
+    /// Free-form labels (a JSON object).
+    #[schema(value_type = Option<Object>)]
+    labels: Option<serde_json::Value>,
 }
 
-impl From<Tenant> for TenantView {
-    fn from(t: Tenant) -> TenantView {
-        TenantView {
-            id: t.id,
-            parent_id: t.parent_id,
-            tier: t.tier,
-            labels: t.labels,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-        }
+/// A change to a tenant; what is absent stays, `null` clears `parent_id` or `tier`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// A new parent, or `null` to make it a root.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    parent_id: Option<Option<String>>,
+    /// A new own tier, or `null` for none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    tier: Option<Option<String>>,
+    /// `enforce`, `shadow` or `off`.
+    mode: Option<String>,
+    /// A new overcommit ratio.
+    overcommit: Option<f64>,
+    /// New labels, replacing the old.
+    #[schema(value_type = Option<Object>)]
+    labels: Option<serde_json::Value>,
+}
+
+/// Filters and paging of the tenant listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTenants {
+    /// Only children of this tenant.
+    parent: Option<String>,
+    /// Only tenants whose own tier is this.
+    tier: Option<String>,
+    /// Only tenants in this mode.
+    mode: Option<String>,
+    /// Only tenants with this label, as `key=value`.
+    label: Option<String>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<usize>,
+}
+
+fn mode(field: &str, text: &str) -> Result<Mode, ApiError> {
+    text.parse().map_err(|e: String| ApiError::field(field, e))
+}
+
+fn overcommit(ratio: f64) -> Result<Ppm, ApiError> {
+    Ppm::from_ratio(ratio).ok_or_else(|| {
+        ApiError::field(
+            "overcommit",
+            "a ratio above 0 and at most 1000 (1 = no overcommit)",
+        )
+    })
+}
+
+fn labels(labels: &serde_json::Value) -> Result<(), ApiError> {
+    let Some(object) = labels.as_object() else {
+        return Err(ApiError::field("labels", "labels must be a JSON object"));
+    };
+    if object.len() > 64 || labels.to_string().len() > 16_384 {
+        return Err(ApiError::field("labels", "at most 64 labels and 16 KiB"));
+    }
+    Ok(())
+}
+
+fn optional_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
+    match id {
+        Some(id) if !is_valid_tenant_id(id) => Err(ApiError::field(field, TENANT_RULE)),
+        _ => Ok(()),
     }
 }
 
-/// `GET /admin/v1/tenants/{id}/usage` answer.
-#[derive(Debug, Serialize)]
-struct UsageView {
-    tenant: String,
-    tier: String,
-    usage: Vec<UsageItem>,
+/// List tenants.
+#[utoipa::path(
+    get, path = "/admin/v1/tenants", tag = "tenants", params(ListTenants),
+    responses(
+        (status = 200, description = "A page of tenants", body = PageView<TenantView>),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_tenants(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListTenants>,
+) -> Result<Json<PageView<TenantView>>, ApiError> {
+    let paging = paging(query.cursor.as_deref(), query.limit)?;
+    let label = match query.label {
+        Some(label) => Some(
+            label
+                .split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| ApiError::field("label", "expected key=value"))?,
+        ),
+        None => None,
+    };
+    let filter = TenantFilter {
+        parent: query.parent,
+        tier: query.tier,
+        mode: query.mode.as_deref().map(|m| mode("mode", m)).transpose()?,
+        label,
+    };
+    let page = state
+        .repo
+        .list_tenants(&filter, &paging)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(page_view(page)))
 }
 
-/// One limit's live counter in its current window.
-#[derive(Debug, Serialize)]
-struct UsageItem {
-    resource: String,
-    period: String,
-    window_start: DateTime<Utc>,
-    window_end: DateTime<Utc>,
-    used: u64,
-    quota: u64,
-    limit: u64,
-    remaining: u64,
-    unlimited: bool,
-}
-
+/// Create a tenant.
+#[utoipa::path(
+    post, path = "/admin/v1/tenants", tag = "tenants", request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = TenantView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant exists, the tree would be too deep, or the parent's overcommit would be passed",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn create_tenant(
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     if !is_valid_tenant_id(&body.id) {
-        return Err(ApiError::field(
-            "id",
-            "tenant ids are 1-128 characters of letters, digits and ._:@/-",
-        ));
+        return Err(ApiError::field("id", TENANT_RULE));
     }
-    if !body.labels.is_object() {
-        return Err(ApiError::field("labels", "labels must be a JSON object"));
-    }
+    optional_id("parent_id", body.parent_id.as_deref())?;
+    let labels_value = body
+        .labels
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    labels(&labels_value)?;
     let new = NewTenant {
         id: body.id,
+        parent_id: body.parent_id,
         tier: body.tier,
+        mode: body
+            .mode
+            .as_deref()
+            .map(|m| mode("mode", m))
+            .transpose()?
+            .unwrap_or_default(),
+        overcommit: body
+            .overcommit
+            .map(overcommit)
+            .transpose()?
+            .unwrap_or(Ppm::ONE),
+        labels: labels_value,
+    };
+    let tenant = state
+        .repo
+        .create_tenant(&admin.actor, &new, state.now())
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    // A negative cache entry for this id (an unknown tenant) must go.
+    state.invalidate_tenant(&tenant.id).await;
+    tracing::info!(tenant = %tenant.id, "tenant created");
+    Ok((StatusCode::CREATED, Json(TenantView::from(&tenant))))
+}
+
+/// Get a tenant.
+#[utoipa::path(
+    get, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_tenant(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    let tenant = state
+        .repo
+        .get_tenant(&id)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(TenantView::from(&tenant)))
+}
+
+/// Change a tenant: parent, own tier, mode, overcommit, labels.
+#[utoipa::path(
+    patch, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    request_body = UpdateTenant,
+    responses(
+        (status = 200, description = "The changed tenant", body = TenantView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A cycle, a tree too deep, or a parent's overcommit passed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn update_tenant(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<Json<TenantView>, ApiError> {
+    if let Some(parent) = &body.parent_id {
+        optional_id("parent_id", parent.as_deref())?;
+    }
+    if let Some(value) = &body.labels {
+        labels(value)?;
+    }
+    let patch = TenantPatch {
+        parent_id: body.parent_id,
+        tier: body.tier,
+        mode: body.mode.as_deref().map(|m| mode("mode", m)).transpose()?,
+        overcommit: body.overcommit.map(overcommit).transpose()?,
         labels: body.labels,
     };
-    let tenant = match state.repo.create_tenant(&new).await {
-        Ok(tenant) => tenant,
-        Err(RepoError::Conflict(what)) => {
-            return Err(ApiError::Conflict(format!("{what} already exists")))
-        }
-        Err(RepoError::UnknownTier(tier)) => {
-            return Err(ApiError::field(
-                "tier",
-                format!("tier {tier} does not exist"),
-            ))
-        }
-        Err(error) => return Err(state.postgres_error(error)),
-    };
-    state.definitions.clear();
-    tracing::info!(tenant = %tenant.id, tier = %tenant.tier, "tenant created");
-    Ok((StatusCode::CREATED, Json(tenant.into())))
-}
-
-/// What a tenant read path asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum TenantPath {
-    Tenant(String),
-    Usage(String),
-}
-
-/// Splits the raw (still percent-encoded) path, then decodes the id.
-fn parse_path(raw: &str) -> Option<TenantPath> {
-    let rest = raw.strip_prefix(PREFIX)?;
-    let (encoded, usage) = match rest.strip_suffix(USAGE_SUFFIX) {
-        Some(id) => (id, true),
-        None => (rest, false),
-    };
-    let id = percent_decode_str(encoded).decode_utf8().ok()?.into_owned();
-    if !is_valid_tenant_id(&id) {
-        return None;
-    }
-    Some(if usage {
-        TenantPath::Usage(id)
-    } else {
-        TenantPath::Tenant(id)
-    })
-}
-
-async fn get_tenant_or_usage(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("tenant at {}", uri.path()));
-    let value = match parse_path(uri.path()).ok_or_else(not_found)? {
-        TenantPath::Tenant(id) => {
-            let tenant = state
-                .repo
-                .get_tenant(&id)
-                .await
-                .map_err(|e| state.postgres_error(e))?
-                .ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
-            serde_json::to_value(TenantView::from(tenant))
-        }
-        TenantPath::Usage(id) => serde_json::to_value(usage(&state, &id).await?),
-    };
-    value.map(Json).map_err(|e| ApiError::Internal(Box::new(e)))
-}
-
-/// The live counters of every limit of `id` in its current window. Definitions come
-/// from PostgreSQL (operators expect what they just wrote); counters from Redis, live.
-async fn usage(state: &AppState, id: &str) -> Result<UsageView, ApiError> {
-    let quota = state
+    let tenant = state
         .repo
-        .tenant_quota(id)
+        .update_tenant(&admin.actor, &id, &patch, state.now())
         .await
-        .map_err(|e| state.postgres_error(e))?
-        .ok_or_else(|| ApiError::NotFound(format!("tenant {id}")))?;
-    let now = Utc::now();
-    let mut windows = Vec::with_capacity(quota.limits.len());
-    for def in &quota.limits {
-        let window = def
-            .period
-            .window_at(now)
-            .ok_or_else(|| ApiError::internal(format!("no {} window at {now}", def.period)))?;
-        windows.push(window);
-    }
-    let keys: Vec<String> = quota
-        .limits
-        .iter()
-        .zip(&windows)
-        .map(|(def, w)| {
-            counter_key(
-                &quota.root,
-                &quota.tenant,
-                &def.resource,
-                def.period,
-                w.start.timestamp(),
-            )
-        })
-        .collect();
-    let used = state
-        .store
-        .read(&keys)
-        .await
-        .map_err(|e| state.redis_error(e))?;
-    if used.len() != keys.len() {
-        return Err(ApiError::internal(
-            "store answered for the wrong number of counters",
-        ));
-    }
-    let usage = quota
-        .limits
-        .iter()
-        .zip(&windows)
-        .zip(used)
-        .map(|((def, window), used)| {
-            let status = policy_status(def, window, used, now);
-            UsageItem {
-                resource: def.resource.clone(),
-                period: def.period.to_string(),
-                window_start: window.start,
-                window_end: window.end,
-                used,
-                quota: status.quota,
-                limit: status.limit,
-                remaining: status.remaining,
-                unlimited: def.limit.unlimited,
-            }
-        })
-        .collect();
-    Ok(UsageView {
-        tenant: quota.tenant,
-        tier: quota.tier,
-        usage,
-    })
+        .map_err(|e| state.postgres_error(e))?;
+    state.invalidate_tenant(&id).await;
+    Ok(Json(TenantView::from(&tenant)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_ids_with_slashes_and_usage_suffix_are_split_before_decoding() {
-        let parse = |p: &str| parse_path(p);
-        assert_eq!(
-            parse("/admin/v1/tenants/acme/research"),
-            Some(TenantPath::Tenant("acme/research".into()))
-        );
-        assert_eq!(
-            parse("/admin/v1/tenants/acme/research/usage"),
-            Some(TenantPath::Usage("acme/research".into()))
-        );
-        assert_eq!(
-            parse("/admin/v1/tenants/x%2Fusage"),
-            Some(TenantPath::Tenant("x/usage".into()))
-        );
-        assert_eq!(
-            parse("/admin/v1/tenants/user%40example.com"),
-            Some(TenantPath::Tenant("user@example.com".into()))
-        );
-        assert_eq!(parse("/admin/v1/tenants/a%20b"), None);
-    }
+/// Delete a tenant with its assignments and overrides; refused while it has children.
+/// Its usage history and events stay.
+#[utoipa::path(
+    delete, path = "/admin/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has children", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn delete_tenant(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .repo
+        .delete_tenant(&admin.actor, &id)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    state.invalidate_tenant(&id).await;
+    Ok(StatusCode::NO_CONTENT)
 }

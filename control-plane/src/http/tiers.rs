@@ -1,90 +1,68 @@
-//! `/admin/v1/tiers`: create and read tiers with their limits.
+//! `/admin/v1/tiers`: named bundles of limits.
 
 use std::collections::HashSet;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use tollgate_protocol::{Limit, WarnAt};
+use axum::Json;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::json::ApiJson;
-use crate::error::ApiError;
-use crate::model::{LimitDef, Tier};
-use crate::repo::{NewTier, RepoError};
+use super::auth::Admin;
+use super::json::{ApiJson, ApiQuery};
+use super::limits::LimitInput;
+use super::paging::{page_view, paging, PageView};
+use crate::error::{ApiError, Problem};
+use crate::model::LimitDef;
+use crate::repo::{NewTier, TierPatch};
 use crate::state::AppState;
-use crate::store::COUNTER_MAX;
-use crate::window::Period;
+use crate::views::TierView;
 
 /// At most this many limits per tier: each is a counter on every matching request.
 const MAX_LIMITS: usize = 64;
 
-/// The tier routes (behind admin authentication).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/v1/tiers", post(create_tier))
-        .route("/admin/v1/tiers/{name}", get(get_tier))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tiers, create_tier))
+        .routes(routes!(get_tier, update_tier, delete_tier))
 }
 
-/// `POST /admin/v1/tiers` body.
-#[derive(Debug, Deserialize)]
+/// A new tier.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTier {
+pub struct CreateTier {
+    /// 1–64 characters of `a-z 0-9 _ -`.
     name: String,
+    /// What it is for.
     #[serde(default)]
-    limits: Vec<LimitBody>,
+    description: String,
+    /// Its limits; at most one per resource, period and window.
+    #[serde(default)]
+    limits: Vec<LimitInput>,
 }
 
-/// One limit as operators write and read it (`warn_at` as a fraction).
-#[derive(Debug, Deserialize, Serialize)]
+/// A change to a tier; what is absent stays.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LimitBody {
-    resource: String,
-    period: String,
-    quota: u64,
-    #[serde(default)]
-    overage: u64,
-    #[serde(default = "default_warn_at")]
-    warn_at: f64,
-    #[serde(default)]
-    unlimited: bool,
+pub struct UpdateTier {
+    /// A new description.
+    description: Option<String>,
+    /// The complete new set of limits: limits on the same resource and span keep their
+    /// id, others are added, and the ones left out are removed.
+    limits: Option<Vec<LimitInput>>,
 }
 
-fn default_warn_at() -> f64 {
-    WarnAt::DEFAULT.fraction()
-}
-
-/// A tier as the API answers it.
-#[derive(Debug, Serialize)]
-struct TierView {
-    name: String,
-    limits: Vec<LimitBody>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<Tier> for TierView {
-    fn from(tier: Tier) -> TierView {
-        TierView {
-            name: tier.name,
-            limits: tier
-                .limits
-                .into_iter()
-                .map(|def| LimitBody {
-                    period: def.period.to_string(),
-                    resource: def.resource,
-                    quota: def.limit.quota,
-                    overage: def.limit.overage,
-                    warn_at: def.limit.warn_at.fraction(),
-                    unlimited: def.limit.unlimited,
-                })
-                .collect(),
-            created_at: tier.created_at,
-            updated_at: tier.updated_at,
-        }
-    }
+/// Paging of the tier listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTiers {
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<usize>,
 }
 
 /// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -`.
@@ -95,110 +73,195 @@ pub fn is_valid_tier_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// Whether `name` may name a resource: 1–64 characters of `a-z 0-9 _ . -`. No `:`, so
-/// counter keys stay unambiguous.
-pub fn is_valid_resource(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-'
-        })
+fn validate_description(description: &str) -> Result<(), ApiError> {
+    if description.len() > 1024 {
+        return Err(ApiError::field("description", "at most 1024 bytes"));
+    }
+    Ok(())
 }
 
-fn validate(body: CreateTier) -> Result<NewTier, ApiError> {
-    if !is_valid_tier_name(&body.name) {
-        return Err(ApiError::field(
-            "name",
-            "1-64 characters of a-z, 0-9, _ and -",
-        ));
-    }
-    if body.limits.len() > MAX_LIMITS {
+/// The limits of a tier body, validated: distinct by resource and span.
+fn validate_limits(limits: &[LimitInput]) -> Result<Vec<LimitDef>, ApiError> {
+    if limits.len() > MAX_LIMITS {
         return Err(ApiError::field(
             "limits",
             format!("at most {MAX_LIMITS} limits"),
         ));
     }
     let mut seen = HashSet::new();
-    let mut limits = Vec::with_capacity(body.limits.len());
-    for (i, limit) in body.limits.into_iter().enumerate() {
-        let field = |name: &str| format!("limits[{i}].{name}");
-        if !is_valid_resource(&limit.resource) {
-            return Err(ApiError::field(
-                field("resource"),
-                "1-64 characters of a-z, 0-9, _, . and -",
-            ));
-        }
-        let period: Period = limit
-            .period
-            .parse()
-            .map_err(|e: crate::window::UnknownPeriod| {
-                ApiError::field(field("period"), e.to_string())
-            })?;
-        for (name, value) in [("quota", limit.quota), ("overage", limit.overage)] {
-            if value > COUNTER_MAX {
-                return Err(ApiError::field(
-                    field(name),
-                    format!("at most {COUNTER_MAX}"),
-                ));
-            }
-        }
-        let warn_at = WarnAt::from_fraction(limit.warn_at)
-            .ok_or_else(|| ApiError::field(field("warn_at"), "a fraction from 0 to 1"))?;
-        if !seen.insert((limit.resource.clone(), period)) {
+    let mut defs = Vec::with_capacity(limits.len());
+    for (i, limit) in limits.iter().enumerate() {
+        let def = limit.to_def(&format!("limits[{i}]."))?;
+        if !seen.insert((def.resource.clone(), def.span)) {
             return Err(ApiError::field(
                 format!("limits[{i}]"),
-                format!("a {} limit on {} is already given", period, limit.resource),
+                format!(
+                    "a {} {} limit on {} is already given",
+                    def.span.window_kind(),
+                    def.span.period_name(),
+                    def.resource
+                ),
             ));
         }
-        limits.push(LimitDef {
-            resource: limit.resource,
-            period,
-            limit: Limit {
-                quota: limit.quota,
-                overage: limit.overage,
-                warn_at,
-                unlimited: limit.unlimited,
-            },
-        });
+        defs.push(def);
     }
-    Ok(NewTier {
-        name: body.name,
-        limits,
-    })
+    Ok(defs)
 }
 
+/// List tiers with their limits.
+#[utoipa::path(
+    get, path = "/admin/v1/tiers", tag = "tiers", params(ListTiers),
+    responses(
+        (status = 200, description = "A page of tiers", body = PageView<TierView>),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad cursor or page size", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_tiers(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListTiers>,
+) -> Result<Json<PageView<TierView>>, ApiError> {
+    let paging = paging(query.cursor.as_deref(), query.limit)?;
+    let page = state
+        .repo
+        .list_tiers(&paging)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(page_view(page)))
+}
+
+/// Create a tier with its limits (all or nothing).
+#[utoipa::path(
+    post, path = "/admin/v1/tiers", tag = "tiers", request_body = CreateTier,
+    responses(
+        (status = 201, description = "Created", body = TierView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tier exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn create_tier(
+    admin: Admin,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateTier>,
 ) -> Result<(StatusCode, Json<TierView>), ApiError> {
-    let new = validate(body)?;
-    let tier = match state.repo.create_tier(&new).await {
-        Ok(tier) => tier,
-        Err(RepoError::Conflict(what)) => {
-            return Err(ApiError::Conflict(format!("{what} already exists")))
-        }
-        Err(error) => return Err(state.postgres_error(error)),
+    if !is_valid_tier_name(&body.name) {
+        return Err(ApiError::field(
+            "name",
+            "1-64 characters of a-z, 0-9, _ and -",
+        ));
+    }
+    validate_description(&body.description)?;
+    let new = NewTier {
+        limits: validate_limits(&body.limits)?,
+        name: body.name,
+        description: body.description,
     };
-    state.definitions.clear();
+    let tier = state
+        .repo
+        .create_tier(&admin.actor, &new)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    state.invalidate_catalog().await;
     tracing::info!(tier = %tier.name, limits = tier.limits.len(), "tier created");
-    Ok((StatusCode::CREATED, Json(tier.into())))
+    Ok((StatusCode::CREATED, Json(TierView::from(&tier))))
 }
 
+/// Get a tier with its limits.
+#[utoipa::path(
+    get, path = "/admin/v1/tiers/{name}", tag = "tiers",
+    params(("name" = String, Path, description = "The tier name")),
+    responses(
+        (status = 200, description = "The tier", body = TierView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_tier(
+    _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TierView>, ApiError> {
-    match state.repo.get_tier(&name).await {
-        Ok(Some(tier)) => Ok(Json(tier.into())),
-        Ok(None) => Err(ApiError::NotFound(format!("tier {name}"))),
-        Err(error) => Err(state.postgres_error(error)),
+    let tier = state
+        .repo
+        .get_tier(&name)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(TierView::from(&tier)))
+}
+
+/// Change a tier's description and/or replace its whole set of limits.
+#[utoipa::path(
+    patch, path = "/admin/v1/tiers/{name}", tag = "tiers",
+    params(("name" = String, Path, description = "The tier name")), request_body = UpdateTier,
+    responses(
+        (status = 200, description = "The changed tier", body = TierView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn update_tier(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<UpdateTier>,
+) -> Result<Json<TierView>, ApiError> {
+    if let Some(description) = &body.description {
+        validate_description(description)?;
     }
+    let patch = TierPatch {
+        description: body.description,
+        limits: body.limits.as_deref().map(validate_limits).transpose()?,
+    };
+    let tier = state
+        .repo
+        .update_tier(&admin.actor, &name, &patch, state.now())
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    state.invalidate_catalog().await;
+    Ok(Json(TierView::from(&tier)))
+}
+
+/// Delete a tier and its limits; refused while a tenant or an assignment uses it.
+#[utoipa::path(
+    delete, path = "/admin/v1/tiers/{name}", tag = "tiers",
+    params(("name" = String, Path, description = "The tier name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tier is in use", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn delete_tier(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .repo
+        .delete_tier(&admin.actor, &name)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    state.invalidate_catalog().await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn body(json: &str) -> CreateTier {
+    fn input(json: &str) -> Vec<LimitInput> {
         serde_json::from_str(json).unwrap()
     }
 
@@ -210,63 +273,82 @@ mod tests {
     }
 
     #[test]
-    fn limit_defaults_are_no_overage_warn_at_80_percent_and_limited() {
-        let tier = validate(body(
-            r#"{"name":"pro","limits":[{"resource":"requests","period":"month","quota":10}]}"#,
-        ))
-        .unwrap();
-        let limit = tier.limits[0].limit;
-        assert_eq!(
-            (limit.overage, limit.warn_at, limit.unlimited),
-            (0, WarnAt::DEFAULT, false)
+    fn one_resource_may_have_several_periods_but_not_the_same_one_twice() {
+        let ok = input(
+            r#"[{"resource":"requests","period":"minute","quota":100},
+                {"resource":"requests","period":"month","quota":100000},
+                {"resource":"requests","period":"minute","window":"rolling","quota":100}]"#,
         );
-    }
-
-    #[test]
-    fn duplicate_resource_and_period_is_refused_naming_the_second() {
-        let error = validate(body(
-            r#"{"name":"pro","limits":[{"resource":"requests","period":"day","quota":1},
-                {"resource":"requests","period":"day","quota":2}]}"#,
-        ))
-        .unwrap_err();
-        assert_eq!(field_of(error).as_deref(), Some("limits[1]"));
-    }
-
-    #[test]
-    fn quota_above_the_counter_maximum_is_refused_by_field() {
-        let json = format!(
-            r#"{{"name":"pro","limits":[{{"resource":"requests","period":"day","quota":{}}}]}}"#,
-            u64::MAX
+        assert_eq!(validate_limits(&ok).unwrap().len(), 3);
+        let twice = input(
+            r#"[{"resource":"requests","period":"day","quota":1},
+                {"resource":"requests","period":"day","quota":2}]"#,
         );
         assert_eq!(
-            field_of(validate(body(&json)).unwrap_err()).as_deref(),
-            Some("limits[0].quota")
+            field_of(validate_limits(&twice).unwrap_err()).as_deref(),
+            Some("limits[1]")
         );
     }
 
     #[test]
-    fn bad_names_periods_and_thresholds_are_refused_by_field() {
+    fn bad_values_are_refused_naming_their_field() {
         let cases = [
-            (r#"{"name":"Pro"}"#, "name"),
             (
-                r#"{"name":"pro","limits":[{"resource":"a:b","period":"day","quota":1}]}"#,
+                r#"[{"resource":"a:b","period":"day","quota":1}]"#,
                 "limits[0].resource",
             ),
             (
-                r#"{"name":"pro","limits":[{"resource":"r","period":"week","quota":1}]}"#,
+                r#"[{"resource":"r","period":"fortnight","quota":1}]"#,
                 "limits[0].period",
             ),
             (
-                r#"{"name":"pro","limits":[{"resource":"r","period":"day","quota":1,"warn_at":1.5}]}"#,
+                r#"[{"resource":"r","period":"day","quota":1,"warn_at":1.5}]"#,
                 "limits[0].warn_at",
+            ),
+            (
+                r#"[{"resource":"r","period":"second","window":"rolling","quota":1}]"#,
+                "limits[0].window",
+            ),
+            (
+                r#"[{"resource":"r","period":"none","window":"rolling","quota":1}]"#,
+                "limits[0].window",
+            ),
+            (
+                r#"[{"resource":"r","period":"day","window":"sliding","quota":1}]"#,
+                "limits[0].window",
+            ),
+            (
+                r#"[{"resource":"r","period":"day","quota":9223372036854775807,"overage":1}]"#,
+                "limits[0].overage",
+            ),
+            (
+                r#"[{"resource":"r","period":"day","quota":18446744073709551615}]"#,
+                "limits[0].quota",
             ),
         ];
         for (json, field) in cases {
             assert_eq!(
-                field_of(validate(body(json)).unwrap_err()).as_deref(),
+                field_of(validate_limits(&input(json)).unwrap_err()).as_deref(),
                 Some(field),
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn defaults_are_calendar_no_overage_warn_at_80_percent_and_limited() {
+        let defs = validate_limits(&input(
+            r#"[{"resource":"requests","period":"month","quota":10}]"#,
+        ))
+        .unwrap();
+        let limit = defs[0].limit;
+        assert_eq!(
+            (limit.overage, limit.warn_at, limit.unlimited),
+            (0, tollgate_protocol::WarnAt::DEFAULT, false)
+        );
+        assert_eq!(
+            defs[0].span.window_kind(),
+            crate::window::WindowKind::Calendar
+        );
     }
 }

@@ -1,0 +1,198 @@
+//! What the server has now: every tier, tenant, override limit and assignment, read
+//! through the admin API's listings.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::cli::client::Client;
+use crate::cli::error::CliError;
+use crate::cli::limit::LimitSpec;
+use crate::model::{Mode, Ppm, Subject};
+
+/// The server's quota definitions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Current {
+    /// Every tier.
+    pub tiers: Vec<CurrentTier>,
+    /// Every tenant.
+    pub tenants: Vec<CurrentTenant>,
+    /// Every per-tenant override.
+    pub overrides: Vec<CurrentOverride>,
+    /// Every assignment.
+    pub assignments: Vec<CurrentAssignment>,
+}
+
+/// A tier on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentTier {
+    /// The name.
+    pub name: String,
+    /// The description.
+    pub description: String,
+    /// Its limits.
+    pub limits: Vec<LimitSpec>,
+}
+
+/// A tenant on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentTenant {
+    /// The id.
+    pub id: String,
+    /// The parent.
+    pub parent: Option<String>,
+    /// The own tier.
+    pub tier: Option<String>,
+    /// The mode.
+    pub mode: Mode,
+    /// The overcommit ratio.
+    pub overcommit: Ppm,
+    /// The labels.
+    pub labels: Value,
+}
+
+/// A per-tenant override on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentOverride {
+    /// Its id.
+    pub id: i64,
+    /// Whose.
+    pub tenant: String,
+    /// The limit.
+    pub limit: LimitSpec,
+}
+
+/// An assignment on the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentAssignment {
+    /// Its id.
+    pub id: i64,
+    /// To whom.
+    pub subject: Subject,
+    /// The tier it gives.
+    pub tier: String,
+    /// Whether it applies.
+    pub enabled: bool,
+    /// When it stops applying.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TierView {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    limits: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TenantView {
+    id: String,
+    parent_id: Option<String>,
+    tier: Option<String>,
+    mode: String,
+    overcommit: f64,
+    #[serde(default)]
+    labels: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct AssignmentView {
+    id: i64,
+    tier: String,
+    kind: String,
+    tenant: Option<String>,
+    role: Option<String>,
+    enabled: bool,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn decode<T: DeserializeOwned>(what: &str, item: &Value) -> Result<T, String> {
+    T::deserialize(item)
+        .map_err(|e| format!("the server answered a {what} the CLI cannot read: {e}"))
+}
+
+/// The state the four listings describe (`limits` holds tier limits too; only
+/// overrides are kept from it).
+pub fn from_listings(
+    tiers: &[Value],
+    tenants: &[Value],
+    limits: &[Value],
+    assignments: &[Value],
+) -> Result<Current, String> {
+    let mut current = Current::default();
+    for item in tiers {
+        let view: TierView = decode("tier", item)?;
+        current.tiers.push(CurrentTier {
+            name: view.name,
+            description: view.description,
+            limits: view
+                .limits
+                .iter()
+                .map(LimitSpec::from_view)
+                .collect::<Result<_, _>>()?,
+        });
+    }
+    for item in tenants {
+        let view: TenantView = decode("tenant", item)?;
+        current.tenants.push(CurrentTenant {
+            mode: view.mode.parse()?,
+            overcommit: Ppm::from_ratio(view.overcommit)
+                .ok_or_else(|| format!("tenant {}: overcommit {}", view.id, view.overcommit))?,
+            id: view.id,
+            parent: view.parent_id,
+            tier: view.tier,
+            labels: view.labels,
+        });
+    }
+    for item in limits {
+        let Some(tenant) = item.get("tenant").and_then(Value::as_str) else {
+            continue;
+        };
+        let id = item
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("a limit without an id: {item}"))?;
+        current.overrides.push(CurrentOverride {
+            id,
+            tenant: tenant.to_string(),
+            limit: LimitSpec::from_view(item)?,
+        });
+    }
+    for item in assignments {
+        let view: AssignmentView = decode("assignment", item)?;
+        let subject = match (view.kind.as_str(), view.tenant, view.role) {
+            ("tenant", Some(tenant), _) => Subject::Tenant(tenant),
+            ("role", _, Some(role)) => Subject::Role(role),
+            ("default", _, _) => Subject::Default,
+            (kind, _, _) => return Err(format!("assignment {}: kind {kind:?}", view.id)),
+        };
+        current.assignments.push(CurrentAssignment {
+            id: view.id,
+            subject,
+            tier: view.tier,
+            enabled: view.enabled,
+            expires_at: view.expires_at,
+        });
+    }
+    Ok(current)
+}
+
+/// Reads the server's whole state.
+pub async fn fetch(client: &Client) -> Result<Current, CliError> {
+    let (tiers, tenants, limits, assignments) = tokio::try_join!(
+        client.list("/tiers", &[], None),
+        client.list("/tenants", &[], None),
+        client.list("/limits", &[], None),
+        client.list("/assignments", &[], None),
+    )?;
+    from_listings(
+        &tiers.items,
+        &tenants.items,
+        &limits.items,
+        &assignments.items,
+    )
+    .map_err(CliError::Transport)
+}

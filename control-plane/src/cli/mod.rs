@@ -1,0 +1,44 @@
+//! The admin subcommands of `tollgate` that talk to a running server, and
+//! `tollgate apply`.
+//!
+//! Each subcommand is a thin layer over the admin HTTP API (`/admin/v1`): it builds one
+//! request (or follows a listing's `next_cursor`), then prints the answer as a table or,
+//! with `--json`, as the server's JSON. Exit codes: 0 on success, 1 when the server (or
+//! the network) refused, 2 for a usage error (a bad flag, limit spec or file).
+//!
+//! # Layout
+//! - [`args`] — the options every admin subcommand shares (`--server`, `--token`, …).
+//! - [`error`] — [`CliError`], how it is printed and which exit code it gives.
+//! - [`client`] — the HTTP client: bearer token, actor header, problem+json, paging.
+//! - [`limit`] — limits as the command line and `apply` write them (`requests:minute:100`).
+//! - [`output`] — tables and JSON on stdout.
+//! - [`tier`], [`tenant`], [`assignment`], [`usage`], [`events`] — one subcommand each.
+//! - [`apply`] — `tollgate apply -f quotas.yaml`: file, pure diff, execution.
+
+pub mod apply;
+pub mod args;
+pub mod assignment;
+pub mod client;
+pub mod error;
+pub mod events;
+pub mod limit;
+pub mod output;
+pub mod tenant;
+pub mod tier;
+pub mod usage;
+
+pub use self::error::CliError;
+
+/// Ends the process the way an admin subcommand's `result` says: prints the error to
+/// stderr and exits 1 (the server refused) or 2 (a usage error), or exits 0.
+pub fn exit(result: Result<(), CliError>) -> ! {
+    // `process::exit` runs no destructors: write out what is buffered first.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `POST /v1/check` and `POST /v1/release`: what the Envoy filter calls (SPEC §3).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use tollgate_protocol::{CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::json::ApiJson;
+use crate::decision;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// The header Envoy puts on callouts with the time the caller will wait.
+const DEADLINE_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(release))
+}
+
+/// How long this request's caller waits: Envoy's expected timeout when it sends one
+/// (clamped to 10 ms – 10 s), else the configured default.
+fn deadline(state: &AppState, headers: &HeaderMap) -> Duration {
+    headers
+        .get(DEADLINE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|ms| Duration::from_millis(ms.clamp(10, 10_000)))
+        .unwrap_or(state.config.default_deadline)
+}
+
+/// Decide and count one request.
+///
+/// Every limit of every requested resource at every level of the tenant's chain is
+/// checked and counted in one atomic step: all or nothing. A rejected request changes
+/// no counter. `reason: unknown_tenant` when no tier applies to the tenant.
+#[utoipa::path(
+    post, path = "/v1/check", tag = "decisions",
+    request_body = CheckRequest,
+    params(("x-envoy-expected-rq-timeout-ms" = Option<u64>, Header,
+        description = "How long the caller waits; definitions are not awaited longer.")),
+    responses(
+        (status = 200, description = "The decision", body = CheckResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or the definitions unavailable: the filter applies its failure mode",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CheckRequest>,
+) -> Result<Json<CheckResponse>, ApiError> {
+    let timer = state.metrics.check_duration.start_timer();
+    let result = decision::check(&state, &request, deadline(&state, &headers)).await;
+    timer.observe_duration();
+    result.map(Json)
+}
+
+/// Give back the gauge slots (`concurrent_requests`) a finished request holds.
+///
+/// Idempotent by request id: a second release finds nothing and answers `released: 0`.
+#[utoipa::path(
+    post, path = "/v1/release", tag = "decisions",
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "What was released", body = ReleaseResponse),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn release(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<ReleaseRequest>,
+) -> Result<Json<ReleaseResponse>, ApiError> {
+    decision::release(&state, &request, deadline(&state, &headers))
+        .await
+        .map(Json)
+}

@@ -1,0 +1,386 @@
+//! `/admin/v1/limits`: limits of tiers and per-tenant overrides, one at a time.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use tollgate_protocol::{Limit, WarnAt};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Admin;
+use super::json::{ApiJson, ApiQuery};
+use super::paging::{page_view, paging, PageView};
+use crate::decision::is_valid_resource;
+use crate::error::{ApiError, Problem};
+use crate::model::{LimitDef, LimitOwner, Span};
+use crate::repo::LimitFilter;
+use crate::state::AppState;
+use crate::store::COUNTER_MAX;
+use crate::views::LimitView;
+use crate::window::{Period, Series, WindowKind};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_limits, create_limit))
+        .routes(routes!(get_limit, update_limit, delete_limit))
+}
+
+fn default_window() -> String {
+    "calendar".into()
+}
+
+fn default_warn_at() -> f64 {
+    WarnAt::DEFAULT.fraction()
+}
+
+/// A limit as operators write it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitInput {
+    /// The resource (`requests`, `request_bytes`, `response_bytes`,
+    /// `concurrent_requests`, or 1–64 characters of `a-z 0-9 _ . -`).
+    pub resource: String,
+    /// `second`, `minute`, `hour`, `day`, `week`, `month`, or `none` for a gauge.
+    pub period: String,
+    /// `calendar` (default) or `rolling` (a minute or longer).
+    #[serde(default = "default_window")]
+    pub window: String,
+    /// The included amount per window.
+    pub quota: u64,
+    /// How far past the quota usage may go, with a warning (default 0).
+    #[serde(default)]
+    pub overage: u64,
+    /// The fraction of the quota from which the status is a warning (default 0.8).
+    #[serde(default = "default_warn_at")]
+    pub warn_at: f64,
+    /// Always allow, still count (default false).
+    #[serde(default)]
+    pub unlimited: bool,
+}
+
+impl LimitInput {
+    /// The validated limit; errors name the field under `prefix` (`limits[0].`).
+    pub fn to_def(&self, prefix: &str) -> Result<LimitDef, ApiError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        if !is_valid_resource(&self.resource) {
+            return Err(ApiError::field(
+                field("resource"),
+                "1-64 characters of a-z, 0-9, _, . and -",
+            ));
+        }
+        let kind: WindowKind =
+            self.window
+                .parse()
+                .map_err(|e: crate::window::UnknownWindowKind| {
+                    ApiError::field(field("window"), e.to_string())
+                })?;
+        let span = if self.period == "none" {
+            if kind == WindowKind::Rolling {
+                return Err(ApiError::field(
+                    field("window"),
+                    "a gauge (period none) has no window",
+                ));
+            }
+            Span::Gauge
+        } else {
+            let period: Period = self.period.parse().map_err(|_| {
+                ApiError::field(
+                    field("period"),
+                    "expected second, minute, hour, day, week, month or none",
+                )
+            })?;
+            if kind == WindowKind::Rolling && period == Period::Second {
+                return Err(ApiError::field(
+                    field("window"),
+                    "rolling windows need a period of a minute or longer",
+                ));
+            }
+            Span::Window(Series { period, kind })
+        };
+        for (name, value) in [("quota", self.quota), ("overage", self.overage)] {
+            if value > COUNTER_MAX {
+                return Err(ApiError::field(
+                    field(name),
+                    format!("at most {COUNTER_MAX}"),
+                ));
+            }
+        }
+        if self
+            .quota
+            .checked_add(self.overage)
+            .is_none_or(|hard| hard > COUNTER_MAX)
+        {
+            return Err(ApiError::field(
+                field("overage"),
+                format!("quota + overage must be at most {COUNTER_MAX}"),
+            ));
+        }
+        let warn_at = WarnAt::from_fraction(self.warn_at)
+            .ok_or_else(|| ApiError::field(field("warn_at"), "a fraction from 0 to 1"))?;
+        Ok(LimitDef {
+            resource: self.resource.clone(),
+            span,
+            limit: Limit {
+                quota: self.quota,
+                overage: self.overage,
+                warn_at,
+                unlimited: self.unlimited,
+            },
+        })
+    }
+}
+
+/// A new limit: on a tier, or as an override of one tenant's limits.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLimit {
+    /// The tier it belongs to (exactly one of `tier` and `tenant`).
+    tier: Option<String>,
+    /// The tenant whose limit on the same resource and span it replaces or adds to.
+    tenant: Option<String>,
+    resource: String,
+    period: String,
+    #[serde(default = "default_window")]
+    window: String,
+    quota: u64,
+    #[serde(default)]
+    overage: u64,
+    #[serde(default = "default_warn_at")]
+    warn_at: f64,
+    #[serde(default)]
+    unlimited: bool,
+}
+
+/// A change to a limit; what is absent stays.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLimit {
+    resource: Option<String>,
+    period: Option<String>,
+    window: Option<String>,
+    quota: Option<u64>,
+    overage: Option<u64>,
+    warn_at: Option<f64>,
+    unlimited: Option<bool>,
+}
+
+/// Filters and paging of the limit listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListLimits {
+    /// Only this tier's limits.
+    tier: Option<String>,
+    /// Only this tenant's overrides.
+    tenant: Option<String>,
+    /// Only limits on this resource.
+    resource: Option<String>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<usize>,
+}
+
+/// List limits.
+#[utoipa::path(
+    get, path = "/admin/v1/limits", tag = "limits", params(ListLimits),
+    responses(
+        (status = 200, description = "A page of limits", body = PageView<LimitView>),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn list_limits(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListLimits>,
+) -> Result<Json<PageView<LimitView>>, ApiError> {
+    let paging = paging(query.cursor.as_deref(), query.limit)?;
+    let filter = LimitFilter {
+        tier: query.tier,
+        tenant: query.tenant,
+        resource: query.resource,
+    };
+    let page = state
+        .repo
+        .list_limits(&filter, &paging)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(page_view(page)))
+}
+
+/// Add a limit to a tier, or a per-tenant override.
+#[utoipa::path(
+    post, path = "/admin/v1/limits", tag = "limits", request_body = CreateLimit,
+    responses(
+        (status = 201, description = "Created", body = LimitView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A limit on this resource and span exists, or a parent's overcommit would be passed",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value or an unknown tier/tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn create_limit(
+    admin: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateLimit>,
+) -> Result<(StatusCode, Json<LimitView>), ApiError> {
+    let owner = match (body.tier, body.tenant) {
+        (Some(tier), None) => LimitOwner::Tier(tier),
+        (None, Some(tenant)) => LimitOwner::Tenant(tenant),
+        _ => {
+            return Err(ApiError::field(
+                "tier",
+                "give exactly one of tier and tenant",
+            ))
+        }
+    };
+    let def = LimitInput {
+        resource: body.resource,
+        period: body.period,
+        window: body.window,
+        quota: body.quota,
+        overage: body.overage,
+        warn_at: body.warn_at,
+        unlimited: body.unlimited,
+    }
+    .to_def("")?;
+    let created = state
+        .repo
+        .create_limit(&admin.actor, &owner, &def, state.now())
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    invalidate_owner(&state, &created.owner).await;
+    Ok((StatusCode::CREATED, Json(LimitView::from(&created))))
+}
+
+/// Drops the cached definitions a change to `owner`'s limits affects.
+pub(super) async fn invalidate_owner(state: &AppState, owner: &LimitOwner) {
+    match owner {
+        LimitOwner::Tier(_) => state.invalidate_catalog().await,
+        LimitOwner::Tenant(tenant) => state.invalidate_tenant(tenant).await,
+    }
+}
+
+/// Get a limit.
+#[utoipa::path(
+    get, path = "/admin/v1/limits/{id}", tag = "limits",
+    params(("id" = i64, Path, description = "The limit id")),
+    responses(
+        (status = 200, description = "The limit", body = LimitView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn get_limit(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<LimitView>, ApiError> {
+    let id = parse_id(&id, "limit")?;
+    let limit = state
+        .repo
+        .get_limit(id)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(LimitView::from(&limit)))
+}
+
+/// A numeric id from a path; anything else names no object (404).
+pub(super) fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::NotFound(format!("{what} {text}")))
+}
+
+/// Change a limit; what the body leaves out stays.
+#[utoipa::path(
+    patch, path = "/admin/v1/limits/{id}", tag = "limits",
+    params(("id" = i64, Path, description = "The limit id")), request_body = UpdateLimit,
+    responses(
+        (status = 200, description = "The changed limit", body = LimitView),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Clashes with another limit, or passes a parent's overcommit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn update_limit(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateLimit>,
+) -> Result<Json<LimitView>, ApiError> {
+    let id = parse_id(&id, "limit")?;
+    let current = state
+        .repo
+        .get_limit(id)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    let now = LimitInput::from(&current.def);
+    let def = LimitInput {
+        resource: body.resource.unwrap_or(now.resource),
+        period: body.period.unwrap_or(now.period),
+        window: body.window.unwrap_or(now.window),
+        quota: body.quota.unwrap_or(now.quota),
+        overage: body.overage.unwrap_or(now.overage),
+        warn_at: body.warn_at.unwrap_or(now.warn_at),
+        unlimited: body.unlimited.unwrap_or(now.unlimited),
+    }
+    .to_def("")?;
+    let updated = state
+        .repo
+        .update_limit(&admin.actor, id, &def, state.now())
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    invalidate_owner(&state, &updated.owner).await;
+    Ok(Json(LimitView::from(&updated)))
+}
+
+impl From<&LimitDef> for LimitInput {
+    fn from(def: &LimitDef) -> LimitInput {
+        LimitInput {
+            resource: def.resource.clone(),
+            period: def.span.period_name().to_string(),
+            window: def.span.window_kind().to_string(),
+            quota: def.limit.quota,
+            overage: def.limit.overage,
+            warn_at: def.limit.warn_at.fraction(),
+            unlimited: def.limit.unlimited,
+        }
+    }
+}
+
+/// Delete a limit.
+#[utoipa::path(
+    delete, path = "/admin/v1/limits/{id}", tag = "limits",
+    params(("id" = i64, Path, description = "The limit id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Removing an override would pass a parent's overcommit", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn delete_limit(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id, "limit")?;
+    let deleted = state
+        .repo
+        .delete_limit(&admin.actor, id, state.now())
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    invalidate_owner(&state, &deleted.owner).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,361 @@
+//! A tenant's effective quota, live usage, resets and adjustments, and usage history.
+
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::Admin;
+use super::json::{ApiJson, ApiQuery};
+use super::paging::{page_view, paging, PageView};
+use crate::decision::{is_valid_role, resolve_fresh};
+use crate::error::{ApiError, Problem};
+use crate::repo::{HistoryFilter, HistoryRow};
+use crate::resolve::Source;
+use crate::state::AppState;
+use crate::store::{Adjustment, COUNTER_MAX};
+use crate::usage::{self, Selection, UsageChanges, UsageReport};
+use crate::views::LimitSpecView;
+use crate::window::WindowKind;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(effective_quota))
+        .routes(routes!(live_usage))
+        .routes(routes!(reset_usage))
+        .routes(routes!(adjust_usage))
+        .routes(routes!(usage_history))
+}
+
+/// `?roles=` of the quota and usage views.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RolesQuery {
+    /// Comma-separated roles to resolve the tenant's limits for (as a request with
+    /// them would be).
+    roles: Option<String>,
+}
+
+fn roles(query: &RolesQuery) -> Result<Vec<String>, ApiError> {
+    let roles: Vec<String> = query
+        .roles
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect();
+    if roles.len() > 32 || roles.iter().any(|r| !is_valid_role(r)) {
+        return Err(ApiError::field("roles", "at most 32 comma-separated roles"));
+    }
+    Ok(roles)
+}
+
+/// A tenant's effective quota at every level.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaReport {
+    /// The tenant.
+    pub tenant: String,
+    /// The roles it was resolved for.
+    pub roles: Vec<String>,
+    /// The tenant first, its root last.
+    pub levels: Vec<QuotaLevel>,
+}
+
+/// One level's tier, why it applies, and its limits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuotaLevel {
+    /// The tenant at this level.
+    pub tenant: String,
+    /// `enforce`, `shadow` or `off`.
+    pub mode: String,
+    /// The tier that applies, if any.
+    pub tier: Option<String>,
+    /// The priority it won with (300 direct, 200 role, 100 default).
+    pub priority: Option<u16>,
+    /// The winning assignment's id, when an assignment won.
+    pub assignment_id: Option<i64>,
+    /// Why: which assignment (or the tenant's own tier) won.
+    pub reason: String,
+    /// The limits that apply.
+    pub limits: Vec<EffectiveLimit>,
+}
+
+/// A limit that applies, and where it comes from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EffectiveLimit {
+    /// The limit.
+    #[serde(flatten)]
+    pub spec: LimitSpecView,
+    /// `tier` or `override` (a per-tenant override).
+    pub from: String,
+}
+
+/// Which of the tenant's own limits to reset; absent fields select all.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetUsage {
+    /// Only limits on this resource.
+    resource: Option<String>,
+    /// Only limits of this period.
+    period: Option<String>,
+    /// Only `calendar` or `rolling` limits.
+    window: Option<String>,
+}
+
+/// A signed correction of one limit's usage in its current window: a credit
+/// (negative) or a charge (positive). Usage never goes below zero.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustUsage {
+    /// The limit's resource.
+    resource: String,
+    /// The limit's period.
+    period: String,
+    /// `calendar` (default) or `rolling`.
+    window: Option<String>,
+    /// What to add (negative: take away).
+    delta: i64,
+}
+
+/// Filters and paging of the usage history.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only this resource.
+    resource: Option<String>,
+    /// Only this series: a period (`month`) or `rolling-<period>` buckets.
+    series: Option<String>,
+    /// Only windows starting at or after this instant.
+    from: Option<DateTime<Utc>>,
+    /// Only windows starting before this instant.
+    to: Option<DateTime<Utc>>,
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// Page size, 1–500 (default 100).
+    limit: Option<usize>,
+}
+
+/// One persisted window of usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryView {
+    /// The resource.
+    pub resource: String,
+    /// The series (`month`, `rolling-hour`).
+    pub series: String,
+    /// The window start.
+    pub window_start: DateTime<Utc>,
+    /// The window end.
+    pub window_end: DateTime<Utc>,
+    /// Usage counted in it, as last persisted.
+    pub used: u64,
+}
+
+impl From<&HistoryRow> for HistoryView {
+    fn from(row: &HistoryRow) -> HistoryView {
+        HistoryView {
+            resource: row.resource.clone(),
+            series: row.series.clone(),
+            window_start: row.window_start,
+            window_end: row.window_end,
+            used: row.used,
+        }
+    }
+}
+
+fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
+    text.map(|w| {
+        w.parse()
+            .map_err(|e: crate::window::UnknownWindowKind| ApiError::field("window", e.to_string()))
+    })
+    .transpose()
+}
+
+/// The effective quota of a tenant: at every level, which tier applies and why, and the
+/// limits after per-tenant overrides.
+#[utoipa::path(
+    get, path = "/admin/v1/tenants/{id}/quota", tag = "usage",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    responses(
+        (status = 200, description = "The effective quota", body = QuotaReport),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn effective_quota(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<RolesQuery>,
+) -> Result<Json<QuotaReport>, ApiError> {
+    let roles = roles(&query)?;
+    let (resolved, chain) = resolve_fresh(&state, &id, &roles).await?;
+    let levels = resolved
+        .levels
+        .iter()
+        .zip(&chain.levels)
+        .map(|(level, stored)| QuotaLevel {
+            tenant: level.tenant.clone(),
+            mode: level.mode.to_string(),
+            tier: level.winner.as_ref().map(|w| w.tier.clone()),
+            priority: level.winner.as_ref().map(|w| w.priority),
+            assignment_id: level.winner.as_ref().and_then(|w| match w.source {
+                Source::Assignment { id, .. } => Some(id),
+                Source::OwnTier => None,
+            }),
+            reason: level.winner.as_ref().map_or_else(
+                || "no tier applies at this level".to_string(),
+                |w| w.reason(),
+            ),
+            limits: level
+                .limits
+                .iter()
+                .map(|limit| EffectiveLimit {
+                    spec: LimitSpecView::from(limit),
+                    from: if stored.overrides.iter().any(|o| o.slot() == limit.slot()) {
+                        "override".into()
+                    } else {
+                        "tier".into()
+                    },
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(QuotaReport {
+        tenant: id,
+        roles,
+        levels,
+    }))
+}
+
+/// Live usage of every limit of a tenant and of its ancestors, in the current windows.
+#[utoipa::path(
+    get, path = "/admin/v1/tenants/{id}/usage", tag = "usage",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    responses(
+        (status = 200, description = "Live usage", body = UsageReport),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn live_usage(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<RolesQuery>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let roles = roles(&query)?;
+    usage::report(&state, &id, &roles).await.map(Json)
+}
+
+/// Reset the tenant's own usage (not its ancestors') in the current windows to zero.
+#[utoipa::path(
+    post, path = "/admin/v1/tenants/{id}/usage:reset", tag = "usage",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    request_body = ResetUsage,
+    responses(
+        (status = 200, description = "What changed", body = UsageChanges),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn reset_usage(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ResetUsage>,
+) -> Result<Json<UsageChanges>, ApiError> {
+    let selection = Selection {
+        resource: body.resource,
+        period: body.period,
+        window: window_kind(body.window.as_deref())?,
+    };
+    usage::change(&state, &admin.actor, &id, &selection, Adjustment::To(0))
+        .await
+        .map(Json)
+}
+
+/// Adjust one limit's usage in its current window by a signed delta (credits and
+/// corrections).
+#[utoipa::path(
+    post, path = "/admin/v1/tenants/{id}/usage:adjust", tag = "usage",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    request_body = AdjustUsage,
+    responses(
+        (status = 200, description = "What changed", body = UsageChanges),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn adjust_usage(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AdjustUsage>,
+) -> Result<Json<UsageChanges>, ApiError> {
+    if body.delta.unsigned_abs() > COUNTER_MAX {
+        return Err(ApiError::field(
+            "delta",
+            format!("at most {COUNTER_MAX} either way"),
+        ));
+    }
+    let selection = Selection {
+        resource: Some(body.resource),
+        period: Some(body.period),
+        window: Some(window_kind(body.window.as_deref())?.unwrap_or_default()),
+    };
+    usage::change(
+        &state,
+        &admin.actor,
+        &id,
+        &selection,
+        Adjustment::By(body.delta),
+    )
+    .await
+    .map(Json)
+}
+
+/// The tenant's persisted usage per window, newest first: what can be billed.
+#[utoipa::path(
+    get, path = "/admin/v1/tenants/{id}/usage/history", tag = "usage",
+    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
+    responses(
+        (status = 200, description = "A page of usage history", body = PageView<HistoryView>),
+        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+async fn usage_history(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<HistoryQuery>,
+) -> Result<Json<PageView<HistoryView>>, ApiError> {
+    let paging = paging(query.cursor.as_deref(), query.limit)?;
+    let filter = HistoryFilter {
+        resource: query.resource,
+        series: query.series,
+        from: query.from,
+        to: query.to,
+    };
+    let page = state
+        .repo
+        .list_history(&id, &filter, &paging)
+        .await
+        .map_err(|e| state.postgres_error(e))?;
+    Ok(Json(page_view(page)))
+}

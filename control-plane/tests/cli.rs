@@ -1,0 +1,499 @@
+//! The `tollgate` admin subcommands and `tollgate apply`, run as the real binary against
+//! a real `tollgate serve` with its own PostgreSQL and Redis (from the end-to-end
+//! harness). Each test shares one server across its assertions.
+
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN};
+use tollgate_e2e::postgres::Postgres;
+use tollgate_e2e::redis::Redis;
+
+/// A running control plane with its stores, and a directory for files.
+struct Server {
+    control_plane: ControlPlane,
+    _redis: Redis,
+    _postgres: Postgres,
+    dir: TempDir,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let postgres = Postgres::start(dir.path()).await.unwrap();
+        let redis = Redis::start(dir.path()).await.unwrap();
+        let control_plane = ControlPlane::start(dir.path(), &postgres.url(), &redis.url())
+            .await
+            .unwrap();
+        // `serve` applies migrations in the background: wait until it can answer.
+        let ready = format!("{}/ready", control_plane.url());
+        let http = reqwest::Client::new();
+        tollgate_e2e::eventually(Duration::from_secs(60), "GET /ready answers 200", || {
+            let request = http.get(&ready).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await
+        .unwrap();
+        Server {
+            control_plane,
+            _redis: redis,
+            _postgres: postgres,
+            dir,
+        }
+    }
+
+    /// Runs `tollgate <args>` against this server with the admin token.
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with_token(ADMIN_TOKEN, args).await
+    }
+
+    async fn run_with_token(&self, token: &str, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+            .args(args)
+            .env("TOLLGATE_SERVER", self.control_plane.url())
+            .env("TOLLGATE_ADMIN_TOKEN", token)
+            .env("TOLLGATE_ACTOR", "cli-test")
+            .output()
+            .await
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    async fn apply(&self, file: &Path, flags: &[&str]) -> Run {
+        let path = file.to_str().unwrap();
+        let mut args = vec!["apply", "-f", path];
+        args.extend_from_slice(flags);
+        self.run(&args).await
+    }
+}
+
+const QUOTAS: &str = "\
+tiers:
+  - name: free
+    description: Free plan
+    limits:
+      - {resource: requests, period: minute, quota: 60}
+      - {resource: request_bytes, period: month, quota: 1073741824, overage: 0, warn_at: 0.8}
+  - name: pro
+    limits:
+      - {resource: requests, period: minute, quota: 600}
+      - {resource: requests, period: hour, window: rolling, quota: 20000}
+tenants:
+  - id: acme
+    tier: pro
+    overcommit: 1.5
+    labels: {plan: pro}
+  - id: acme/research
+    parent: acme
+    tier: free
+    mode: shadow
+    limits:
+      - {resource: requests, period: minute, quota: 120}
+assignments:
+  - {role: beta, tier: pro}
+  - {default: true, tier: free}
+  - {tenant: acme, tier: pro, expires_at: 2099-01-01T00:00:00Z}
+";
+
+#[tokio::test]
+async fn apply_creates_updates_and_prunes_to_match_the_file() {
+    let server = Server::start().await;
+    let quotas = server.file("quotas.yaml", QUOTAS);
+
+    // --dry-run prints the plan and changes nothing.
+    let dry = server.apply(&quotas, &["--dry-run"]).await.ok();
+    assert!(dry.stdout.contains("+ tier free"), "{}", dry.stdout);
+    assert!(
+        dry.stdout
+            .ends_with("8 to create, 0 to change, 0 to delete\n"),
+        "{}",
+        dry.stdout
+    );
+    let tiers = server.run(&["tier", "list", "--json"]).await.ok().json();
+    assert_eq!(tiers["items"], serde_json::json!([]));
+
+    // The first apply creates everything, parents first; a page size of 1 makes it
+    // follow every listing's cursor.
+    let first = server.apply(&quotas, &["--page-size", "1"]).await.ok();
+    eprintln!("first apply:\n{}", first.stdout);
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "+ tier free (limits: requests/minute/calendar quota 60; \
+             request_bytes/month/calendar quota 1073741824)",
+            "+ tier pro (limits: requests/minute/calendar quota 600; \
+             requests/hour/rolling quota 20000)",
+            "+ tenant acme (tier pro, overcommit 1.5, labels {\"plan\":\"pro\"})",
+            "+ tenant acme/research (parent acme, tier free, mode shadow)",
+            "+ override acme/research requests/minute/calendar quota 120",
+            "+ assignment role beta -> pro",
+            "+ assignment default -> free",
+            "+ assignment tenant acme -> pro (until 2099-01-01T00:00:00Z)",
+            "8 to create, 0 to change, 0 to delete",
+        ]
+    );
+
+    // A second apply of the same file, reading the state page by page, changes nothing.
+    let again = server.apply(&quotas, &["--page-size", "1"]).await.ok();
+    assert_eq!(again.stdout, "no changes\n");
+
+    // The tenant with a `/` in its id answers get, quota and usage.
+    let research = server
+        .run(&["tenant", "get", "acme/research", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(research["parent_id"], "acme");
+    assert_eq!(research["mode"], "shadow");
+    let quota = server
+        .run(&["tenant", "quota", "acme/research", "--json"])
+        .await
+        .ok()
+        .json();
+    let own = &quota["levels"][0];
+    assert_eq!(own["tenant"], "acme/research");
+    assert!(
+        own["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["quota"] == 120 && l["from"] == "override"),
+        "{quota}"
+    );
+    let usage = server.run(&["usage", "get", "acme/research"]).await.ok();
+    assert!(usage.stdout.contains("acme/research"), "{}", usage.stdout);
+
+    // Changing a quota is one `~` line, and the server has the new value.
+    let changed = QUOTAS
+        .replace("period: minute, quota: 600", "period: minute, quota: 700")
+        .replace("overcommit: 1.5", "overcommit: 2");
+    let changed = server.file("changed.yaml", &changed);
+    let update = server.apply(&changed, &[]).await.ok();
+    assert_eq!(
+        update.stdout,
+        "~ tier pro: limits: requests/minute/calendar quota 600 -> 700\n\
+         ~ tenant acme: overcommit 1.5 -> 2\n\
+         0 to create, 2 to change, 0 to delete\n"
+    );
+    let pro = server
+        .run(&["tier", "get", "pro", "--json"])
+        .await
+        .ok()
+        .json();
+    let minute = pro["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["period"] == "minute")
+        .unwrap()
+        .clone();
+    assert_eq!(minute["quota"], 700);
+
+    // Without --prune, what the file no longer names stays; with it, it goes.
+    let smaller = "\
+tiers:
+  - name: pro
+    limits:
+      - {resource: requests, period: minute, quota: 700}
+      - {resource: requests, period: hour, window: rolling, quota: 20000}
+tenants:
+  - {id: acme, tier: pro, overcommit: 2, labels: {plan: pro}}
+assignments:
+  - {tenant: acme, tier: pro, expires_at: 2099-01-01T00:00:00Z}
+";
+    let smaller = server.file("smaller.yaml", smaller);
+    assert_eq!(
+        server.apply(&smaller, &[]).await.ok().stdout,
+        "no changes\n"
+    );
+    let prune = server.apply(&smaller, &["--prune"]).await.ok();
+    assert_eq!(
+        prune.stdout,
+        "- assignment role beta -> pro\n\
+         - assignment default -> free\n\
+         - tenant acme/research\n\
+         - tier free\n\
+         0 to create, 0 to change, 4 to delete\n"
+    );
+    let gone = server.run(&["tenant", "get", "acme/research"]).await;
+    assert_eq!(gone.code, 1, "{gone:#?}");
+    assert!(gone.stderr.starts_with("error: 404 "), "{}", gone.stderr);
+    let tiers = server.run(&["tier", "list", "--json"]).await.ok().json();
+    let names: Vec<&str> = tiers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pro"]);
+    assert_eq!(
+        server.apply(&smaller, &["--prune"]).await.ok().stdout,
+        "no changes\n"
+    );
+}
+
+#[tokio::test]
+async fn admin_commands_print_tables_json_and_errors() {
+    let server = Server::start().await;
+
+    server
+        .run(&[
+            "tier",
+            "create",
+            "free",
+            "--description",
+            "Free plan",
+            "--limit",
+            "requests:minute:100",
+            "--limit",
+            "request_bytes:month:1000000:200000:0.9",
+            "--limit",
+            "requests:rolling-hour:500",
+        ])
+        .await
+        .ok();
+    let table = server.run(&["tier", "list"]).await.ok();
+    eprintln!("tier list:\n{}", table.stdout);
+    let header = table.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("NAME") && header.contains("LIMITS"),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("free"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("requests/hour/rolling quota 500"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .stdout
+            .contains("request_bytes/month/calendar quota 1000000, overage 200000, warn_at 0.9"),
+        "{}",
+        table.stdout
+    );
+
+    for args in [
+        ["tenant", "create", "acme", "--tier", "free"].as_slice(),
+        &[
+            "tenant",
+            "create",
+            "acme/research",
+            "--parent",
+            "acme",
+            "--tier",
+            "free",
+            "--label",
+            "team=ml",
+        ],
+        &["tenant", "create", "acme/ops", "--parent", "acme"],
+        &["assignment", "create", "--tier", "free", "--role", "beta"],
+    ] {
+        server.run(args).await.ok();
+    }
+    let children = server
+        .run(&[
+            "tenant",
+            "list",
+            "--parent",
+            "acme",
+            "--page-size",
+            "1",
+            "--json",
+        ])
+        .await
+        .ok()
+        .json();
+    let ids: Vec<&str> = children["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme/ops", "acme/research"]);
+    let first = server
+        .run(&["tenant", "list", "--limit", "1", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert!(first["next_cursor"].is_string(), "{first}");
+
+    let research = server.run(&["tenant", "get", "acme/research"]).await.ok();
+    assert!(research.stdout.contains("team=ml"), "{}", research.stdout);
+    let adjusted = server
+        .run(&[
+            "usage",
+            "adjust",
+            "acme/research",
+            "--resource",
+            "requests",
+            "--period",
+            "minute",
+            "--delta",
+            "5",
+            "--json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(adjusted["changes"][0]["after"], 5);
+    let usage = server
+        .run(&["usage", "get", "acme/research", "--json"])
+        .await
+        .ok()
+        .json();
+    let own_minute = usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| {
+            row["tenant"] == "acme/research"
+                && row["period"] == "minute"
+                && row["window"] == "calendar"
+        })
+        .unwrap()
+        .clone();
+    assert_eq!(own_minute["used"], 5);
+    let reset = server
+        .run(&["usage", "reset", "acme/research", "--period", "minute"])
+        .await
+        .ok();
+    assert!(reset.stdout.contains("BEFORE"), "{}", reset.stdout);
+
+    let assignments = server
+        .run(&["assignment", "list", "--kind", "role"])
+        .await
+        .ok();
+    assert!(
+        assignments.stdout.contains("beta"),
+        "{}",
+        assignments.stdout
+    );
+    let events = server
+        .run(&["events", "list", "--limit", "3", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(events["items"].as_array().unwrap().len(), 3);
+    assert_eq!(events["items"][0]["actor"], "cli-test");
+
+    // A wrong token: exit 1 with the server's 401 detail.
+    let denied = server.run_with_token("wrong", &["tier", "list"]).await;
+    assert_eq!(denied.code, 1, "{denied:#?}");
+    assert_eq!(
+        denied.stderr,
+        "error: 401 missing or invalid bearer token\n"
+    );
+    assert!(!denied.stderr.contains("wrong"));
+
+    // A conflict answered by the server: exit 1 with its status and detail.
+    let busy = server.run(&["tenant", "delete", "acme"]).await;
+    assert_eq!(busy.code, 1, "{busy:#?}");
+    assert!(busy.stderr.starts_with("error: 409 "), "{}", busy.stderr);
+
+    // Invalid input is a usage error (2) and nothing is sent.
+    let bad = server.file(
+        "bad.yaml",
+        "tiers:\n  - name: free\n    limits:\n      - {resource: requests, period: minute, quota: 1, quotaa: 2}\n",
+    );
+    let refused = server.apply(&bad, &[]).await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(
+        refused
+            .stderr
+            .contains("tiers[0].limits[0].quotaa: unknown field `quotaa`"),
+        "{}",
+        refused.stderr
+    );
+    let spec = server
+        .run(&["tier", "create", "x", "--limit", "requests:fortnight:1"])
+        .await;
+    assert_eq!(spec.code, 2, "{spec:#?}");
+    assert!(
+        spec.stderr.contains("period: \"fortnight\""),
+        "{}",
+        spec.stderr
+    );
+
+    // The server refuses a change mid-way: apply stops there, says what was applied,
+    // and exits 1.
+    let greedy = server.file(
+        "greedy.yaml",
+        "tiers:\n  - {name: tiny, limits: [{resource: requests, period: minute, quota: 1}]}\n\
+         tenants:\n  - {id: p, tier: tiny}\n  - {id: p/c, parent: p, tier: tiny, \
+         limits: [{resource: requests, period: minute, quota: 100}]}\n",
+    );
+    let stopped = server.apply(&greedy, &[]).await;
+    eprintln!("stopped apply:\n{}{}", stopped.stdout, stopped.stderr);
+    assert_eq!(stopped.code, 1, "{stopped:#?}");
+    let stderr: Vec<&str> = stopped.stderr.lines().collect();
+    assert_eq!(
+        stderr[..5],
+        [
+            "apply stopped at change 4 of 4: + override p/c requests/minute/calendar quota 100",
+            "applied before it:",
+            "  + tier tiny (limits: requests/minute/calendar quota 1)",
+            "  + tenant p (tier tiny)",
+            "  + tenant p/c (parent p, tier tiny)",
+        ]
+    );
+    assert!(
+        stderr[5].starts_with("error: 409 overcommit"),
+        "{}",
+        stopped.stderr
+    );
+    let rest = server.apply(&greedy, &["--dry-run"]).await.ok();
+    assert_eq!(
+        rest.stdout,
+        "+ override p/c requests/minute/calendar quota 100\n1 to create, 0 to change, 0 to delete\n"
+    );
+
+    let orphan = server.file("orphan.yaml", "tenants:\n  - {id: x, parent: nowhere}\n");
+    let refused = server.apply(&orphan, &[]).await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(
+        refused
+            .stderr
+            .contains("tenants[0].parent: tenant nowhere is neither in the file nor on the server"),
+        "{}",
+        refused.stderr
+    );
+}

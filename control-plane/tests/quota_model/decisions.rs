@@ -1,0 +1,588 @@
+//! `/v1/check` and `/v1/release` through the router, with definitions in a real
+//! PostgreSQL and counters in memory (the Redis scripts keep the same contract; see
+//! `counter_store.rs`). The clock is the test's: calendar boundaries are crossed by
+//! setting it, never by sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tollgate_control_plane::bus::{self, Bus, MemoryBus};
+use tollgate_control_plane::store::{CounterStore, MemoryStore};
+
+use crate::support::{enc, Api};
+
+async fn tier(api: &Api, name: &str, limits: Value) {
+    api.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        "/admin/v1/tiers",
+        Some(json!({"name": name, "limits": limits})),
+    )
+    .await;
+}
+
+async fn tenant(api: &Api, body: Value) {
+    api.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        "/admin/v1/tenants",
+        Some(body),
+    )
+    .await;
+}
+
+/// `used` of each of `tenant`'s usage rows on `resource`, by owning level.
+async fn used(api: &Api, tenant: &str, resource: &str) -> Vec<(String, u64)> {
+    let usage = api
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            &format!("/admin/v1/tenants/{}/usage", enc(tenant)),
+            None,
+        )
+        .await;
+    usage["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["resource"] == resource)
+        .map(|row| {
+            (
+                row["tenant"].as_str().unwrap().to_string(),
+                row["used"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_per_minute_request_limit_and_a_monthly_byte_limit_both_hold(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "metered",
+        json!([
+            {"resource": "requests", "period": "minute", "quota": 3},
+            {"resource": "request_bytes", "period": "month", "quota": 1000},
+        ]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "metered"})).await;
+    let request = json!({"requests": 1, "request_bytes": 100});
+    for _ in 0..3 {
+        assert_ne!(
+            api.check("acme", request.clone()).await["decision"],
+            "reject"
+        );
+    }
+    let fourth = api.check("acme", request.clone()).await;
+    assert_eq!(fourth["decision"], "reject");
+    assert_eq!(
+        (
+            fourth["policy"]["name"].clone(),
+            fourth["policy"]["resource"].clone()
+        ),
+        (json!("per-minute"), json!("requests"))
+    );
+    assert_eq!(
+        used(&api, "acme", "request_bytes").await,
+        vec![("acme".into(), 300)],
+        "the rejected bytes were not counted"
+    );
+
+    api.clock
+        .set(api.clock.now() + chrono::Duration::minutes(1));
+    assert_ne!(
+        api.check("acme", request).await["decision"],
+        "reject",
+        "a new minute"
+    );
+    let too_big = api
+        .check("acme", json!({"requests": 1, "request_bytes": 700}))
+        .await;
+    assert_eq!(
+        (
+            too_big["decision"].clone(),
+            too_big["policy"]["name"].clone()
+        ),
+        (json!("reject"), json!("monthly"))
+    );
+    assert_eq!(too_big["policy"]["used"], 400);
+    assert_eq!(
+        used(&api, "acme", "requests").await,
+        vec![("acme".into(), 1)],
+        "nor its request"
+    );
+}
+
+async fn org_team_users(api: &Api, org: Value, team: Value, user: Value) {
+    tier(api, "org", org).await;
+    tier(api, "team", team).await;
+    tier(api, "user", user).await;
+    tenant(
+        api,
+        json!({"id": "acme", "tier": "org", "overcommit": 1000}),
+    )
+    .await;
+    tenant(
+        api,
+        json!({"id": "acme/team", "parent_id": "acme", "tier": "team", "overcommit": 1000}),
+    )
+    .await;
+    tenant(
+        api,
+        json!({"id": "acme/team/alice", "parent_id": "acme/team", "tier": "user"}),
+    )
+    .await;
+    tenant(
+        api,
+        json!({"id": "acme/team/bob", "parent_id": "acme/team", "tier": "user"}),
+    )
+    .await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_team_at_its_hard_limit_rejects_a_user_with_headroom_and_charges_nobody(pool: PgPool) {
+    let api = Api::new(pool);
+    let monthly = |quota: u64| json!([{"resource": "requests", "period": "month", "quota": quota}]);
+    org_team_users(&api, monthly(1000), monthly(5), monthly(100)).await;
+    api.check("acme/team/alice", json!({"requests": 5})).await;
+    let bob = api.check("acme/team/bob", json!({"requests": 1})).await;
+    assert_eq!(bob["decision"], "reject");
+    assert_eq!(
+        bob["policy"]["tenant"], "acme/team",
+        "the team's limit bound"
+    );
+    assert_eq!(
+        (
+            bob["policy"]["used"].clone(),
+            bob["policy"]["limit"].clone()
+        ),
+        (json!(5), json!(5))
+    );
+    assert_eq!(
+        used(&api, "acme/team/bob", "requests").await,
+        vec![
+            ("acme/team/bob".into(), 0),
+            ("acme/team".into(), 5),
+            ("acme".into(), 5)
+        ],
+        "nobody was charged for bob's rejected request"
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn an_organization_warning_shows_on_a_users_response(pool: PgPool) {
+    let api = Api::new(pool);
+    let org = json!([{"resource": "requests", "period": "month", "quota": 10, "warn_at": 0.5}]);
+    org_team_users(
+        &api,
+        org,
+        json!([]),
+        json!([{"resource": "requests", "period": "month", "quota": 1000}]),
+    )
+    .await;
+    let ok = api.check("acme/team/alice", json!({"requests": 5})).await;
+    assert_eq!(ok["decision"], "allow");
+    let warned = api.check("acme/team/alice", json!({"requests": 1})).await;
+    assert_eq!(warned["decision"], "warn");
+    assert_eq!(
+        (
+            warned["policy"]["tenant"].clone(),
+            warned["policy"]["remaining"].clone()
+        ),
+        (json!("acme"), json!(4))
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn shadow_levels_count_but_never_reject_and_off_levels_are_not_counted(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "tiny",
+        json!([{"resource": "requests", "period": "day", "quota": 2}]),
+    )
+    .await;
+    tier(
+        &api,
+        "roomy",
+        json!([{"resource": "requests", "period": "day", "quota": 100}]),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org", "tier": "roomy", "overcommit": 1000}),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org/shadowed", "parent_id": "org", "tier": "tiny", "mode": "shadow"}),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org/off", "parent_id": "org", "tier": "tiny", "mode": "off"}),
+    )
+    .await;
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        last = api.check("org/shadowed", json!({"requests": 1})).await;
+    }
+    assert_eq!(
+        (last["decision"].clone(), last["shadow_reject"].clone()),
+        (json!("warn"), json!(true))
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            api.check("org/off", json!({"requests": 1})).await["decision"],
+            "allow"
+        );
+    }
+    assert_eq!(
+        used(&api, "org/shadowed", "requests").await[0],
+        ("org/shadowed".into(), 3)
+    );
+    assert_eq!(
+        used(&api, "org/off", "requests").await,
+        vec![("org/off".into(), 0), ("org".into(), 8)],
+        "the parent counts what its off child sends"
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn calendar_windows_turn_over_at_utc_midnight_monday_and_the_first(pool: PgPool) {
+    let api = Api::new(pool);
+    for period in ["day", "week", "month"] {
+        tier(
+            &api,
+            period,
+            json!([{"resource": "requests", "period": period, "quota": 1}]),
+        )
+        .await;
+        tenant(&api, json!({"id": format!("t-{period}"), "tier": period})).await;
+    }
+    // Sunday 30 November 2026, one second before midnight UTC; Monday 1 December after it.
+    let before = Utc.with_ymd_and_hms(2026, 11, 29, 23, 59, 59).unwrap();
+    let boundaries = [
+        (
+            "day",
+            before,
+            Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap(),
+        ),
+        (
+            "week",
+            before,
+            Utc.with_ymd_and_hms(2026, 11, 30, 0, 0, 0).unwrap(),
+        ),
+        (
+            "month",
+            Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        ),
+    ];
+    for (period, just_before, just_after) in boundaries {
+        let tenant = format!("t-{period}");
+        api.clock.set(just_before);
+        let first = api.check(&tenant, json!({"requests": 1})).await;
+        assert_eq!(first["policy"]["reset_after_s"], 1, "{period}");
+        assert_eq!(
+            api.check(&tenant, json!({"requests": 1})).await["decision"],
+            "reject",
+            "{period}"
+        );
+        api.clock.set(just_after);
+        let next = api.check(&tenant, json!({"requests": 1})).await;
+        assert_eq!(
+            (next["decision"].clone(), next["policy"]["used"].clone()),
+            (json!("warn"), json!(1)),
+            "{period}: a new window"
+        );
+    }
+    let december = api.check("t-month", json!({"requests": 0})).await;
+    assert_eq!(
+        december["policy"]["reset_after_s"],
+        31 * 86_400,
+        "December has 31 days"
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_rolling_window_frees_usage_as_it_slides(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "rolling",
+        json!([{"resource": "requests", "period": "hour", "window": "rolling", "quota": 3}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "rolling"})).await;
+    let start = Utc.with_ymd_and_hms(2026, 11, 17, 12, 0, 30).unwrap();
+    api.clock.set(start);
+    api.check("acme", json!({"requests": 2})).await;
+    api.clock.set(start + chrono::Duration::minutes(30));
+    api.check("acme", json!({"requests": 1})).await;
+    let full = api.check("acme", json!({"requests": 1})).await;
+    assert_eq!(full["decision"], "reject");
+    // The 12:00 bucket counts until 13:01, 61 buckets after it began.
+    assert_eq!(full["policy"]["reset_after_s"], 31 * 60 - 30);
+    api.clock
+        .set(Utc.with_ymd_and_hms(2026, 11, 17, 13, 0, 59).unwrap());
+    assert_eq!(
+        api.check("acme", json!({"requests": 1})).await["decision"],
+        "reject"
+    );
+    api.clock
+        .set(Utc.with_ymd_and_hms(2026, 11, 17, 13, 1, 0).unwrap());
+    let freed = api.check("acme", json!({"requests": 2})).await;
+    assert_ne!(freed["decision"], "reject");
+    assert_eq!(freed["policy"]["used"], 3);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn concurrent_request_slots_are_held_until_released(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "gauge",
+        json!([{"resource": "concurrent_requests", "period": "none", "quota": 2}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "gauge"})).await;
+    let hold = |id: &str| json!({"tenant": "acme", "amounts": {"concurrent_requests": 1}, "request_id": id});
+    let send = |body: Value| api.send_as(None, Method::POST, "/v1/check", Some(body));
+    assert_eq!(send(hold("r1")).await.body["decision"], "allow");
+    assert_eq!(send(hold("r2")).await.body["decision"], "warn");
+    let third = send(hold("r3")).await.body;
+    assert_eq!(
+        (third["decision"].clone(), third["policy"]["name"].clone()),
+        (json!("reject"), json!("concurrent"))
+    );
+    let release = |id: &str| {
+        api.send_as(
+            None,
+            Method::POST,
+            "/v1/release",
+            Some(json!({"tenant": "acme", "request_id": id})),
+        )
+    };
+    assert_eq!(release("r1").await.body["released"], 1);
+    assert_eq!(release("r1").await.body["released"], 0, "idempotent");
+    assert_ne!(send(hold("r3")).await.body["decision"], "reject");
+    let no_id = send(json!({"tenant": "acme", "amounts": {"concurrent_requests": 1}})).await;
+    assert_eq!(
+        (
+            no_id.status,
+            no_id.body["invalid-params"][0]["name"].clone()
+        ),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("request_id"))
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_store_that_lost_its_counters_continues_from_the_persisted_usage(pool: PgPool) {
+    let store = Arc::new(MemoryStore::new());
+    let api = Api::over(pool, store.clone(), Arc::new(MemoryBus::default()));
+    tier(
+        &api,
+        "bytes",
+        json!([{"resource": "request_bytes", "period": "month", "quota": 1000}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "bytes"})).await;
+    api.check("acme", json!({"request_bytes": 900})).await;
+    api.state
+        .flusher
+        .flush(api.state.store.as_ref(), &api.state.repo)
+        .await;
+    store.clear(); // Redis restarted without persistence, mid-month
+    let over = api.check("acme", json!({"request_bytes": 200})).await;
+    assert_eq!(
+        (over["decision"].clone(), over["policy"]["used"].clone()),
+        (json!("reject"), json!(900))
+    );
+    let fits = api.check("acme", json!({"request_bytes": 100})).await;
+    assert_eq!(fits["policy"]["used"], 1000);
+    let metrics = api.send_as(None, Method::GET, "/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn the_first_warning_of_a_window_and_aggregated_rejections_are_logged(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "ten",
+        json!([{"resource": "requests", "period": "minute", "quota": 10}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "ten"})).await;
+    for _ in 0..15 {
+        api.check("acme", json!({"requests": 1})).await;
+    }
+    api.state.events.flush(&api.state.repo).await;
+    let events = api
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            "/admin/v1/events?kind=quota.&tenant=acme",
+            None,
+        )
+        .await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{events}");
+    let rejected = items
+        .iter()
+        .find(|e| e["kind"] == "quota.rejected")
+        .unwrap();
+    assert_eq!(rejected["data"]["count"], 5);
+    let warning = items.iter().find(|e| e["kind"] == "quota.warning").unwrap();
+    assert_eq!(warning["data"]["used"], 9, "the request that crossed 80 %");
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn roles_and_the_default_tier_decide_for_tenants_without_their_own(pool: PgPool) {
+    let api = Api::new(pool);
+    let unknown = api.check("stranger", json!({"requests": 1})).await;
+    assert_eq!(
+        (unknown["decision"].clone(), unknown["reason"].clone()),
+        (json!("reject"), json!("unknown_tenant"))
+    );
+    tier(
+        &api,
+        "free",
+        json!([{"resource": "requests", "period": "day", "quota": 1}]),
+    )
+    .await;
+    tier(
+        &api,
+        "beta",
+        json!([{"resource": "requests", "period": "day", "quota": 50}]),
+    )
+    .await;
+    api.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        "/admin/v1/assignments",
+        Some(json!({"tier": "free", "default": true})),
+    )
+    .await;
+    api.expect(
+        StatusCode::CREATED,
+        Method::POST,
+        "/admin/v1/assignments",
+        Some(json!({"tier": "beta", "role": "tester"})),
+    )
+    .await;
+    let by_default = api.check("stranger", json!({"requests": 1})).await;
+    assert_eq!(by_default["policy"]["limit"], 1);
+    let body = json!({"tenant": "stranger", "roles": ["tester"], "amounts": {"requests": 1}});
+    let by_role = api
+        .send_as(None, Method::POST, "/v1/check", Some(body))
+        .await
+        .body;
+    assert_eq!(by_role["policy"]["limit"], 50);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn invalid_checks_are_refused_naming_the_field(pool: PgPool) {
+    let api = Api::new(pool);
+    for (body, field) in [
+        (json!({"tenant": "a b", "amounts": {}}), "tenant"),
+        (
+            json!({"tenant": "a", "amounts": {"Bad:Name": 1}}),
+            "amounts.Bad:Name",
+        ),
+        (
+            json!({"tenant": "a", "amounts": {"requests": u64::MAX}}),
+            "amounts.requests",
+        ),
+        (
+            json!({"tenant": "a", "amounts": {"requests": -1}}),
+            "amounts.requests",
+        ),
+        (
+            json!({"tenant": "a", "amounts": {}, "roles": ["has space"]}),
+            "roles[0]",
+        ),
+        (
+            json!({"tenant": "a", "amounts": {}, "request_id": "{x}"}),
+            "request_id",
+        ),
+        (json!({"tenant": "a", "amounts": {}, "tenantt": "b"}), ""),
+    ] {
+        let reply = api
+            .send_as(None, Method::POST, "/v1/check", Some(body.clone()))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+        if !field.is_empty() {
+            assert_eq!(reply.body["invalid-params"][0]["name"], field, "{body}");
+        }
+    }
+    let not_json = api.send_as(None, Method::POST, "/v1/check", None).await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn an_admin_write_on_one_instance_reaches_the_others_cache_within_a_second(pool: PgPool) {
+    let store: Arc<dyn CounterStore> = Arc::new(MemoryStore::new());
+    let shared_bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
+    let one = Api::over(pool.clone(), store.clone(), shared_bus.clone());
+    let two = Api::over(pool, store, shared_bus.clone());
+    tokio::spawn(bus::listen(
+        shared_bus,
+        two.state.definitions.clone(),
+        two.state.instance.clone(),
+        Duration::from_millis(50),
+    ));
+    tier(
+        &one,
+        "small",
+        json!([{"resource": "requests", "period": "day", "quota": 5}]),
+    )
+    .await;
+    tier(
+        &one,
+        "large",
+        json!([{"resource": "requests", "period": "day", "quota": 500}]),
+    )
+    .await;
+    // Instance two caches acme as unknown, then as small.
+    assert_eq!(
+        two.check("acme", json!({"requests": 1})).await["reason"],
+        "unknown_tenant"
+    );
+    tenant(&one, json!({"id": "acme", "tier": "small"})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let decision = two.check("acme", json!({"requests": 0})).await;
+        if decision["policy"]["limit"] == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not seen within 1 s: {decision}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    one.expect(
+        StatusCode::OK,
+        Method::PATCH,
+        "/admin/v1/tenants/acme",
+        Some(json!({"tier": "large"})),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while two.check("acme", json!({"requests": 0})).await["policy"]["limit"] != 500 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tier change not seen within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,27 @@
+//! The quota model against a real PostgreSQL: one fresh database per test
+//! (`#[sqlx::test]`), one PostgreSQL for the whole binary, started by the end-to-end
+//! harness (or the one `DATABASE_URL` names).
+//!
+//! - `schema` — the model's rules, through the repository.
+//! - `admin_api` — every admin endpoint through the router, and the OpenAPI document.
+//! - `decisions` — `/v1/check` and `/v1/release` through the router: hierarchy, multiple
+//!   limits, modes, gauges, calendar boundaries, re-seeding, several instances.
+
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin_api;
+mod decisions;
+mod schema;
+mod support;
+
+/// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
+#[ctor::ctor(unsafe)]
+fn postgres_for_this_run() {
+    if std::env::var_os("DATABASE_URL").is_none() {
+        match tollgate_e2e::shared::postgres_url() {
+            Ok(url) => std::env::set_var("DATABASE_URL", url),
+            Err(error) => eprintln!("cannot start PostgreSQL for the tests: {error:#}"),
+        }
+    }
+}
