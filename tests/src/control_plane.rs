@@ -11,6 +11,10 @@ use crate::process::{free_port, target_dir, ChildGuard};
 /// The bearer token tests administer with.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 
+/// Flags every test control plane gets: usage and events are persisted every 200 ms, so
+/// tests of durability need not wait long.
+const TEST_FLAGS: [&str; 4] = ["--history-flush-ms", "200", "--events-flush-ms", "200"];
+
 /// A running control plane; can be stopped and started again on the same port.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -18,18 +22,32 @@ pub struct ControlPlane {
     pub port: u16,
     database_url: String,
     redis_url: String,
+    extra_args: Vec<String>,
     log: PathBuf,
     child: Option<ChildGuard>,
 }
 
 impl ControlPlane {
-    /// Starts `tollgate serve` against the given stores, logging into `dir`.
+    /// Starts `tollgate serve` against the given stores, logging into `dir`, and waits
+    /// until it is alive (not until it is ready: it starts without PostgreSQL too).
     pub async fn start(dir: &Path, database_url: &str, redis_url: &str) -> Result<ControlPlane> {
+        ControlPlane::start_with(dir, database_url, redis_url, &[]).await
+    }
+
+    /// [`ControlPlane::start`] with more `serve` flags (`--redis-cluster`, …).
+    pub async fn start_with(
+        dir: &Path,
+        database_url: &str,
+        redis_url: &str,
+        extra_args: &[&str],
+    ) -> Result<ControlPlane> {
+        let port = free_port()?;
         let mut control_plane = ControlPlane {
-            port: free_port()?,
+            port,
             database_url: database_url.to_string(),
             redis_url: redis_url.to_string(),
-            log: dir.join("control-plane.log"),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            log: dir.join(format!("control-plane-{port}.log")),
             child: None,
         };
         control_plane.restart().await?;
@@ -55,6 +73,11 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// Stops the process (SIGTERM, graceful).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -74,6 +97,8 @@ impl ControlPlane {
             &self.redis_url,
         ]);
         command.args(["--admin-token", ADMIN_TOKEN]);
+        command.args(TEST_FLAGS);
+        command.args(&self.extra_args);
         command.env("RUST_LOG", "info");
         let mut child =
             ChildGuard::spawn("tollgate", command, self.log.clone(), libc::SIGTERM, None)?;
@@ -95,5 +120,33 @@ impl ControlPlane {
         }
         let log = std::fs::read_to_string(&self.log).context("reading the control-plane log")?;
         bail!("control plane not healthy after 30 s:\n{log}")
+    }
+
+    /// Waits until `/ready` answers 200: migrations applied, stores reachable.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let client = reqwest::Client::new();
+        let ready = format!("{}/ready", self.url());
+        let start = std::time::Instant::now();
+        loop {
+            let reply = client
+                .get(&ready)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
+            if reply.as_ref().is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                let body = match reply {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                bail!(
+                    "control plane not ready after {timeout:?}: {body}\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

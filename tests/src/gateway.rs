@@ -1,5 +1,7 @@
 //! The whole product for one test, and the admin calls tests make.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -17,6 +19,8 @@ pub struct GatewayOptions {
     pub failure_mode: &'static str,
     /// The filter's decision deadline in milliseconds.
     pub timeout_ms: u64,
+    /// More `tollgate serve` flags.
+    pub control_plane_args: Vec<&'static str>,
 }
 
 impl Default for GatewayOptions {
@@ -24,6 +28,7 @@ impl Default for GatewayOptions {
         GatewayOptions {
             failure_mode: "open",
             timeout_ms: 200,
+            control_plane_args: Vec::new(),
         }
     }
 }
@@ -53,7 +58,14 @@ impl Gateway {
         let dir = tempfile::Builder::new().prefix("tollgate-e2e-").tempdir()?;
         let (redis, postgres) =
             tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
-        let control_plane = ControlPlane::start(dir.path(), &postgres.url(), &redis.url()).await?;
+        let control_plane = ControlPlane::start_with(
+            dir.path(),
+            &postgres.url(),
+            &redis.url(),
+            &options.control_plane_args,
+        )
+        .await?;
+        control_plane.wait_ready(Duration::from_secs(30)).await?;
         let upstream = Upstream::start().await?;
         let envoy = Envoy::start(
             dir.path(),
@@ -87,6 +99,20 @@ impl Gateway {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value> {
+        let (status, body) = self.admin_reply(method.clone(), path, body).await?;
+        if !status.is_success() {
+            bail!("{method} {path} answered {status}: {body}");
+        }
+        Ok(body)
+    }
+
+    /// An admin API call, whatever it answers: status and JSON body.
+    pub async fn admin_reply(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(reqwest::StatusCode, Value)> {
         let url = format!("{}/admin/v1{path}", self.control_plane.url());
         let mut request = self
             .http
@@ -101,10 +127,7 @@ impl Gateway {
             .with_context(|| format!("{method} {url}"))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!("{method} {path} answered {status}: {body}");
-        }
-        Ok(body)
+        Ok((status, body))
     }
 
     /// Creates a tier with one monthly `request_bytes` limit.
@@ -139,23 +162,32 @@ impl Gateway {
         Ok(())
     }
 
-    /// The tenant's `request_bytes` usage in the current month, read from the admin API.
+    /// The tenant's own `request_bytes` usage in the current month, from the admin API.
     pub async fn usage(&self, tenant: &str) -> Result<u64> {
-        let body = self
-            .admin(
-                reqwest::Method::GET,
-                &format!("/tenants/{tenant}/usage"),
-                None,
-            )
-            .await?;
+        self.usage_at(tenant, tenant, "request_bytes", "month")
+            .await
+    }
+
+    /// Live usage of `level`'s limit on `resource` per `period`, as the usage of
+    /// `tenant` (a descendant of `level`, or `level` itself) reports it.
+    pub async fn usage_at(
+        &self,
+        tenant: &str,
+        level: &str,
+        resource: &str,
+        period: &str,
+    ) -> Result<u64> {
+        let path = format!("/tenants/{}/usage", path_segment(tenant));
+        let body = self.admin(reqwest::Method::GET, &path, None).await?;
         body["usage"]
             .as_array()
             .and_then(|rows| {
-                rows.iter()
-                    .find(|row| row["resource"] == "request_bytes" && row["period"] == "month")
+                rows.iter().find(|row| {
+                    row["tenant"] == level && row["resource"] == resource && row["period"] == period
+                })
             })
             .and_then(|row| row["used"].as_u64())
-            .with_context(|| format!("no monthly request_bytes usage in {body}"))
+            .with_context(|| format!("no {period} {resource} usage of {level} in {body}"))
     }
 
     /// Sends `bytes` of body as `tenant` through the gateway.
@@ -178,6 +210,11 @@ pub async fn send(
         request = request.header("x-tenant-id", tenant);
     }
     Ok(request.send().await?)
+}
+
+/// A tenant id as one URL path segment (`/` as `%2F`).
+pub fn path_segment(id: &str) -> String {
+    id.replace('%', "%25").replace('/', "%2F")
 }
 
 impl GatewayOptions {

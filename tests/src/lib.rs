@@ -12,7 +12,9 @@
 //! # Layout
 //! - [`process`] — spawning children tied to the test, ports, waiting.
 //! - [`redis`], [`postgres`], [`control_plane`], [`envoy`] — one real server each.
+//! - [`redis_cluster`] — a three-master Redis Cluster (sharded Redis, `CROSSSLOT`).
 //! - [`upstream`] — the backend behind Envoy; records what reached it.
+//! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
 
 pub mod control_plane;
@@ -21,6 +23,8 @@ pub mod gateway;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
+pub mod shared;
 pub mod upstream;
 
 pub use gateway::{Gateway, GatewayOptions};

@@ -15,7 +15,9 @@ use crate::process::{free_port, wait_for_port, ChildGuard};
 pub struct Postgres {
     /// Its port on 127.0.0.1.
     pub port: u16,
-    child: ChildGuard,
+    dir: PathBuf,
+    run_as: Option<(u32, u32)>,
+    child: Option<ChildGuard>,
 }
 
 impl Postgres {
@@ -47,20 +49,37 @@ impl Postgres {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
-        let port = free_port()?;
+        let mut postgres = Postgres {
+            port: free_port()?,
+            dir: dir.to_path_buf(),
+            run_as,
+            child: None,
+        };
+        postgres.restart().await?;
+        Ok(postgres)
+    }
+
+    /// Starts the server (again) on the same data and port: tests of PostgreSQL outages.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let bin = bin_dir()?;
+        let home = self.dir.join("postgres");
         let mut server = Command::new(bin.join("postgres"));
         server
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
+            .arg(home.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
             .arg(&home);
         server.args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
         server.args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
-        let log = dir.join("postgres.log");
+        let log = self.dir.join("postgres.log");
         // SIGINT is PostgreSQL's fast shutdown.
-        let mut child = ChildGuard::spawn("postgres", server, log.clone(), libc::SIGINT, run_as)?;
-        wait_for_port(&mut child, port, &log).await?;
-        Ok(Postgres { port, child })
+        let mut child =
+            ChildGuard::spawn("postgres", server, log.clone(), libc::SIGINT, self.run_as)?;
+        wait_for_port(&mut child, self.port, &log).await?;
+        wait_accepting(&bin, self.port).await?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// The URL of the `postgres` database.
@@ -68,10 +87,27 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Stops the server.
+    /// Stops the server (fast shutdown).
     pub fn stop(&mut self) {
-        self.child.stop();
+        if let Some(mut child) = self.child.take() {
+            child.stop();
+        }
     }
+}
+
+/// Waits until the server accepts connections (it listens a moment before it does).
+async fn wait_accepting(bin: &Path, port: u16) -> Result<()> {
+    for _ in 0..300 {
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if ready {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    bail!("PostgreSQL on port {port} did not accept connections within 15 s")
 }
 
 /// Where Debian keeps `initdb` and `postgres` (not on PATH): `pg_config --bindir`, else
