@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the whole gateway on loopback — Redis, PostgreSQL, the control plane, a
-# recording upstream and Envoy with the Tollgate filter — creates a demo tier and
-# tenant, and sends requests that go from allowed to warned to 429.
+# recording upstream and Envoy with the Tollgate filter — declares a tier and a small
+# tenant tree with `tollgate apply`, and sends requests that go from allowed to warned
+# to 429.
 #
 # The gateway keeps running until Ctrl-C; with --once it stops after the demo.
 # Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT,
@@ -70,6 +71,16 @@ pids+=($!)
 wait_port control-plane "$CONTROL_PLANE_PORT"
 wait_port upstream "$UPSTREAM_PORT"
 
+wait_ready() { # the control plane migrates in the background, then can decide
+  for _ in $(seq 1 300); do
+    curl -fsS "http://127.0.0.1:$CONTROL_PLANE_PORT/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "the control plane did not become ready; log in $dir/control-plane.log" >&2
+  exit 1
+}
+wait_ready
+
 say "starting Envoy with the Tollgate filter on $GATEWAY_PORT"
 scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" "$CONTROL_PLANE_PORT" \
   open 200 "$wasm" >"$dir/envoy.yaml"
@@ -78,18 +89,29 @@ scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" "$C
 pids+=($!)
 wait_port envoy "$GATEWAY_PORT"
 
-admin() { # method path [json]
-  curl -sS --fail-with-body -X "$1" -H "authorization: Bearer $ADMIN_TOKEN" \
-    -H 'content-type: application/json' ${3:+--data "$3"} "http://127.0.0.1:$CONTROL_PLANE_PORT/admin/v1$2"
-  echo
-}
-say "creating tier 'demo' (10000 bytes a month, 2000 overage, warn at 80 %) and tenant 'acme'"
-admin POST /tiers '{"name":"demo","limits":[{"resource":"request_bytes","period":"month","quota":10000,"overage":2000,"warn_at":0.8}]}'
-admin POST /tenants '{"id":"acme","tier":"demo"}'
+export TOLLGATE_SERVER="http://127.0.0.1:$CONTROL_PLANE_PORT" TOLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN"
+tollgate() { target/debug/tollgate "$@"; }
+cat >"$dir/quotas.yaml" <<'YAML'
+tiers:
+  - name: demo
+    description: 10 kB a month with 2 kB of overage, 20 requests a minute
+    limits:
+      - {resource: request_bytes, period: month, quota: 10000, overage: 2000, warn_at: 0.8}
+      - {resource: requests, period: minute, quota: 20}
+  - name: org
+    description: what the whole organization may send
+    limits:
+      - {resource: requests, period: month, quota: 1000}
+tenants:
+  - {id: acme, tier: org, overcommit: 10}
+  - {id: acme/web, parent: acme, tier: demo}
+YAML
+say "tollgate apply -f quotas.yaml: tier demo for team acme/web, under organization acme"
+tollgate apply -f "$dir/quotas.yaml"
 
 upload() { # bytes
-  say "POST /upload as acme with $1 bytes"
-  head -c "$1" /dev/zero | curl -sS -o "$dir/body" -D - -H 'x-tenant-id: acme' \
+  say "POST /upload as acme/web with $1 bytes"
+  head -c "$1" /dev/zero | curl -sS -o "$dir/body" -D - -H 'x-tenant-id: acme/web' \
     -H 'content-type: application/octet-stream' --data-binary @- "http://127.0.0.1:$GATEWAY_PORT/upload" |
     tr -d '\r' | grep -iE '^(HTTP/|x-quota-|ratelimit|retry-after)'
   if grep -q problem "$dir/body" 2>/dev/null; then cat "$dir/body"; echo; fi
@@ -99,8 +121,8 @@ upload 4500
 upload 3000
 upload 1000
 
-say "usage as the admin API reports it"
-admin GET /tenants/acme/usage
+say "tollgate usage get acme/web: every limit of the team and of its organization"
+tollgate usage get acme/web
 
 if [ "${1:-}" = "--once" ]; then
   exit 0
