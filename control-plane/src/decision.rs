@@ -10,7 +10,7 @@ use tollgate_protocol::{
     is_valid_tenant_id, CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse,
 };
 
-use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, Select};
+use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Select};
 use crate::audit::LimitRef;
 use crate::definitions::Freshness;
 use crate::error::ApiError;
@@ -290,7 +290,10 @@ pub async fn check(
         i64::try_from(state.config.gauge_lease.as_secs()).unwrap_or(i64::MAX),
         now,
     )
-    .map_err(|e| ApiError::field("request_id", e.to_string()))?;
+    .map_err(|error| match error {
+        PlanError::GaugeNeedsRequestId(_) => ApiError::field("request_id", error.to_string()),
+        PlanError::NoWindow(_) => ApiError::internal(error.to_string()),
+    })?;
     if plan.call.ops.is_empty() {
         return Ok(CheckResponse {
             decision: Decision::Allow,

@@ -15,7 +15,7 @@ use crate::repo::NewEvent;
 use crate::resolve::Resolved;
 use crate::state::AppState;
 use crate::store::{Adjustment, CallMode};
-use crate::views::LimitSpecView;
+use crate::views::LimitSpec;
 use crate::window::WindowKind;
 
 /// Live usage of a tenant and its ancestors.
@@ -36,7 +36,7 @@ pub struct UsageRow {
     pub tenant: String,
     /// The limit.
     #[serde(flatten)]
-    pub spec: LimitSpecView,
+    pub spec: LimitSpec,
     /// The current window (rolling: the oldest bucket still counting); absent for gauges.
     pub window_start: Option<DateTime<Utc>>,
     /// When the current window ends (rolling: the current bucket); absent for gauges.
@@ -69,7 +69,7 @@ pub struct Selection {
 pub struct UsageChange {
     /// The limit.
     #[serde(flatten)]
-    pub spec: LimitSpecView,
+    pub spec: LimitSpec,
     /// Usage before.
     pub before: u64,
     /// Usage after.
@@ -129,7 +129,7 @@ pub async fn report(
             };
             UsageRow {
                 tenant: p.tenant.clone(),
-                spec: LimitSpecView::from(&p.def),
+                spec: LimitSpec::from(&p.def),
                 window_start: p.windows.last().map(|w| w.start),
                 window_end: p.windows.first().map(|w| w.end),
                 used,
@@ -196,7 +196,7 @@ pub async fn change(
             .await
             .map_err(|e| state.redis_error(e))?;
         changes.push(UsageChange {
-            spec: LimitSpecView::from(&p.def),
+            spec: LimitSpec::from(&p.def),
             before,
             after,
         });

@@ -2,7 +2,8 @@
 //! what the audit log records as a change's before and after, so both always agree.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tollgate_protocol::WarnAt;
 use utoipa::ToSchema;
 
 use crate::model::{Assignment, LimitDef, LimitOwner, StoredLimit, Subject, Tenant, Tier};
@@ -20,36 +21,50 @@ pub struct LimitView {
     pub tenant: Option<String>,
     /// The limit itself.
     #[serde(flatten)]
-    pub spec: LimitSpecView,
+    pub spec: LimitSpec,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
-/// What a limit says, as operators write it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct LimitSpecView {
+/// What a limit says, as operators write it and as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
     /// The resource (`requests`, `request_bytes`, `response_bytes`,
-    /// `concurrent_requests`, or an operator-defined name).
+    /// `concurrent_requests`, or 1–64 characters of `a-z 0-9 _ . -`).
     pub resource: String,
     /// `second`, `minute`, `hour`, `day`, `week`, `month`, or `none` for a gauge.
     pub period: String,
-    /// `calendar` (UTC-aligned windows) or `rolling` (the trailing period).
+    /// `calendar` (UTC-aligned windows, the default) or `rolling` (the trailing period,
+    /// a minute or longer).
+    #[serde(default = "calendar")]
     pub window: String,
     /// The included amount per window.
     pub quota: u64,
-    /// How far past the quota usage may go, with a warning.
+    /// How far past the quota usage may go, with a warning (default 0).
+    #[serde(default)]
     pub overage: u64,
-    /// The fraction of the quota from which the status is a warning.
+    /// The fraction of the quota from which the status is a warning (default 0.8).
+    #[serde(default = "default_warn_at")]
     pub warn_at: f64,
-    /// Always allow; still count.
+    /// Always allow; still count (default false).
+    #[serde(default)]
     pub unlimited: bool,
 }
 
-impl From<&LimitDef> for LimitSpecView {
-    fn from(def: &LimitDef) -> LimitSpecView {
-        LimitSpecView {
+fn calendar() -> String {
+    "calendar".into()
+}
+
+fn default_warn_at() -> f64 {
+    WarnAt::DEFAULT.fraction()
+}
+
+impl From<&LimitDef> for LimitSpec {
+    fn from(def: &LimitDef) -> LimitSpec {
+        LimitSpec {
             resource: def.resource.clone(),
             period: def.span.period_name().to_string(),
             window: def.span.window_kind().to_string(),
@@ -71,7 +86,7 @@ impl From<&StoredLimit> for LimitView {
             id: limit.id,
             tier,
             tenant,
-            spec: LimitSpecView::from(&limit.def),
+            spec: LimitSpec::from(&limit.def),
             created_at: limit.created_at,
             updated_at: limit.updated_at,
         }

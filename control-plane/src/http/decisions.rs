@@ -46,7 +46,7 @@ fn deadline(state: &AppState, headers: &HeaderMap) -> Duration {
         description = "How long the caller waits; definitions are not awaited longer.")),
     responses(
         (status = 200, description = "The decision", body = CheckResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::Malformed),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable: the filter applies its failure mode",
             body = Problem, content_type = "application/problem+json"),
@@ -71,7 +71,7 @@ async fn check(
     request_body = ReleaseRequest,
     responses(
         (status = 200, description = "What was released", body = ReleaseResponse),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::Malformed),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     )

@@ -18,7 +18,7 @@ use crate::model::{LimitDef, LimitOwner, Span};
 use crate::repo::LimitFilter;
 use crate::state::AppState;
 use crate::store::COUNTER_MAX;
-use crate::views::LimitView;
+use crate::views::{LimitSpec, LimitView};
 use crate::window::{Period, Series, WindowKind};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -27,109 +27,74 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_limit, update_limit, delete_limit))
 }
 
-fn default_window() -> String {
-    "calendar".into()
-}
-
-fn default_warn_at() -> f64 {
-    WarnAt::DEFAULT.fraction()
-}
-
-/// A limit as operators write it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LimitInput {
-    /// The resource (`requests`, `request_bytes`, `response_bytes`,
-    /// `concurrent_requests`, or 1–64 characters of `a-z 0-9 _ . -`).
-    pub resource: String,
-    /// `second`, `minute`, `hour`, `day`, `week`, `month`, or `none` for a gauge.
-    pub period: String,
-    /// `calendar` (default) or `rolling` (a minute or longer).
-    #[serde(default = "default_window")]
-    pub window: String,
-    /// The included amount per window.
-    pub quota: u64,
-    /// How far past the quota usage may go, with a warning (default 0).
-    #[serde(default)]
-    pub overage: u64,
-    /// The fraction of the quota from which the status is a warning (default 0.8).
-    #[serde(default = "default_warn_at")]
-    pub warn_at: f64,
-    /// Always allow, still count (default false).
-    #[serde(default)]
-    pub unlimited: bool,
-}
-
-impl LimitInput {
-    /// The validated limit; errors name the field under `prefix` (`limits[0].`).
-    pub fn to_def(&self, prefix: &str) -> Result<LimitDef, ApiError> {
-        let field = |name: &str| format!("{prefix}{name}");
-        if !is_valid_resource(&self.resource) {
-            return Err(ApiError::field(
-                field("resource"),
-                "1-64 characters of a-z, 0-9, _, . and -",
-            ));
-        }
-        let kind: WindowKind =
-            self.window
-                .parse()
-                .map_err(|e: crate::window::UnknownWindowKind| {
-                    ApiError::field(field("window"), e.to_string())
-                })?;
-        let span = if self.period == "none" {
-            if kind == WindowKind::Rolling {
-                return Err(ApiError::field(
-                    field("window"),
-                    "a gauge (period none) has no window",
-                ));
-            }
-            Span::Gauge
-        } else {
-            let period: Period = self.period.parse().map_err(|_| {
-                ApiError::field(
-                    field("period"),
-                    "expected second, minute, hour, day, week, month or none",
-                )
-            })?;
-            if kind == WindowKind::Rolling && period == Period::Second {
-                return Err(ApiError::field(
-                    field("window"),
-                    "rolling windows need a period of a minute or longer",
-                ));
-            }
-            Span::Window(Series { period, kind })
-        };
-        for (name, value) in [("quota", self.quota), ("overage", self.overage)] {
-            if value > COUNTER_MAX {
-                return Err(ApiError::field(
-                    field(name),
-                    format!("at most {COUNTER_MAX}"),
-                ));
-            }
-        }
-        if self
-            .quota
-            .checked_add(self.overage)
-            .is_none_or(|hard| hard > COUNTER_MAX)
-        {
-            return Err(ApiError::field(
-                field("overage"),
-                format!("quota + overage must be at most {COUNTER_MAX}"),
-            ));
-        }
-        let warn_at = WarnAt::from_fraction(self.warn_at)
-            .ok_or_else(|| ApiError::field(field("warn_at"), "a fraction from 0 to 1"))?;
-        Ok(LimitDef {
-            resource: self.resource.clone(),
-            span,
-            limit: Limit {
-                quota: self.quota,
-                overage: self.overage,
-                warn_at,
-                unlimited: self.unlimited,
-            },
-        })
+/// The validated limit of `spec`; errors name the field under `prefix` (`limits[0].`).
+pub(super) fn limit_def(spec: &LimitSpec, prefix: &str) -> Result<LimitDef, ApiError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    if !is_valid_resource(&spec.resource) {
+        return Err(ApiError::field(
+            field("resource"),
+            "1-64 characters of a-z, 0-9, _, . and -",
+        ));
     }
+    let kind: WindowKind = spec
+        .window
+        .parse()
+        .map_err(|e: crate::window::UnknownWindowKind| {
+            ApiError::field(field("window"), e.to_string())
+        })?;
+    let span = if spec.period == "none" {
+        if kind == WindowKind::Rolling {
+            return Err(ApiError::field(
+                field("window"),
+                "a gauge (period none) has no window",
+            ));
+        }
+        Span::Gauge
+    } else {
+        let period: Period = spec.period.parse().map_err(|_| {
+            ApiError::field(
+                field("period"),
+                "expected second, minute, hour, day, week, month or none",
+            )
+        })?;
+        if kind == WindowKind::Rolling && period == Period::Second {
+            return Err(ApiError::field(
+                field("window"),
+                "rolling windows need a period of a minute or longer",
+            ));
+        }
+        Span::Window(Series { period, kind })
+    };
+    for (name, value) in [("quota", spec.quota), ("overage", spec.overage)] {
+        if value > COUNTER_MAX {
+            return Err(ApiError::field(
+                field(name),
+                format!("at most {COUNTER_MAX}"),
+            ));
+        }
+    }
+    if spec
+        .quota
+        .checked_add(spec.overage)
+        .is_none_or(|hard| hard > COUNTER_MAX)
+    {
+        return Err(ApiError::field(
+            field("overage"),
+            format!("quota + overage must be at most {COUNTER_MAX}"),
+        ));
+    }
+    let warn_at = WarnAt::from_fraction(spec.warn_at)
+        .ok_or_else(|| ApiError::field(field("warn_at"), "a fraction from 0 to 1"))?;
+    Ok(LimitDef {
+        resource: spec.resource.clone(),
+        span,
+        limit: Limit {
+            quota: spec.quota,
+            overage: spec.overage,
+            warn_at,
+            unlimited: spec.unlimited,
+        },
+    })
 }
 
 /// A new limit: on a tier, or as an override of one tenant's limits.
@@ -140,29 +105,39 @@ pub struct CreateLimit {
     tier: Option<String>,
     /// The tenant whose limit on the same resource and span it replaces or adds to.
     tenant: Option<String>,
+    /// The resource, as in a tier's limits.
     resource: String,
+    /// `second` … `month`, or `none` for a gauge.
     period: String,
-    #[serde(default = "default_window")]
-    window: String,
+    /// `calendar` (default) or `rolling`.
+    window: Option<String>,
+    /// The included amount per window.
     quota: u64,
-    #[serde(default)]
-    overage: u64,
-    #[serde(default = "default_warn_at")]
-    warn_at: f64,
-    #[serde(default)]
-    unlimited: bool,
+    /// How far past the quota usage may go (default 0).
+    overage: Option<u64>,
+    /// Where the status turns to warning (default 0.8).
+    warn_at: Option<f64>,
+    /// Always allow, still count (default false).
+    unlimited: Option<bool>,
 }
 
 /// A change to a limit; what is absent stays.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateLimit {
+    /// A new resource.
     resource: Option<String>,
+    /// A new period.
     period: Option<String>,
+    /// A new window kind.
     window: Option<String>,
+    /// A new quota.
     quota: Option<u64>,
+    /// A new overage.
     overage: Option<u64>,
+    /// A new warning threshold.
     warn_at: Option<f64>,
+    /// Unlimited or not.
     unlimited: Option<bool>,
 }
 
@@ -188,7 +163,7 @@ pub struct ListLimits {
     get, path = "/admin/v1/limits", tag = "limits", params(ListLimits),
     responses(
         (status = 200, description = "A page of limits", body = PageView<LimitView>),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -217,12 +192,12 @@ async fn list_limits(
     post, path = "/admin/v1/limits", tag = "limits", request_body = CreateLimit,
     responses(
         (status = 201, description = "Created", body = LimitView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 409, description = "A limit on this resource and span exists, or a parent's overcommit would be passed",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value or an unknown tier/tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = super::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -241,16 +216,16 @@ async fn create_limit(
             ))
         }
     };
-    let def = LimitInput {
+    let spec = LimitSpec {
         resource: body.resource,
         period: body.period,
-        window: body.window,
+        window: body.window.unwrap_or_else(|| "calendar".into()),
         quota: body.quota,
-        overage: body.overage,
-        warn_at: body.warn_at,
-        unlimited: body.unlimited,
-    }
-    .to_def("")?;
+        overage: body.overage.unwrap_or(0),
+        warn_at: body.warn_at.unwrap_or(WarnAt::DEFAULT.fraction()),
+        unlimited: body.unlimited.unwrap_or(false),
+    };
+    let def = limit_def(&spec, "")?;
     let created = state
         .repo
         .create_limit(&admin.actor, &owner, &def, state.now())
@@ -274,7 +249,7 @@ pub(super) async fn invalidate_owner(state: &AppState, owner: &LimitOwner) {
     params(("id" = i64, Path, description = "The limit id")),
     responses(
         (status = 200, description = "The limit", body = LimitView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -305,7 +280,7 @@ pub(super) fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
     params(("id" = i64, Path, description = "The limit id")), request_body = UpdateLimit,
     responses(
         (status = 200, description = "The changed limit", body = LimitView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Clashes with another limit, or passes a parent's overcommit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
@@ -324,8 +299,8 @@ async fn update_limit(
         .get_limit(id)
         .await
         .map_err(|e| state.postgres_error(e))?;
-    let now = LimitInput::from(&current.def);
-    let def = LimitInput {
+    let now = LimitSpec::from(&current.def);
+    let spec = LimitSpec {
         resource: body.resource.unwrap_or(now.resource),
         period: body.period.unwrap_or(now.period),
         window: body.window.unwrap_or(now.window),
@@ -333,8 +308,8 @@ async fn update_limit(
         overage: body.overage.unwrap_or(now.overage),
         warn_at: body.warn_at.unwrap_or(now.warn_at),
         unlimited: body.unlimited.unwrap_or(now.unlimited),
-    }
-    .to_def("")?;
+    };
+    let def = limit_def(&spec, "")?;
     let updated = state
         .repo
         .update_limit(&admin.actor, id, &def, state.now())
@@ -344,27 +319,13 @@ async fn update_limit(
     Ok(Json(LimitView::from(&updated)))
 }
 
-impl From<&LimitDef> for LimitInput {
-    fn from(def: &LimitDef) -> LimitInput {
-        LimitInput {
-            resource: def.resource.clone(),
-            period: def.span.period_name().to_string(),
-            window: def.span.window_kind().to_string(),
-            quota: def.limit.quota,
-            overage: def.limit.overage,
-            warn_at: def.limit.warn_at.fraction(),
-            unlimited: def.limit.unlimited,
-        }
-    }
-}
-
 /// Delete a limit.
 #[utoipa::path(
     delete, path = "/admin/v1/limits/{id}", tag = "limits",
     params(("id" = i64, Path, description = "The limit id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Removing an override would pass a parent's overcommit", body = Problem, content_type = "application/problem+json"),
     ),

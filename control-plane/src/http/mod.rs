@@ -31,10 +31,10 @@ use std::future::Future;
 use axum::Router;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::{Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub use self::json::{ApiJson, ApiQuery};
@@ -49,6 +49,7 @@ pub use self::json::{ApiJson, ApiQuery};
                        is application/problem+json (RFC 9457)."
     ),
     modifiers(&BearerScheme),
+    components(responses(Unauthorized, Malformed, Unavailable)),
     tags(
         (name = "decisions", description = "What the Envoy filter calls."),
         (name = "tiers", description = "Named bundles of limits."),
@@ -61,6 +62,21 @@ pub use self::json::{ApiJson, ApiQuery};
     )
 )]
 struct ApiDoc;
+
+/// No bearer token, or a wrong one.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Unauthorized(pub Problem);
+
+/// The body is not JSON, or not sent as `application/json`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Malformed(pub Problem);
+
+/// PostgreSQL is unavailable: admin writes are refused until it is back.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Unavailable(pub Problem);
 
 struct BearerScheme;
 

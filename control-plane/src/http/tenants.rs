@@ -123,7 +123,7 @@ fn optional_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
     get, path = "/admin/v1/tenants", tag = "tenants", params(ListTenants),
     responses(
         (status = 200, description = "A page of tenants", body = PageView<TenantView>),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -162,12 +162,12 @@ async fn list_tenants(
     post, path = "/admin/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = TenantView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 409, description = "The tenant exists, the tree would be too deep, or the parent's overcommit would be passed",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = super::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -218,7 +218,7 @@ async fn create_tenant(
     params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -243,7 +243,7 @@ async fn get_tenant(
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "The changed tenant", body = TenantView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A cycle, a tree too deep, or a parent's overcommit passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
@@ -285,7 +285,7 @@ async fn update_tenant(
     params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has children", body = Problem, content_type = "application/problem+json"),
     ),

@@ -12,13 +12,13 @@ use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::json::{ApiJson, ApiQuery};
-use super::limits::LimitInput;
+use super::limits::limit_def;
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::LimitDef;
 use crate::repo::{NewTier, TierPatch};
 use crate::state::AppState;
-use crate::views::TierView;
+use crate::views::{LimitSpec, TierView};
 
 /// At most this many limits per tier: each is a counter on every matching request.
 const MAX_LIMITS: usize = 64;
@@ -40,7 +40,7 @@ pub struct CreateTier {
     description: String,
     /// Its limits; at most one per resource, period and window.
     #[serde(default)]
-    limits: Vec<LimitInput>,
+    limits: Vec<LimitSpec>,
 }
 
 /// A change to a tier; what is absent stays.
@@ -51,7 +51,7 @@ pub struct UpdateTier {
     description: Option<String>,
     /// The complete new set of limits: limits on the same resource and span keep their
     /// id, others are added, and the ones left out are removed.
-    limits: Option<Vec<LimitInput>>,
+    limits: Option<Vec<LimitSpec>>,
 }
 
 /// Paging of the tier listing.
@@ -81,7 +81,7 @@ fn validate_description(description: &str) -> Result<(), ApiError> {
 }
 
 /// The limits of a tier body, validated: distinct by resource and span.
-fn validate_limits(limits: &[LimitInput]) -> Result<Vec<LimitDef>, ApiError> {
+fn validate_limits(limits: &[LimitSpec]) -> Result<Vec<LimitDef>, ApiError> {
     if limits.len() > MAX_LIMITS {
         return Err(ApiError::field(
             "limits",
@@ -91,7 +91,7 @@ fn validate_limits(limits: &[LimitInput]) -> Result<Vec<LimitDef>, ApiError> {
     let mut seen = HashSet::new();
     let mut defs = Vec::with_capacity(limits.len());
     for (i, limit) in limits.iter().enumerate() {
-        let def = limit.to_def(&format!("limits[{i}]."))?;
+        let def = limit_def(limit, &format!("limits[{i}]."))?;
         if !seen.insert((def.resource.clone(), def.span)) {
             return Err(ApiError::field(
                 format!("limits[{i}]"),
@@ -113,7 +113,7 @@ fn validate_limits(limits: &[LimitInput]) -> Result<Vec<LimitDef>, ApiError> {
     get, path = "/admin/v1/tiers", tag = "tiers", params(ListTiers),
     responses(
         (status = 200, description = "A page of tiers", body = PageView<TierView>),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "A bad cursor or page size", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -137,11 +137,11 @@ async fn list_tiers(
     post, path = "/admin/v1/tiers", tag = "tiers", request_body = CreateTier,
     responses(
         (status = 201, description = "Created", body = TierView),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 409, description = "The tier exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, response = super::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -178,7 +178,7 @@ async fn create_tier(
     params(("name" = String, Path, description = "The tier name")),
     responses(
         (status = 200, description = "The tier", body = TierView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -202,7 +202,7 @@ async fn get_tier(
     params(("name" = String, Path, description = "The tier name")), request_body = UpdateTier,
     responses(
         (status = 200, description = "The changed tier", body = TierView),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
@@ -237,7 +237,7 @@ async fn update_tier(
     params(("name" = String, Path, description = "The tier name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tier is in use", body = Problem, content_type = "application/problem+json"),
     ),
@@ -261,7 +261,7 @@ async fn delete_tier(
 mod tests {
     use super::*;
 
-    fn input(json: &str) -> Vec<LimitInput> {
+    fn input(json: &str) -> Vec<LimitSpec> {
         serde_json::from_str(json).unwrap()
     }
 

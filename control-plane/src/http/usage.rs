@@ -18,7 +18,7 @@ use crate::resolve::Source;
 use crate::state::AppState;
 use crate::store::{Adjustment, COUNTER_MAX};
 use crate::usage::{self, Selection, UsageChanges, UsageReport};
-use crate::views::LimitSpecView;
+use crate::views::LimitSpec;
 use crate::window::WindowKind;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -91,7 +91,7 @@ pub struct QuotaLevel {
 pub struct EffectiveLimit {
     /// The limit.
     #[serde(flatten)]
-    pub spec: LimitSpecView,
+    pub spec: LimitSpec,
     /// `tier` or `override` (a per-tenant override).
     pub from: String,
 }
@@ -184,7 +184,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
     params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "The effective quota", body = QuotaReport),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -218,7 +218,7 @@ async fn effective_quota(
                 .limits
                 .iter()
                 .map(|limit| EffectiveLimit {
-                    spec: LimitSpecView::from(limit),
+                    spec: LimitSpec::from(limit),
                     from: if stored.overrides.iter().any(|o| o.slot() == limit.slot()) {
                         "override".into()
                     } else {
@@ -241,7 +241,7 @@ async fn effective_quota(
     params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "Live usage", body = UsageReport),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -264,7 +264,7 @@ async fn live_usage(
     request_body = ResetUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
     ),
@@ -294,7 +294,7 @@ async fn reset_usage(
     request_body = AdjustUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
     ),
@@ -334,7 +334,7 @@ async fn adjust_usage(
     params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
     responses(
         (status = 200, description = "A page of usage history", body = PageView<HistoryView>),
-        (status = 401, description = "No or a wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -106,9 +106,15 @@ impl RedisStore {
     fn over(conn: Conn) -> RedisStore {
         RedisStore {
             conn,
-            accounting: Script::new(include_str!("accounting.lua")),
+            accounting: Script::new(concat!(
+                include_str!("decimal.lua"),
+                include_str!("accounting.lua")
+            )),
             seed: Script::new(include_str!("seed.lua")),
-            adjust: Script::new(include_str!("adjust.lua")),
+            adjust: Script::new(concat!(
+                include_str!("decimal.lua"),
+                include_str!("adjust.lua")
+            )),
             release: Script::new(include_str!("release.lua")),
         }
     }

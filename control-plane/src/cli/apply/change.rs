@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::file::{DesiredAssignment, DesiredTenant, DesiredTier};
+use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::client::segment;
 use crate::cli::error::CliError;
 use crate::cli::limit::LimitSpec;
@@ -29,7 +29,7 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// A new tier with its limits.
-    CreateTier(DesiredTier),
+    CreateTier(TierSpec),
     /// A tier's description and/or whole set of limits replaced.
     UpdateTier {
         /// The tier.
@@ -47,7 +47,7 @@ pub enum Change {
         name: String,
     },
     /// A new tenant (without its overrides, which follow as their own changes).
-    CreateTenant(DesiredTenant),
+    CreateTenant(TenantSpec),
     /// Changed fields of a tenant.
     UpdateTenant {
         /// The tenant.
@@ -91,13 +91,13 @@ pub enum Change {
         limit: LimitSpec,
     },
     /// A new assignment.
-    CreateAssignment(DesiredAssignment),
+    CreateAssignment(AssignmentSpec),
     /// An assignment whose enabled flag or expiry changes.
     UpdateAssignment {
         /// Its id.
         id: i64,
         /// The assignment as it becomes.
-        assignment: DesiredAssignment,
+        assignment: AssignmentSpec,
         /// What changes, for the diff line.
         details: Vec<String>,
     },
@@ -300,7 +300,7 @@ pub fn instant(at: Option<DateTime<Utc>>) -> String {
     )
 }
 
-fn tenant_extras(tenant: &DesiredTenant) -> Vec<String> {
+fn tenant_extras(tenant: &TenantSpec) -> Vec<String> {
     let mut extras = Vec::new();
     if let Some(parent) = &tenant.parent {
         extras.push(format!("parent {parent}"));
@@ -320,7 +320,7 @@ fn tenant_extras(tenant: &DesiredTenant) -> Vec<String> {
     extras
 }
 
-fn assignment_extras(assignment: &DesiredAssignment) -> Vec<String> {
+fn assignment_extras(assignment: &AssignmentSpec) -> Vec<String> {
     let mut extras = Vec::new();
     if !assignment.enabled {
         extras.push("disabled".to_string());

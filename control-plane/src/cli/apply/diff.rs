@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map};
 
 use super::change::{instant, Change};
-use super::file::{Desired, DesiredAssignment, DesiredTenant, DesiredTier};
-use super::state::{Current, CurrentAssignment, CurrentOverride, CurrentTenant, CurrentTier};
+use super::file::{Desired, DesiredTenant};
+use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::state::{Current, CurrentAssignment, CurrentOverride};
 use crate::cli::limit::{LimitKey, LimitSpec};
 use crate::model::Subject;
 
@@ -26,16 +27,16 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
     changes.extend(tier_changes(&desired.tiers, &current.tiers));
 
     let ordered = parents_first(&desired.tenants);
-    let on_server: HashMap<&str, &CurrentTenant> =
+    let on_server: HashMap<&str, &TenantSpec> =
         current.tenants.iter().map(|t| (t.id.as_str(), t)).collect();
     for tenant in &ordered {
-        if !on_server.contains_key(tenant.id.as_str()) {
-            changes.push(Change::CreateTenant((*tenant).clone()));
+        if !on_server.contains_key(tenant.spec.id.as_str()) {
+            changes.push(Change::CreateTenant(tenant.spec.clone()));
         }
     }
     for tenant in &ordered {
-        if let Some(now) = on_server.get(tenant.id.as_str()) {
-            changes.extend(tenant_update(tenant, now));
+        if let Some(now) = on_server.get(tenant.spec.id.as_str()) {
+            changes.extend(tenant_update(&tenant.spec, now));
         }
     }
 
@@ -49,8 +50,8 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
     let (upserts, unmatched) = assignment_changes(&desired.assignments, &current.assignments);
     changes.extend(upserts);
 
-    let pruned_tenants: Vec<&CurrentTenant> = if prune {
-        let named: HashSet<&str> = desired.tenants.iter().map(|t| t.id.as_str()).collect();
+    let pruned_tenants: Vec<&TenantSpec> = if prune {
+        let named: HashSet<&str> = desired.tenants.iter().map(|t| t.spec.id.as_str()).collect();
         children_first(&current.tenants)
             .into_iter()
             .filter(|t| !named.contains(t.id.as_str()))
@@ -64,11 +65,11 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
         changes.extend(
             unmatched
                 .into_iter()
-                .filter(|a| !matches!(&a.subject, Subject::Tenant(t) if pruned_ids.contains(t.as_str())))
+                .filter(|a| !matches!(&a.spec.subject, Subject::Tenant(t) if pruned_ids.contains(t.as_str())))
                 .map(|a| Change::DeleteAssignment {
                     id: a.id,
-                    subject: a.subject.clone(),
-                    tier: a.tier.clone(),
+                    subject: a.spec.subject.clone(),
+                    tier: a.spec.tier.clone(),
                 }),
         );
     }
@@ -98,7 +99,7 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
 fn check_references(desired: &Desired, current: &Current, prune: bool) -> Result<(), Vec<String>> {
     let file_tiers: HashSet<&str> = desired.tiers.iter().map(|t| t.name.as_str()).collect();
     let server_tiers: HashSet<&str> = current.tiers.iter().map(|t| t.name.as_str()).collect();
-    let file_tenants: HashSet<&str> = desired.tenants.iter().map(|t| t.id.as_str()).collect();
+    let file_tenants: HashSet<&str> = desired.tenants.iter().map(|t| t.spec.id.as_str()).collect();
     let server_tenants: HashSet<&str> = current.tenants.iter().map(|t| t.id.as_str()).collect();
     let problem = |what: &str, name: &str, in_file: bool, on_server: bool| -> Option<String> {
         if in_file {
@@ -132,7 +133,7 @@ fn check_references(desired: &Desired, current: &Current, prune: bool) -> Result
         )
     };
     let mut errors = Vec::new();
-    for (i, t) in desired.tenants.iter().enumerate() {
+    for (i, t) in desired.tenants.iter().map(|t| &t.spec).enumerate() {
         if let Some(error) = t.parent.as_deref().and_then(tenant) {
             errors.push(format!("tenants[{i}].parent: {error}"));
         }
@@ -186,8 +187,8 @@ fn limit_set_changes(old: &[LimitSpec], new: &[LimitSpec]) -> Vec<String> {
     changes
 }
 
-fn tier_changes(desired: &[DesiredTier], current: &[CurrentTier]) -> Vec<Change> {
-    let on_server: HashMap<&str, &CurrentTier> =
+fn tier_changes(desired: &[TierSpec], current: &[TierSpec]) -> Vec<Change> {
+    let on_server: HashMap<&str, &TierSpec> =
         current.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut changes = Vec::new();
     for tier in desired {
@@ -218,24 +219,26 @@ fn tier_changes(desired: &[DesiredTier], current: &[CurrentTier]) -> Vec<Change>
     changes
 }
 
+/// Each tenant's parent, by id.
+fn parent_map<'a>(tenants: impl IntoIterator<Item = &'a TenantSpec>) -> HashMap<&'a str, &'a str> {
+    tenants
+        .into_iter()
+        .filter_map(|t| t.parent.as_deref().map(|p| (t.id.as_str(), p)))
+        .collect()
+}
+
 /// The file's tenants, each after its parent when the parent is in the file too.
 fn parents_first(tenants: &[DesiredTenant]) -> Vec<&DesiredTenant> {
-    let parent_of: HashMap<&str, &str> = tenants
-        .iter()
-        .filter_map(|t| t.parent.as_deref().map(|p| (t.id.as_str(), p)))
-        .collect();
+    let parent_of = parent_map(tenants.iter().map(|t| &t.spec));
     let mut ordered: Vec<&DesiredTenant> = tenants.iter().collect();
-    ordered.sort_by_key(|t| depth(&parent_of, &t.id));
+    ordered.sort_by_key(|t| depth(&parent_of, &t.spec.id));
     ordered
 }
 
 /// The server's tenants, each before its parent.
-fn children_first(tenants: &[CurrentTenant]) -> Vec<&CurrentTenant> {
-    let parent_of: HashMap<&str, &str> = tenants
-        .iter()
-        .filter_map(|t| t.parent.as_deref().map(|p| (t.id.as_str(), p)))
-        .collect();
-    let mut ordered: Vec<&CurrentTenant> = tenants.iter().collect();
+fn children_first(tenants: &[TenantSpec]) -> Vec<&TenantSpec> {
+    let parent_of = parent_map(tenants);
+    let mut ordered: Vec<&TenantSpec> = tenants.iter().collect();
     ordered.sort_by_key(|t| std::cmp::Reverse(depth(&parent_of, &t.id)));
     ordered
 }
@@ -258,7 +261,7 @@ fn or_none(value: Option<&str>) -> &str {
     value.unwrap_or("none")
 }
 
-fn tenant_update(desired: &DesiredTenant, now: &CurrentTenant) -> Option<Change> {
+fn tenant_update(desired: &TenantSpec, now: &TenantSpec) -> Option<Change> {
     let mut patch = Map::new();
     let mut details = Vec::new();
     if desired.parent != now.parent {
@@ -305,17 +308,18 @@ fn override_changes(
     tenant: &DesiredTenant,
     current: &[CurrentOverride],
 ) -> (Vec<Change>, Vec<Change>) {
+    let id = &tenant.spec.id;
     let now: HashMap<LimitKey, &CurrentOverride> = current
         .iter()
-        .filter(|o| o.tenant == tenant.id)
+        .filter(|o| &o.tenant == id)
         .map(|o| (o.limit.key(), o))
         .collect();
-    let wanted = by_key(&tenant.limits);
+    let wanted = by_key(&tenant.overrides);
     let mut upserts = Vec::new();
-    for limit in &tenant.limits {
+    for limit in &tenant.overrides {
         match now.get(&limit.key()) {
             None => upserts.push(Change::CreateOverride {
-                tenant: tenant.id.clone(),
+                tenant: id.clone(),
                 limit: limit.clone(),
             }),
             Some(existing) => {
@@ -323,7 +327,7 @@ fn override_changes(
                 if !details.is_empty() {
                     upserts.push(Change::UpdateOverride {
                         id: existing.id,
-                        tenant: tenant.id.clone(),
+                        tenant: id.clone(),
                         limit: limit.clone(),
                         details,
                     });
@@ -333,7 +337,7 @@ fn override_changes(
     }
     let deletions = current
         .iter()
-        .filter(|o| o.tenant == tenant.id && !wanted.contains_key(&o.limit.key()))
+        .filter(|o| &o.tenant == id && !wanted.contains_key(&o.limit.key()))
         .map(|o| Change::DeleteOverride {
             id: o.id,
             tenant: o.tenant.clone(),
@@ -351,14 +355,14 @@ fn same_instant(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
 /// The creations and updates of assignments, matched by kind, subject and tier, and the
 /// server's assignments the file does not match.
 fn assignment_changes<'a>(
-    desired: &[DesiredAssignment],
+    desired: &[AssignmentSpec],
     current: &'a [CurrentAssignment],
 ) -> (Vec<Change>, Vec<&'a CurrentAssignment>) {
     let mut used = vec![false; current.len()];
     let mut changes = Vec::new();
     for assignment in desired {
         let found = current.iter().enumerate().find(|(i, a)| {
-            !used[*i] && a.subject == assignment.subject && a.tier == assignment.tier
+            !used[*i] && a.spec.subject == assignment.subject && a.spec.tier == assignment.tier
         });
         let Some((i, existing)) = found else {
             changes.push(Change::CreateAssignment(assignment.clone()));
@@ -366,16 +370,14 @@ fn assignment_changes<'a>(
         };
         used[i] = true;
         let mut details = Vec::new();
-        if existing.enabled != assignment.enabled {
-            details.push(format!(
-                "enabled {} -> {}",
-                existing.enabled, assignment.enabled
-            ));
+        let now = &existing.spec;
+        if now.enabled != assignment.enabled {
+            details.push(format!("enabled {} -> {}", now.enabled, assignment.enabled));
         }
-        if !same_instant(existing.expires_at, assignment.expires_at) {
+        if !same_instant(now.expires_at, assignment.expires_at) {
             details.push(format!(
                 "expires_at {} -> {}",
-                instant(existing.expires_at),
+                instant(now.expires_at),
                 instant(assignment.expires_at)
             ));
         }
@@ -412,8 +414,8 @@ mod tests {
         spec.parse().unwrap()
     }
 
-    fn tenant(id: &str, parent: Option<&str>, tier: Option<&str>) -> CurrentTenant {
-        CurrentTenant {
+    fn tenant(id: &str, parent: Option<&str>, tier: Option<&str>) -> TenantSpec {
+        TenantSpec {
             id: id.into(),
             parent: parent.map(Into::into),
             tier: tier.map(Into::into),
@@ -423,8 +425,8 @@ mod tests {
         }
     }
 
-    fn tier(name: &str, limits: &[&str]) -> CurrentTier {
-        CurrentTier {
+    fn tier(name: &str, limits: &[&str]) -> TierSpec {
+        TierSpec {
             name: name.into(),
             description: String::new(),
             limits: limits.iter().map(|s| limit(s)).collect(),
@@ -452,7 +454,7 @@ mod tests {
                 "+ override acme/research requests/minute/calendar quota 120",
                 "+ assignment role beta -> pro",
                 "+ assignment default -> free",
-                "+ assignment tenant acme -> pro (until 2027-01-01T00:00:00Z)",
+                "+ assignment tenant acme -> pro (until 2027-12-31T00:00:00Z)",
             ]
         );
         assert_eq!(summary(&changes), "8 to create, 0 to change, 0 to delete");
@@ -495,10 +497,12 @@ mod tests {
             }],
             assignments: vec![CurrentAssignment {
                 id: 3,
-                subject: Subject::Role("beta".into()),
-                tier: "pro".into(),
-                enabled: true,
-                expires_at: "2030-01-01T00:00:00Z".parse().ok(),
+                spec: AssignmentSpec {
+                    subject: Subject::Role("beta".into()),
+                    tier: "pro".into(),
+                    enabled: true,
+                    expires_at: "2030-01-01T00:00:00Z".parse().ok(),
+                },
             }],
         };
         let changes = plan(&file, &current, true).unwrap();
@@ -536,10 +540,12 @@ mod tests {
             ],
             assignments: vec![CurrentAssignment {
                 id: 4,
-                subject: Subject::Tenant("acme".into()),
-                tier: "pro".into(),
-                enabled: true,
-                expires_at: None,
+                spec: AssignmentSpec {
+                    subject: Subject::Tenant("acme".into()),
+                    tier: "pro".into(),
+                    enabled: true,
+                    expires_at: None,
+                },
             }],
         };
         let changes = plan(&file, &current, false).unwrap();
@@ -594,17 +600,21 @@ mod tests {
             assignments: vec![
                 CurrentAssignment {
                     id: 1,
-                    subject: Subject::Tenant("gone".into()),
-                    tier: "old".into(),
-                    enabled: true,
-                    expires_at: None,
+                    spec: AssignmentSpec {
+                        subject: Subject::Tenant("gone".into()),
+                        tier: "old".into(),
+                        enabled: true,
+                        expires_at: None,
+                    },
                 },
                 CurrentAssignment {
                     id: 2,
-                    subject: Subject::Default,
-                    tier: "old".into(),
-                    enabled: true,
-                    expires_at: None,
+                    spec: AssignmentSpec {
+                        subject: Subject::Default,
+                        tier: "old".into(),
+                        enabled: true,
+                        expires_at: None,
+                    },
                 },
             ],
         };
@@ -673,10 +683,12 @@ mod tests {
             tiers: vec![tier("pro", &[]), tier("free", &[]), tier("max", &[])],
             assignments: vec![CurrentAssignment {
                 id: 5,
-                subject: Subject::Role("beta".into()),
-                tier: "max".into(),
-                enabled: true,
-                expires_at: None,
+                spec: AssignmentSpec {
+                    subject: Subject::Role("beta".into()),
+                    tier: "max".into(),
+                    enabled: true,
+                    expires_at: None,
+                },
             }],
             ..Current::default()
         };

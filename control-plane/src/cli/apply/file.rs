@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_protocol::{is_valid_tenant_id, WarnAt};
 
+use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
 use crate::decision::is_valid_role;
 use crate::model::{Mode, Ppm, Subject};
@@ -95,54 +96,21 @@ fn enabled() -> bool {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     /// The tiers, in file order.
-    pub tiers: Vec<DesiredTier>,
+    pub tiers: Vec<TierSpec>,
     /// The tenants, in file order.
     pub tenants: Vec<DesiredTenant>,
     /// The assignments, in file order.
-    pub assignments: Vec<DesiredAssignment>,
+    pub assignments: Vec<AssignmentSpec>,
 }
 
-/// A tier and its complete set of limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredTier {
-    /// The name.
-    pub name: String,
-    /// The description (empty when absent).
-    pub description: String,
-    /// Every limit it has.
-    pub limits: Vec<LimitSpec>,
-}
-
-/// A tenant; what the file leaves out takes the API's default.
+/// A tenant as the file declares it: its own fields and its override limits, which
+/// `apply` creates, updates and deletes as objects of their own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredTenant {
-    /// The id.
-    pub id: String,
-    /// The parent.
-    pub parent: Option<String>,
-    /// The own tier.
-    pub tier: Option<String>,
-    /// The mode.
-    pub mode: Mode,
-    /// The overcommit ratio.
-    pub overcommit: Ppm,
-    /// The labels (a JSON object of strings).
-    pub labels: Value,
-    /// Every per-tenant override it has.
-    pub limits: Vec<LimitSpec>,
-}
-
-/// An assignment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredAssignment {
-    /// To whom.
-    pub subject: Subject,
-    /// The tier it gives.
-    pub tier: String,
-    /// Whether it applies.
-    pub enabled: bool,
-    /// When it stops applying.
-    pub expires_at: Option<DateTime<Utc>>,
+    /// The tenant's own fields.
+    pub spec: TenantSpec,
+    /// Every per-tenant override it has (the entry's `limits`).
+    pub overrides: Vec<LimitSpec>,
 }
 
 /// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -` (as the API says).
@@ -229,7 +197,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
         if entry.description.len() > 1024 {
             errors.push(format!("{path}.description: at most 1024 bytes"));
         }
-        desired.tiers.push(DesiredTier {
+        desired.tiers.push(TierSpec {
             limits: limits(&entry.limits, &path, errors),
             name: entry.name,
             description: entry.description,
@@ -287,13 +255,15 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
                 .collect(),
         );
         desired.tenants.push(DesiredTenant {
-            limits: limits(&entry.limits, &path, errors),
-            id: entry.id,
-            parent: entry.parent,
-            tier: entry.tier,
-            mode,
-            overcommit,
-            labels,
+            overrides: limits(&entry.limits, &path, errors),
+            spec: TenantSpec {
+                id: entry.id,
+                parent: entry.parent,
+                tier: entry.tier,
+                mode,
+                overcommit,
+                labels,
+            },
         });
     }
     check_tree(&desired.tenants, errors);
@@ -332,7 +302,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
                 "{path}: the same assignment as assignments[{first}] (one per subject and tier)"
             ));
         }
-        desired.assignments.push(DesiredAssignment {
+        desired.assignments.push(AssignmentSpec {
             subject,
             tier: entry.tier,
             enabled: entry.enabled,
@@ -346,11 +316,12 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
 fn check_tree(tenants: &[DesiredTenant], errors: &mut Vec<String>) {
     let parent_of: HashMap<&str, &str> = tenants
         .iter()
+        .map(|t| &t.spec)
         .filter_map(|t| t.parent.as_deref().map(|p| (t.id.as_str(), p)))
         .filter(|(id, parent)| id != parent) // reported on its own
         .collect();
     let mut reported: HashSet<&str> = HashSet::new();
-    for (i, tenant) in tenants.iter().enumerate() {
+    for (i, tenant) in tenants.iter().map(|t| &t.spec).enumerate() {
         let mut chain = vec![tenant.id.as_str()];
         let mut at = tenant.id.as_str();
         while let Some(&parent) = parent_of.get(at) {
@@ -386,9 +357,9 @@ mod tests {
         let text = include_str!("../../../quotas.example.yaml");
         let desired = parse(text).unwrap();
         assert_eq!(desired.tiers.len(), 2);
-        assert_eq!(desired.tenants[1].id, "acme/research");
-        assert_eq!(desired.tenants[1].mode, Mode::Shadow);
-        assert_eq!(desired.tenants[0].overcommit, Ppm(1_500_000));
+        assert_eq!(desired.tenants[1].spec.id, "acme/research");
+        assert_eq!(desired.tenants[1].spec.mode, Mode::Shadow);
+        assert_eq!(desired.tenants[0].spec.overcommit, Ppm(1_500_000));
         assert_eq!(desired.assignments[1].subject, Subject::Default);
         assert!(desired.assignments[2].expires_at.is_some());
     }
@@ -465,7 +436,7 @@ mod tests {
     #[test]
     fn defaults_are_the_apis() {
         let desired = parse("tenants:\n  - id: x\n").unwrap();
-        let tenant = &desired.tenants[0];
+        let tenant = &desired.tenants[0].spec;
         assert_eq!((tenant.mode, tenant.overcommit), (Mode::Enforce, Ppm::ONE));
         assert_eq!(tenant.labels, serde_json::json!({}));
         assert!(parse("").is_ok() || parse("{}").is_ok());

@@ -3,6 +3,7 @@
 //! line per change and a summary.
 //!
 //! # Layout
+//! - [`spec`] — a tier, a tenant and an assignment: the shapes both sides share.
 //! - [`file`] — the YAML file, parsed strictly and checked on its own.
 //! - [`state`] — what the server has, read through the admin API's listings.
 //! - [`diff`] — the pure plan: desired + current → ordered changes.
@@ -11,6 +12,7 @@
 pub mod change;
 pub mod diff;
 pub mod file;
+pub mod spec;
 pub mod state;
 
 use std::io::Read;

@@ -6,56 +6,29 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::client::Client;
 use crate::cli::error::CliError;
 use crate::cli::limit::LimitSpec;
-use crate::model::{Mode, Ppm, Subject};
+use crate::model::{Ppm, Subject};
 
 /// The server's quota definitions.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Current {
     /// Every tier.
-    pub tiers: Vec<CurrentTier>,
+    pub tiers: Vec<TierSpec>,
     /// Every tenant.
-    pub tenants: Vec<CurrentTenant>,
+    pub tenants: Vec<TenantSpec>,
     /// Every per-tenant override.
     pub overrides: Vec<CurrentOverride>,
     /// Every assignment.
     pub assignments: Vec<CurrentAssignment>,
 }
 
-/// A tier on the server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CurrentTier {
-    /// The name.
-    pub name: String,
-    /// The description.
-    pub description: String,
-    /// Its limits.
-    pub limits: Vec<LimitSpec>,
-}
-
-/// A tenant on the server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CurrentTenant {
-    /// The id.
-    pub id: String,
-    /// The parent.
-    pub parent: Option<String>,
-    /// The own tier.
-    pub tier: Option<String>,
-    /// The mode.
-    pub mode: Mode,
-    /// The overcommit ratio.
-    pub overcommit: Ppm,
-    /// The labels.
-    pub labels: Value,
-}
-
 /// A per-tenant override on the server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurrentOverride {
-    /// Its id.
+    /// Its id, which its update and deletion name.
     pub id: i64,
     /// Whose.
     pub tenant: String,
@@ -66,16 +39,10 @@ pub struct CurrentOverride {
 /// An assignment on the server.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurrentAssignment {
-    /// Its id.
+    /// Its id, which its update and deletion name.
     pub id: i64,
-    /// To whom.
-    pub subject: Subject,
-    /// The tier it gives.
-    pub tier: String,
-    /// Whether it applies.
-    pub enabled: bool,
-    /// When it stops applying.
-    pub expires_at: Option<DateTime<Utc>>,
+    /// What it says.
+    pub spec: AssignmentSpec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +92,7 @@ pub fn from_listings(
     let mut current = Current::default();
     for item in tiers {
         let view: TierView = decode("tier", item)?;
-        current.tiers.push(CurrentTier {
+        current.tiers.push(TierSpec {
             name: view.name,
             description: view.description,
             limits: view
@@ -137,7 +104,7 @@ pub fn from_listings(
     }
     for item in tenants {
         let view: TenantView = decode("tenant", item)?;
-        current.tenants.push(CurrentTenant {
+        current.tenants.push(TenantSpec {
             mode: view.mode.parse()?,
             overcommit: Ppm::from_ratio(view.overcommit)
                 .ok_or_else(|| format!("tenant {}: overcommit {}", view.id, view.overcommit))?,
@@ -171,10 +138,12 @@ pub fn from_listings(
         };
         current.assignments.push(CurrentAssignment {
             id: view.id,
-            subject,
-            tier: view.tier,
-            enabled: view.enabled,
-            expires_at: view.expires_at,
+            spec: AssignmentSpec {
+                subject,
+                tier: view.tier,
+                enabled: view.enabled,
+                expires_at: view.expires_at,
+            },
         });
     }
     Ok(current)
