@@ -1,12 +1,15 @@
 //! Command line and environment: `tollgate serve` and `tollgate migrate`.
 //!
-//! Every flag can also come from the environment (see `tollgate.env.example`).
+//! Every flag can also come from the environment (see `tollgate.env.example`), or from a
+//! file of the same `KEY=VALUE` lines named by `--config` (or `TOLLGATE_CONFIG`): flags
+//! win over the environment, which wins over the file.
 //! Secrets — the admin token and URLs that may carry passwords — print as
 //! `<redacted>` in `Debug`, so logging the configuration cannot leak them.
 
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -41,9 +44,43 @@ pub enum Command {
     Apply(crate::cli::apply::ApplyArgs),
 }
 
+/// The config-file flag, read before the rest of the command line (see
+/// [`load_config_file`]); declared here so that `--help` shows it.
+#[derive(Debug, Args)]
+pub struct ConfigFile {
+    /// A file of `KEY=VALUE` lines (as `tollgate.env.example`) giving flags through
+    /// their environment variables; the environment and the command line win over it.
+    #[arg(long = "config", env = "TOLLGATE_CONFIG", value_name = "FILE")]
+    pub path: Option<PathBuf>,
+}
+
+/// Loads the file named by `--config FILE` (or `--config=FILE`) in `args`, or by
+/// `TOLLGATE_CONFIG`, into the environment, so that every flag can come from it.
+/// Variables already set are kept. Returns the file loaded, if any.
+pub fn load_config_file(args: &[String]) -> Result<Option<PathBuf>, dotenvy::Error> {
+    let mut named = std::env::var_os("TOLLGATE_CONFIG").map(PathBuf::from);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--config" {
+            named = rest.next().map(PathBuf::from);
+        } else if let Some(path) = arg.strip_prefix("--config=") {
+            named = Some(PathBuf::from(path));
+        }
+    }
+    match named {
+        Some(path) => {
+            dotenvy::from_path(&path)?;
+            Ok(Some(path))
+        }
+        None => Ok(None),
+    }
+}
+
 /// `tollgate serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// Address to listen on.
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
@@ -96,6 +133,8 @@ pub struct ServeArgs {
 /// `tollgate migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub config: ConfigFile,
     /// PostgreSQL URL to migrate.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,

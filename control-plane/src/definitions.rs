@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
+use prometheus::HistogramVec;
 
 use crate::model::{Catalog, Chain};
 use crate::repo::{QuotaRepo, RepoError};
@@ -212,24 +213,34 @@ where
 pub struct DefinitionsCache {
     catalog: SwrCache<(), Arc<Catalog>>,
     chains: SwrCache<String, Option<Arc<Chain>>>,
+    /// Observes how long each load from PostgreSQL takes, by what it loads.
+    load_duration: HistogramVec,
 }
 
 impl DefinitionsCache {
-    /// A cache whose entries are fresh for `ttl`.
-    pub fn new(ttl: Duration) -> DefinitionsCache {
+    /// A cache whose entries are fresh for `ttl`; loads are timed into `load_duration`
+    /// (labels `store`, `op`).
+    pub fn new(ttl: Duration, load_duration: HistogramVec) -> DefinitionsCache {
         DefinitionsCache {
             catalog: SwrCache::new(ttl, 1),
             chains: SwrCache::new(ttl, MAX_CHAINS),
+            load_duration,
         }
     }
 
     /// The catalog.
     pub async fn catalog(&self, repo: &QuotaRepo) -> Result<(Arc<Catalog>, Freshness), LoadError> {
         let repo = repo.clone();
+        let timer = self
+            .load_duration
+            .with_label_values(&["postgres", "catalog"]);
         self.catalog
             .get((), move || {
-                let repo = repo.clone();
-                async move { repo.load_catalog().await.map(Arc::new) }
+                let (repo, timer) = (repo.clone(), timer.clone());
+                async move {
+                    let _timing = timer.start_timer();
+                    repo.load_catalog().await.map(Arc::new)
+                }
             })
             .await
     }
@@ -242,11 +253,14 @@ impl DefinitionsCache {
     ) -> Result<(Option<Arc<Chain>>, Freshness), LoadError> {
         let repo = repo.clone();
         let id = tenant.to_string();
+        let timer = self.load_duration.with_label_values(&["postgres", "chain"]);
         self.chains
             .get(tenant.to_string(), move || {
-                let repo = repo.clone();
-                let id = id.clone();
-                async move { Ok(repo.load_chain(&id).await?.map(Arc::new)) }
+                let (repo, id, timer) = (repo.clone(), id.clone(), timer.clone());
+                async move {
+                    let _timing = timer.start_timer();
+                    Ok(repo.load_chain(&id).await?.map(Arc::new))
+                }
             })
             .await
     }

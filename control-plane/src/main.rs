@@ -16,6 +16,8 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    tollgate_control_plane::config::load_config_file(&args).context("reading the --config file")?;
     match Cli::parse().command {
         Command::Serve(args) => {
             init_tracing(args.log_format);

@@ -83,7 +83,10 @@ impl AppState {
     ) -> Result<AppState, prometheus::Error> {
         let metrics = Arc::new(Metrics::new(config.metrics_tenant_labels)?);
         Ok(AppState {
-            definitions: Arc::new(DefinitionsCache::new(config.definitions_ttl)),
+            definitions: Arc::new(DefinitionsCache::new(
+                config.definitions_ttl,
+                metrics.store_duration.clone(),
+            )),
             events: Arc::new(EventSink::new(metrics.clone())),
             flusher: Arc::new(UsageFlusher::new(metrics.clone())),
             config: Arc::new(config),
