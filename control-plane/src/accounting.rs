@@ -159,7 +159,13 @@ pub fn plan(
             marker_tenants.push(level.tenant.clone());
         }
     }
-    let ops = planned.iter().map(|p| op_for(p, now)).collect();
+    let ops = planned
+        .iter()
+        .map(|p| {
+            let marker = marker_tenants.iter().position(|t| t == &p.tenant);
+            op_for(p, marker, now)
+        })
+        .collect();
     let lease = match request_id {
         Some(id) if holds_gauge => Some(Lease {
             request_id: id.to_string(),
@@ -195,11 +201,12 @@ fn cap_of(planned: &Planned) -> u64 {
     }
 }
 
-fn op_for(planned: &Planned, now: DateTime<Utc>) -> Op {
+fn op_for(planned: &Planned, marker: Option<usize>, now: DateTime<Utc>) -> Op {
     let kind = match (planned.series(), planned.windows.first()) {
         (Some(series), Some(current)) => OpKind::Window {
             keys: planned.keys.clone(),
             ttl_s: counter_ttl_s(series, current, now),
+            marker,
         },
         _ => OpKind::Gauge {
             key: planned.keys.first().cloned().unwrap_or_default(),

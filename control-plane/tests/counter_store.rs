@@ -31,6 +31,7 @@ fn window(keys: &[String], amount: u64, cap: u64) -> Op {
         kind: OpKind::Window {
             keys: keys.to_vec(),
             ttl_s: 3_600,
+            marker: Some(0),
         },
         amount,
         cap,
@@ -735,6 +736,7 @@ async fn counters_expire_when_told_and_scripts_survive_a_flush() {
     op.kind = OpKind::Window {
         keys: k.clone(),
         ttl_s: 500,
+        marker: Some(0),
     };
     run(
         &store,
@@ -756,10 +758,38 @@ async fn counters_expire_when_told_and_scripts_survive_a_flush() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(
-        run(&store, &call(CallMode::Check, markers, vec![op]))
-            .await
-            .used,
-        vec![2]
-    );
+    let counted = run(
+        &store,
+        &call(CallMode::Check, markers.clone(), vec![op.clone()]),
+    )
+    .await;
+    assert_eq!(counted.used, vec![2]);
+
+    // The seed marker is refreshed when a check starts a new window, not on every check.
+    let marker = markers[0].clone();
+    let _: () = ::redis::cmd("EXPIRE")
+        .arg(&marker)
+        .arg(100)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    run(&store, &call(CallMode::Check, markers.clone(), vec![op])).await;
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&marker)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl <= 100, "same window: not refreshed ({ttl})");
+    let next = vec![key("e", "e", 60)];
+    run(
+        &store,
+        &call(CallMode::Check, markers, vec![window(&next, 1, 10)]),
+    )
+    .await;
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&marker)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 30 * 86_400, "a new window refreshes it ({ttl})");
 }

@@ -10,12 +10,14 @@
 --          marker means this Redis has lost (or never had) that tenant's counters: the
 --          script changes nothing and answers "seed", and the caller re-seeds them from
 --          the persisted usage history before asking again.
--- ARGV[4]  seconds a marker lives, refreshed by every check
+-- ARGV[4]  seconds a marker lives; refreshed when a check counts the first usage of a
+--          window (a new counter), so a marker always outlives its tenant's counters
 -- ARGV[5]  N: the number of limits (ops)
 -- ARGV[6]  index of the lease record key (0: none): the set of gauges this request holds
 -- ARGV[7]  the request id ('' when none)
 -- ARGV[8]  seconds a gauge lease lives
--- then, per op, 6 values: kind, first key index, key count, amount, cap, ttl seconds
+-- then, per op, 7 values: kind, first key index, key count, amount, cap, ttl seconds,
+--          index of its tenant's marker (0: none)
 --   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
 --            calendar window, or the buckets of a rolling window, current first); the
 --            amount is added to the first key, which then expires after ttl seconds.
@@ -57,7 +59,7 @@ end
 
 local ops = {}
 for i = 1, n_ops do
-  local base = 8 + (i - 1) * 6
+  local base = 8 + (i - 1) * 7
   ops[i] = {
     kind = ARGV[base + 1],
     first = tonumber(ARGV[base + 2]),
@@ -65,6 +67,7 @@ for i = 1, n_ops do
     amount = strip(ARGV[base + 4]),
     cap = strip(ARGV[base + 5]),
     ttl = tonumber(ARGV[base + 6]),
+    marker = tonumber(ARGV[base + 7]),
   }
 end
 
@@ -74,7 +77,7 @@ end
 
 -- Usage of each op now; for gauges, what this request already holds (a retried check
 -- replaces its own lease instead of adding a second one) and the expired leases.
-local used, oldest, held, expired = {}, {}, {}, {}
+local used, oldest, held, expired, current = {}, {}, {}, {}, {}
 for i = 1, n_ops do
   local op = ops[i]
   if op.kind == 'w' then
@@ -82,6 +85,9 @@ for i = 1, n_ops do
     oldest[i] = 0
     for k = 0, op.count - 1 do
       local value = strip(redis.call('HGET', KEYS[op.first + k], 'u') or '0')
+      if k == 0 then
+        current[i] = value
+      end
       if value ~= '0' then
         sum = add(sum, value)
         oldest[i] = k + 1
@@ -127,10 +133,6 @@ if mode == 'read' then
   return reply('ok', 0)
 end
 
-for m = 1, n_markers do
-  redis.call('EXPIRE', KEYS[m], marker_ttl)
-end
-
 for i = 1, n_ops do
   local op = ops[i]
   local others = used[i]
@@ -143,6 +145,7 @@ for i = 1, n_ops do
 end
 
 local holds_gauge = false
+local refresh = {}
 for i = 1, n_ops do
   local op = ops[i]
   if op.kind == 'w' then
@@ -150,6 +153,9 @@ for i = 1, n_ops do
       local key = KEYS[op.first]
       redis.call('HINCRBY', key, 'u', op.amount)
       redis.call('EXPIRE', key, op.ttl)
+      if current[i] == '0' and op.marker > 0 then
+        refresh[op.marker] = true
+      end
       used[i] = add(used[i], op.amount)
       if oldest[i] == 0 then
         oldest[i] = 1
@@ -186,6 +192,9 @@ for i = 1, n_ops do
 end
 if holds_gauge then
   redis.call('EXPIRE', KEYS[record_index], lease_ttl)
+end
+for m in pairs(refresh) do
+  redis.call('EXPIRE', KEYS[m], marker_ttl)
 end
 
 return reply('ok', 0)

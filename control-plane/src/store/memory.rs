@@ -132,9 +132,6 @@ impl MemoryStore {
             return done(true, None, used, oldest);
         }
         let now_wall = wall_clock();
-        for marker in &call.markers {
-            entries.insert(marker.clone(), (Value::Marker, now_wall + MARKER_TTL_S));
-        }
         let violated = call.ops.iter().enumerate().position(|(i, op)| {
             u128::from(used[i] - held[i]) + u128::from(op.amount) > u128::from(op.cap)
         });
@@ -146,8 +143,19 @@ impl MemoryStore {
                 continue;
             }
             match &op.kind {
-                OpKind::Window { keys, ttl_s } => {
+                OpKind::Window {
+                    keys,
+                    ttl_s,
+                    marker,
+                } => {
                     let (value, epoch) = counter(&entries, &keys[0]);
+                    // A new counter refreshes its tenant's marker, as in the script.
+                    if let Some(marker) = marker.and_then(|m| call.markers.get(m)) {
+                        if value == 0 {
+                            entries
+                                .insert(marker.clone(), (Value::Marker, now_wall + MARKER_TTL_S));
+                        }
+                    }
                     // Cannot overflow: used + amount <= cap <= COUNTER_MAX was checked.
                     let counter = Value::Counter {
                         used: value + op.amount,

@@ -74,6 +74,9 @@ pub enum OpKind {
         keys: Vec<String>,
         /// Seconds the current counter lives after being counted.
         ttl_s: i64,
+        /// The seed marker (index into [`Call::markers`]) of the tenant the counters
+        /// belong to: refreshed when this op starts a new counter.
+        marker: Option<usize>,
     },
     /// A gauge: its usage is what requests hold now.
     Gauge {

@@ -127,13 +127,25 @@ impl RedisStore {
             script.key(marker);
             next_key += 1;
         }
-        let mut op_args: Vec<(char, usize, usize, u64, u64, i64)> = Vec::new();
+        let mut op_args: Vec<(char, usize, usize, u64, u64, i64, usize)> = Vec::new();
         for op in &call.ops {
-            let (kind, keys, ttl) = match &op.kind {
-                OpKind::Window { keys, ttl_s } => ('w', keys.as_slice(), *ttl_s),
-                OpKind::Gauge { key } => ('g', std::slice::from_ref(key), 0),
+            let (kind, keys, ttl, marker) = match &op.kind {
+                OpKind::Window {
+                    keys,
+                    ttl_s,
+                    marker,
+                } => ('w', keys.as_slice(), *ttl_s, marker.map_or(0, |m| m + 1)),
+                OpKind::Gauge { key } => ('g', std::slice::from_ref(key), 0, 0),
             };
-            op_args.push((kind, next_key, keys.len(), op.amount, op.cap, ttl.max(1)));
+            op_args.push((
+                kind,
+                next_key,
+                keys.len(),
+                op.amount,
+                op.cap,
+                ttl.max(1),
+                marker,
+            ));
             for key in keys {
                 script.key(key);
             }
@@ -159,14 +171,15 @@ impl RedisStore {
             .arg(record_index)
             .arg(call.lease.as_ref().map_or("", |l| l.request_id.as_str()))
             .arg(call.lease.as_ref().map_or(1, |l| l.ttl_s.max(1)));
-        for (kind, first, count, amount, cap, ttl) in op_args {
+        for (kind, first, count, amount, cap, ttl, marker) in op_args {
             script
                 .arg(kind.to_string())
                 .arg(first)
                 .arg(count)
                 .arg(amount)
                 .arg(cap)
-                .arg(ttl);
+                .arg(ttl)
+                .arg(marker);
         }
         let mut conn = self.conn.clone();
         let reply: Vec<String> = script.invoke_async(&mut conn).await?;
