@@ -3,7 +3,10 @@
 //! over keys that share one tenant tree's hash tag.
 //!
 //! Connections are lazy and reconnect by themselves: the control plane starts while Redis
-//! is down, and recovers when it comes back.
+//! is down, and recovers when it comes back. The same connection carries the
+//! invalidation messages between control planes ([`bus`](self::bus)).
+
+mod bus;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,8 +16,6 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
-
-use crate::bus::{Bus, Message, STREAM_KEY, STREAM_MAX_LEN};
 
 use super::{
     validate_call, Adjustment, Call, CallMode, CounterStore, OpKind, Outcome, Reply, Seed,
@@ -107,15 +108,15 @@ impl RedisStore {
         RedisStore {
             conn,
             accounting: Script::new(concat!(
-                include_str!("decimal.lua"),
-                include_str!("accounting.lua")
+                include_str!("../decimal.lua"),
+                include_str!("../accounting.lua")
             )),
-            seed: Script::new(include_str!("seed.lua")),
+            seed: Script::new(include_str!("../seed.lua")),
             adjust: Script::new(concat!(
-                include_str!("decimal.lua"),
-                include_str!("adjust.lua")
+                include_str!("../decimal.lua"),
+                include_str!("../adjust.lua")
             )),
-            release: Script::new(include_str!("release.lua")),
+            release: Script::new(include_str!("../release.lua")),
         }
     }
 
@@ -340,84 +341,6 @@ fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
             .collect::<Result<_, _>>()
             .map_err(|_| bad())?,
     }))
-}
-
-/// The entries of one stream as XREAD and XREVRANGE answer them: (id, [field, value]).
-type StreamEntries = Vec<(String, Vec<String>)>;
-
-fn messages(entries: StreamEntries) -> Vec<Message> {
-    entries
-        .into_iter()
-        .filter_map(|(id, fields)| {
-            let field = |name: &str| {
-                fields
-                    .chunks(2)
-                    .find(|kv| kv[0] == name)
-                    .and_then(|kv| kv.get(1))
-                    .cloned()
-            };
-            Some(Message {
-                id,
-                from: field("from").unwrap_or_default(),
-                body: field("body")?,
-            })
-        })
-        .collect()
-}
-
-impl Bus for RedisStore {
-    fn publish<'a>(&'a self, from: &'a str, body: &'a str) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let _: String = redis::cmd("XADD")
-                .arg(STREAM_KEY)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(STREAM_MAX_LEN)
-                .arg("*")
-                .arg("from")
-                .arg(from)
-                .arg("body")
-                .arg(body)
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
-        })
-    }
-
-    fn read_after<'a>(&'a self, after: &'a str, count: usize) -> StoreFuture<'a, Vec<Message>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let reply: Option<Vec<(String, StreamEntries)>> = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(count)
-                .arg("STREAMS")
-                .arg(STREAM_KEY)
-                .arg(after)
-                .query_async(&mut conn)
-                .await?;
-            Ok(reply
-                .into_iter()
-                .flatten()
-                .flat_map(|(_, entries)| messages(entries))
-                .collect())
-        })
-    }
-
-    fn last_id(&self) -> StoreFuture<'_, Option<String>> {
-        Box::pin(async move {
-            let mut conn = self.conn.clone();
-            let last: StreamEntries = redis::cmd("XREVRANGE")
-                .arg(STREAM_KEY)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await?;
-            Ok(last.into_iter().next().map(|(id, _)| id))
-        })
-    }
 }
 
 impl CounterStore for RedisStore {
