@@ -143,37 +143,28 @@ fn print_tier(tier: &Value) {
     print_limits(&limits_of(tier));
 }
 
+/// The columns of a limit table: the limit view's fields, in this order.
+const LIMIT_COLUMNS: [&str; 8] = [
+    "id",
+    "resource",
+    "period",
+    "window",
+    "quota",
+    "overage",
+    "warn_at",
+    "unlimited",
+];
+
 /// A table of limit views.
 pub fn print_limits(limits: &[Value]) {
     let rows: Vec<Vec<String>> = limits
         .iter()
         .map(|limit| {
-            [
-                "id",
-                "resource",
-                "period",
-                "window",
-                "quota",
-                "overage",
-                "warn_at",
-                "unlimited",
-            ]
-            .iter()
-            .map(|field| cell(limit, field))
-            .collect()
+            LIMIT_COLUMNS
+                .iter()
+                .map(|field| cell(limit, field))
+                .collect()
         })
         .collect();
-    print_table(
-        &[
-            "id",
-            "resource",
-            "period",
-            "window",
-            "quota",
-            "overage",
-            "warn_at",
-            "unlimited",
-        ],
-        &rows,
-    );
+    print_table(&LIMIT_COLUMNS, &rows);
 }
