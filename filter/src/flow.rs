@@ -1,15 +1,18 @@
 //! One request's way through the filter.
 //!
 //! ```text
-//! headers ──excluded path──▶ Passed (no headers added)
-//!    │──no/invalid tenant──▶ RepliedLocally (401/400)
-//!    └──callout──▶ AwaitingDecision ──allow/warn──▶ Admitted ──▶ quota headers on the response
-//!                        │──reject──▶ RepliedLocally (429 / 403)
-//!                        └──failure or deadline──▶ Admitted(unknown) | RepliedLocally (503)
+//! headers ──not counted (match)──▶ Passed (untouched)
+//!    │──no/invalid tenant──▶ Replied (401/400)
+//!    │──remembered rejection──▶ Replied (429, no callout)
+//!    └──check──▶ waiting ──allow/warn──▶ Counted ──body past its reservation──▶ waiting (check)
+//!                  │                         │                                    │──reject──▶ Replied (429)
+//!                  │──reject──▶ Replied       └──response: quota headers, costs read──▶ settlement
+//!                  └──failure or deadline──▶ Counted(unknown) | Replied (503)
 //! ```
 //!
-//! The first of the callout's answer and the deadline wins; whatever comes second finds
-//! the request no longer awaiting a decision and is ignored.
+//! At most one check is in flight per request. The first of its answer and the deadline
+//! wins; whatever comes second finds nothing waiting and is ignored. Envoy holds the
+//! request (and buffers its body) while a check is in flight.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -19,11 +22,19 @@ use tollgate_protocol::check::CHECK_PATH;
 use tollgate_protocol::headers::quota_headers;
 use tollgate_protocol::problem::{self, Problem};
 use tollgate_protocol::{
-    is_valid_tenant_id, resource, CheckRequest, CheckResponse, Decision, FailureMode, FilterConfig,
-    PolicyStatus, QuotaStatus, RejectReason,
+    resource, CheckRequest, CheckResponse, Decision, FailureMode, FilterConfig, PolicyStatus,
+    QuotaStatus, RejectReason, SettleRequest,
 };
 
+use crate::body::BodyMeter;
 use crate::host::{Callout, Host, Metric};
+use crate::identity::{identify, Identity, IdentityError};
+use crate::reject_cache;
+use crate::response_cost::{post_paid_resources, ResponseMeter};
+
+/// How much later than the filter's own deadline Envoy's callout timeout fires: it is
+/// only the backstop, so a hung callout is always answered by the filter's deadline.
+const ENVOY_TIMEOUT_BACKSTOP_MS: u64 = 1_000;
 
 /// What Envoy should do with the request after a callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,28 +46,57 @@ pub enum Next {
 }
 
 /// Where the request stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stage {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
     /// Headers not seen yet.
     Start,
-    /// Not counted (excluded path): passes untouched.
+    /// Not counted: passes untouched.
     Passed,
-    /// A callout is in flight; the request is paused until it answers or `deadline_ms`.
-    AwaitingDecision { tenant: String, deadline_ms: u64 },
-    /// Let through; the response gets these quota headers.
-    Admitted {
-        status: QuotaStatus,
-        policy: Option<PolicyStatus>,
-    },
+    /// Admitted (or let through by the failure mode): flowing, metered.
+    Counted,
     /// The filter answered the request itself.
-    RepliedLocally,
+    Replied,
+}
+
+/// What a check in flight is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// The decision on the request.
+    Admission,
+    /// `asked` more body bytes; `exact` when that is no more than was seen.
+    Body { asked: u64, exact: bool },
+}
+
+/// A check in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Waiting {
+    purpose: Purpose,
+    deadline_ms: u64,
 }
 
 /// The filter logic of one HTTP request.
 #[derive(Debug)]
 pub struct RequestFlow {
     config: Rc<FilterConfig>,
-    stage: Stage,
+    phase: Phase,
+    identity: Option<Identity>,
+    method: String,
+    path: String,
+    /// What the admission check asks for: kept to know what was counted.
+    amounts: BTreeMap<String, u64>,
+    request_id: Option<String>,
+    waiting: Option<Waiting>,
+    /// Whether Envoy holds the request because a callback answered `Pause`.
+    paused: bool,
+    /// The control plane counted this request (it is to be settled).
+    counted: bool,
+    /// Body bytes are still checked (off once the failure mode let the body through).
+    metering: bool,
+    checked_at_ms: u64,
+    status: QuotaStatus,
+    policy: Option<PolicyStatus>,
+    body: BodyMeter,
+    response: ResponseMeter,
 }
 
 impl RequestFlow {
@@ -64,53 +104,238 @@ impl RequestFlow {
     pub fn new(config: Rc<FilterConfig>) -> RequestFlow {
         RequestFlow {
             config,
-            stage: Stage::Start,
+            phase: Phase::Start,
+            identity: None,
+            method: String::new(),
+            path: String::new(),
+            amounts: BTreeMap::new(),
+            request_id: None,
+            waiting: None,
+            paused: false,
+            counted: false,
+            metering: false,
+            checked_at_ms: 0,
+            status: QuotaStatus::Unknown,
+            policy: None,
+            body: BodyMeter::default(),
+            response: ResponseMeter::default(),
         }
     }
 
-    /// The deadline of the pending callout, while the request waits for one.
+    /// The deadline of the check in flight, if one is.
     pub fn awaiting_until(&self) -> Option<u64> {
-        match self.stage {
-            Stage::AwaitingDecision { deadline_ms, .. } => Some(deadline_ms),
-            _ => None,
-        }
+        self.waiting.map(|w| w.deadline_ms)
     }
 
-    /// Request headers arrived: find the tenant and amount and ask for a decision.
-    pub fn on_request_headers(&mut self, host: &dyn Host) -> Next {
-        let path = host.request_header(":path").unwrap_or_default();
-        if !self.config.counts_path(&path) {
-            self.stage = Stage::Passed;
+    /// Request headers arrived: find the tenant and the costs and ask for a decision.
+    pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Next {
+        self.method = host.request_header(":method").unwrap_or_default();
+        self.path = host.request_header(":path").unwrap_or_default();
+        if !self.config.counts(&self.method, &self.path) {
+            self.phase = Phase::Passed;
             return Next::Continue;
         }
-        let tenant = match host.request_header(&self.config.tenant_header) {
-            Some(tenant) if is_valid_tenant_id(&tenant) => tenant,
-            Some(_) => {
-                return self.refuse_tenant(host, 400, "Bad Request", "is not a valid tenant id")
+        let identity = match identify(&self.config.tenant, &self.path, |name| {
+            host.request_header(name)
+        }) {
+            Ok(identity) => identity,
+            Err(IdentityError::Missing(what)) => {
+                host.count(Metric::TenantMissing);
+                let detail = format!("{what} is required");
+                return self.reply(host, &Problem::plain(401, "Unauthorized", detail), &[]);
             }
-            None => return self.refuse_tenant(host, 401, "Unauthorized", "is required"),
+            Err(IdentityError::Invalid(why)) => {
+                host.count(Metric::TenantInvalid);
+                return self.reply(host, &Problem::plain(400, "Bad Request", why), &[]);
+            }
         };
-        let amount = host
-            .request_header("content-length")
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let request = CheckRequest {
-            tenant: tenant.clone(),
-            roles: Vec::new(),
-            // Every counted request is one `requests` and its body bytes, checked and
-            // counted together: all or nothing.
-            amounts: BTreeMap::from([
-                (resource::REQUESTS.to_string(), 1),
-                (resource::REQUEST_BYTES.to_string(), amount),
-            ]),
-            method: host.request_header(":method").unwrap_or_default(),
-            path,
-            // Gauges (`concurrent_requests`) need a request id and a release when the
-            // request ends; the filter does not acquire them yet.
-            request_id: None,
+        self.amounts = self.admission_amounts(host, end_of_stream);
+        self.body.on_data(0, end_of_stream);
+        if !self.config.shadow {
+            if let Some(policy) = reject_cache::refusal(host, &identity, &self.amounts) {
+                self.identity = Some(identity);
+                host.count(Metric::RejectCacheHits);
+                return self.reject(host, policy);
+            }
+        }
+        self.identity = Some(identity);
+        let request = self.check_request(self.amounts.clone(), self.request_id.clone());
+        self.checked_at_ms = host.now_ms();
+        self.ask(host, &request, Purpose::Admission)
+    }
+
+    /// What the admission check asks for: one request, the announced body, a reserve
+    /// for each cost known only after the response, a concurrency slot.
+    fn admission_amounts(&mut self, host: &dyn Host, end_of_stream: bool) -> BTreeMap<String, u64> {
+        let costs = &self.config.costs;
+        let mut amounts = BTreeMap::new();
+        if costs.requests {
+            amounts.insert(resource::REQUESTS.to_string(), 1);
+        }
+        if costs.request_bytes {
+            let announced = host
+                .request_header("content-length")
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            let bytes = if end_of_stream { 0 } else { announced };
+            amounts.insert(resource::REQUEST_BYTES.to_string(), bytes);
+        }
+        if costs.response_reserve > 0 {
+            for resource in post_paid_resources(costs) {
+                amounts.insert(resource, costs.response_reserve);
+            }
+        }
+        if costs.concurrent_requests {
+            match host.request_header("x-request-id") {
+                Some(id) if !id.is_empty() => {
+                    amounts.insert(resource::CONCURRENT_REQUESTS.to_string(), 1);
+                    self.request_id = Some(id);
+                }
+                _ => host.warn("tollgate: no x-request-id: concurrent_requests not counted"),
+            }
+        }
+        amounts
+    }
+
+    /// A body chunk arrived; `buffered` is everything Envoy holds for the filter.
+    pub fn on_request_body(&mut self, host: &dyn Host, buffered: u64, end_of_stream: bool) -> Next {
+        if self.phase == Phase::Replied {
+            return Next::Pause;
+        }
+        self.body.on_data(buffered, end_of_stream);
+        if self.waiting.is_some() {
+            return Next::Pause; // Envoy buffers it until the check in flight answers
+        }
+        if self.phase != Phase::Counted {
+            return Next::Continue;
+        }
+        self.continue_body(host)
+    }
+
+    /// Request trailers arrived: the body has ended.
+    pub fn on_request_trailers(&mut self) -> Next {
+        self.body.end();
+        if self.waiting.is_some() || self.phase == Phase::Replied {
+            Next::Pause
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// The control plane answered (`status` is Envoy's, synthetic 503/504 included).
+    pub fn on_check_response(&mut self, host: &dyn Host, status: Option<u32>, body: &[u8]) {
+        let Some(waiting) = self.waiting.take() else {
+            return; // the deadline already decided
         };
-        let Ok(body) = serde_json::to_vec(&request) else {
-            return self.fail(host, "could not encode the check request");
+        if status != Some(200) {
+            host.count(Metric::CalloutFailures);
+            let why = format!("control plane answered status {status:?}");
+            self.fail(host, waiting.purpose, &why);
+            return;
+        }
+        match serde_json::from_slice::<CheckResponse>(body) {
+            Ok(response) => self.apply(host, waiting.purpose, response),
+            Err(e) => {
+                host.count(Metric::CalloutFailures);
+                self.fail(host, waiting.purpose, &format!("unreadable answer: {e}"));
+            }
+        }
+    }
+
+    /// The deadline passed with no answer.
+    pub fn on_deadline(&mut self, host: &dyn Host) {
+        if let Some(waiting) = self.waiting.take() {
+            host.count(Metric::CalloutTimeouts);
+            self.fail(host, waiting.purpose, "no decision within the deadline");
+        }
+    }
+
+    /// Response headers are on their way to the client: add the quota headers and read
+    /// any cost the upstream reports in them.
+    pub fn on_response_headers(&mut self, host: &dyn Host) {
+        if self.phase != Phase::Counted {
+            return;
+        }
+        let status = self.status;
+        for (name, value) in quota_headers(&self.config.headers, status, self.policy.as_ref()) {
+            host.add_response_header(&name, &value);
+        }
+        self.response
+            .on_headers(&self.config.costs, |name| host.response_header(name));
+    }
+
+    /// A response body chunk of `size` bytes is passing.
+    pub fn on_response_body(&mut self, host: &dyn Host, size: usize) {
+        if self.phase != Phase::Counted || !self.counted {
+            return;
+        }
+        let chunk = if self.response.reads_body() {
+            host.response_body(size)
+        } else {
+            Vec::new()
+        };
+        self.response.on_body(
+            &self.config.costs,
+            u64::try_from(size).unwrap_or(u64::MAX),
+            &chunk,
+        );
+    }
+
+    /// The request is over: what to correct in what its checks counted, if anything.
+    pub fn settlement(&self, host: &dyn Host) -> Option<SettleRequest> {
+        let identity = self.identity.as_ref()?;
+        if !self.counted {
+            return None;
+        }
+        let costs = &self.config.costs;
+        let mut amounts = BTreeMap::new();
+        if costs.request_bytes {
+            amounts.insert(resource::REQUEST_BYTES.to_string(), self.body.correction());
+        }
+        if self.response.too_large() {
+            host.warn("tollgate: response body too large to read its cost; counted 0");
+        }
+        for (resource, cost) in self.response.costs(costs) {
+            let reserved = self.amounts.get(&resource).copied().unwrap_or(0);
+            let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+            let reserved = i64::try_from(reserved).unwrap_or(i64::MAX);
+            amounts.insert(resource, cost.saturating_sub(reserved));
+        }
+        amounts.retain(|_, amount| *amount != 0);
+        if amounts.is_empty() && self.request_id.is_none() {
+            return None;
+        }
+        Some(SettleRequest {
+            tenant: identity.tenant.clone(),
+            roles: identity.roles.clone(),
+            amounts,
+            checked_at_ms: self.checked_at_ms,
+            release_request_id: self.request_id.clone(),
+        })
+    }
+
+    fn check_request(
+        &self,
+        amounts: BTreeMap<String, u64>,
+        request_id: Option<String>,
+    ) -> CheckRequest {
+        let identity = self.identity.as_ref();
+        CheckRequest {
+            tenant: identity.map(|i| i.tenant.clone()).unwrap_or_default(),
+            roles: identity.map(|i| i.roles.clone()).unwrap_or_default(),
+            amounts,
+            method: self.method.clone(),
+            path: self.path.clone(),
+            request_id,
+            shadow: self.config.shadow,
+        }
+    }
+
+    /// Sends a check and holds the request until it answers or the deadline passes.
+    fn ask(&mut self, host: &dyn Host, request: &CheckRequest, purpose: Purpose) -> Next {
+        let Ok(body) = serde_json::to_vec(request) else {
+            host.count(Metric::CalloutFailures);
+            return self.fail(host, purpose, "could not encode the check request");
         };
         let cp = &self.config.control_plane;
         let callout = Callout {
@@ -122,122 +347,186 @@ impl RequestFlow {
                 ("content-type", "application/json"),
             ],
             body: &body,
-            timeout: Duration::from_millis(cp.timeout_ms),
+            timeout: Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS),
         };
         host.count(Metric::Callouts);
         if host.dispatch(callout).is_none() {
-            return self.fail(host, "the control-plane callout could not be dispatched");
+            host.count(Metric::CalloutFailures);
+            return self.fail(host, purpose, "the callout could not be dispatched");
         }
-        self.stage = Stage::AwaitingDecision {
-            tenant,
+        self.waiting = Some(Waiting {
+            purpose,
             deadline_ms: host.now_ms().saturating_add(cp.timeout_ms),
-        };
-        Next::Pause
+        });
+        self.hold()
     }
 
-    /// The control plane answered (`status` is Envoy's, synthetic 503/504 included).
-    pub fn on_check_response(&mut self, host: &dyn Host, status: Option<u32>, body: &[u8]) {
-        let Stage::AwaitingDecision { tenant, .. } = &self.stage else {
-            return; // the deadline already decided
-        };
-        let tenant = tenant.clone();
-        if status != Some(200) {
-            let why = format!("control plane answered status {status:?}");
-            self.fail(host, &why);
+    fn apply(&mut self, host: &dyn Host, purpose: Purpose, response: CheckResponse) {
+        let refused = response.decision == Decision::Reject;
+        if refused && response.reason == Some(RejectReason::UnknownTenant) {
+            let tenant = self.tenant().to_string();
+            if self.config.shadow {
+                host.count(Metric::ShadowRejected);
+                self.let_through(host, QuotaStatus::Unknown, None);
+                return;
+            }
+            host.count(Metric::TenantUnknown);
+            let detail = format!("tenant {tenant} is not known to the gateway");
+            self.reply(host, &Problem::plain(403, "Forbidden", detail), &[]);
             return;
         }
-        match serde_json::from_slice::<CheckResponse>(body) {
-            Ok(response) => self.apply(host, &tenant, response),
-            Err(e) => {
-                self.fail(host, &format!("unreadable check response: {e}"));
-            }
+        if refused {
+            return self.refused(host, purpose, response);
         }
-    }
-
-    /// The deadline passed with no answer.
-    pub fn on_deadline(&mut self, host: &dyn Host) {
-        if matches!(self.stage, Stage::AwaitingDecision { .. }) {
-            self.fail(host, "no decision within the deadline");
+        if response.shadow_reject {
+            host.count(Metric::ShadowRejected);
         }
-    }
-
-    /// Response headers are on their way to the client: add the quota headers.
-    pub fn on_response_headers(&mut self, host: &dyn Host) {
-        if let Stage::Admitted { status, policy } = &self.stage {
-            for (name, value) in quota_headers(&self.config.header_prefix, *status, policy.as_ref())
-            {
-                host.add_response_header(&name, &value);
-            }
-        }
-    }
-
-    fn apply(&mut self, host: &dyn Host, tenant: &str, response: CheckResponse) {
-        match (response.decision, response.reason) {
-            (Decision::Reject, Some(RejectReason::UnknownTenant)) => {
-                host.count(Metric::TenantMissing);
-                let detail = format!("tenant {tenant} is not known to the gateway");
-                self.reply(host, &Problem::plain(403, "Forbidden", detail), &[]);
-            }
-            (Decision::Reject, _) => {
-                host.count(Metric::Rejected);
-                self.reject(host, tenant, response.policy);
-            }
-            (decision, _) => {
-                host.count(if decision == Decision::Warn {
+        self.status = response.decision.status();
+        self.policy = response.policy;
+        match purpose {
+            Purpose::Admission => {
+                host.count(if response.decision == Decision::Warn {
                     Metric::Warned
                 } else {
                     Metric::Allowed
                 });
-                self.admit(host, decision.status(), response.policy);
+                self.counted = true;
+                self.metering = true;
+                let announced = self.amounts.get(resource::REQUEST_BYTES).copied();
+                self.body.reserve(announced.unwrap_or(0));
+                self.admit(host);
+            }
+            Purpose::Body { asked, .. } => {
+                self.body.reserve(asked);
+                self.continue_body(host);
             }
         }
     }
 
-    fn reject(&mut self, host: &dyn Host, tenant: &str, policy: Option<PolicyStatus>) {
-        let Some(policy) = policy else {
-            let detail = format!("tenant {tenant} has exceeded its quota");
+    /// The control plane refused: past a hard limit.
+    fn refused(&mut self, host: &dyn Host, purpose: Purpose, response: CheckResponse) {
+        if let Purpose::Body { exact: false, .. } = purpose {
+            // Asked ahead and did not fit: ask again for exactly what was seen.
+            let request = self.body_check(self.body.shortfall());
+            self.ask(
+                host,
+                &request,
+                Purpose::Body {
+                    asked: self.body.shortfall(),
+                    exact: true,
+                },
+            );
+            return;
+        }
+        if self.config.shadow {
+            // An old control plane that ignores `shadow`: still never reject.
+            host.count(Metric::ShadowRejected);
+            self.metering = false;
+            let policy = response.policy;
+            self.let_through(host, QuotaStatus::Exceeded, policy);
+            return;
+        }
+        let Some(policy) = response.policy else {
+            host.count(Metric::Rejected);
+            let detail = format!("tenant {} has exceeded its quota", self.tenant());
             let mut body = Problem::plain(429, "Too Many Requests", detail);
             body.problem_type = problem::QUOTA_EXCEEDED_TYPE.into();
-            return self.reply(host, &body, &[]);
+            self.reply(host, &body, &[]);
+            return;
         };
-        let retry_after = policy.reset_after_s.max(1).to_string();
-        let mut headers = quota_headers(
-            &self.config.header_prefix,
-            QuotaStatus::Exceeded,
-            Some(&policy),
-        );
-        headers.push(("retry-after".into(), retry_after));
-        self.reply(host, &Problem::quota_exceeded(tenant, &policy), &headers);
-    }
-
-    fn admit(&mut self, host: &dyn Host, status: QuotaStatus, policy: Option<PolicyStatus>) {
-        let was_paused = matches!(self.stage, Stage::AwaitingDecision { .. });
-        self.stage = Stage::Admitted { status, policy };
-        if was_paused {
-            host.resume_request();
+        if self.config.reject_cache_max_s > 0 && response.cache_reject_for_s > 0 {
+            if let Some(identity) = &self.identity {
+                let for_s = response
+                    .cache_reject_for_s
+                    .min(self.config.reject_cache_max_s);
+                reject_cache::remember(host, identity, &policy, for_s);
+            }
         }
+        self.reject(host, policy);
     }
 
-    fn refuse_tenant(&mut self, host: &dyn Host, status: u16, title: &str, what: &str) -> Next {
-        host.count(Metric::TenantMissing);
-        let detail = format!("the {} header {what}", self.config.tenant_header);
-        self.reply(host, &Problem::plain(status, title, detail), &[]);
-        Next::Pause
+    /// Lets the body go on as far as it is counted, or checks the rest first.
+    fn continue_body(&mut self, host: &dyn Host) -> Next {
+        let shortfall = self.body.shortfall();
+        if !self.metering || !self.config.costs.request_bytes || shortfall == 0 {
+            self.body.release();
+            return self.proceed(host);
+        }
+        let asked = self.body.ask(self.config.costs.stream_reserve_bytes);
+        if !self.config.shadow {
+            if let Some(identity) = &self.identity {
+                let needed = BTreeMap::from([(resource::REQUEST_BYTES.to_string(), shortfall)]);
+                if let Some(policy) = reject_cache::refusal(host, identity, &needed) {
+                    host.count(Metric::RejectCacheHits);
+                    return self.reject(host, policy);
+                }
+            }
+        }
+        let request = self.body_check(asked);
+        let exact = asked == shortfall;
+        self.ask(host, &request, Purpose::Body { asked, exact })
     }
 
-    /// No decision could be had: apply the failure mode (resume or answer 503). Returns
-    /// what the headers callback should tell Envoy when the failure happened there.
-    fn fail(&mut self, host: &dyn Host, why: &str) -> Next {
-        host.count(Metric::CalloutFailures);
+    fn body_check(&self, bytes: u64) -> CheckRequest {
+        let amounts = BTreeMap::from([(resource::REQUEST_BYTES.to_string(), bytes)]);
+        self.check_request(amounts, None)
+    }
+
+    /// Admitted: tell the upstream the status, then let the request (and whatever body
+    /// is already held) go on.
+    fn admit(&mut self, host: &dyn Host) {
+        self.phase = Phase::Counted;
+        let header = &self.config.headers.upstream_status;
+        if !header.is_empty() {
+            host.set_request_header(header, self.status.as_str());
+        }
+        self.continue_body(host);
+    }
+
+    /// Lets the request through uncounted from here on, with `status`.
+    fn let_through(
+        &mut self,
+        host: &dyn Host,
+        status: QuotaStatus,
+        policy: Option<PolicyStatus>,
+    ) -> Next {
+        self.status = status;
+        self.policy = policy.or(self.policy.take());
+        self.metering = false;
+        if self.phase == Phase::Counted {
+            self.body.release();
+            return self.proceed(host);
+        }
+        self.phase = Phase::Counted;
+        let header = &self.config.headers.upstream_status;
+        if !header.is_empty() {
+            host.set_request_header(header, status.as_str());
+        }
+        self.body.release();
+        self.proceed(host)
+    }
+
+    /// No decision could be had: apply the failure mode.
+    fn fail(&mut self, host: &dyn Host, purpose: Purpose, why: &str) -> Next {
         host.warn(&format!(
-            "tollgate: {why}; failure mode {:?}",
+            "tollgate: {why} (tenant {}); failure mode {:?}",
+            self.tenant(),
             self.config.failure_mode
         ));
         match self.config.failure_mode {
             FailureMode::Open => {
                 host.count(Metric::FailedOpen);
-                self.admit(host, QuotaStatus::Unknown, None);
-                Next::Continue
+                match purpose {
+                    // Not counted: the request passes as `unknown`.
+                    Purpose::Admission => self.let_through(host, QuotaStatus::Unknown, None),
+                    // Counted so far; the rest of the body passes unchecked and is
+                    // settled to what the upstream got.
+                    Purpose::Body { .. } => {
+                        self.metering = false;
+                        self.body.release();
+                        self.proceed(host)
+                    }
+                }
             }
             FailureMode::Closed => {
                 host.count(Metric::FailedClosed);
@@ -246,16 +535,46 @@ impl RequestFlow {
                     host,
                     &Problem::plain(503, "Service Unavailable", detail),
                     &[],
-                );
-                Next::Pause
+                )
             }
         }
     }
 
-    fn reply(&mut self, host: &dyn Host, problem: &Problem, extra: &[(String, String)]) {
-        self.stage = Stage::RepliedLocally;
+    fn reject(&mut self, host: &dyn Host, policy: PolicyStatus) -> Next {
+        host.count(Metric::Rejected);
+        let retry_after = policy.reset_after_s.max(1).to_string();
+        let mut headers = quota_headers(&self.config.headers, QuotaStatus::Exceeded, Some(&policy));
+        headers.push(("retry-after".into(), retry_after));
+        let body = Problem::quota_exceeded(self.tenant(), &policy);
+        self.reply(host, &body, &headers)
+    }
+
+    fn reply(&mut self, host: &dyn Host, problem: &Problem, extra: &[(String, String)]) -> Next {
+        self.phase = Phase::Replied;
+        self.waiting = None;
+        self.paused = false;
         let mut headers: Vec<(&str, &str)> = vec![("content-type", problem::CONTENT_TYPE)];
         headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         host.send_local_response(u32::from(problem.status), &headers, &problem.to_json());
+        Next::Pause
+    }
+
+    /// The callback answers `Pause`: Envoy holds the request until it is resumed.
+    fn hold(&mut self) -> Next {
+        self.paused = true;
+        Next::Pause
+    }
+
+    /// Goes on: resumes a held request, or lets the current callback continue.
+    fn proceed(&mut self, host: &dyn Host) -> Next {
+        if self.paused {
+            self.paused = false;
+            host.resume_request();
+        }
+        Next::Continue
+    }
+
+    fn tenant(&self) -> &str {
+        self.identity.as_ref().map_or("", |i| i.tenant.as_str())
     }
 }

@@ -2,54 +2,7 @@
 
 use std::time::Duration;
 
-/// Counters the filter exports as Envoy stats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Metric {
-    /// Admitted below the warning threshold.
-    Allowed,
-    /// Admitted past the warning threshold.
-    Warned,
-    /// Answered 429.
-    Rejected,
-    /// Callouts dispatched to the control plane.
-    Callouts,
-    /// Callouts that failed, timed out or answered garbage.
-    CalloutFailures,
-    /// Requests let through without a decision (failure mode open).
-    FailedOpen,
-    /// Requests answered 503 without a decision (failure mode closed).
-    FailedClosed,
-    /// Requests refused for a missing or invalid tenant.
-    TenantMissing,
-}
-
-impl Metric {
-    /// Every metric, for defining them all at start-up.
-    pub const ALL: [Metric; 8] = [
-        Metric::Allowed,
-        Metric::Warned,
-        Metric::Rejected,
-        Metric::Callouts,
-        Metric::CalloutFailures,
-        Metric::FailedOpen,
-        Metric::FailedClosed,
-        Metric::TenantMissing,
-    ];
-
-    /// The stat name (`wasmcustom.tollgate.<name>` in Envoy's `/stats`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Allowed => "tollgate.allowed",
-            Metric::Warned => "tollgate.warned",
-            Metric::Rejected => "tollgate.rejected",
-            Metric::Callouts => "tollgate.callouts",
-            Metric::CalloutFailures => "tollgate.callout_failures",
-            Metric::FailedOpen => "tollgate.failed_open",
-            Metric::FailedClosed => "tollgate.failed_closed",
-            Metric::TenantMissing => "tollgate.tenant_missing",
-        }
-    }
-}
+pub use crate::metrics::Metric;
 
 /// A callout request: everything `dispatch_http_call` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +13,7 @@ pub struct Callout<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     /// The JSON body.
     pub body: &'a [u8],
-    /// Envoy's own timeout for the call.
+    /// Envoy's own timeout for the call: a backstop behind the filter's deadline.
     pub timeout: Duration,
 }
 
@@ -71,9 +24,15 @@ pub struct Callout<'a> {
 pub trait Host {
     /// A request header (pseudo-headers included), if present.
     fn request_header(&self, name: &str) -> Option<String>;
+    /// Sets a header on the request on its way to the upstream.
+    fn set_request_header(&self, name: &str, value: &str);
+    /// A response header, if present.
+    fn response_header(&self, name: &str) -> Option<String>;
+    /// The response body chunk Envoy is passing on (`size` bytes).
+    fn response_body(&self, size: usize) -> Vec<u8>;
     /// Dispatches a callout; `None` when Envoy refused it at once.
     fn dispatch(&self, callout: Callout<'_>) -> Option<u32>;
-    /// Answers the request locally; the upstream never sees it.
+    /// Answers the request locally; the upstream never sees (the rest of) it.
     fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]);
     /// Lets a paused request continue to the upstream.
     fn resume_request(&self);
@@ -85,4 +44,8 @@ pub trait Host {
     fn count(&self, metric: Metric);
     /// Logs a warning to Envoy's log.
     fn warn(&self, message: &str);
+    /// A value of the data every worker of this Envoy shares.
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores a value every worker of this Envoy sees.
+    fn shared_set(&self, key: &str, value: &[u8]);
 }

@@ -1,23 +1,36 @@
 //! Tollgate's proxy-wasm HTTP filter.
 //!
-//! For every counted request the filter asks the control plane for a decision
-//! (`POST /v1/check` over `dispatch_http_call`), then lets the request through with
-//! quota headers or answers it itself: 429 past the hard limit, 401 without a tenant,
-//! and — when no decision arrives in time — the configured failure mode. It keeps its
-//! own deadline on every callout, because Envoy has been seen to queue a callout
-//! forever when the control-plane cluster has no healthy host.
+//! For every counted request the filter finds the tenant (a header, a verified JWT
+//! claim, or a path segment) and what the request costs, asks the control plane for a
+//! decision (`POST /v1/check` over `dispatch_http_call`), then lets the request through
+//! with quota headers or answers it itself: 429 past the hard limit, 401/400 without a
+//! valid tenant, and — when no decision arrives in time — the configured failure mode.
+//! Bodies are checked as they stream past what was announced; costs known only after
+//! the response are settled (`POST /v1/settle`) when the request is over.
 //!
 //! # Layout
 //! - [`host`] — the small trait through which the logic talks to Envoy.
-//! - [`flow`] — one request's way from headers to decision to response headers; pure,
-//!   tested natively against a fake host.
+//! - [`flow`] — one request's way from headers to decision to settlement; pure, tested
+//!   natively against a fake host.
+//! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
+//! - [`body`] — request body bytes against what was counted for them.
+//! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
+//! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
+//! - [`settlements`] — corrections waiting to be sent, with retries.
 //! - [`deadlines`] — requests waiting on a callout, and which of them ran out of time.
+//! - [`metrics`] — the stats the filter exports.
 //! - `proxy` (wasm32 only) — the one module that calls `proxy_wasm`: contexts,
-//!   configuration, metrics, the tick that enforces deadlines.
+//!   configuration, metrics, the tick that enforces deadlines and retries settlements.
 
+pub mod body;
 pub mod deadlines;
 pub mod flow;
 pub mod host;
+pub mod identity;
+pub mod metrics;
+pub mod reject_cache;
+pub mod response_cost;
+pub mod settlements;
 
 #[cfg(target_arch = "wasm32")]
 mod proxy;

@@ -11,20 +11,34 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+use tollgate_protocol::check::SETTLE_PATH;
 use tollgate_protocol::FilterConfig;
 
 use crate::deadlines::Deadlines;
 use crate::flow::{Next, RequestFlow};
 use crate::host::{Callout, Host, Metric};
+use crate::settlements::{Outcome, Pending, Settlements};
 
 /// A request's flow, shared between its context and the deadline registry.
 type SharedFlow = Rc<RefCell<RequestFlow>>;
 
+/// Envoy's timeout for a settlement callout (nothing waits on it).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Registers the root context; called once per VM by `proxy_wasm::main!`.
 pub fn start() {
-    // Also installs a panic hook that logs the panic to Envoy before the VM traps.
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root::default()));
+    // A panic is a bug; it traps the VM (Envoy reloads it, `failure_policy`), and this
+    // line in Envoy's log says where.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = hostcalls::log(LogLevel::Critical, &format!("tollgate: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|context_id| {
+        Box::new(Root {
+            context_id,
+            ..Root::default()
+        })
+    });
 }
 
 /// `Host` over the real hostcalls of whichever context is current.
@@ -48,6 +62,25 @@ impl Host for ProxyHost {
         hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
+    }
+
+    fn set_request_header(&self, name: &str, value: &str) {
+        if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+            self.warn(&format!("tollgate: setting {name} failed: {e:?}"));
+        }
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     }
 
     fn dispatch(&self, callout: Callout<'_>) -> Option<u32> {
@@ -101,17 +134,49 @@ impl Host for ProxyHost {
     fn warn(&self, message: &str) {
         let _ = hostcalls::log(LogLevel::Warn, message);
     }
+
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(key).ok().and_then(|(v, _)| v)
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        if let Err(e) = hostcalls::set_shared_data(key, Some(value), None) {
+            self.warn(&format!("tollgate: shared data {key}: {e:?}"));
+        }
+    }
 }
 
-/// One per VM: holds the parsed config and enforces callout deadlines on its tick.
+/// One per VM (one Envoy worker): the parsed config, the deadline registry and the
+/// settlements, which it sends as its own callouts.
 #[derive(Default)]
 struct Root {
+    context_id: u32,
     config: Option<Rc<FilterConfig>>,
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
+    settlements: Rc<RefCell<Settlements>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        _body: usize,
+        _trailers: usize,
+    ) {
+        let ok = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .is_some_and(|status| status == "200");
+        let Ok(mut settlements) = self.settlements.try_borrow_mut() else {
+            return;
+        };
+        let outcome = settlements.answered(token, ok);
+        drop(settlements);
+        report(&self.host, outcome);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -139,6 +204,39 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.expire_deadlines();
+        if let Ok(mut settlements) = self.settlements.try_borrow_mut() {
+            let outcomes = settlements.expire(self.host.now_ms());
+            drop(settlements);
+            outcomes.into_iter().for_each(|o| report(&self.host, o));
+        }
+        if let Some(config) = &self.config {
+            send_settlements(&self.host, config, &self.settlements);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request {
+            context_id,
+            root_id: self.context_id,
+            config: self.config.clone(),
+            flow: self
+                .config
+                .as_ref()
+                .map(|config| Rc::new(RefCell::new(RequestFlow::new(config.clone())))),
+            host: self.host,
+            deadlines: self.deadlines.clone(),
+            settlements: self.settlements.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn expire_deadlines(&self) {
         let Ok(mut deadlines) = self.deadlines.try_borrow_mut() else {
             return;
         };
@@ -157,39 +255,94 @@ impl RootContext for Root {
             }
         }
     }
+}
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request {
-            context_id,
-            flow: self
-                .config
-                .as_ref()
-                .map(|config| Rc::new(RefCell::new(RequestFlow::new(config.clone())))),
-            host: self.host,
-            deadlines: self.deadlines.clone(),
-        }))
+/// Sends every queued settlement as a callout of the current (root) context.
+fn send_settlements(host: &ProxyHost, config: &FilterConfig, settlements: &RefCell<Settlements>) {
+    let Ok(mut settlements) = settlements.try_borrow_mut() else {
+        return;
+    };
+    let cp = &config.control_plane;
+    for pending in settlements.take_queued() {
+        let Ok(body) = serde_json::to_vec(&pending.request) else {
+            continue;
+        };
+        let callout = Callout {
+            cluster: &cp.cluster,
+            headers: vec![
+                (":method", "POST"),
+                (":path", SETTLE_PATH),
+                (":authority", &cp.authority),
+                ("content-type", "application/json"),
+            ],
+            body: &body,
+            timeout: SETTLE_TIMEOUT,
+        };
+        host.count(Metric::Settlements);
+        match host.dispatch(callout) {
+            Some(token) => settlements.sent(token, pending, host.now_ms()),
+            None => {
+                let outcome = settlements.not_sent(pending);
+                report(host, outcome);
+            }
+        }
     }
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+/// Counts a settlement's failed attempt, and logs one that is given up.
+fn report(host: &ProxyHost, outcome: Outcome) {
+    match outcome {
+        Outcome::Settled | Outcome::Unknown => {}
+        Outcome::Retrying => host.count(Metric::SettlementFailures),
+        Outcome::Dropped(Pending { request, attempts }) => {
+            host.count(Metric::SettlementFailures);
+            let what = serde_json::to_string(&request).unwrap_or_default();
+            host.warn(&format!(
+                "tollgate: settlement dropped after {attempts} attempts: {what}"
+            ));
+        }
     }
 }
 
 /// One per HTTP request.
 struct Request {
     context_id: u32,
+    root_id: u32,
+    config: Option<Rc<FilterConfig>>,
     /// `None` only if the VM has no valid config (Envoy then refuses the filter, so
     /// this is belt and braces): the request passes untouched.
     flow: Option<SharedFlow>,
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
+    settlements: Rc<RefCell<Settlements>>,
 }
 
 impl Request {
-    fn forget_deadline(&self) {
+    /// Runs `step` on the flow, then files or forgets the request's deadline.
+    fn step<T>(&self, fallback: T, step: impl FnOnce(&mut RequestFlow) -> T) -> T {
+        let Some(shared) = self.flow.as_ref() else {
+            return fallback;
+        };
+        let Ok(mut flow) = shared.try_borrow_mut() else {
+            return fallback;
+        };
+        let result = step(&mut flow);
+        let awaiting = flow.awaiting_until();
+        drop(flow);
         if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
-            deadlines.remove(self.context_id);
+            match awaiting {
+                Some(deadline) => deadlines.insert(self.context_id, deadline, shared.clone()),
+                None => deadlines.remove(self.context_id),
+            }
         }
+        result
+    }
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::Continue => Action::Continue,
+        Next::Pause => Action::Pause,
     }
 }
 
@@ -198,51 +351,78 @@ impl Context for Request {
         &mut self,
         _token: u32,
         _headers: usize,
-        body_size: usize,
+        body: usize,
         _trailers: usize,
     ) {
-        self.forget_deadline();
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u32>().ok());
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body)
             .ok()
             .flatten()
             .unwrap_or_default();
-        if let Some(Ok(mut flow)) = self.flow.as_ref().map(|f| f.try_borrow_mut()) {
-            flow.on_check_response(&self.host, status, &body);
-        }
+        let host = self.host;
+        self.step((), |flow| flow.on_check_response(&host, status, &body));
     }
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(Ok(mut flow)) = self.flow.as_ref().map(|f| f.try_borrow_mut()) else {
-            return Action::Continue;
-        };
-        let next = flow.on_request_headers(&self.host);
-        if let (Some(deadline), Some(shared)) = (flow.awaiting_until(), self.flow.as_ref()) {
-            if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
-                deadlines.insert(self.context_id, deadline, shared.clone());
-            }
-        }
-        match next {
-            Next::Continue => Action::Continue,
-            Next::Pause => Action::Pause,
-        }
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let host = self.host;
+        action(self.step(Next::Continue, |flow| {
+            flow.on_request_headers(&host, end_of_stream)
+        }))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let host = self.host;
+        let buffered = u64::try_from(body_size).unwrap_or(u64::MAX);
+        action(self.step(Next::Continue, |flow| {
+            flow.on_request_body(&host, buffered, end_of_stream)
+        }))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.step(Next::Continue, |flow| flow.on_request_trailers()))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(Ok(mut flow)) = self.flow.as_ref().map(|f| f.try_borrow_mut()) {
-            flow.on_response_headers(&self.host);
-        }
+        let host = self.host;
+        self.step((), |flow| flow.on_response_headers(&host));
         Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let host = self.host;
+        self.step((), |flow| flow.on_response_body(&host, body_size));
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let host = self.host;
+        let Some(settlement) = self.step(None, |flow| flow.settlement(&host)) else {
+            return;
+        };
+        if let Ok(mut settlements) = self.settlements.try_borrow_mut() {
+            if let Some(dropped) = settlements.push(settlement) {
+                report(&host, Outcome::Dropped(dropped));
+            }
+        }
+        // Sent now as the root's callout (this context's callouts die with it); if the
+        // root cannot be made current here, the next tick sends it.
+        if let Some(config) = &self.config {
+            if hostcalls::set_effective_context(self.root_id).is_ok() {
+                send_settlements(&host, config, &self.settlements);
+            }
+        }
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        self.forget_deadline();
+        if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
+            deadlines.remove(self.context_id);
+        }
     }
 }

@@ -7,61 +7,78 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use serde_json::{json, Value};
 use tollgate_filter::flow::{Next, RequestFlow};
 use tollgate_filter::host::{Callout, Host, Metric};
-use tollgate_protocol::problem;
-use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus};
+use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, SettleRequest};
 
 type Headers = Vec<(String, String)>;
-/// A callout or local reply as recorded: cluster or status, headers, body.
-type Sent<T> = (T, Headers, Vec<u8>);
 
-/// Records every host call; answers header look-ups from a map.
+/// Records every host call; answers header look-ups from maps. Shared data is a map
+/// the test can hand to a second request, as Envoy's workers share it.
 #[derive(Default)]
 struct FakeHost {
-    request_headers: HashMap<String, String>,
+    request_headers: RefCell<HashMap<String, String>>,
+    response_headers_in: HashMap<String, String>,
+    response_chunk: RefCell<Vec<u8>>,
     refuse_dispatch: bool,
     now_ms: u64,
-    dispatched: RefCell<Vec<Sent<String>>>,
-    local_response: RefCell<Option<Sent<u32>>>,
+    dispatched: RefCell<Vec<(String, Headers, Vec<u8>)>>,
+    local_response: RefCell<Option<(u32, Headers, Vec<u8>)>>,
     resumed: RefCell<u32>,
-    response_headers: RefCell<Vec<(String, String)>>,
+    response_headers: RefCell<Headers>,
     counted: RefCell<Vec<Metric>>,
+    shared: Rc<RefCell<HashMap<String, Vec<u8>>>>,
 }
 
 impl FakeHost {
     fn request(headers: &[(&str, &str)]) -> FakeHost {
         FakeHost {
-            request_headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            request_headers: RefCell::new(
+                headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            ),
             now_ms: 1_000,
             ..FakeHost::default()
         }
     }
 
-    fn upload(tenant: &str, bytes: u64) -> FakeHost {
-        FakeHost::request(&[
+    fn upload(tenant: &str, content_length: Option<u64>) -> FakeHost {
+        let length = content_length.map(|n| n.to_string());
+        let mut headers = vec![
             (":path", "/upload"),
             (":method", "POST"),
             ("x-tenant-id", tenant),
-            ("content-length", &bytes.to_string()),
-        ])
+            ("x-request-id", "req-1"),
+        ];
+        if let Some(length) = &length {
+            headers.push(("content-length", length));
+        }
+        FakeHost::request(&headers)
     }
 
-    fn local(&self) -> (u32, Headers, serde_json::Value) {
+    fn checks(&self) -> Vec<CheckRequest> {
+        self.dispatched
+            .borrow()
+            .iter()
+            .map(|(_, _, body)| serde_json::from_slice(body).unwrap())
+            .collect()
+    }
+
+    fn last_check(&self) -> CheckRequest {
+        self.checks().pop().expect("a check was sent")
+    }
+
+    fn local(&self) -> (u32, Headers, Value) {
         let (status, headers, body) = self.local_response.borrow().clone().expect("a local reply");
-        (
-            status,
-            headers,
-            serde_json::from_slice(&body).expect("a JSON body"),
-        )
+        (status, headers, serde_json::from_slice(&body).unwrap())
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
-        self.response_headers
-            .borrow()
+        let headers = self.response_headers.borrow();
+        headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
@@ -78,7 +95,18 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn request_header(&self, name: &str) -> Option<String> {
-        self.request_headers.get(name).cloned()
+        self.request_headers.borrow().get(name).cloned()
+    }
+    fn set_request_header(&self, name: &str, value: &str) {
+        self.request_headers
+            .borrow_mut()
+            .insert(name.to_string(), value.to_string());
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.response_headers_in.get(name).cloned()
+    }
+    fn response_body(&self, _size: usize) -> Vec<u8> {
+        self.response_chunk.borrow().clone()
     }
     fn dispatch(&self, callout: Callout<'_>) -> Option<u32> {
         if self.refuse_dispatch {
@@ -89,11 +117,8 @@ impl Host for FakeHost {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-        self.dispatched.borrow_mut().push((
-            callout.cluster.to_string(),
-            headers,
-            callout.body.to_vec(),
-        ));
+        let sent = (callout.cluster.to_string(), headers, callout.body.to_vec());
+        self.dispatched.borrow_mut().push(sent);
         Some(7)
     }
     fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
@@ -118,20 +143,30 @@ impl Host for FakeHost {
         self.counted.borrow_mut().push(metric);
     }
     fn warn(&self, _message: &str) {}
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().get(key).cloned()
+    }
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        self.shared
+            .borrow_mut()
+            .insert(key.to_string(), value.to_vec());
+    }
 }
 
-fn config(failure_mode: &str) -> Rc<FilterConfig> {
-    let json = format!(
-        r#"{{"control_plane":{{"cluster":"cp","timeout_ms":150}},"failure_mode":"{failure_mode}"}}"#
-    );
-    Rc::new(FilterConfig::from_json(json.as_bytes()).unwrap())
+/// A config from the smallest one plus `extra` top-level members.
+fn config(extra: Value) -> Rc<FilterConfig> {
+    let mut json = json!({"control_plane": {"cluster": "cp", "timeout_ms": 150}});
+    for (key, value) in extra.as_object().unwrap() {
+        json[key] = value.clone();
+    }
+    Rc::new(FilterConfig::from_json(json.to_string().as_bytes()).unwrap())
 }
 
-fn policy(used: u64, remaining: u64) -> PolicyStatus {
+fn policy(resource: &str, used: u64, remaining: u64) -> PolicyStatus {
     PolicyStatus {
         name: "monthly".into(),
         tenant: None,
-        resource: "request_bytes".into(),
+        resource: resource.into(),
         quota: 1000,
         limit: 1200,
         used,
@@ -142,8 +177,8 @@ fn policy(used: u64, remaining: u64) -> PolicyStatus {
 }
 
 fn answer(decision: &str, reason: Option<&str>, policy: PolicyStatus) -> Vec<u8> {
-    let mut json = serde_json::json!({
-        "decision": decision, "tenant": "acme", "policy": policy, "cache_reject_for_s": 0
+    let mut json = json!({
+        "decision": decision, "tenant": "acme", "policy": policy, "cache_reject_for_s": 30
     });
     if let Some(reason) = reason {
         json["reason"] = reason.into();
@@ -151,51 +186,44 @@ fn answer(decision: &str, reason: Option<&str>, policy: PolicyStatus) -> Vec<u8>
     serde_json::to_vec(&json).unwrap()
 }
 
+fn allow() -> Vec<u8> {
+    answer("allow", None, policy("request_bytes", 100, 1100))
+}
+
+fn reject() -> Vec<u8> {
+    answer(
+        "reject",
+        Some("quota_exceeded"),
+        policy("request_bytes", 1150, 50),
+    )
+}
+
 #[test]
-fn counted_request_asks_the_control_plane_for_one_request_and_its_body_size_and_waits() {
-    let host = FakeHost::upload("acme", 512);
-    let mut flow = RequestFlow::new(config("open"));
-    assert_eq!(flow.on_request_headers(&host), Next::Pause);
+fn counted_request_asks_for_one_request_and_its_announced_body_and_waits() {
+    let host = FakeHost::upload("acme", Some(512));
+    let mut flow = RequestFlow::new(config(json!({})));
+    assert_eq!(flow.on_request_headers(&host, false), Next::Pause);
     assert_eq!(flow.awaiting_until(), Some(1_150));
-    let calls = host.dispatched.borrow();
-    let (cluster, headers, body) = &calls[0];
+    let (cluster, headers, _) = host.dispatched.borrow()[0].clone();
     assert_eq!(cluster, "cp");
     assert!(headers.contains(&(":path".into(), "/v1/check".into())));
-    assert!(headers.contains(&(":method".into(), "POST".into())));
-    assert!(headers.iter().any(|(n, _)| n == ":authority"));
-    let request: CheckRequest = serde_json::from_slice(body).unwrap();
-    assert_eq!(request.tenant, "acme");
-    assert_eq!(request.amounts.get("request_bytes"), Some(&512));
-    assert_eq!(request.amounts.get("requests"), Some(&1));
-    assert_eq!(request.path, "/upload");
+    let check = host.last_check();
+    assert_eq!(check.tenant, "acme");
+    assert_eq!(check.amounts["request_bytes"], 512);
+    assert_eq!(check.amounts["requests"], 1);
+    assert!(!check.shadow);
 }
 
 #[test]
-fn request_without_content_length_costs_one_request_and_zero_bytes() {
-    let host = FakeHost::request(&[(":path", "/"), ("x-tenant-id", "acme")]);
-    RequestFlow::new(config("open")).on_request_headers(&host);
-    let request: CheckRequest = serde_json::from_slice(&host.dispatched.borrow()[0].2).unwrap();
-    assert_eq!(request.amounts.get("request_bytes"), Some(&0));
-    assert_eq!(request.amounts.get("requests"), Some(&1));
-}
-
-#[test]
-fn allowed_request_resumes_and_gets_quota_headers() {
-    let host = FakeHost::upload("acme", 100);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(&host, Some(200), &answer("allow", None, policy(100, 1100)));
+fn allowed_request_resumes_with_quota_headers_and_tells_the_upstream() {
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(*host.resumed.borrow(), 1);
+    assert_eq!(host.request_header("x-quota-status").as_deref(), Some("ok"));
     flow.on_response_headers(&host);
-    assert_eq!(
-        host.response_header("x-quota-status").as_deref(),
-        Some("ok")
-    );
     assert_eq!(host.response_header("x-quota-used").as_deref(), Some("100"));
-    assert_eq!(
-        host.response_header("x-quota-remaining").as_deref(),
-        Some("1100")
-    );
     assert_eq!(
         host.response_header("ratelimit").as_deref(),
         Some(r#""monthly";r=1100;t=3600"#)
@@ -204,145 +232,311 @@ fn allowed_request_resumes_and_gets_quota_headers() {
 }
 
 #[test]
-fn warned_request_is_admitted_with_warning_status() {
-    let host = FakeHost::upload("acme", 100);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(&host, Some(200), &answer("warn", None, policy(900, 300)));
-    flow.on_response_headers(&host);
+fn body_arriving_while_the_decision_is_pending_is_held_then_let_through() {
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    assert_eq!(flow.on_request_body(&host, 100, true), Next::Pause);
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(*host.resumed.borrow(), 1);
     assert_eq!(
-        host.response_header("x-quota-status").as_deref(),
-        Some("warning")
+        host.checks().len(),
+        1,
+        "the announced body needs no second check"
     );
-    assert_eq!(host.counted(Metric::Warned), 1);
+    assert!(flow.settlement(&host).is_none(), "nothing to correct");
 }
 
 #[test]
-fn rejected_request_gets_a_429_problem_with_retry_after_and_never_resumes() {
-    let host = FakeHost::upload("acme", 500);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(
-        &host,
-        Some(200),
-        &answer("reject", Some("quota_exceeded"), policy(1000, 200)),
-    );
-    assert_eq!(*host.resumed.borrow(), 0);
+fn rejected_request_gets_429_and_the_next_one_is_answered_from_shared_data() {
+    let cfg = config(json!({}));
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &reject());
     let (status, headers, body) = host.local();
     assert_eq!(status, 429);
     assert!(headers.contains(&("retry-after".into(), "3600".into())));
-    assert!(headers.contains(&("content-type".into(), "application/problem+json".into())));
-    assert!(headers.contains(&("x-quota-status".into(), "exceeded".into())));
-    assert_eq!(body["type"], problem::QUOTA_EXCEEDED_TYPE);
-    assert_eq!(body["used"], 1000);
-    // The local reply passes through the response callback too; no second set of headers.
-    flow.on_response_headers(&host);
-    assert!(host.response_headers.borrow().is_empty());
+    assert_eq!(
+        body["type"],
+        tollgate_protocol::problem::QUOTA_EXCEEDED_TYPE
+    );
+
+    // Another worker: same shared data, no callout for a body that does not fit.
+    let next = FakeHost {
+        shared: host.shared.clone(),
+        ..FakeHost::upload("acme", Some(60))
+    };
+    let mut flow = RequestFlow::new(cfg.clone());
+    assert_eq!(flow.on_request_headers(&next, false), Next::Pause);
+    assert!(next.dispatched.borrow().is_empty());
+    assert_eq!(next.local().0, 429);
+    assert_eq!(next.counted(Metric::RejectCacheHits), 1);
+
+    // A request that fits what is left still asks; so does another tenant.
+    for (tenant, bytes) in [("acme", 50), ("other", 60)] {
+        let fits = FakeHost {
+            shared: host.shared.clone(),
+            ..FakeHost::upload(tenant, Some(bytes))
+        };
+        RequestFlow::new(cfg.clone()).on_request_headers(&fits, false);
+        assert_eq!(fits.checks().len(), 1, "{tenant} {bytes}");
+    }
+}
+
+#[test]
+fn remembered_rejection_expires() {
+    let cfg = config(json!({"reject_cache_max_s": 5}));
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &reject());
+    let later = FakeHost {
+        shared: host.shared.clone(),
+        now_ms: 1_000 + 5_000,
+        ..FakeHost::upload("acme", Some(100))
+    };
+    RequestFlow::new(cfg).on_request_headers(&later, false);
+    assert_eq!(later.checks().len(), 1);
 }
 
 #[test]
 fn unknown_tenant_is_forbidden() {
-    let host = FakeHost::upload("ghost", 1);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    let body = br#"{"decision":"reject","reason":"unknown_tenant","tenant":"ghost","cache_reject_for_s":0}"#;
-    flow.on_check_response(&host, Some(200), body);
+    let host = FakeHost::upload("ghost", Some(1));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    let body = answer("reject", Some("unknown_tenant"), policy("requests", 0, 0));
+    flow.on_check_response(&host, Some(200), &body);
     assert_eq!(host.local().0, 403);
+    assert_eq!(host.counted(Metric::TenantUnknown), 1);
 }
 
 #[test]
-fn missing_tenant_is_401_and_asks_nobody() {
-    let host = FakeHost::request(&[(":path", "/upload"), ("content-length", "5")]);
-    let mut flow = RequestFlow::new(config("open"));
-    assert_eq!(flow.on_request_headers(&host), Next::Pause);
-    let (status, headers, body) = host.local();
-    assert_eq!(status, 401);
-    assert!(headers.contains(&("content-type".into(), "application/problem+json".into())));
-    assert!(body["detail"].as_str().unwrap().contains("x-tenant-id"));
-    assert!(host.dispatched.borrow().is_empty());
+fn missing_and_invalid_tenants_are_answered_without_a_callout() {
+    let cases = [
+        (None, 401, Metric::TenantMissing),
+        (Some("a b"), 400, Metric::TenantInvalid),
+    ];
+    for (tenant, status, metric) in cases {
+        let mut headers = vec![(":path", "/x"), (":method", "GET")];
+        headers.extend(tenant.map(|t| ("x-tenant-id", t)));
+        let host = FakeHost::request(&headers);
+        let mut flow = RequestFlow::new(config(json!({})));
+        assert_eq!(flow.on_request_headers(&host, true), Next::Pause);
+        let (got, headers, body) = host.local();
+        assert_eq!(got, status);
+        assert!(headers.contains(&("content-type".into(), "application/problem+json".into())));
+        assert!(body["detail"].as_str().unwrap().contains("x-tenant-id"));
+        assert!(host.dispatched.borrow().is_empty());
+        assert_eq!(host.counted(metric), 1);
+    }
 }
 
 #[test]
-fn malformed_tenant_is_400() {
-    let host = FakeHost::request(&[(":path", "/upload"), ("x-tenant-id", "a b")]);
-    RequestFlow::new(config("open")).on_request_headers(&host);
-    assert_eq!(host.local().0, 400);
+fn default_tenant_stands_in_for_a_missing_one() {
+    let host = FakeHost::request(&[(":path", "/x"), (":method", "GET")]);
+    let mut flow = RequestFlow::new(config(json!({"tenant": {"default": "anonymous"}})));
+    flow.on_request_headers(&host, true);
+    assert_eq!(host.last_check().tenant, "anonymous");
 }
 
 #[test]
-fn excluded_path_passes_without_a_callout_or_headers() {
-    let host = FakeHost::request(&[(":path", "/health"), ("x-tenant-id", "acme")]);
-    let mut flow = RequestFlow::new(config("open"));
-    assert_eq!(flow.on_request_headers(&host), Next::Continue);
-    flow.on_response_headers(&host);
-    assert!(host.dispatched.borrow().is_empty());
-    assert!(host.response_headers.borrow().is_empty());
+fn unmatched_requests_pass_untouched() {
+    let cfg = config(json!({"match": {"methods": ["POST"], "exclude_paths": ["/health"]}}));
+    for (method, path) in [("GET", "/x"), ("POST", "/health/live")] {
+        let host = FakeHost::request(&[(":path", path), (":method", method)]);
+        let mut flow = RequestFlow::new(cfg.clone());
+        assert_eq!(flow.on_request_headers(&host, true), Next::Continue);
+        flow.on_response_headers(&host);
+        assert!(host.dispatched.borrow().is_empty() && host.response_headers.borrow().is_empty());
+    }
 }
 
 #[test]
-fn control_plane_error_fails_open_with_unknown_status() {
-    let host = FakeHost::upload("acme", 1);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(&host, Some(503), b"upstream connect error");
-    assert_eq!(*host.resumed.borrow(), 1);
-    flow.on_response_headers(&host);
+fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
+    for (mode, status) in [("open", None), ("closed", Some(503))] {
+        let cfg = config(json!({"failure_mode": mode}));
+        // A 503 from Envoy.
+        let host = FakeHost::upload("acme", Some(1));
+        let mut flow = RequestFlow::new(cfg.clone());
+        flow.on_request_headers(&host, false);
+        flow.on_check_response(&host, Some(503), b"");
+        assert_eq!(host.local_response.borrow().as_ref().map(|r| r.0), status);
+        assert_eq!(host.counted(Metric::CalloutFailures), 1);
+        // Refused at once: decided inside the headers callback.
+        let host = FakeHost {
+            refuse_dispatch: true,
+            ..FakeHost::upload("acme", Some(1))
+        };
+        let next = RequestFlow::new(cfg.clone()).on_request_headers(&host, false);
+        let expected = if mode == "open" {
+            Next::Continue
+        } else {
+            Next::Pause
+        };
+        assert_eq!(next, expected);
+        assert_eq!(*host.resumed.borrow(), 0);
+        // No answer in time; a late answer is ignored.
+        let host = FakeHost::upload("acme", Some(1));
+        let mut flow = RequestFlow::new(cfg.clone());
+        flow.on_request_headers(&host, false);
+        flow.on_deadline(&host);
+        flow.on_check_response(&host, Some(200), &reject());
+        assert_eq!(host.counted(Metric::CalloutTimeouts), 1);
+        assert_eq!(host.local_response.borrow().as_ref().map(|r| r.0), status);
+        if mode == "open" {
+            assert_eq!(*host.resumed.borrow(), 1);
+            flow.on_response_headers(&host);
+            assert_eq!(
+                host.response_header("x-quota-status").as_deref(),
+                Some("unknown")
+            );
+            assert!(flow.settlement(&host).is_none(), "nothing was counted");
+        }
+    }
+}
+
+#[test]
+fn chunked_body_is_checked_ahead_then_exactly_and_refused_past_the_limit() {
+    let cfg = config(json!({"costs": {"stream_reserve_bytes": 1000}}));
+    let host = FakeHost::upload("acme", None);
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&host, false);
+    assert_eq!(host.last_check().amounts["request_bytes"], 0);
+    flow.on_check_response(&host, Some(200), &allow());
+
+    // The first chunk: one check reserving 1000 ahead; the next chunks fit in it.
+    assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
     assert_eq!(
-        host.response_header("x-quota-status").as_deref(),
-        Some("unknown")
+        host.last_check().amounts,
+        [("request_bytes".into(), 1000)].into()
     );
-    assert_eq!(host.counted(Metric::FailedOpen), 1);
+    assert!(!host.last_check().amounts.contains_key("requests"));
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(flow.on_request_body(&host, 500, false), Next::Continue);
+    assert_eq!(host.checks().len(), 2);
+
+    // Past the reservation: ahead does not fit, exactly what was seen does not either.
+    assert_eq!(flow.on_request_body(&host, 300, false), Next::Pause);
+    flow.on_check_response(&host, Some(200), &reject());
+    assert_eq!(host.last_check().amounts["request_bytes"], 200);
+    flow.on_check_response(&host, Some(200), &reject());
+    assert_eq!(host.local().0, 429);
+
+    // 900 bytes went upstream, 1000 were counted: 100 are refunded.
+    let settle = flow.settlement(&host).unwrap();
+    assert_eq!(settle.amounts, [("request_bytes".into(), -100)].into());
+    assert_eq!(settle.checked_at_ms, 1_000);
 }
 
 #[test]
-fn garbage_answer_fails_closed_with_503() {
-    let host = FakeHost::upload("acme", 1);
-    let mut flow = RequestFlow::new(config("closed"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(&host, Some(200), b"{not json");
-    assert_eq!(host.local().0, 503);
-    assert_eq!(*host.resumed.borrow(), 0);
+fn body_longer_than_announced_is_checked_before_it_goes_on() {
+    let host = FakeHost::upload("acme", Some(10));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(flow.on_request_body(&host, 25, true), Next::Pause);
+    assert_eq!(
+        host.last_check().amounts["request_bytes"],
+        15,
+        "exact at the end"
+    );
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(*host.resumed.borrow(), 2);
+    assert!(flow.settlement(&host).is_none());
 }
 
 #[test]
-fn refused_dispatch_fails_open_without_pausing() {
+fn body_shorter_than_announced_is_refunded() {
+    let host = FakeHost::upload("acme", Some(1000));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
+    flow.on_request_body(&host, 300, false);
+    // The client went away.
+    let settle = flow.settlement(&host).unwrap();
+    assert_eq!(settle.amounts, [("request_bytes".into(), -700)].into());
+}
+
+#[test]
+fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
+    let cfg = config(json!({"costs": {
+        "response_bytes": true,
+        "response_json": {"pointer": "/usage/total_tokens", "resource": "tokens"},
+        "response_reserve": 2
+    }}));
     let host = FakeHost {
-        refuse_dispatch: true,
-        ..FakeHost::upload("acme", 1)
+        response_headers_in: [("content-type".to_string(), "application/json".to_string())].into(),
+        ..FakeHost::upload("acme", Some(0))
     };
-    let mut flow = RequestFlow::new(config("open"));
-    assert_eq!(flow.on_request_headers(&host), Next::Continue);
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&host, false);
+    let check = host.last_check();
     assert_eq!(
-        *host.resumed.borrow(),
-        0,
-        "nothing was paused, nothing to resume"
+        (check.amounts["tokens"], check.amounts["response_bytes"]),
+        (2, 2)
     );
+    flow.on_check_response(&host, Some(200), &allow());
     flow.on_response_headers(&host);
-    assert_eq!(
-        host.response_header("x-quota-status").as_deref(),
-        Some("unknown")
-    );
+    let body = br#"{"usage":{"total_tokens":40}}"#;
+    *host.response_chunk.borrow_mut() = body.to_vec();
+    flow.on_response_body(&host, body.len());
+    let settle: SettleRequest = flow.settlement(&host).unwrap();
+    assert_eq!(settle.amounts["tokens"], 38);
+    assert_eq!(settle.amounts["response_bytes"], body.len() as i64 - 2);
 }
 
 #[test]
-fn deadline_decides_first_and_a_late_answer_is_ignored() {
-    let host = FakeHost::upload("acme", 1);
-    let mut flow = RequestFlow::new(config("closed"));
-    flow.on_request_headers(&host);
-    flow.on_deadline(&host);
-    assert_eq!(host.local().0, 503);
-    flow.on_check_response(&host, Some(200), &answer("allow", None, policy(1, 1199)));
-    assert_eq!(*host.resumed.borrow(), 0);
-    assert_eq!(flow.awaiting_until(), None);
-}
-
-#[test]
-fn deadline_after_the_answer_changes_nothing() {
-    let host = FakeHost::upload("acme", 1);
-    let mut flow = RequestFlow::new(config("open"));
-    flow.on_request_headers(&host);
-    flow.on_check_response(&host, Some(200), &answer("allow", None, policy(1, 1199)));
-    flow.on_deadline(&host);
+fn shadow_mode_asks_to_count_regardless_and_never_rejects() {
+    let cfg = config(json!({"shadow": true}));
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&host, false);
+    assert!(host.last_check().shadow);
+    let mut warn: Value =
+        serde_json::from_slice(&answer("warn", None, policy("request_bytes", 1300, 0))).unwrap();
+    warn["shadow_reject"] = true.into();
+    flow.on_check_response(&host, Some(200), &serde_json::to_vec(&warn).unwrap());
     assert_eq!(*host.resumed.borrow(), 1);
-    assert_eq!(host.counted(Metric::CalloutFailures), 0);
+    assert_eq!(host.counted(Metric::ShadowRejected), 1);
+    // Even a plain REJECT is let through.
+    let host = FakeHost::upload("acme", Some(100));
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &reject());
+    assert!(host.local_response.borrow().is_none());
+    assert_eq!(*host.resumed.borrow(), 1);
+}
+
+#[test]
+fn concurrency_slot_is_held_under_the_request_id_and_released_at_the_end() {
+    let host = FakeHost::upload("acme", Some(0));
+    let mut flow = RequestFlow::new(config(json!({"costs": {"concurrent_requests": true}})));
+    flow.on_request_headers(&host, false);
+    let check = host.last_check();
+    assert_eq!(check.amounts["concurrent_requests"], 1);
+    assert_eq!(check.request_id.as_deref(), Some("req-1"));
+    flow.on_check_response(&host, Some(200), &allow());
+    let settle = flow.settlement(&host).unwrap();
+    assert_eq!(settle.release_request_id.as_deref(), Some("req-1"));
+}
+
+#[test]
+fn jwt_tenant_and_roles_reach_the_check() {
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"org":{"id":"acme"},"roles":["gold"]}"#);
+    let host = FakeHost::request(&[
+        (":path", "/x"),
+        (":method", "GET"),
+        ("x-jwt-payload", &payload),
+        ("x-tenant-id", "someone-else"),
+    ]);
+    let cfg = config(json!({"tenant": {"from": "jwt", "claim": "org.id", "roles_claim": "roles"}}));
+    RequestFlow::new(cfg).on_request_headers(&host, true);
+    let check = host.last_check();
+    assert_eq!(
+        (check.tenant.as_str(), check.roles),
+        ("acme", vec!["gold".to_string()])
+    );
 }

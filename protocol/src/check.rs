@@ -20,6 +20,9 @@ pub const CHECK_PATH: &str = "/v1/check";
 /// The path of the release endpoint, version included.
 pub const RELEASE_PATH: &str = "/v1/release";
 
+/// The path of the settle endpoint, version included.
+pub const SETTLE_PATH: &str = "/v1/settle";
+
 /// What the filter asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +45,47 @@ pub struct CheckRequest {
     /// `POST /v1/release`. Required when a gauge resource has an amount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Count the request even past a hard limit, as if every level were in shadow mode:
+    /// a breach is reported as `shadow_reject` on a WARN (the filter's `shadow: true`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shadow: bool,
+}
+
+/// What the filter sends once a counted request is over, to correct what its check
+/// counted: `POST /v1/settle`.
+///
+/// A check counts what is known at the headers: `content-length` bytes, and a reserve
+/// for costs known only after the response (tokens an AI back end reports). The
+/// settlement brings each resource to what the request really cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettleRequest {
+    /// The tenant the request was checked for.
+    pub tenant: String,
+    /// The roles the check carried (they chose the limits that were charged).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Signed corrections per resource. A positive amount is counted unconditionally:
+    /// the upstream already did the work, so it is billed even past the hard limit, and
+    /// the tenant's next requests are refused. A negative amount refunds what was
+    /// reserved and not used, never below zero, and only in the window the check
+    /// counted it in (`checked_at_ms`).
+    pub amounts: BTreeMap<String, i64>,
+    /// When the check counted the request, in milliseconds since the Unix epoch.
+    pub checked_at_ms: u64,
+    /// Also releases the gauge slots held under this request id, as `/v1/release` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_request_id: Option<String>,
+}
+
+/// What the control plane answers to a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SettleResponse {
+    /// How many gauges held a slot for `release_request_id` (0 when none was given or
+    /// it was already released).
+    pub released: u64,
 }
 
 /// What the filter sends when a request that holds gauge slots is done.
@@ -143,12 +187,22 @@ mod tests {
             method: "POST".into(),
             path: "/upload".into(),
             request_id: Some("r-1".into()),
+            shadow: true,
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(
             serde_json::from_str::<CheckRequest>(&json).unwrap(),
             request
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn settle_request_carries_signed_amounts() {
+        let json = r#"{"tenant":"a","amounts":{"request_bytes":-10,"tokens":42},
+            "checked_at_ms":1700000000000}"#;
+        let settle: SettleRequest = serde_json::from_str(json).unwrap();
+        assert_eq!(settle.amounts["request_bytes"], -10);
+        assert_eq!(settle.release_request_id, None);
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -5,14 +5,26 @@
 //!   `RateLimit-Policy: "monthly";q=1000;qu="content-bytes"` and
 //!   `RateLimit: "monthly";r=200;t=3600` (`w` only for fixed-length windows);
 //! - plain `X-Quota-Limit`, `-Used`, `-Remaining`, `-Reset` (seconds) and `-Status`,
-//!   under a configurable prefix.
+//!   under a configurable prefix, and optionally again as `X-Cache-Quota-*` for
+//!   clients of older caches.
+//!
+//! Structured Fields integers have at most 15 digits (RFC 9651 §3.3.1): larger values
+//! are clamped to 999,999,999,999,999 in the draft headers, never sent unparseable. The
+//! plain headers carry the exact number.
 //!
 //! `q` and `X-Quota-Limit` are the *hard* limit, and `r` counts down to it: they tell a
 //! client how much more it may send before it is refused, which is what it throttles by.
 
 use crate::check::PolicyStatus;
+use crate::config::HeadersConfig;
 use crate::decision::QuotaStatus;
 use crate::resource;
+
+/// The largest Structured Fields integer.
+pub const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
+
+/// The prefix of the compatibility header family (`cache_quota_names`).
+pub const CACHE_QUOTA_PREFIX: &str = "x-cache-quota-";
 
 /// A header name and value.
 pub type Header = (String, String);
@@ -29,31 +41,45 @@ pub fn quota_unit(resource_name: &str) -> Option<&'static str> {
 
 /// All quota headers for a response: the status always, the counts when a policy applied.
 pub fn quota_headers(
-    prefix: &str,
+    config: &HeadersConfig,
     status: QuotaStatus,
     policy: Option<&PolicyStatus>,
 ) -> Vec<Header> {
-    let mut headers = Vec::with_capacity(7);
-    if let Some(policy) = policy {
+    let mut headers = Vec::with_capacity(14);
+    if let (Some(policy), true) = (policy, config.draft) {
         headers.push(("ratelimit-policy".to_string(), ratelimit_policy(policy)));
         headers.push(("ratelimit".to_string(), ratelimit(policy)));
+    }
+    plain_headers(&mut headers, &config.prefix, status, policy);
+    if config.cache_quota_names && config.prefix != CACHE_QUOTA_PREFIX {
+        plain_headers(&mut headers, CACHE_QUOTA_PREFIX, status, policy);
+    }
+    headers
+}
+
+fn plain_headers(
+    headers: &mut Vec<Header>,
+    prefix: &str,
+    status: QuotaStatus,
+    policy: Option<&PolicyStatus>,
+) {
+    if let Some(policy) = policy {
         headers.push((format!("{prefix}limit"), policy.limit.to_string()));
         headers.push((format!("{prefix}used"), policy.used.to_string()));
         headers.push((format!("{prefix}remaining"), policy.remaining.to_string()));
         headers.push((format!("{prefix}reset"), policy.reset_after_s.to_string()));
     }
     headers.push((format!("{prefix}status"), status.as_str().to_string()));
-    headers
 }
 
 /// `RateLimit-Policy` field value.
 pub fn ratelimit_policy(policy: &PolicyStatus) -> String {
-    let mut value = format!("{};q={}", sf_string(&policy.name), policy.limit);
+    let mut value = format!("{};q={}", sf_string(&policy.name), sf_int(policy.limit));
     if let Some(unit) = quota_unit(&policy.resource) {
         value.push_str(&format!(";qu={}", sf_string(unit)));
     }
     if let Some(window) = policy.window_s {
-        value.push_str(&format!(";w={window}"));
+        value.push_str(&format!(";w={}", sf_int(window)));
     }
     value
 }
@@ -63,9 +89,14 @@ pub fn ratelimit(policy: &PolicyStatus) -> String {
     format!(
         "{};r={};t={}",
         sf_string(&policy.name),
-        policy.remaining,
-        policy.reset_after_s
+        sf_int(policy.remaining),
+        sf_int(policy.reset_after_s)
     )
+}
+
+/// A Structured Fields integer: at most 15 digits.
+fn sf_int(value: u64) -> u64 {
+    value.min(SF_INTEGER_MAX)
 }
 
 /// A Structured Fields sf-string (RFC 9651 §3.3.3): printable ASCII, quoted, with `"`
@@ -148,7 +179,11 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn counted_response_has_all_headers_under_the_prefix() {
-        let headers = quota_headers("x-quota-", QuotaStatus::Warning, Some(&monthly_bytes()));
+        let headers = quota_headers(
+            &HeadersConfig::default(),
+            QuotaStatus::Warning,
+            Some(&monthly_bytes()),
+        );
         let get = |name: &str| {
             headers
                 .iter()
@@ -165,10 +200,47 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn unknown_status_carries_only_the_status() {
-        let headers = quota_headers("x-q-", QuotaStatus::Unknown, None);
+        let config = HeadersConfig {
+            prefix: "x-q-".into(),
+            ..HeadersConfig::default()
+        };
+        let headers = quota_headers(&config, QuotaStatus::Unknown, None);
         assert_eq!(
             headers,
             vec![("x-q-status".to_string(), "unknown".to_string())]
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn integers_past_fifteen_digits_are_clamped_only_in_structured_fields() {
+        let policy = PolicyStatus {
+            limit: u64::MAX,
+            remaining: 10_u64.pow(15),
+            ..monthly_bytes()
+        };
+        assert_eq!(
+            ratelimit_policy(&policy),
+            r#""monthly";q=999999999999999;qu="content-bytes""#
+        );
+        assert_eq!(
+            ratelimit(&policy),
+            r#""monthly";r=999999999999999;t=1209600"#
+        );
+        let headers = quota_headers(&HeadersConfig::default(), QuotaStatus::Ok, Some(&policy));
+        assert!(headers.contains(&("x-quota-limit".into(), u64::MAX.to_string())));
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn compatibility_names_and_no_draft_headers() {
+        let config = HeadersConfig {
+            draft: false,
+            cache_quota_names: true,
+            ..HeadersConfig::default()
+        };
+        let headers = quota_headers(&config, QuotaStatus::Ok, Some(&monthly_bytes()));
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(!names.contains(&"ratelimit") && !names.contains(&"ratelimit-policy"));
+        assert!(names.contains(&"x-quota-used") && names.contains(&"x-cache-quota-used"));
+        assert!(names.contains(&"x-cache-quota-status"));
     }
 }

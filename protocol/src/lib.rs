@@ -6,7 +6,7 @@
 //!
 //! # Layout
 //! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount (SPEC §2).
-//! - [`check`] — the `POST /v1/check` and `POST /v1/release` bodies.
+//! - [`check`] — the `POST /v1/check`, `/v1/settle` and `/v1/release` bodies.
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
 //! - [`problem`] — `application/problem+json` bodies for local replies.
 //! - [`config`] — the filter's JSON configuration schema and its validation.
@@ -19,8 +19,9 @@ pub mod problem;
 
 pub use check::{
     CheckRequest, CheckResponse, PolicyStatus, RejectReason, ReleaseRequest, ReleaseResponse,
+    SettleRequest, SettleResponse,
 };
-pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig};
+pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig, TenantSource};
 pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
 
 /// Resource names the product knows; operators may define others.

@@ -1,0 +1,121 @@
+//! A request body's bytes against what the control plane has counted for it.
+//!
+//! `content-length` is reserved at the headers. Envoy then hands the body over in
+//! chunks; while the filter holds it (waiting for a decision) Envoy buffers, and each
+//! callback reports everything buffered so far. Bytes past the reservation are checked
+//! before they are let through, so an over-quota body is refused before the upstream
+//! sees its end, whatever `content-length` said or whether there was one.
+
+/// Request body bookkeeping of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyMeter {
+    /// `request_bytes` the control plane counted for this request.
+    reserved: u64,
+    /// Bytes let through to the upstream.
+    released: u64,
+    /// Bytes Envoy holds for the filter, not yet let through.
+    buffered: u64,
+    /// Whether the body has ended.
+    ended: bool,
+}
+
+impl BodyMeter {
+    /// Envoy reports a body callback: `buffered` is everything it now holds for the
+    /// filter (the new chunk included).
+    pub fn on_data(&mut self, buffered: u64, end_of_stream: bool) {
+        self.buffered = buffered;
+        self.ended |= end_of_stream;
+    }
+
+    /// The body ended (trailers arrived).
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// The control plane counted `amount` more bytes for this request.
+    pub fn reserve(&mut self, amount: u64) {
+        self.reserved = self.reserved.saturating_add(amount);
+    }
+
+    /// What Envoy holds goes on to the upstream.
+    pub fn release(&mut self) {
+        self.released = self.released.saturating_add(self.buffered);
+        self.buffered = 0;
+    }
+
+    /// Bytes seen but not yet counted.
+    pub fn shortfall(&self) -> u64 {
+        self.released
+            .saturating_add(self.buffered)
+            .saturating_sub(self.reserved)
+    }
+
+    /// How much to ask for to cover the shortfall: exactly it once the body has ended,
+    /// else at least `ahead` so a streaming body costs one callout per `ahead` bytes.
+    pub fn ask(&self, ahead: u64) -> u64 {
+        let need = self.shortfall();
+        if self.ended {
+            need
+        } else {
+            need.max(ahead)
+        }
+    }
+
+    /// What the settlement corrects: bytes that reached the upstream minus bytes
+    /// counted (negative: a refund of what was reserved and never sent).
+    pub fn correction(&self) -> i64 {
+        let released = i64::try_from(self.released).unwrap_or(i64::MAX);
+        let reserved = i64::try_from(self.reserved).unwrap_or(i64::MAX);
+        released.saturating_sub(reserved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_matching_its_content_length_needs_nothing_more() {
+        let mut body = BodyMeter::default();
+        body.reserve(100);
+        body.on_data(60, false);
+        assert_eq!(body.shortfall(), 0);
+        body.release();
+        body.on_data(40, true);
+        assert_eq!(body.shortfall(), 0);
+        body.release();
+        assert_eq!(body.correction(), 0);
+    }
+
+    #[test]
+    fn streaming_body_asks_ahead_until_it_ends_then_exactly() {
+        let mut body = BodyMeter::default();
+        body.on_data(10, false);
+        assert_eq!(body.ask(64), 64);
+        body.reserve(64);
+        body.release();
+        body.on_data(100, true);
+        assert_eq!(body.shortfall(), 46);
+        assert_eq!(body.ask(64), 46);
+    }
+
+    #[test]
+    fn shorter_body_than_announced_is_refunded() {
+        let mut body = BodyMeter::default();
+        body.reserve(1000);
+        body.on_data(300, false);
+        body.release();
+        assert_eq!(body.correction(), -700);
+    }
+
+    #[test]
+    fn held_bytes_that_never_went_upstream_are_not_counted() {
+        let mut body = BodyMeter::default();
+        body.reserve(64);
+        body.on_data(64, false);
+        body.release();
+        body.on_data(500, false); // held while a check was refused
+        assert_eq!(body.shortfall(), 500);
+        assert_eq!(body.correction(), 0);
+    }
+}

@@ -1,0 +1,177 @@
+//! Settlements waiting to be sent, sent and waiting for an answer, or to be retried.
+//!
+//! A request's context is gone by the time its settlement could be answered, and Envoy
+//! cancels a gone context's callouts, so settlements are sent from the root context of
+//! the worker. A failed one is retried on the next ticks, a few times; then it is logged
+//! (with its content, so an operator can reconcile) and dropped. The queue is bounded
+//! so a control plane that is down for long cannot grow a worker's memory.
+
+use std::collections::{HashMap, VecDeque};
+
+use tollgate_protocol::SettleRequest;
+
+/// Attempts per settlement before it is dropped.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Settlements one worker holds at most; the oldest is dropped past it.
+pub const MAX_QUEUED: usize = 10_000;
+/// How long an answer may take before the settlement is tried again.
+pub const ANSWER_WITHIN_MS: u64 = 10_000;
+
+/// A settlement and how often it was tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// What to send.
+    pub request: SettleRequest,
+    /// Attempts so far.
+    pub attempts: u32,
+}
+
+/// One worker's settlements.
+#[derive(Debug, Default)]
+pub struct Settlements {
+    queue: VecDeque<Pending>,
+    in_flight: HashMap<u32, (u64, Pending)>,
+}
+
+/// What became of a settlement after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Settled,
+    /// Failed; queued again.
+    Retrying,
+    /// Failed for the last time.
+    Dropped(Pending),
+    /// Not ours (an unknown token).
+    Unknown,
+}
+
+impl Settlements {
+    /// Queues a new settlement; returns one dropped to keep the bound, if any.
+    pub fn push(&mut self, request: SettleRequest) -> Option<Pending> {
+        self.queue.push_back(Pending {
+            request,
+            attempts: 0,
+        });
+        if self.queue.len() > MAX_QUEUED {
+            return self.queue.pop_front();
+        }
+        None
+    }
+
+    /// Takes the queued settlements to send now.
+    pub fn take_queued(&mut self) -> Vec<Pending> {
+        self.queue.drain(..).collect()
+    }
+
+    /// Whether anything waits to be sent.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// `pending` was dispatched under `token` at `now_ms`.
+    pub fn sent(&mut self, token: u32, mut pending: Pending, now_ms: u64) {
+        pending.attempts += 1;
+        self.in_flight.insert(token, (now_ms, pending));
+    }
+
+    /// `pending` could not be dispatched at all.
+    pub fn not_sent(&mut self, mut pending: Pending) -> Outcome {
+        pending.attempts += 1;
+        self.retry(pending)
+    }
+
+    /// The answer to `token` arrived; `ok` when it was a 200.
+    pub fn answered(&mut self, token: u32, ok: bool) -> Outcome {
+        match self.in_flight.remove(&token) {
+            None => Outcome::Unknown,
+            Some(_) if ok => Outcome::Settled,
+            Some((_, pending)) => self.retry(pending),
+        }
+    }
+
+    /// Settlements with no answer for too long count as failed attempts.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Outcome> {
+        let late: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, (sent, _))| now_ms.saturating_sub(*sent) >= ANSWER_WITHIN_MS)
+            .map(|(token, _)| *token)
+            .collect();
+        late.into_iter()
+            .map(|token| self.answered(token, false))
+            .collect()
+    }
+
+    fn retry(&mut self, pending: Pending) -> Outcome {
+        if pending.attempts >= MAX_ATTEMPTS {
+            return Outcome::Dropped(pending);
+        }
+        self.queue.push_back(pending);
+        Outcome::Retrying
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn settle(tenant: &str) -> SettleRequest {
+        SettleRequest {
+            tenant: tenant.into(),
+            roles: Vec::new(),
+            amounts: BTreeMap::from([("request_bytes".to_string(), -5)]),
+            checked_at_ms: 1,
+            release_request_id: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_settlement_is_retried_then_dropped() {
+        let mut s = Settlements::default();
+        s.push(settle("a"));
+        for attempt in 1..=MAX_ATTEMPTS {
+            let pending = s.take_queued().pop().unwrap();
+            s.sent(attempt, pending, 0);
+            let outcome = s.answered(attempt, false);
+            if attempt < MAX_ATTEMPTS {
+                assert_eq!(outcome, Outcome::Retrying);
+            } else {
+                assert!(matches!(outcome, Outcome::Dropped(p) if p.attempts == MAX_ATTEMPTS));
+            }
+        }
+        assert!(!s.has_queued());
+    }
+
+    #[test]
+    fn an_answered_settlement_is_done_and_unknown_tokens_are_ignored() {
+        let mut s = Settlements::default();
+        s.push(settle("a"));
+        let pending = s.take_queued().pop().unwrap();
+        s.sent(9, pending, 0);
+        assert_eq!(s.answered(9, true), Outcome::Settled);
+        assert_eq!(s.answered(9, true), Outcome::Unknown);
+    }
+
+    #[test]
+    fn an_unanswered_settlement_is_tried_again_after_a_while() {
+        let mut s = Settlements::default();
+        s.push(settle("a"));
+        let pending = s.take_queued().pop().unwrap();
+        s.sent(1, pending, 1_000);
+        assert!(s.expire(1_000 + ANSWER_WITHIN_MS - 1).is_empty());
+        assert_eq!(s.expire(1_000 + ANSWER_WITHIN_MS), vec![Outcome::Retrying]);
+        assert!(s.has_queued());
+    }
+
+    #[test]
+    fn the_queue_is_bounded() {
+        let mut s = Settlements::default();
+        for _ in 0..MAX_QUEUED {
+            assert!(s.push(settle("a")).is_none());
+        }
+        assert!(s.push(settle("b")).is_some());
+        assert_eq!(s.take_queued().len(), MAX_QUEUED);
+    }
+}
