@@ -281,8 +281,13 @@ impl RequestFlow {
         );
     }
 
-    /// The request is over: what to correct in what its checks counted, if anything.
-    pub fn settlement(&self, host: &dyn Host) -> Option<SettleRequest> {
+    /// The request is over: what to correct in what its checks counted, if anything,
+    /// as a settlement named `id` (unique, so a retry is recognised).
+    pub fn settlement(
+        &self,
+        host: &dyn Host,
+        id: impl FnOnce() -> String,
+    ) -> Option<SettleRequest> {
         let identity = self.identity.as_ref()?;
         if !self.counted {
             return None;
@@ -306,6 +311,7 @@ impl RequestFlow {
             return None;
         }
         Some(SettleRequest {
+            id: id(),
             tenant: identity.tenant.clone(),
             roles: identity.roles.clone(),
             amounts,

@@ -4,7 +4,9 @@
 //! helpers that unwrap. Every `RefCell` is borrowed with `try_borrow*`: a re-entrant
 //! callback must be skipped and logged, never turned into a panic that traps the VM.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -24,6 +26,31 @@ type SharedFlow = Rc<RefCell<RequestFlow>>;
 
 /// Envoy's timeout for a settlement callout (nothing waits on it).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settlement ids, unique across VMs and Envoys: a random prefix per VM and a counter.
+#[derive(Debug)]
+struct SettlementIds {
+    prefix: u64,
+    next: Cell<u64>,
+}
+
+impl Default for SettlementIds {
+    fn default() -> Self {
+        SettlementIds {
+            // std seeds `RandomState` from the host's randomness (WASI `random_get`).
+            prefix: RandomState::new().hash_one(0_u8),
+            next: Cell::new(0),
+        }
+    }
+}
+
+impl SettlementIds {
+    fn next(&self) -> String {
+        let n = self.next.get().wrapping_add(1);
+        self.next.set(n);
+        format!("{:016x}-{n}", self.prefix)
+    }
+}
 
 /// Registers the root context; called once per VM by `proxy_wasm::main!`.
 pub fn start() {
@@ -155,6 +182,7 @@ struct Root {
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
     settlements: Rc<RefCell<Settlements>>,
+    settlement_ids: Rc<SettlementIds>,
 }
 
 impl Context for Root {
@@ -227,6 +255,7 @@ impl RootContext for Root {
             host: self.host,
             deadlines: self.deadlines.clone(),
             settlements: self.settlements.clone(),
+            settlement_ids: self.settlement_ids.clone(),
         }))
     }
 
@@ -315,6 +344,7 @@ struct Request {
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
     settlements: Rc<RefCell<Settlements>>,
+    settlement_ids: Rc<SettlementIds>,
 }
 
 impl Request {
@@ -401,7 +431,8 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let host = self.host;
-        let Some(settlement) = self.step(None, |flow| flow.settlement(&host)) else {
+        let ids = self.settlement_ids.clone();
+        let Some(settlement) = self.step(None, |flow| flow.settlement(&host, || ids.next())) else {
             return;
         };
         if let Ok(mut settlements) = self.settlements.try_borrow_mut() {

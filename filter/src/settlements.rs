@@ -119,6 +119,7 @@ mod tests {
 
     fn settle(tenant: &str) -> SettleRequest {
         SettleRequest {
+            id: format!("{tenant}-1"),
             tenant: tenant.into(),
             roles: Vec::new(),
             amounts: BTreeMap::from([("request_bytes".to_string(), -5)]),

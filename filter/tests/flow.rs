@@ -244,7 +244,10 @@ fn body_arriving_while_the_decision_is_pending_is_held_then_let_through() {
         1,
         "the announced body needs no second check"
     );
-    assert!(flow.settlement(&host).is_none(), "nothing to correct");
+    assert!(
+        flow.settlement(&host, || "s-1".into()).is_none(),
+        "nothing to correct"
+    );
 }
 
 #[test]
@@ -391,7 +394,10 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
                 host.response_header("x-quota-status").as_deref(),
                 Some("unknown")
             );
-            assert!(flow.settlement(&host).is_none(), "nothing was counted");
+            assert!(
+                flow.settlement(&host, || "s-1".into()).is_none(),
+                "nothing was counted"
+            );
         }
     }
 }
@@ -424,7 +430,7 @@ fn chunked_body_is_checked_ahead_then_exactly_and_refused_past_the_limit() {
     assert_eq!(host.local().0, 429);
 
     // 900 bytes went upstream, 1000 were counted: 100 are refunded.
-    let settle = flow.settlement(&host).unwrap();
+    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
     assert_eq!(settle.amounts, [("request_bytes".into(), -100)].into());
     assert_eq!(settle.checked_at_ms, 1_000);
 }
@@ -443,7 +449,7 @@ fn body_longer_than_announced_is_checked_before_it_goes_on() {
     );
     flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(*host.resumed.borrow(), 2);
-    assert!(flow.settlement(&host).is_none());
+    assert!(flow.settlement(&host, || "s-1".into()).is_none());
 }
 
 #[test]
@@ -454,7 +460,7 @@ fn body_shorter_than_announced_is_refunded() {
     flow.on_check_response(&host, Some(200), &allow());
     flow.on_request_body(&host, 300, false);
     // The client went away.
-    let settle = flow.settlement(&host).unwrap();
+    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
     assert_eq!(settle.amounts, [("request_bytes".into(), -700)].into());
 }
 
@@ -481,7 +487,8 @@ fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
     let body = br#"{"usage":{"total_tokens":40}}"#;
     *host.response_chunk.borrow_mut() = body.to_vec();
     flow.on_response_body(&host, body.len());
-    let settle: SettleRequest = flow.settlement(&host).unwrap();
+    let settle: SettleRequest = flow.settlement(&host, || "s-1".into()).unwrap();
+    assert_eq!(settle.id, "s-1");
     assert_eq!(settle.amounts["tokens"], 38);
     assert_eq!(settle.amounts["response_bytes"], body.len() as i64 - 2);
 }
@@ -517,7 +524,7 @@ fn concurrency_slot_is_held_under_the_request_id_and_released_at_the_end() {
     assert_eq!(check.amounts["concurrent_requests"], 1);
     assert_eq!(check.request_id.as_deref(), Some("req-1"));
     flow.on_check_response(&host, Some(200), &allow());
-    let settle = flow.settlement(&host).unwrap();
+    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
     assert_eq!(settle.release_request_id.as_deref(), Some("req-1"));
 }
 

@@ -61,6 +61,9 @@ pub struct CheckRequest {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettleRequest {
+    /// Unique per settlement: a retry of one the control plane already applied (its
+    /// answer was lost) is recognised by it and changes nothing.
+    pub id: String,
     /// The tenant the request was checked for.
     pub tenant: String,
     /// The roles the check carried (they chose the limits that were charged).
@@ -198,7 +201,7 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn settle_request_carries_signed_amounts() {
-        let json = r#"{"tenant":"a","amounts":{"request_bytes":-10,"tokens":42},
+        let json = r#"{"id":"w1-7","tenant":"a","amounts":{"request_bytes":-10,"tokens":42},
             "checked_at_ms":1700000000000}"#;
         let settle: SettleRequest = serde_json::from_str(json).unwrap();
         assert_eq!(settle.amounts["request_bytes"], -10);
