@@ -1,13 +1,17 @@
-//! The decision path of `/v1/check` and `/v1/release`: resolve the tenant from cached
-//! definitions within the caller's deadline, run one atomic store call, re-seed counters
-//! the store lost from the usage history, decide, and record what happened.
+//! The decision path of `/v1/check`, `/v1/settle` and `/v1/release`: resolve the tenant
+//! from cached definitions within the caller's deadline, run one atomic store call,
+//! re-seed counters the store lost from the usage history, decide, and record what
+//! happened.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 use tollgate_protocol::{
     is_valid_tenant_id, CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse,
+    SettleRequest, SettleResponse,
 };
 
 use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Select};
@@ -16,9 +20,11 @@ use crate::definitions::Freshness;
 use crate::error::ApiError;
 use crate::model::{Catalog, Chain};
 use crate::resolve::{resolve, Resolved};
+use crate::settlement::{self, SettleError};
 use crate::state::AppState;
 use crate::store::{
-    counter_key, lease_record_key, marker_key, CallMode, Outcome, Reply, Seed, COUNTER_MAX,
+    counter_key, lease_record_key, marker_key, CallMode, Outcome, Release, Seed, Seeded,
+    SettleOutcome, StoreError, COUNTER_MAX,
 };
 use crate::window::{Series, Window};
 
@@ -52,6 +58,25 @@ pub fn is_valid_request_id(id: &str) -> bool {
 }
 
 const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
+const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, . and -";
+const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
+const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
+
+fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
+    if roles.len() > MAX_ROLES {
+        return Err(ApiError::field(
+            "roles",
+            format!("at most {MAX_ROLES} roles"),
+        ));
+    }
+    if let Some(i) = roles.iter().position(|r| !is_valid_role(r)) {
+        return Err(ApiError::field(
+            format!("roles[{i}]"),
+            "roles are 1-128 printable characters without spaces",
+        ));
+    }
+    Ok(())
+}
 
 fn validate(request: &CheckRequest) -> Result<(), ApiError> {
     if !is_valid_tenant_id(&request.tenant) {
@@ -67,7 +92,7 @@ fn validate(request: &CheckRequest) -> Result<(), ApiError> {
         if !is_valid_resource(resource) {
             return Err(ApiError::field(
                 format!("amounts.{resource}"),
-                "resource names are 1-64 characters of a-z, 0-9, _, . and -",
+                RESOURCE_RULE,
             ));
         }
         if amount > COUNTER_MAX {
@@ -77,27 +102,63 @@ fn validate(request: &CheckRequest) -> Result<(), ApiError> {
             ));
         }
     }
-    if request.roles.len() > MAX_ROLES {
-        return Err(ApiError::field(
-            "roles",
-            format!("at most {MAX_ROLES} roles"),
-        ));
-    }
-    if let Some(i) = request.roles.iter().position(|r| !is_valid_role(r)) {
-        return Err(ApiError::field(
-            format!("roles[{i}]"),
-            "roles are 1-128 printable characters without spaces",
-        ));
-    }
+    validate_roles(&request.roles)?;
     if let Some(id) = &request.request_id {
         if !is_valid_request_id(id) {
-            return Err(ApiError::field(
-                "request_id",
-                "request ids are 1-128 characters of letters, digits and ._:-",
-            ));
+            return Err(ApiError::field("request_id", REQUEST_ID_RULE));
         }
     }
     Ok(())
+}
+
+/// Checks a settlement; returns when its check counted.
+fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, ApiError> {
+    // The same alphabet as request ids: the id ends a Redis key, after the hash tag.
+    if !is_valid_request_id(&request.id) {
+        return Err(ApiError::field("id", SETTLEMENT_ID_RULE));
+    }
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    if request.amounts.is_empty() {
+        return Err(ApiError::field("amounts", "name at least one resource"));
+    }
+    if request.amounts.len() > MAX_RESOURCES {
+        return Err(ApiError::field(
+            "amounts",
+            format!("at most {MAX_RESOURCES} resources"),
+        ));
+    }
+    for (resource, &amount) in &request.amounts {
+        if !is_valid_resource(resource) {
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                RESOURCE_RULE,
+            ));
+        }
+        if resource == CONCURRENT_REQUESTS && amount != 0 {
+            let error = SettleError::Gauge(resource.clone());
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                error.to_string(),
+            ));
+        }
+    }
+    validate_roles(&request.roles)?;
+    if let Some(id) = &request.release_request_id {
+        if !is_valid_request_id(id) {
+            return Err(ApiError::field("release_request_id", REQUEST_ID_RULE));
+        }
+    }
+    i64::try_from(request.checked_at_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| {
+            ApiError::field(
+                "checked_at_ms",
+                "must be a time in milliseconds since the Unix epoch",
+            )
+        })
 }
 
 fn count_lookup(state: &AppState, freshness: Freshness) {
@@ -179,20 +240,41 @@ pub async fn run(
     root: &str,
     deadline: Duration,
 ) -> Result<Outcome, ApiError> {
+    reseeding(state, root, &plan.marker_tenants, deadline, "call", || {
+        state.store.call(&plan.call)
+    })
+    .await
+}
+
+/// Runs a store call (`attempt`, timed as `op`) whose seed markers belong to
+/// `marker_tenants`; when the store lost some of them, re-seeds those tenants and runs
+/// it once more.
+async fn reseeding<T, F, Fut>(
+    state: &AppState,
+    root: &str,
+    marker_tenants: &[String],
+    deadline: Duration,
+    op: &str,
+    mut attempt: F,
+) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Seeded<T>, StoreError>>,
+{
     for _ in 0..2 {
         let timer = state
             .metrics
             .store_duration
-            .with_label_values(&["redis", "call"])
+            .with_label_values(&["redis", op])
             .start_timer();
-        let reply = state.store.call(&plan.call).await;
+        let reply = attempt().await;
         timer.observe_duration();
         match reply.map_err(|e| state.redis_error(e))? {
-            Reply::Done(outcome) => return Ok(outcome),
-            Reply::NeedsSeed(missing) => {
+            Seeded::Done(done) => return Ok(done),
+            Seeded::NeedsSeed(missing) => {
                 let tenants: Vec<String> = missing
                     .iter()
-                    .filter_map(|&i| plan.marker_tenants.get(i).cloned())
+                    .filter_map(|&i| marker_tenants.get(i).cloned())
                     .collect();
                 seed(state, root, &tenants, deadline).await?;
             }
@@ -282,6 +364,11 @@ pub async fn check(
     ) else {
         return Ok(accounting::unknown_tenant(&request.tenant));
     };
+    let resolved = if request.shadow {
+        resolved.in_shadow()
+    } else {
+        resolved
+    };
     let plan = plan(
         &resolved,
         Select::Amounts(&request.amounts),
@@ -368,6 +455,104 @@ fn record(
     }
 }
 
+/// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
+pub async fn settle(
+    state: &AppState,
+    request: &SettleRequest,
+    deadline: Duration,
+) -> Result<SettleResponse, ApiError> {
+    let result = settle_counted(state, request, deadline).await;
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(_) => "error",
+    };
+    count_settlement(state, outcome);
+    result.map(|(response, _)| response)
+}
+
+/// Counts one settlement under `outcome` (`tollgate_settlements_total`).
+pub fn count_settlement(state: &AppState, outcome: &str) {
+    state
+        .metrics
+        .settlements
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// Settles one request; also answers the `outcome` label it is counted under.
+async fn settle_counted(
+    state: &AppState,
+    request: &SettleRequest,
+    deadline: Duration,
+) -> Result<(SettleResponse, &'static str), ApiError> {
+    let checked_at = validate_settle(request)?;
+    let (catalog, chain) = cached_definitions(state, &request.tenant, deadline).await?;
+    let now = state.now();
+    let Some(resolved) = resolve(
+        &catalog,
+        chain.as_deref(),
+        &request.tenant,
+        &request.roles,
+        now,
+    ) else {
+        // Its check was refused: nothing was counted or held.
+        return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
+    };
+    let release = request.release_request_id.as_ref().map(|id| Release {
+        record_key: lease_record_key(&resolved.root, id),
+        request_id: id.clone(),
+    });
+    let plan = settlement::plan(
+        &resolved,
+        &request.id,
+        &request.amounts,
+        checked_at,
+        release,
+        now,
+    )
+    .map_err(|error| match &error {
+        SettleError::Gauge(resource) => {
+            ApiError::field(format!("amounts.{resource}"), error.to_string())
+        }
+        SettleError::NoWindow(_) => ApiError::internal(error.to_string()),
+    })?;
+    if plan.is_empty() {
+        return Ok((SettleResponse { released: 0 }, "settled"));
+    }
+    let outcome = reseeding(
+        state,
+        &resolved.root,
+        &plan.marker_tenants,
+        deadline,
+        "settle",
+        || state.store.settle(&plan.settlement),
+    )
+    .await?;
+    let settled = match outcome {
+        SettleOutcome::Applied(settled) => settled,
+        SettleOutcome::Duplicate => {
+            // A retry of a settlement applied before, whose answer was lost: nothing
+            // changed, and what it released was counted the first time.
+            tracing::debug!(
+                tenant = %request.tenant,
+                id = %request.id,
+                "settlement already applied"
+            );
+            return Ok((SettleResponse { released: 0 }, "duplicate"));
+        }
+    };
+    state.flusher.touch_counters(&plan.counters);
+    state.metrics.releases.inc_by(settled.released);
+    Ok((
+        SettleResponse {
+            released: settled.released,
+        },
+        "settled",
+    ))
+}
+
 /// Gives back every gauge slot a request holds. Idempotent.
 pub async fn release(
     state: &AppState,
@@ -378,10 +563,7 @@ pub async fn release(
         return Err(ApiError::field("tenant", TENANT_RULE));
     }
     if !is_valid_request_id(&request.request_id) {
-        return Err(ApiError::field(
-            "request_id",
-            "request ids are 1-128 characters of letters, digits and ._:-",
-        ));
+        return Err(ApiError::field("request_id", REQUEST_ID_RULE));
     }
     let (_, chain) = cached_definitions(state, &request.tenant, deadline).await?;
     let root = chain

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use crate::accounting::Planned;
 use crate::metrics::Metrics;
 use crate::repo::{HistoryRow, QuotaRepo, RepoError};
+use crate::settlement::Counter;
 use crate::store::{CounterStore, StoreError};
 
 /// At most this many counters wait to be persisted.
@@ -95,13 +96,41 @@ impl UsageFlusher {
 
     /// Marks the current counters of the windowed ops that counted something.
     pub fn touch(&self, planned: &[Planned]) {
-        let mut dirty = self.dirty();
-        for p in planned.iter().filter(|p| p.amount > 0) {
-            let (Some(series), Some(window), Some(key)) =
-                (p.series(), p.windows.first(), p.keys.first())
-            else {
-                continue;
+        self.mark(planned.iter().filter(|p| p.amount > 0).filter_map(|p| {
+            let (series, window, key) = (p.series()?, p.windows.first()?, p.keys.first()?);
+            let meta = move || CounterMeta {
+                tenant_id: p.tenant.clone(),
+                resource: p.def.resource.clone(),
+                series: series.name(),
+                window_start: window.start,
+                window_end: window.end,
             };
+            Some((key, meta))
+        }));
+    }
+
+    /// Marks the counters a settlement moved (a refund's may be an older rolling bucket).
+    pub fn touch_counters(&self, counters: &[Counter]) {
+        self.mark(counters.iter().map(|c| {
+            let meta = move || CounterMeta {
+                tenant_id: c.tenant.clone(),
+                resource: c.resource.clone(),
+                series: c.series.name(),
+                window_start: c.window.start,
+                window_end: c.window.end,
+            };
+            (&c.key, meta)
+        }));
+    }
+
+    /// Marks each counter not yet marked; its history row is built only then (checks
+    /// mostly touch counters that are already dirty).
+    fn mark<'k, M: FnOnce() -> CounterMeta>(
+        &self,
+        counters: impl Iterator<Item = (&'k String, M)>,
+    ) {
+        let mut dirty = self.dirty();
+        for (key, meta) in counters {
             if dirty.contains_key(key) {
                 continue;
             }
@@ -109,16 +138,7 @@ impl UsageFlusher {
                 self.metrics.history_dropped.inc();
                 continue;
             }
-            dirty.insert(
-                key.clone(),
-                CounterMeta {
-                    tenant_id: p.tenant.clone(),
-                    resource: p.def.resource.clone(),
-                    series: series.name(),
-                    window_start: window.start,
-                    window_end: window.end,
-                },
-            );
+            dirty.insert(key.clone(), meta());
         }
         self.metrics.history_pending.set(dirty.len() as i64);
     }

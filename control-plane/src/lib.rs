@@ -1,6 +1,7 @@
 //! Tollgate's control plane: quota definitions in PostgreSQL, live usage counters in
-//! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/release`), the
-//! admin API (`/admin/v1`), health, readiness and Prometheus metrics.
+//! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/settle`,
+//! `/v1/release`), the admin API (`/admin/v1`), health, readiness and Prometheus
+//! metrics.
 //!
 //! # Layout
 //! - [`config`] — the command line and environment; secrets.
@@ -9,7 +10,8 @@
 //! - The quota model: [`model`] (types), [`resolve`] (which limits apply, pure),
 //!   [`window`] (calendar and rolling windows), [`views`] (their JSON shapes).
 //! - Deciding: [`decision`] (the check path), [`accounting`] (plan a store call,
-//!   decide from its outcome, pure), [`store`] (Redis scripts and memory),
+//!   decide from its outcome, pure), [`settlement`] (plan a settlement of what a request
+//!   really cost, pure), [`store`] (Redis scripts and memory),
 //!   [`definitions`] (the cache), [`bus`] (invalidations between instances).
 //! - Durability: [`repo`] (PostgreSQL), [`flusher`] (usage history), [`audit`] (events
 //!   of the decision path), [`usage`] (usage views, resets, adjustments).
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod repo;
 pub mod resolve;
+pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod usage;

@@ -12,6 +12,16 @@ const LATENCY_BUCKETS: [f64; 13] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// The `outcome` labels of `tollgate_settlements_total`.
+pub const SETTLE_OUTCOMES: [&str; 6] = [
+    "settled",
+    "duplicate",
+    "unknown_tenant",
+    "invalid",
+    "unavailable",
+    "error",
+];
+
 /// The control plane's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -22,6 +32,8 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// `tollgate_tenant_decisions_total{tenant,decision}`: only with tenant labels on.
     pub tenant_decisions: Option<IntCounterVec>,
+    /// `tollgate_settlements_total{outcome}`: settlements answered by `/v1/settle`.
+    pub settlements: IntCounterVec,
     /// `tollgate_check_duration_seconds`: time to answer `/v1/check`.
     pub check_duration: Histogram,
     /// `tollgate_store_errors_total{store}`: failed Redis / PostgreSQL calls.
@@ -36,7 +48,8 @@ pub struct Metrics {
     pub definitions_age: Gauge,
     /// `tollgate_counter_seeds_total`: tenants whose counters were re-seeded from history.
     pub seeds: IntCounter,
-    /// `tollgate_gauge_releases_total`: gauge slots given back by `/v1/release`.
+    /// `tollgate_gauge_releases_total`: gauge slots given back by `/v1/release` and
+    /// `/v1/settle`.
     pub releases: IntCounter,
     /// `tollgate_events_written_total{kind}`: events appended to the log.
     pub events_written: IntCounterVec,
@@ -85,6 +98,13 @@ impl Metrics {
             } else {
                 None
             },
+            settlements: counter_vec(
+                "tollgate_settlements_total",
+                "Settlements answered, by outcome: settled, duplicate (a retry of one \
+                 already applied; nothing changed), unknown_tenant, invalid, unavailable, \
+                 error.",
+                &["outcome"],
+            )?,
             check_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "tollgate_check_duration_seconds",
@@ -122,7 +142,7 @@ impl Metrics {
             )?,
             releases: IntCounter::new(
                 "tollgate_gauge_releases_total",
-                "Gauge slots given back by /v1/release.",
+                "Gauge slots given back by /v1/release and /v1/settle.",
             )?,
             events_written: counter_vec(
                 "tollgate_events_written_total",
@@ -156,6 +176,9 @@ impl Metrics {
         for decision in ["allow", "warn", "reject"] {
             metrics.checks.with_label_values(&[decision]);
         }
+        for outcome in SETTLE_OUTCOMES {
+            metrics.settlements.with_label_values(&[outcome]);
+        }
         for store in ["redis", "postgres"] {
             metrics.store_errors.with_label_values(&[store]);
         }
@@ -175,6 +198,7 @@ impl Metrics {
         if let Some(tenant_decisions) = &self.tenant_decisions {
             r.register(Box::new(tenant_decisions.clone()))?;
         }
+        r.register(Box::new(self.settlements.clone()))?;
         r.register(Box::new(self.check_duration.clone()))?;
         r.register(Box::new(self.store_errors.clone()))?;
         r.register(Box::new(self.store_duration.clone()))?;

@@ -105,6 +105,21 @@ pub struct Resolved {
     pub levels: Vec<ResolvedLevel>,
 }
 
+impl Resolved {
+    /// The same chain with every level that counts in shadow mode: for a check that asks
+    /// to be counted even past hard limits (the filter's log-only rollout), so a breach
+    /// admits with `shadow_reject` instead of rejecting. `off` levels stay off: they are
+    /// not counted either way.
+    pub fn in_shadow(mut self) -> Resolved {
+        for level in &mut self.levels {
+            if level.mode == Mode::Enforce {
+                level.mode = Mode::Shadow;
+            }
+        }
+        self
+    }
+}
+
 /// Resolves `tenant` (with its chain, `None` when it is not a known tenant) for a request
 /// carrying `roles`, at `now`. `None` when the tenant is unknown and neither a role nor a
 /// default assignment applies: nobody said what this tenant may use.
@@ -297,6 +312,20 @@ mod tests {
 
     fn roles(names: &[&str]) -> Vec<String> {
         names.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn in_shadow_puts_every_counted_level_in_shadow_and_leaves_off_levels_off() {
+        let mut off = level("org/off", Some("free"), vec![]);
+        off.mode = Mode::Off;
+        let chain = Chain {
+            levels: vec![off, level("org", Some("pro"), vec![])],
+        };
+        let resolved = resolve(&catalog(vec![]), Some(&chain), "org/off", &[], now())
+            .unwrap()
+            .in_shadow();
+        let modes: Vec<Mode> = resolved.levels.iter().map(|l| l.mode).collect();
+        assert_eq!(modes, vec![Mode::Off, Mode::Shadow]);
     }
 
     #[test]

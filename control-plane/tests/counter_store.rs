@@ -8,19 +8,29 @@
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tempfile::TempDir;
+use tollgate_control_plane::accounting::{self, Select};
 use tollgate_control_plane::bus::{Bus, MemoryBus};
+use tollgate_control_plane::model::{LimitDef, Mode, Span};
+use tollgate_control_plane::resolve::{Resolved, ResolvedLevel};
+use tollgate_control_plane::settlement;
 use tollgate_control_plane::store::{
-    counter_key, gauge_key, lease_record_key, marker_key, Adjustment, Call, CallMode, CounterStore,
-    Lease, MemoryStore, Op, OpKind, Outcome, RedisStore, Reply, Seed, Snapshot, COUNTER_MAX,
+    counter_key, gauge_key, lease_record_key, marker_key, settlement_key, Adjustment, Call,
+    CallMode, Change, CounterStore, Lease, MemoryStore, Move, Op, OpKind, Outcome, RedisStore,
+    Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, COUNTER_MAX,
+    SETTLEMENT_ID_TTL_S,
 };
+use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::shared;
+use tollgate_protocol::{Limit, WarnAt};
 
 fn key(root: &str, tenant: &str, window: i64) -> String {
     counter_key(root, tenant, "requests", "minute", window)
@@ -522,6 +532,493 @@ async fn snapshots_read_counters_of_many_trees(store: Arc<dyn CounterStore>) {
     assert_eq!(used(store.as_ref(), &keys).await, vec![1, 2, 3, 4, 0]);
 }
 
+fn moved(key: &str, change: Change) -> Move {
+    Move {
+        key: key.to_string(),
+        change,
+        ttl_s: 3_600,
+        marker: Some(0),
+    }
+}
+
+/// Applies `settlement`, which must be new and find its markers.
+async fn settle(store: &dyn CounterStore, settlement: &Settlement) -> Settled {
+    match store.settle(settlement).await.unwrap() {
+        SettleReply::Done(SettleOutcome::Applied(settled)) => settled,
+        SettleReply::Done(SettleOutcome::Duplicate) => panic!("a duplicate: {settlement:?}"),
+        SettleReply::NeedsSeed(missing) => panic!("markers {missing:?} missing"),
+    }
+}
+
+/// `settlement` under another id: a new settlement of the same amounts.
+fn renamed(settlement: &Settlement, root: &str, id: &str) -> Settlement {
+    Settlement {
+        id_key: settlement_key(root, id),
+        ..settlement.clone()
+    }
+}
+
+async fn a_settled_top_up_counts_fully_past_the_hard_limit(store: Arc<dyn CounterStore>) {
+    let root = "topup";
+    let markers = seeded(store.as_ref(), root, &[root, "topup/u"]).await;
+    let (user, org) = (key(root, "topup/u", 0), key(root, root, 0));
+    let check = |amount| {
+        call(
+            CallMode::Check,
+            markers.clone(),
+            vec![
+                window(std::slice::from_ref(&user), amount, 10),
+                window(std::slice::from_ref(&org), amount, 100),
+            ],
+        )
+    };
+    assert!(run(store.as_ref(), &check(8)).await.admitted);
+    // The upstream reported 7 more than the check counted: all of it is billed, at
+    // every level, though the user's hard limit is 10.
+    let top_up = Settlement {
+        id_key: settlement_key(root, "top-up"),
+        markers: markers.clone(),
+        moves: vec![
+            Move {
+                marker: Some(1),
+                ..moved(&user, Change::Add(7))
+            },
+            moved(&org, Change::Add(7)),
+        ],
+        release: None,
+    };
+    let settled = settle(store.as_ref(), &top_up).await;
+    assert_eq!(
+        settled,
+        Settled {
+            used: vec![15, 15],
+            released: 0
+        }
+    );
+    assert_eq!(
+        used(store.as_ref(), &[user.clone(), org.clone()]).await,
+        vec![15, 15]
+    );
+    let next = run(store.as_ref(), &check(1)).await;
+    assert!(!next.admitted, "the next request is refused");
+    assert_eq!(next.violated, Some(0));
+    // A top-up stops at the counter maximum instead of overflowing.
+    let huge = Settlement {
+        id_key: settlement_key(root, "huge"),
+        markers: markers.clone(),
+        moves: vec![moved(&org, Change::Add(COUNTER_MAX))],
+        release: None,
+    };
+    assert_eq!(settle(store.as_ref(), &huge).await.used, vec![COUNTER_MAX]);
+    let epochs = store.snapshot(&[user, org]).await.unwrap();
+    assert!(
+        epochs.iter().all(|s| s.unwrap().epoch == 0),
+        "usage only went up: no new epoch"
+    );
+}
+
+async fn a_refund_never_goes_below_zero(store: Arc<dyn CounterStore>) {
+    let root = "refund";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (counted, never) = (key(root, root, 0), key(root, root, 60));
+    run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(std::slice::from_ref(&counted), 5, 100)],
+        ),
+    )
+    .await;
+    let refund = Settlement {
+        id_key: settlement_key(root, "refund-1"),
+        markers: markers.clone(),
+        moves: vec![
+            moved(&counted, Change::Refund(8)),
+            moved(&never, Change::Refund(3)),
+        ],
+        release: None,
+    };
+    assert_eq!(settle(store.as_ref(), &refund).await.used, vec![0, 0]);
+    let snapshots = store
+        .snapshot(&[counted.clone(), never.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        snapshots,
+        vec![Some(Snapshot { used: 0, epoch: 1 }), None],
+        "usage went down: a new epoch; a counter that never existed is not created"
+    );
+    // Nothing left to refund: nothing changes, not even the epoch.
+    let again = renamed(&refund, root, "refund-2");
+    assert_eq!(settle(store.as_ref(), &again).await.used, vec![0, 0]);
+    assert_eq!(
+        store.snapshot(&[counted]).await.unwrap(),
+        vec![Some(Snapshot { used: 0, epoch: 1 })]
+    );
+}
+
+/// One tenant with a 100-unit limit of `series` on `tokens`.
+fn tokens_limit(root: &str, series: Series) -> Resolved {
+    Resolved {
+        root: root.to_string(),
+        levels: vec![ResolvedLevel {
+            tenant: root.to_string(),
+            mode: Mode::Enforce,
+            winner: None,
+            limits: vec![LimitDef {
+                resource: "tokens".into(),
+                span: Span::Window(series),
+                limit: Limit {
+                    quota: 100,
+                    overage: 0,
+                    warn_at: WarnAt::DEFAULT,
+                    unlimited: false,
+                },
+            }],
+        }],
+    }
+}
+
+/// A check of `amount` tokens at `at`, as `/v1/check` plans it.
+async fn check_tokens(
+    store: &dyn CounterStore,
+    resolved: &Resolved,
+    amount: u64,
+    at: DateTime<Utc>,
+) {
+    let amounts = BTreeMap::from([("tokens".to_string(), amount)]);
+    let plan = accounting::plan(
+        resolved,
+        Select::Amounts(&amounts),
+        CallMode::Check,
+        None,
+        60,
+        at,
+    )
+    .unwrap();
+    seeded(store, &resolved.root, &[&resolved.root]).await;
+    assert!(run(store, &plan.call).await.admitted);
+}
+
+/// A settlement of `amount` tokens checked at `checked_at`, as `/v1/settle` plans it.
+async fn settle_tokens(
+    store: &dyn CounterStore,
+    resolved: &Resolved,
+    amount: i64,
+    checked_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> settlement::SettlePlan {
+    static IDS: AtomicU64 = AtomicU64::new(0);
+    let id = format!("tokens-{}", IDS.fetch_add(1, Ordering::Relaxed));
+    let amounts = BTreeMap::from([("tokens".to_string(), amount)]);
+    let plan = settlement::plan(resolved, &id, &amounts, checked_at, None, now).unwrap();
+    settle(store, &plan.settlement).await;
+    plan
+}
+
+async fn a_refund_checked_in_a_previous_calendar_window_leaves_the_current_one_alone(
+    store: Arc<dyn CounterStore>,
+) {
+    let month = Series::calendar(Period::Month);
+    let resolved = tokens_limit("refund-old", month);
+    let now = Utc::now();
+    let this_month = month.windows_at(now).unwrap()[0];
+    let last_month = this_month.start - chrono::Duration::days(1);
+    check_tokens(store.as_ref(), &resolved, 30, last_month).await;
+    check_tokens(store.as_ref(), &resolved, 50, now).await;
+    let plan = settle_tokens(store.as_ref(), &resolved, -30, last_month, now).await;
+    assert!(plan.settlement.moves.is_empty(), "{plan:?}");
+    let keys: Vec<String> = [last_month, now]
+        .iter()
+        .map(|at| {
+            let start = month.windows_at(*at).unwrap()[0].start.timestamp();
+            counter_key("refund-old", "refund-old", "tokens", "month", start)
+        })
+        .collect();
+    assert_eq!(
+        used(store.as_ref(), &keys).await,
+        vec![30, 50],
+        "neither the old window nor the current one gave anything back"
+    );
+}
+
+async fn a_refund_in_the_window_of_its_check_is_exact(store: Arc<dyn CounterStore>) {
+    let month = Series::calendar(Period::Month);
+    let calendar = tokens_limit("refund-same", month);
+    let now = Utc::now();
+    let start_of_month = month.windows_at(now).unwrap()[0].start;
+    check_tokens(store.as_ref(), &calendar, 70, start_of_month).await;
+    let plan = settle_tokens(store.as_ref(), &calendar, -30, start_of_month, now).await;
+    assert_eq!(plan.settlement.moves.len(), 1);
+    assert_eq!(
+        used(store.as_ref(), &[plan.settlement.moves[0].key.clone()]).await,
+        vec![40]
+    );
+
+    // A rolling limit: the refund comes out of the bucket the check counted in.
+    let hour = Series {
+        period: Period::Hour,
+        kind: WindowKind::Rolling,
+    };
+    let rolling = tokens_limit("refund-rolling", hour);
+    let checked_at = now - chrono::Duration::minutes(20);
+    check_tokens(store.as_ref(), &rolling, 20, checked_at).await;
+    check_tokens(store.as_ref(), &rolling, 5, now).await;
+    let plan = settle_tokens(store.as_ref(), &rolling, -8, checked_at, now).await;
+    let bucket_key = |at: DateTime<Utc>| {
+        let start = hour.windows_at(at).unwrap()[0].start.timestamp();
+        counter_key(
+            "refund-rolling",
+            "refund-rolling",
+            "tokens",
+            "rolling-hour",
+            start,
+        )
+    };
+    assert_eq!(
+        plan.settlement
+            .moves
+            .iter()
+            .map(|m| m.key.clone())
+            .collect::<Vec<_>>(),
+        vec![bucket_key(checked_at)]
+    );
+    assert_eq!(
+        used(store.as_ref(), &[bucket_key(checked_at), bucket_key(now)]).await,
+        vec![12, 5]
+    );
+    // A check whose bucket no longer counts gets nothing back.
+    let gone = settle_tokens(
+        store.as_ref(),
+        &rolling,
+        -5,
+        now - chrono::Duration::hours(2),
+        now,
+    )
+    .await;
+    assert!(gone.settlement.moves.is_empty());
+}
+
+async fn a_settlement_on_a_store_that_lost_its_counters_reseeds_first(
+    store: Arc<dyn CounterStore>,
+) {
+    let root = "settle-lost";
+    let markers = vec![marker_key(root, "settle-lost/u"), marker_key(root, root)];
+    let (user, org) = (key(root, "settle-lost/u", 0), key(root, root, 0));
+    let correction = Settlement {
+        id_key: settlement_key(root, "correction"),
+        markers: markers.clone(),
+        moves: vec![
+            moved(&user, Change::Refund(10)),
+            Move {
+                marker: Some(1),
+                ..moved(&org, Change::Add(25))
+            },
+        ],
+        release: None,
+    };
+    // Neither tenant is seeded: nothing changes, both are named.
+    assert_eq!(
+        store.settle(&correction).await.unwrap(),
+        SettleReply::NeedsSeed(vec![0, 1])
+    );
+    assert_eq!(
+        store.snapshot(&[user.clone(), org.clone()]).await.unwrap(),
+        vec![None, None]
+    );
+    let seeds = [
+        Seed {
+            key: user.clone(),
+            used: 40,
+            epoch: 2,
+            ttl_s: 3_600,
+        },
+        Seed {
+            key: org.clone(),
+            used: 90,
+            epoch: 0,
+            ttl_s: 3_600,
+        },
+    ];
+    store.seed(&markers, &seeds).await.unwrap();
+    let settled = settle(store.as_ref(), &correction).await;
+    assert_eq!(settled.used, vec![30, 115], "corrected from the history");
+    assert_eq!(
+        store.snapshot(&[user, org]).await.unwrap(),
+        vec![
+            Some(Snapshot { used: 30, epoch: 3 }),
+            Some(Snapshot {
+                used: 115,
+                epoch: 0
+            })
+        ]
+    );
+}
+
+async fn a_settlement_releases_the_requests_gauge_slots(store: Arc<dyn CounterStore>) {
+    let root = "settle-gauge";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let now = Utc::now().timestamp();
+    let acquire = |id: &str| Call {
+        mode: CallMode::Check,
+        now,
+        markers: vec![],
+        ops: vec![gauge(root, 1, 1)],
+        lease: Some(lease(root, id)),
+    };
+    assert!(run(store.as_ref(), &acquire("a")).await.admitted);
+    assert!(!run(store.as_ref(), &acquire("b")).await.admitted, "full");
+    let counter = key(root, root, 0);
+    let done = Settlement {
+        id_key: settlement_key(root, "done"),
+        markers,
+        moves: vec![moved(&counter, Change::Add(3))],
+        release: Some(Release {
+            record_key: lease_record_key(root, "a"),
+            request_id: "a".into(),
+        }),
+    };
+    assert_eq!(
+        settle(store.as_ref(), &done).await,
+        Settled {
+            used: vec![3],
+            released: 1
+        }
+    );
+    assert!(run(store.as_ref(), &acquire("b")).await.admitted);
+    // The release is idempotent: a second one finds nothing.
+    let again = Settlement {
+        id_key: settlement_key(root, "again"),
+        markers: vec![],
+        moves: vec![],
+        release: done.release.clone(),
+    };
+    assert_eq!(settle(store.as_ref(), &again).await.released, 0);
+    assert!(
+        !run(store.as_ref(), &acquire("c")).await.admitted,
+        "b still holds the only slot"
+    );
+}
+
+async fn a_settlement_is_applied_once_per_id(store: Arc<dyn CounterStore>) {
+    let root = "settle-once";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (topped, refunded) = (key(root, root, 0), key(root, root, 60));
+    run(
+        store.as_ref(),
+        &call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(std::slice::from_ref(&refunded), 10, 100)],
+        ),
+    )
+    .await;
+    let first = Settlement {
+        id_key: settlement_key(root, "s-1"),
+        markers,
+        moves: vec![
+            moved(&topped, Change::Add(7)),
+            moved(&refunded, Change::Refund(4)),
+        ],
+        release: None,
+    };
+    assert_eq!(settle(store.as_ref(), &first).await.used, vec![7, 6]);
+    let after_first = vec![
+        Some(Snapshot { used: 7, epoch: 0 }),
+        Some(Snapshot { used: 6, epoch: 1 }),
+    ];
+    // The retry of a settlement whose answer was lost changes nothing, not even epochs.
+    for _ in 0..2 {
+        assert_eq!(
+            store.settle(&first).await.unwrap(),
+            SettleReply::Done(SettleOutcome::Duplicate)
+        );
+    }
+    let keys = [topped.clone(), refunded.clone()];
+    assert_eq!(store.snapshot(&keys).await.unwrap(), after_first);
+    // Another settlement of the same amounts counts again.
+    let second = renamed(&first, root, "s-2");
+    assert_eq!(settle(store.as_ref(), &second).await.used, vec![14, 2]);
+    // So does one under the same id in another tenant tree.
+    let other_root = "settle-once-other";
+    let other_markers = seeded(store.as_ref(), other_root, &[other_root]).await;
+    let other = Settlement {
+        id_key: settlement_key(other_root, "s-1"),
+        markers: other_markers,
+        moves: vec![moved(&key(other_root, other_root, 0), Change::Add(1))],
+        release: None,
+    };
+    assert_eq!(settle(store.as_ref(), &other).await.used, vec![1]);
+}
+
+async fn a_settlement_refused_for_a_reseed_is_applied_once_after_it(store: Arc<dyn CounterStore>) {
+    let root = "settle-once-lost";
+    let markers = vec![marker_key(root, root)];
+    let counter = key(root, root, 0);
+    let settlement = Settlement {
+        id_key: settlement_key(root, "s"),
+        markers: markers.clone(),
+        moves: vec![moved(&counter, Change::Add(5))],
+        release: None,
+    };
+    assert_eq!(
+        store.settle(&settlement).await.unwrap(),
+        SettleReply::NeedsSeed(vec![0])
+    );
+    let seeds = [Seed {
+        key: counter.clone(),
+        used: 20,
+        epoch: 0,
+        ttl_s: 3_600,
+    }];
+    store.seed(&markers, &seeds).await.unwrap();
+    // The refusal did not remember the id: the retry after the re-seed is applied…
+    assert_eq!(settle(store.as_ref(), &settlement).await.used, vec![25]);
+    // …exactly once.
+    assert_eq!(
+        store.settle(&settlement).await.unwrap(),
+        SettleReply::Done(SettleOutcome::Duplicate)
+    );
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![25]);
+}
+
+async fn a_duplicate_settlement_releases_nothing(store: Arc<dyn CounterStore>) {
+    let root = "settle-once-gauge";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let now = Utc::now().timestamp();
+    let acquire = |id: &str| Call {
+        mode: CallMode::Check,
+        now,
+        markers: vec![],
+        ops: vec![gauge(root, 1, 1)],
+        lease: Some(lease(root, id)),
+    };
+    assert!(run(store.as_ref(), &acquire("a")).await.admitted);
+    let counter = key(root, root, 0);
+    let done = Settlement {
+        id_key: settlement_key(root, "done"),
+        markers,
+        moves: vec![moved(&counter, Change::Add(3))],
+        release: Some(Release {
+            record_key: lease_record_key(root, "a"),
+            request_id: "a".into(),
+        }),
+    };
+    assert_eq!(settle(store.as_ref(), &done).await.released, 1);
+    // The request id holds a slot again; the retry of `done` leaves it held.
+    assert!(run(store.as_ref(), &acquire("a")).await.admitted);
+    assert_eq!(
+        store.settle(&done).await.unwrap(),
+        SettleReply::Done(SettleOutcome::Duplicate)
+    );
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![3]);
+    assert!(
+        !run(store.as_ref(), &acquire("b")).await.admitted,
+        "a still holds the only slot"
+    );
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -571,6 +1068,15 @@ for_every_store!(
     gauge_slots_are_held_until_released,
     adjustments_change_usage_and_bump_epochs,
     snapshots_read_counters_of_many_trees,
+    a_settled_top_up_counts_fully_past_the_hard_limit,
+    a_refund_never_goes_below_zero,
+    a_refund_checked_in_a_previous_calendar_window_leaves_the_current_one_alone,
+    a_refund_in_the_window_of_its_check_is_exact,
+    a_settlement_on_a_store_that_lost_its_counters_reseeds_first,
+    a_settlement_releases_the_requests_gauge_slots,
+    a_settlement_is_applied_once_per_id,
+    a_settlement_refused_for_a_reseed_is_applied_once_after_it,
+    a_duplicate_settlement_releases_nothing,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {
@@ -792,4 +1298,38 @@ async fn counters_expire_when_told_and_scripts_survive_a_flush() {
         .await
         .unwrap();
     assert!(ttl > 30 * 86_400, "a new window refreshes it ({ttl})");
+}
+
+#[tokio::test]
+async fn a_settlement_id_is_remembered_for_an_hour_then_forgotten() {
+    let url = shared::redis_url().unwrap();
+    let store = RedisStore::new(&url).unwrap();
+    let root = "settle-id-ttl";
+    let markers = seeded(&store, root, &[root]).await;
+    let counter = key(root, root, 0);
+    let settlement = Settlement {
+        id_key: settlement_key(root, "s"),
+        markers,
+        moves: vec![moved(&counter, Change::Add(2))],
+        release: None,
+    };
+    settle(&store, &settlement).await;
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(&settlement.id_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (SETTLEMENT_ID_TTL_S - 10..=SETTLEMENT_ID_TTL_S).contains(&ttl),
+        "ttl {ttl}"
+    );
+    // Once the id is forgotten, the same settlement is a new one.
+    let _: () = ::redis::cmd("DEL")
+        .arg(&settlement.id_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(settle(&store, &settlement).await.used, vec![4]);
 }

@@ -1,11 +1,14 @@
-//! `POST /v1/check` and `POST /v1/release`: what the Envoy filter calls (SPEC §3).
+//! `POST /v1/check`, `POST /v1/settle` and `POST /v1/release`: what the Envoy filter
+//! calls (SPEC §3).
 
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use tollgate_protocol::{CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse};
+use tollgate_protocol::{
+    CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse, SettleRequest, SettleResponse,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,6 +23,7 @@ const DEADLINE_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(check))
+        .routes(routes!(settle))
         .routes(routes!(release))
 }
 
@@ -61,6 +65,44 @@ async fn check(
     let result = decision::check(&state, &request, deadline(&state, &headers)).await;
     timer.observe_duration();
     result.map(Json)
+}
+
+/// Settle what a counted request really cost, once it is over.
+///
+/// Signed corrections per resource, applied at every level of the tenant's chain in one
+/// atomic step, never rejected: a positive amount is counted even past the hard limit
+/// (the upstream already did the work; the next checks reject), a negative one refunds
+/// what the check reserved, never below zero and only in the window the check counted
+/// it in (`checked_at_ms`). Gauges are refused (422): release them with
+/// `release_request_id`, which gives back the request's slots in the same step. An
+/// unknown tenant answers `released: 0` and changes nothing.
+///
+/// Idempotent by `id` (for an hour): a retry of a settlement already applied — its
+/// answer was lost — changes nothing and answers `released: 0`.
+#[utoipa::path(
+    post, path = "/v1/settle", tag = "decisions",
+    request_body = SettleRequest,
+    params(("x-envoy-expected-rq-timeout-ms" = Option<u64>, Header,
+        description = "How long the caller waits; definitions are not awaited longer.")),
+    responses(
+        (status = 200, description = "Settled", body = SettleResponse),
+        (status = 400, response = super::Malformed),
+        (status = 422, description = "An invalid value (a gauge resource, no checked_at_ms, a bad id); nothing changed",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or the definitions unavailable; nothing changed",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn settle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<ApiJson<SettleRequest>, ApiError>,
+) -> Result<Json<SettleResponse>, ApiError> {
+    // A body that does not parse is counted too: a filter sending them loses billing.
+    let ApiJson(request) = body.inspect_err(|_| decision::count_settlement(&state, "invalid"))?;
+    decision::settle(&state, &request, deadline(&state, &headers))
+        .await
+        .map(Json)
 }
 
 /// Give back the gauge slots (`concurrent_requests`) a finished request holds.

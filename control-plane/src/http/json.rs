@@ -1,6 +1,7 @@
 //! JSON bodies and query strings with problem+json rejections: a malformed body or
 //! query, or a body not sent as JSON, is a 400; a body of the wrong shape a 422 naming
-//! the field (`limits[0].quota`), found with `serde_path_to_error`.
+//! the field (`limits[0].quota`), found with `serde_path_to_error` — a missing field
+//! too, although serde puts it in the message rather than the path.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -44,6 +45,16 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
+/// The field a serde "missing field `name`" message names, under `path` (`.` is the top).
+fn missing_field(path: &str, message: &str) -> Option<String> {
+    let (name, _) = message.strip_prefix("missing field `")?.split_once('`')?;
+    Some(if path == "." {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    })
+}
+
 /// Parses `bytes` as `T`, classifying failures as 400 (not JSON) or 422 (wrong shape).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -51,10 +62,12 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
-            Category::Data => ApiError::Validation {
-                field: (path != ".").then_some(path),
-                message: inner.to_string(),
-            },
+            Category::Data => {
+                let message = inner.to_string();
+                let field =
+                    missing_field(&path, &message).or_else(|| (path != ".").then_some(path));
+                ApiError::Validation { field, message }
+            }
             Category::Syntax | Category::Eof | Category::Io => {
                 ApiError::BadRequest(format!("malformed JSON: {inner}"))
             }
@@ -132,6 +145,20 @@ mod tests {
         assert!(
             matches!(&error, ApiError::Validation { field: Some(f), .. } if f == "limits[1].quota"),
             "{error:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_named_with_its_path() {
+        let top = parse::<Body>(br#"{}"#).unwrap_err();
+        assert!(
+            matches!(&top, ApiError::Validation { field: Some(f), .. } if f == "limits"),
+            "{top:?}"
+        );
+        let deep = parse::<Body>(br#"{"limits":[{}]}"#).unwrap_err();
+        assert!(
+            matches!(&deep, ApiError::Validation { field: Some(f), .. } if f == "limits[0].quota"),
+            "{deep:?}"
         );
     }
 

@@ -143,6 +143,8 @@ async fn metrics_are_prometheus_text_with_every_series_from_the_start() {
     let text = body.as_str().unwrap();
     for series in [
         r#"tollgate_checks_total{decision="allow"} 0"#,
+        r#"tollgate_settlements_total{outcome="settled"} 0"#,
+        r#"tollgate_settlements_total{outcome="duplicate"} 0"#,
         r#"tollgate_store_errors_total{store="postgres"} 0"#,
         r#"tollgate_definition_cache_total{result="stale"} 0"#,
         "tollgate_history_flush_lag_seconds",
@@ -165,4 +167,29 @@ async fn unknown_routes_and_methods_are_problems_too() {
     let (status, _, body) = send(&state(), get("/v1/check")).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn the_settle_endpoint_is_documented_with_its_bodies() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let settle = &document["paths"]["/v1/settle"]["post"];
+    assert_eq!(
+        settle["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SettleRequest"
+    );
+    let schemas = &document["components"]["schemas"];
+    let required = schemas["SettleRequest"]["required"].as_array().unwrap();
+    assert!(required.contains(&json!("checked_at_ms")), "{required:?}");
+    assert!(required.contains(&json!("id")), "{required:?}");
+    assert!(schemas["SettleResponse"]["properties"]["released"].is_object());
+    assert!(schemas["CheckRequest"]["properties"]["shadow"].is_object());
+}
+
+#[tokio::test]
+async fn a_settlement_without_checked_at_ms_names_the_field() {
+    let body = r#"{"id":"s1","tenant":"acme","amounts":{"tokens":5}}"#;
+    let (status, content_type, body) = send(&state(), post("/v1/settle", body, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["invalid-params"][0]["name"], "checked_at_ms");
 }

@@ -10,8 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::Utc;
 
 use super::{
-    validate_call, Adjustment, Call, CallMode, CounterStore, OpKind, Outcome, Reply, Seed,
-    Snapshot, StoreFuture, COUNTER_MAX, MARKER_TTL_S,
+    validate_call, validate_settlement, Adjustment, Call, CallMode, Change, CounterStore, OpKind,
+    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture,
+    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// One stored value and the unix second it expires at.
@@ -28,6 +29,8 @@ enum Value {
     Record {
         gauges: BTreeSet<String>,
     },
+    /// The id key of an applied settlement.
+    Applied,
 }
 
 type Entries = HashMap<String, (Value, i64)>;
@@ -68,6 +71,35 @@ fn leases(entries: &Entries, key: &str, now: i64) -> BTreeMap<String, u64> {
     }
 }
 
+/// Indices of the markers of `markers` that do not exist.
+fn missing_markers(entries: &Entries, markers: &[String]) -> Vec<usize> {
+    markers
+        .iter()
+        .enumerate()
+        .filter(|(_, key)| live(entries, key).is_none())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Gives back every gauge slot the request recorded at `record_key` holds, as
+/// `lease.lua` does. Returns how many gauges it released.
+fn release_held(entries: &mut Entries, record_key: &str, request_id: &str) -> u64 {
+    let gauges = match live(entries, record_key) {
+        Some(Value::Record { gauges }) => gauges.clone(),
+        _ => BTreeSet::new(),
+    };
+    let mut released = 0;
+    for key in gauges {
+        if let Some((Value::Gauge { leases }, _)) = entries.get_mut(&key) {
+            if leases.remove(request_id).is_some() {
+                released += 1;
+            }
+        }
+    }
+    entries.remove(record_key);
+    released
+}
+
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
@@ -86,13 +118,7 @@ impl MemoryStore {
 
     fn run(&self, call: &Call) -> Reply {
         let mut entries = self.lock();
-        let missing: Vec<usize> = call
-            .markers
-            .iter()
-            .enumerate()
-            .filter(|(_, key)| live(&entries, key).is_none())
-            .map(|(i, _)| i)
-            .collect();
+        let missing = missing_markers(&entries, &call.markers);
         if !missing.is_empty() {
             return Reply::NeedsSeed(missing);
         }
@@ -268,22 +294,69 @@ impl MemoryStore {
         (before, values.iter().sum())
     }
 
-    fn release_now(&self, record_key: &str, request_id: &str) -> u64 {
+    fn settle_now(&self, settlement: &Settlement) -> SettleReply {
         let mut entries = self.lock();
-        let gauges = match live(&entries, record_key) {
-            Some(Value::Record { gauges }) => gauges.clone(),
-            _ => BTreeSet::new(),
-        };
-        let mut released = 0;
-        for key in gauges {
-            if let Some((Value::Gauge { leases }, _)) = entries.get_mut(&key) {
-                if leases.remove(request_id).is_some() {
-                    released += 1;
-                }
-            }
+        // In the script's order: a duplicate first, then lost counters — and the id is
+        // remembered only when the settlement is applied, never with a "seed" answer.
+        if live(&entries, &settlement.id_key).is_some() {
+            return SettleReply::Done(SettleOutcome::Duplicate);
         }
-        entries.remove(record_key);
-        released
+        let missing = missing_markers(&entries, &settlement.markers);
+        if !missing.is_empty() {
+            return SettleReply::NeedsSeed(missing);
+        }
+        let now = wall_clock();
+        entries.insert(
+            settlement.id_key.clone(),
+            (Value::Applied, now + SETTLEMENT_ID_TTL_S),
+        );
+        let mut used = Vec::with_capacity(settlement.moves.len());
+        for m in &settlement.moves {
+            let expires_at = match entries.get(&m.key) {
+                Some((Value::Counter { .. }, at)) if live(&entries, &m.key).is_some() => Some(*at),
+                _ => None,
+            };
+            let (value, epoch) = counter(&entries, &m.key);
+            let after = match m.change {
+                Change::Add(0) => value,
+                Change::Add(amount) => {
+                    // A new counter refreshes its tenant's marker, as in the script.
+                    if let Some(marker) = m.marker.and_then(|i| settlement.markers.get(i)) {
+                        if value == 0 {
+                            entries.insert(marker.clone(), (Value::Marker, now + MARKER_TTL_S));
+                        }
+                    }
+                    let sum = value.saturating_add(amount).min(COUNTER_MAX);
+                    let counter = Value::Counter { used: sum, epoch };
+                    entries.insert(m.key.clone(), (counter, now + m.ttl_s));
+                    sum
+                }
+                Change::Refund(amount) => match expires_at {
+                    Some(at) if value > 0 && amount > 0 => {
+                        // Usage went down: a newer epoch, so that no snapshot taken
+                        // before can bring the refunded usage back into the history.
+                        let rest = value.saturating_sub(amount);
+                        let counter = Value::Counter {
+                            used: rest,
+                            epoch: epoch + 1,
+                        };
+                        entries.insert(m.key.clone(), (counter, at));
+                        rest
+                    }
+                    _ => value,
+                },
+            };
+            used.push(after);
+        }
+        let released = match &settlement.release {
+            Some(r) => release_held(&mut entries, &r.record_key, &r.request_id),
+            None => 0,
+        };
+        SettleReply::Done(SettleOutcome::Applied(Settled { used, released }))
+    }
+
+    fn release_now(&self, record_key: &str, request_id: &str) -> u64 {
+        release_held(&mut self.lock(), record_key, request_id)
     }
 
     fn snapshot_now(&self, keys: &[String]) -> Vec<Option<Snapshot>> {
@@ -319,6 +392,13 @@ impl CounterStore for MemoryStore {
         ttl_s: i64,
     ) -> StoreFuture<'a, (u64, u64)> {
         Box::pin(async move { Ok(self.adjust_now(keys, adjustment, ttl_s)) })
+    }
+
+    fn settle<'a>(&'a self, settlement: &'a Settlement) -> StoreFuture<'a, SettleReply> {
+        Box::pin(async move {
+            validate_settlement(settlement)?;
+            Ok(self.settle_now(settlement))
+        })
     }
 
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {

@@ -6,13 +6,17 @@
 //! level of a request. Either each stays within its cap and all are counted, or nothing
 //! changes. And a store that lost its counters says so (a missing seed marker) instead
 //! of counting from zero, so the caller re-seeds them from the persisted history first.
+//! A settlement (what a counted request really cost, once it is over) is one atomic step
+//! too, and is never applied to counters the store lost.
 //!
 //! Key layout, every key of one tenant tree sharing the hash tag `{root}`:
 //! - `tollgate:{root}:c:<tenant>:<resource>:<series>:<window start>` — a window counter,
 //!   a hash: `u` usage, `e` epoch (bumped by resets and adjustments);
 //! - `tollgate:{root}:g:<tenant>:<resource>` / `…:h:…` — a gauge's leases and holdings;
 //! - `tollgate:{root}:s:<tenant>` — the tenant's seed marker;
-//! - `tollgate:{root}:l:<request id>` — the gauges one request holds.
+//! - `tollgate:{root}:l:<request id>` — the gauges one request holds;
+//! - `tollgate:{root}:d:<settlement id>` — a settlement applied lately (a retry of it is
+//!   a duplicate).
 //!
 //! The one-letter kind right after the hash tag keeps the kinds apart even though tenant
 //! ids may contain `:`; resource names and series cannot.
@@ -31,6 +35,12 @@ pub const COUNTER_MAX: u64 = i64::MAX as u64;
 
 /// How long a seed marker lives without a check refreshing it: longer than any window.
 pub const MARKER_TTL_S: i64 = 40 * 86_400;
+
+/// How long the id of an applied settlement is remembered, so that a retry of it
+/// changes nothing: longer than the filter's whole retry span (at most 5 attempts, each
+/// answered within 10 s — about a minute), with room for a slow queue, and short enough
+/// that the keys of busy tenants do not pile up.
+pub const SETTLEMENT_ID_TTL_S: i64 = 3_600;
 
 /// A boxed future, because `async fn` in a trait cannot be called through `dyn`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -53,6 +63,11 @@ pub fn marker_key(root: &str, tenant: &str) -> String {
 /// The key of the record of the gauges a request holds.
 pub fn lease_record_key(root: &str, request_id: &str) -> String {
     format!("tollgate:{{{root}}}:l:{request_id}")
+}
+
+/// The key remembering that the settlement `id` of the tree `root` was applied.
+pub fn settlement_key(root: &str, id: &str) -> String {
+    format!("tollgate:{{{root}}}:d:{id}")
 }
 
 /// Whether a call counts or only reads.
@@ -122,15 +137,21 @@ pub struct Call {
     pub lease: Option<Lease>,
 }
 
-/// What a call found.
+/// What a store call that counts found: markers missing, or its result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// These markers (indices into [`Call::markers`]) are missing: re-seed, then retry.
+pub enum Seeded<T> {
+    /// These markers (indices into the call's markers) are missing: re-seed, then retry.
     /// Nothing was changed.
     NeedsSeed(Vec<usize>),
     /// The call ran.
-    Done(Outcome),
+    Done(T),
 }
+
+/// What a [`Call`] found.
+pub type Reply = Seeded<Outcome>;
+
+/// What a [`Settlement`] found.
+pub type SettleReply = Seeded<SettleOutcome>;
 
 /// What a call did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +165,78 @@ pub struct Outcome {
     /// For window ops, the position of the oldest counter that holds usage (for
     /// rolling windows: when usage starts to free up).
     pub oldest: Vec<Option<usize>>,
+}
+
+/// What a settlement does to one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add unconditionally, up to [`COUNTER_MAX`]: the upstream already did the work, so
+    /// it is counted even past the hard limit.
+    Add(u64),
+    /// Take back up to this much, never going below zero. A counter that does not exist
+    /// (its window is over, or nothing was counted) is left alone.
+    Refund(u64),
+}
+
+/// One counter a settlement moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The counter key ([`counter_key`]).
+    pub key: String,
+    /// What happens to it.
+    pub change: Change,
+    /// Seconds the counter lives after an addition, as after a check; a refund keeps the
+    /// counter's expiry.
+    pub ttl_s: i64,
+    /// The seed marker (index into [`Settlement::markers`]) of the counter's tenant:
+    /// refreshed when an addition starts the counter, as a check does.
+    pub marker: Option<usize>,
+}
+
+/// Gauge slots to give back with a settlement, as [`CounterStore::release`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The request's lease record ([`lease_record_key`]).
+    pub record_key: String,
+    /// The request id the slots are held under.
+    pub request_id: String,
+}
+
+/// One atomic settlement over the counters of one tenant tree: what a counted request
+/// really cost, once it is over (`POST /v1/settle`). Applied at most once per id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The key remembering that the settlement was applied ([`settlement_key`]): set,
+    /// for [`SETTLEMENT_ID_TTL_S`], in the step that applies it; while it exists, the
+    /// settlement is a duplicate and changes nothing. Not set when a marker is missing,
+    /// so the retry after the re-seed is applied.
+    pub id_key: String,
+    /// Seed markers of the tenants whose counters the moves touch: a lost counter must
+    /// be re-seeded before it is corrected, never corrected from zero.
+    pub markers: Vec<String>,
+    /// The counters, each at most once.
+    pub moves: Vec<Move>,
+    /// Gauge slots released in the same step.
+    pub release: Option<Release>,
+}
+
+/// Whether a settlement was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    /// Applied now.
+    Applied(Settled),
+    /// Applied before (its id key exists): a retry whose answer was lost. Nothing
+    /// changed.
+    Duplicate,
+}
+
+/// What an applied settlement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Each moved counter's usage afterwards, in the order of [`Settlement::moves`].
+    pub used: Vec<u64>,
+    /// How many gauges held a slot for the released request.
+    pub released: u64,
 }
 
 /// One counter to seed from the persisted history.
@@ -236,6 +329,11 @@ pub trait CounterStore: Send + Sync {
         ttl_s: i64,
     ) -> StoreFuture<'a, (u64, u64)>;
 
+    /// Applies a settlement atomically (see [`Settlement`]): every move and the release,
+    /// or nothing when a marker is missing or the settlement was applied before (its id
+    /// key exists). All keys share one hash tag.
+    fn settle<'a>(&'a self, settlement: &'a Settlement) -> StoreFuture<'a, SettleReply>;
+
     /// Releases every gauge the request recorded at `record_key` holds. Idempotent.
     /// Returns how many gauges it released.
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64>;
@@ -246,6 +344,34 @@ pub trait CounterStore: Send + Sync {
 
     /// Whether the store answers, for `/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Checks the shape of a settlement both stores rely on.
+pub(crate) fn validate_settlement(settlement: &Settlement) -> Result<(), StoreError> {
+    if settlement.id_key.is_empty() {
+        return Err(StoreError::Invalid("a settlement needs its id key".into()));
+    }
+    for (i, m) in settlement.moves.iter().enumerate() {
+        let amount = match m.change {
+            Change::Add(amount) | Change::Refund(amount) => amount,
+        };
+        if amount > COUNTER_MAX {
+            return Err(StoreError::Invalid(format!(
+                "amounts are at most {COUNTER_MAX}"
+            )));
+        }
+        if m.marker
+            .is_some_and(|marker| marker >= settlement.markers.len())
+        {
+            return Err(StoreError::Invalid("a move names a missing marker".into()));
+        }
+        if settlement.moves[..i].iter().any(|other| other.key == m.key) {
+            return Err(StoreError::Invalid(
+                "a settlement moves each counter once".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks the shape of a call both stores rely on.

@@ -1,7 +1,7 @@
-//! `/v1/check` and `/v1/release` through the router, with definitions in a real
-//! PostgreSQL and counters in memory (the Redis scripts keep the same contract; see
-//! `counter_store.rs`). The clock is the test's: calendar boundaries are crossed by
-//! setting it, never by sleeping.
+//! `/v1/check`, `/v1/settle` and `/v1/release` through the router, with definitions in a
+//! real PostgreSQL and counters in memory (the Redis scripts keep the same contract; see
+//! `counter_store.rs`) — settlements also in a real Redis. The clock is the test's:
+//! calendar boundaries are crossed by setting it, never by sleeping.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,8 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tollgate_control_plane::bus::{self, Bus, MemoryBus};
-use tollgate_control_plane::store::{CounterStore, MemoryStore};
+use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
+use tollgate_e2e::shared;
 
 use crate::support::{enc, Api};
 
@@ -585,4 +586,451 @@ async fn an_admin_write_on_one_instance_reaches_the_others_cache_within_a_second
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `POST /v1/settle` with `body`.
+async fn settle(api: &Api, body: Value) -> crate::support::Reply {
+    api.send_as(None, Method::POST, "/v1/settle", Some(body))
+        .await
+}
+
+/// `used` of the persisted usage history rows of `tenant` on `resource`, newest first.
+async fn history(api: &Api, tenant: &str, resource: &str) -> Vec<u64> {
+    api.state
+        .flusher
+        .flush(api.state.store.as_ref(), &api.state.repo)
+        .await;
+    let rows = api
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            &format!(
+                "/admin/v1/tenants/{}/usage/history?resource={resource}",
+                enc(tenant)
+            ),
+            None,
+        )
+        .await;
+    rows["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["used"].as_u64().unwrap())
+        .collect()
+}
+
+/// An organization and its app on a metered tier: 100 tokens a month (hard limit) and
+/// five concurrent requests.
+async fn metered_app(api: &Api, org: &str) -> String {
+    tier(
+        api,
+        "metered",
+        json!([
+            {"resource": "tokens", "period": "month", "quota": 100},
+            {"resource": "concurrent_requests", "period": "none", "quota": 5},
+        ]),
+    )
+    .await;
+    tier(
+        api,
+        "org",
+        json!([{"resource": "tokens", "period": "month", "quota": 1000}]),
+    )
+    .await;
+    tenant(api, json!({"id": org, "tier": "org", "overcommit": 1000})).await;
+    let app = format!("{org}/app");
+    tenant(api, json!({"id": app, "parent_id": org, "tier": "metered"})).await;
+    app
+}
+
+async fn settlements_top_up_past_the_hard_limit_and_refund_headroom(api: Api, org: &str) {
+    let app = metered_app(&api, org).await;
+    let checked_at = api.clock.now().timestamp_millis();
+    // The check reserves 50 tokens and holds a concurrent slot.
+    let check = |tokens: u64, id: &str| {
+        json!({"tenant": app, "amounts": {"tokens": tokens, "concurrent_requests": 1},
+               "request_id": id})
+    };
+    let first = api
+        .send_as(None, Method::POST, "/v1/check", Some(check(50, "r1")))
+        .await;
+    assert_eq!(first.body["decision"], "allow", "{}", first.body);
+    assert_eq!(first.body["policy"]["resource"], "tokens");
+
+    // The upstream used 120: 70 more than reserved. Counted in full, though past 100.
+    let top_up = settle(
+        &api,
+        json!({"id": "s-r1", "tenant": app, "amounts": {"tokens": 70},
+               "checked_at_ms": checked_at, "release_request_id": "r1"}),
+    )
+    .await;
+    assert_eq!(top_up.status, StatusCode::OK, "{}", top_up.body);
+    assert_eq!(top_up.body, json!({"released": 1}));
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 120), (org.to_string(), 120)]
+    );
+    assert_eq!(history(&api, &app, "tokens").await, vec![120], "billed");
+    let refused = api
+        .send_as(None, Method::POST, "/v1/check", Some(check(1, "r2")))
+        .await;
+    assert_eq!(
+        (
+            refused.body["decision"].clone(),
+            refused.body["policy"]["resource"].clone()
+        ),
+        (json!("reject"), json!("tokens")),
+        "the next request is refused; the released slot is not what binds"
+    );
+
+    // A refund of what another request reserved and did not use restores headroom.
+    let refund = settle(
+        &api,
+        json!({"id": "s-other", "tenant": app, "amounts": {"tokens": -40},
+               "checked_at_ms": checked_at}),
+    )
+    .await;
+    assert_eq!(refund.status, StatusCode::OK, "{}", refund.body);
+    assert_eq!(refund.body["released"], 0);
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 80), (org.to_string(), 80)]
+    );
+    assert_eq!(
+        history(&api, &app, "tokens").await,
+        vec![80],
+        "the refund reaches the history too"
+    );
+    let admitted = api
+        .send_as(None, Method::POST, "/v1/check", Some(check(1, "r3")))
+        .await;
+    assert_ne!(admitted.body["decision"], "reject", "{}", admitted.body);
+
+    // A refund of a request checked last month gives this month nothing.
+    api.clock
+        .set(Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 5).unwrap());
+    let late = settle(
+        &api,
+        json!({"id": "s-late", "tenant": app, "amounts": {"tokens": -40},
+               "checked_at_ms": checked_at}),
+    )
+    .await;
+    assert_eq!(late.status, StatusCode::OK, "{}", late.body);
+    api.send_as(None, Method::POST, "/v1/check", Some(check(10, "r4")))
+        .await;
+    assert_eq!(used(&api, &app, "tokens").await[0], (app.clone(), 10));
+
+    let settlements = &api.state.metrics.settlements;
+    assert_eq!(settlements.with_label_values(&["settled"]).get(), 3);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn settlements_top_up_past_the_hard_limit_and_refund_headroom_in_memory(pool: PgPool) {
+    settlements_top_up_past_the_hard_limit_and_refund_headroom(Api::new(pool), "mem").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn settlements_top_up_past_the_hard_limit_and_refund_headroom_in_redis(pool: PgPool) {
+    let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
+    let api = Api::over(pool, Arc::new(store), Arc::new(MemoryBus::default()));
+    settlements_top_up_past_the_hard_limit_and_refund_headroom(api, "settle-redis").await;
+}
+
+async fn a_settlement_posted_twice_counts_once(api: Api, org: &str) {
+    let app = metered_app(&api, org).await;
+    let checked_at = api.clock.now().timestamp_millis();
+    let check = json!({"tenant": app, "amounts": {"tokens": 10, "concurrent_requests": 1},
+                       "request_id": "r1"});
+    let checked = api
+        .send_as(None, Method::POST, "/v1/check", Some(check))
+        .await;
+    assert_eq!(checked.body["decision"], "allow", "{}", checked.body);
+    let body = json!({"id": "r1-settle", "tenant": app, "amounts": {"tokens": 30},
+                      "checked_at_ms": checked_at, "release_request_id": "r1"});
+    let first = settle(&api, body.clone()).await;
+    assert_eq!(
+        (first.status, first.body),
+        (StatusCode::OK, json!({"released": 1}))
+    );
+    // The filter did not get the answer (a timeout, a reset connection) and retries.
+    for _ in 0..2 {
+        let retry = settle(&api, body.clone()).await;
+        assert_eq!(
+            (retry.status, retry.body),
+            (StatusCode::OK, json!({"released": 0}))
+        );
+    }
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 40), (org.to_string(), 40)],
+        "counted once"
+    );
+    assert_eq!(history(&api, &app, "tokens").await, vec![40]);
+    // Another settlement of the same amounts counts again.
+    let mut other = body.clone();
+    other["id"] = json!("r2-settle");
+    let second = settle(&api, other).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 70), (org.to_string(), 70)]
+    );
+    let settlements = &api.state.metrics.settlements;
+    assert_eq!(settlements.with_label_values(&["settled"]).get(), 2);
+    assert_eq!(settlements.with_label_values(&["duplicate"]).get(), 2);
+    assert_eq!(api.state.metrics.releases.get(), 1, "released once");
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_settlement_posted_twice_counts_once_in_memory(pool: PgPool) {
+    a_settlement_posted_twice_counts_once(Api::new(pool), "mem").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_settlement_posted_twice_counts_once_in_redis(pool: PgPool) {
+    let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
+    let api = Api::over(pool, Arc::new(store), Arc::new(MemoryBus::default()));
+    a_settlement_posted_twice_counts_once(api, "settle-twice-redis").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPool) {
+    let store = Arc::new(MemoryStore::new());
+    let api = Api::over(pool, store.clone(), Arc::new(MemoryBus::default()));
+    let app = metered_app(&api, "acme").await;
+    let checked_at = api.clock.now().timestamp_millis();
+    api.check(&app, json!({"tokens": 10})).await;
+    assert_eq!(history(&api, &app, "tokens").await, vec![10], "persisted");
+    // Redis restarts empty: the settlement is refused for a re-seed inside the control
+    // plane, which re-seeds from the history and applies it — once.
+    store.clear();
+    let seeds_before = api.state.metrics.seeds.get();
+    let body = json!({"id": "s-lost", "tenant": app, "amounts": {"tokens": 5},
+                      "checked_at_ms": checked_at});
+    for _ in 0..2 {
+        let reply = settle(&api, body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.body),
+            (StatusCode::OK, json!({"released": 0}))
+        );
+    }
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 15), ("acme".to_string(), 15)]
+    );
+    let settlements = &api.state.metrics.settlements;
+    assert_eq!(settlements.with_label_values(&["settled"]).get(), 1);
+    assert_eq!(settlements.with_label_values(&["duplicate"]).get(), 1);
+    assert_eq!(
+        api.state.metrics.seeds.get() - seeds_before,
+        2,
+        "the app and its organization, re-seeded once"
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn invalid_settlements_are_refused_naming_the_field_and_change_nothing(pool: PgPool) {
+    let api = Api::new(pool);
+    let app = metered_app(&api, "acme").await;
+    tier(
+        &api,
+        "slots",
+        json!([{"resource": "slots", "period": "none", "quota": 3}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "slotted", "tier": "slots"})).await;
+    api.check(&app, json!({"tokens": 10})).await;
+    let at = api.clock.now().timestamp_millis();
+    for (body, field) in [
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5, "concurrent_requests": 1},
+                   "checked_at_ms": at}),
+            "amounts.concurrent_requests",
+        ),
+        (
+            json!({"id": "s1", "tenant": "slotted", "amounts": {"slots": -1}, "checked_at_ms": at}),
+            "amounts.slots",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}}),
+            "checked_at_ms",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": -1}),
+            "checked_at_ms",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": u64::MAX}),
+            "checked_at_ms",
+        ),
+        (
+            json!({"id": "s1", "tenant": "a b", "amounts": {"tokens": 5}, "checked_at_ms": at}),
+            "tenant",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {}, "checked_at_ms": at}),
+            "amounts",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"Bad:Name": 5}, "checked_at_ms": at}),
+            "amounts.Bad:Name",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 1.5}, "checked_at_ms": at}),
+            "amounts.tokens",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at,
+                   "release_request_id": "{x}"}),
+            "release_request_id",
+        ),
+        (
+            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at,
+                   "roles": ["has space"]}),
+            "roles[0]",
+        ),
+        (
+            json!({"tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
+            "id",
+        ),
+        (
+            json!({"id": "", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
+            "id",
+        ),
+        (
+            json!({"id": "has space", "tenant": app, "amounts": {"tokens": 5},
+                   "checked_at_ms": at}),
+            "id",
+        ),
+        (
+            json!({"id": "x".repeat(129), "tenant": app, "amounts": {"tokens": 5},
+                   "checked_at_ms": at}),
+            "id",
+        ),
+        (
+            json!({"id": 7, "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
+            "id",
+        ),
+    ] {
+        let reply = settle(&api, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(reply.headers["content-type"], "application/problem+json");
+        assert_eq!(reply.body["invalid-params"][0]["name"], field, "{body}");
+    }
+    let not_json = api.send_as(None, Method::POST, "/v1/settle", None).await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_eq!(not_json.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        used(&api, &app, "tokens").await,
+        vec![(app.clone(), 10), ("acme".into(), 10)],
+        "nothing was settled"
+    );
+
+    // A tenant nobody gave a tier was never counted: nothing to settle.
+    let stranger = settle(
+        &api,
+        json!({"id": "s1", "tenant": "stranger", "amounts": {"tokens": 5},
+               "checked_at_ms": at, "release_request_id": "r1"}),
+    )
+    .await;
+    assert_eq!(
+        (stranger.status, stranger.body.clone()),
+        (StatusCode::OK, json!({"released": 0}))
+    );
+    let settlements = &api.state.metrics.settlements;
+    assert_eq!(settlements.with_label_values(&["invalid"]).get(), 17);
+    assert_eq!(settlements.with_label_values(&["unknown_tenant"]).get(), 1);
+    assert_eq!(settlements.with_label_values(&["settled"]).get(), 0);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_shadow_check_past_the_hard_limit_is_counted_with_a_warning(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "two",
+        json!([{"resource": "requests", "period": "day", "quota": 2}]),
+    )
+    .await;
+    tier(
+        &api,
+        "roomy",
+        json!([{"resource": "requests", "period": "day", "quota": 100}]),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org", "tier": "roomy", "overcommit": 1000}),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org/app", "parent_id": "org", "tier": "two"}),
+    )
+    .await;
+    tenant(
+        &api,
+        json!({"id": "org/off", "parent_id": "org", "tier": "two", "mode": "off"}),
+    )
+    .await;
+    let shadow =
+        |tenant: &str| json!({"tenant": tenant, "amounts": {"requests": 1}, "shadow": true});
+    let mut last = Value::Null;
+    for _ in 0..3 {
+        let reply = api
+            .send_as(None, Method::POST, "/v1/check", Some(shadow("org/app")))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        last = reply.body;
+    }
+    assert_eq!(
+        (
+            last["decision"].clone(),
+            last["shadow_reject"].clone(),
+            last["policy"]["used"].clone()
+        ),
+        (json!("warn"), json!(true), json!(3))
+    );
+    assert_eq!(
+        used(&api, "org/app", "requests").await,
+        vec![("org/app".into(), 3), ("org".into(), 3)],
+        "counted past the hard limit"
+    );
+    // Without the flag the tenant's limit is enforced again.
+    assert_eq!(
+        api.check("org/app", json!({"requests": 1})).await["decision"],
+        "reject"
+    );
+    // An off level stays off: not counted, even in shadow.
+    for _ in 0..3 {
+        api.send_as(None, Method::POST, "/v1/check", Some(shadow("org/off")))
+            .await;
+    }
+    assert_eq!(
+        used(&api, "org/off", "requests").await,
+        vec![("org/off".into(), 0), ("org".into(), 6)]
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_settlement_while_redis_is_down_is_a_503_problem(pool: PgPool) {
+    let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
+    let api = Api::over(pool, Arc::new(down), Arc::new(MemoryBus::default()));
+    let app = metered_app(&api, "acme").await;
+    let at = api.clock.now().timestamp_millis();
+    let reply = settle(
+        &api,
+        json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(reply.body["code"], "unavailable");
+    let settlements = &api.state.metrics.settlements;
+    assert_eq!(settlements.with_label_values(&["unavailable"]).get(), 1);
 }

@@ -18,8 +18,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{
-    validate_call, Adjustment, Call, CallMode, CounterStore, OpKind, Outcome, Reply, Seed,
-    Snapshot, StoreError, StoreFuture, COUNTER_MAX, MARKER_TTL_S,
+    validate_call, validate_settlement, Adjustment, Call, CallMode, Change, CounterStore, OpKind,
+    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
+    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// How many tenant trees a snapshot reads at once.
@@ -72,6 +73,7 @@ pub struct RedisStore {
     accounting: Script,
     seed: Script,
     adjust: Script,
+    settle: Script,
     release: Script,
 }
 
@@ -116,7 +118,15 @@ impl RedisStore {
                 include_str!("../decimal.lua"),
                 include_str!("../adjust.lua")
             )),
-            release: Script::new(include_str!("../release.lua")),
+            settle: Script::new(concat!(
+                include_str!("../decimal.lua"),
+                include_str!("../lease.lua"),
+                include_str!("../settle.lua")
+            )),
+            release: Script::new(concat!(
+                include_str!("../lease.lua"),
+                include_str!("../release.lua")
+            )),
         }
     }
 
@@ -233,6 +243,48 @@ impl RedisStore {
         }
     }
 
+    async fn settle_counters(&self, settlement: &Settlement) -> Result<SettleReply, StoreError> {
+        validate_settlement(settlement)?;
+        let Settlement {
+            id_key,
+            markers,
+            moves,
+            release,
+        } = settlement;
+        let mut script = self.settle.prepare_invoke();
+        for marker in markers {
+            script.key(marker);
+        }
+        for m in moves {
+            script.key(&m.key);
+        }
+        script.key(id_key);
+        if let Some(release) = release {
+            script.key(&release.record_key);
+        }
+        script
+            .arg(markers.len())
+            .arg(MARKER_TTL_S)
+            .arg(moves.len())
+            .arg(COUNTER_MAX)
+            .arg(release.as_ref().map_or("", |r| r.request_id.as_str()))
+            .arg(SETTLEMENT_ID_TTL_S);
+        for m in moves {
+            let (sign, amount) = match m.change {
+                Change::Add(amount) => ("+", amount),
+                Change::Refund(amount) => ("-", amount),
+            };
+            script
+                .arg(sign)
+                .arg(amount)
+                .arg(m.ttl_s.max(1))
+                .arg(m.marker.map_or(0, |i| i + 1));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = script.invoke_async(&mut conn).await?;
+        parse_settle_reply(&reply, moves.len())
+    }
+
     async fn release_leases(&self, record_key: &str, request_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         Ok(self
@@ -343,6 +395,41 @@ fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
     }))
 }
 
+/// `{"duplicate"}`, `{"seed", K, K marker indices}` or `{"ok", released, used_1..used_n}`.
+fn parse_settle_reply(reply: &[String], moves: usize) -> Result<SettleReply, StoreError> {
+    let bad = || StoreError::Protocol(format!("unexpected settle reply {reply:?}"));
+    if let [status] = reply {
+        return match status.as_str() {
+            "duplicate" => Ok(SettleReply::Done(SettleOutcome::Duplicate)),
+            _ => Err(bad()),
+        };
+    }
+    let [status, count, rest @ ..] = reply else {
+        return Err(bad());
+    };
+    match status.as_str() {
+        "seed" => {
+            let count: usize = count.parse().map_err(|_| bad())?;
+            let missing = rest
+                .get(..count)
+                .ok_or_else(bad)?
+                .iter()
+                .map(|m| m.parse::<usize>().ok().and_then(|m| m.checked_sub(1)))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(bad)?;
+            Ok(SettleReply::NeedsSeed(missing))
+        }
+        "ok" if rest.len() == moves => Ok(SettleReply::Done(SettleOutcome::Applied(Settled {
+            used: rest
+                .iter()
+                .map(|u| parse_count(u))
+                .collect::<Result<_, _>>()?,
+            released: parse_count(count)?,
+        }))),
+        _ => Err(bad()),
+    }
+}
+
 impl CounterStore for RedisStore {
     fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply> {
         Box::pin(self.run(call))
@@ -359,6 +446,10 @@ impl CounterStore for RedisStore {
         ttl_s: i64,
     ) -> StoreFuture<'a, (u64, u64)> {
         Box::pin(self.adjust_counters(keys, adjustment, ttl_s))
+    }
+
+    fn settle<'a>(&'a self, settlement: &'a Settlement) -> StoreFuture<'a, SettleReply> {
+        Box::pin(self.settle_counters(settlement))
     }
 
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
@@ -408,6 +499,30 @@ mod tests {
         ));
         assert!(matches!(
             parse_reply(&strings(&["ok"]), 0),
+            Err(StoreError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn settle_replies_parse_into_usage_duplicates_or_missing_markers() {
+        let done = parse_settle_reply(&strings(&["ok", "2", "5", "0"]), 2).unwrap();
+        assert_eq!(
+            done,
+            SettleReply::Done(SettleOutcome::Applied(Settled {
+                used: vec![5, 0],
+                released: 2
+            }))
+        );
+        let duplicate = parse_settle_reply(&strings(&["duplicate"]), 2).unwrap();
+        assert_eq!(duplicate, SettleReply::Done(SettleOutcome::Duplicate));
+        assert!(matches!(
+            parse_settle_reply(&strings(&["ok"]), 0),
+            Err(StoreError::Protocol(_))
+        ));
+        let seed = parse_settle_reply(&strings(&["seed", "1", "2"]), 3).unwrap();
+        assert_eq!(seed, SettleReply::NeedsSeed(vec![1]));
+        assert!(matches!(
+            parse_settle_reply(&strings(&["ok", "0", "5"]), 2),
             Err(StoreError::Protocol(_))
         ));
     }
