@@ -5,6 +5,13 @@
 //! callback reports everything buffered so far. Bytes past the reservation are checked
 //! before they are let through, so an over-quota body is refused before the upstream
 //! sees its end, whatever `content-length` said or whether there was one.
+//!
+//! Each check asks ahead, twice as far as the last one (up to [`MAX_GROWTH`] times
+//! `stream_reserve_bytes`): a long upload pauses a handful of times, not once per
+//! chunk, and every pause is a chance for Envoy's buffer to fill (see envoy/README.md).
+
+/// How many times `stream_reserve_bytes` one check may ask ahead at most.
+pub const MAX_GROWTH: u64 = 16;
 
 /// Request body bookkeeping of one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,6 +24,8 @@ pub struct BodyMeter {
     buffered: u64,
     /// Whether the body has ended.
     ended: bool,
+    /// How far the next check asks ahead: twice the last reservation.
+    ahead: u64,
 }
 
 impl BodyMeter {
@@ -35,6 +44,7 @@ impl BodyMeter {
     /// The control plane counted `amount` more bytes for this request.
     pub fn reserve(&mut self, amount: u64) {
         self.reserved = self.reserved.saturating_add(amount);
+        self.ahead = amount.saturating_mul(2);
     }
 
     /// What Envoy holds goes on to the upstream.
@@ -51,14 +61,15 @@ impl BodyMeter {
     }
 
     /// How much to ask for to cover the shortfall: exactly it once the body has ended,
-    /// else at least `ahead` so a streaming body costs one callout per `ahead` bytes.
-    pub fn ask(&self, ahead: u64) -> u64 {
+    /// else at least `base` bytes ahead, growing with each check up to `MAX_GROWTH`
+    /// times `base`.
+    pub fn ask(&self, base: u64) -> u64 {
         let need = self.shortfall();
         if self.ended {
-            need
-        } else {
-            need.max(ahead)
+            return need;
         }
+        let ahead = self.ahead.clamp(base, base.saturating_mul(MAX_GROWTH));
+        need.max(ahead)
     }
 
     /// What the settlement corrects: bytes that reached the upstream minus bytes
@@ -97,6 +108,20 @@ mod tests {
         body.on_data(100, true);
         assert_eq!(body.shortfall(), 46);
         assert_eq!(body.ask(64), 46);
+    }
+
+    #[test]
+    fn a_long_upload_asks_further_ahead_each_time_up_to_a_bound() {
+        let mut body = BodyMeter::default();
+        let mut asks = Vec::new();
+        for _ in 0..7 {
+            body.release();
+            body.on_data(body.reserved - body.released + 1, false);
+            let ask = body.ask(10);
+            asks.push(ask);
+            body.reserve(ask);
+        }
+        assert_eq!(asks, vec![10, 20, 40, 80, 160, 160, 160]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The counters the filter exports as Envoy stats (`wasmcustom.tollgate.<name>` in
-//! Envoy's `/stats`, `envoy_wasmcustom_tollgate_<name>` in `/stats/prometheus`).
+//! Envoy's `/stats`, `tollgate_<name>` in `/stats/prometheus`).
 
 /// One counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -138,8 +138,10 @@ pub struct CostsConfig {
     /// body streams past what was reserved, settled to the bytes seen at the end.
     #[serde(default = "yes")]
     pub request_bytes: bool,
-    /// How many body bytes one check reserves ahead while a body streams beyond what
-    /// `content-length` announced (or without one); fewer near the hard limit.
+    /// How many body bytes the first check reserves ahead while a body streams beyond
+    /// what `content-length` announced (or without one); each further check of the same
+    /// body asks twice as far, up to 16 times this, and exactly what was seen near the
+    /// hard limit.
     #[serde(default = "default_stream_reserve_bytes")]
     pub stream_reserve_bytes: u64,
     /// `response_bytes`: the response body's bytes, settled after the response.
