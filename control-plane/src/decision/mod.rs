@@ -8,11 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tollgate_protocol::resource::CONCURRENT_REQUESTS;
-use tollgate_protocol::{
-    is_valid_tenant_id, CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse,
-    SettleRequest, SettleResponse,
-};
+use tollgate_protocol::{CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse};
 
 use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Select};
 use crate::audit::LimitRef;
@@ -20,146 +16,21 @@ use crate::definitions::Freshness;
 use crate::error::ApiError;
 use crate::model::{Catalog, Chain};
 use crate::resolve::{resolve, Resolved};
-use crate::settlement::{self, SettleError};
 use crate::state::AppState;
 use crate::store::{
-    counter_key, lease_record_key, marker_key, CallMode, Outcome, Release, Seed, Seeded,
-    SettleOutcome, StoreError, COUNTER_MAX,
+    counter_key, lease_record_key, marker_key, CallMode, Outcome, Seed, Seeded, StoreError,
 };
 use crate::window::{Series, Window};
 
-/// At most this many resources in one check.
-const MAX_RESOURCES: usize = 32;
-/// At most this many roles in one check.
-const MAX_ROLES: usize = 32;
+mod settle;
+mod validate;
+
+pub use settle::{count_settlement, settle};
+pub use validate::{is_valid_request_id, is_valid_resource, is_valid_role};
+use validate::{validate, validate_release};
+
 /// How far back usage history can still count (the longest rolling period and a bucket).
 const HISTORY_LOOKBACK_DAYS: i64 = 32;
-
-/// Whether `name` may name a resource: 1–64 characters of `a-z 0-9 _ . -`. No `:`, so
-/// counter keys stay unambiguous.
-pub fn is_valid_resource(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-'
-        })
-}
-
-/// Whether `role` may name a role: 1–128 printable ASCII characters without spaces.
-pub fn is_valid_role(role: &str) -> bool {
-    (1..=128).contains(&role.len()) && role.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Whether `id` may be a request id: 1–128 characters of letters, digits and `._:-`.
-pub fn is_valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
-const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, . and -";
-const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
-const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
-
-fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
-    if roles.len() > MAX_ROLES {
-        return Err(ApiError::field(
-            "roles",
-            format!("at most {MAX_ROLES} roles"),
-        ));
-    }
-    if let Some(i) = roles.iter().position(|r| !is_valid_role(r)) {
-        return Err(ApiError::field(
-            format!("roles[{i}]"),
-            "roles are 1-128 printable characters without spaces",
-        ));
-    }
-    Ok(())
-}
-
-fn validate(request: &CheckRequest) -> Result<(), ApiError> {
-    if !is_valid_tenant_id(&request.tenant) {
-        return Err(ApiError::field("tenant", TENANT_RULE));
-    }
-    if request.amounts.len() > MAX_RESOURCES {
-        return Err(ApiError::field(
-            "amounts",
-            format!("at most {MAX_RESOURCES} resources"),
-        ));
-    }
-    for (resource, &amount) in &request.amounts {
-        if !is_valid_resource(resource) {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                RESOURCE_RULE,
-            ));
-        }
-        if amount > COUNTER_MAX {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                format!("amounts are at most {COUNTER_MAX}"),
-            ));
-        }
-    }
-    validate_roles(&request.roles)?;
-    if let Some(id) = &request.request_id {
-        if !is_valid_request_id(id) {
-            return Err(ApiError::field("request_id", REQUEST_ID_RULE));
-        }
-    }
-    Ok(())
-}
-
-/// Checks a settlement; returns when its check counted.
-fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, ApiError> {
-    // The same alphabet as request ids: the id ends a Redis key, after the hash tag.
-    if !is_valid_request_id(&request.id) {
-        return Err(ApiError::field("id", SETTLEMENT_ID_RULE));
-    }
-    if !is_valid_tenant_id(&request.tenant) {
-        return Err(ApiError::field("tenant", TENANT_RULE));
-    }
-    if request.amounts.is_empty() {
-        return Err(ApiError::field("amounts", "name at least one resource"));
-    }
-    if request.amounts.len() > MAX_RESOURCES {
-        return Err(ApiError::field(
-            "amounts",
-            format!("at most {MAX_RESOURCES} resources"),
-        ));
-    }
-    for (resource, &amount) in &request.amounts {
-        if !is_valid_resource(resource) {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                RESOURCE_RULE,
-            ));
-        }
-        if resource == CONCURRENT_REQUESTS && amount != 0 {
-            let error = SettleError::Gauge(resource.clone());
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                error.to_string(),
-            ));
-        }
-    }
-    validate_roles(&request.roles)?;
-    if let Some(id) = &request.release_request_id {
-        if !is_valid_request_id(id) {
-            return Err(ApiError::field("release_request_id", REQUEST_ID_RULE));
-        }
-    }
-    i64::try_from(request.checked_at_ms)
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or_else(|| {
-            ApiError::field(
-                "checked_at_ms",
-                "must be a time in milliseconds since the Unix epoch",
-            )
-        })
-}
 
 fn count_lookup(state: &AppState, freshness: Freshness) {
     let result = match freshness {
@@ -455,116 +326,13 @@ fn record(
     }
 }
 
-/// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
-pub async fn settle(
-    state: &AppState,
-    request: &SettleRequest,
-    deadline: Duration,
-) -> Result<SettleResponse, ApiError> {
-    let result = settle_counted(state, request, deadline).await;
-    let outcome = match &result {
-        Ok((_, outcome)) => *outcome,
-        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
-        Err(ApiError::Unavailable { .. }) => "unavailable",
-        Err(_) => "error",
-    };
-    count_settlement(state, outcome);
-    result.map(|(response, _)| response)
-}
-
-/// Counts one settlement under `outcome` (`tollgate_settlements_total`).
-pub fn count_settlement(state: &AppState, outcome: &str) {
-    state
-        .metrics
-        .settlements
-        .with_label_values(&[outcome])
-        .inc();
-}
-
-/// Settles one request; also answers the `outcome` label it is counted under.
-async fn settle_counted(
-    state: &AppState,
-    request: &SettleRequest,
-    deadline: Duration,
-) -> Result<(SettleResponse, &'static str), ApiError> {
-    let checked_at = validate_settle(request)?;
-    let (catalog, chain) = cached_definitions(state, &request.tenant, deadline).await?;
-    let now = state.now();
-    let Some(resolved) = resolve(
-        &catalog,
-        chain.as_deref(),
-        &request.tenant,
-        &request.roles,
-        now,
-    ) else {
-        // Its check was refused: nothing was counted or held.
-        return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
-    };
-    let release = request.release_request_id.as_ref().map(|id| Release {
-        record_key: lease_record_key(&resolved.root, id),
-        request_id: id.clone(),
-    });
-    let plan = settlement::plan(
-        &resolved,
-        &request.id,
-        &request.amounts,
-        checked_at,
-        release,
-        now,
-    )
-    .map_err(|error| match &error {
-        SettleError::Gauge(resource) => {
-            ApiError::field(format!("amounts.{resource}"), error.to_string())
-        }
-        SettleError::NoWindow(_) => ApiError::internal(error.to_string()),
-    })?;
-    if plan.is_empty() {
-        return Ok((SettleResponse { released: 0 }, "settled"));
-    }
-    let outcome = reseeding(
-        state,
-        &resolved.root,
-        &plan.marker_tenants,
-        deadline,
-        "settle",
-        || state.store.settle(&plan.settlement),
-    )
-    .await?;
-    let settled = match outcome {
-        SettleOutcome::Applied(settled) => settled,
-        SettleOutcome::Duplicate => {
-            // A retry of a settlement applied before, whose answer was lost: nothing
-            // changed, and what it released was counted the first time.
-            tracing::debug!(
-                tenant = %request.tenant,
-                id = %request.id,
-                "settlement already applied"
-            );
-            return Ok((SettleResponse { released: 0 }, "duplicate"));
-        }
-    };
-    state.flusher.touch_counters(&plan.counters);
-    state.metrics.releases.inc_by(settled.released);
-    Ok((
-        SettleResponse {
-            released: settled.released,
-        },
-        "settled",
-    ))
-}
-
 /// Gives back every gauge slot a request holds. Idempotent.
 pub async fn release(
     state: &AppState,
     request: &ReleaseRequest,
     deadline: Duration,
 ) -> Result<ReleaseResponse, ApiError> {
-    if !is_valid_tenant_id(&request.tenant) {
-        return Err(ApiError::field("tenant", TENANT_RULE));
-    }
-    if !is_valid_request_id(&request.request_id) {
-        return Err(ApiError::field("request_id", REQUEST_ID_RULE));
-    }
+    validate_release(request)?;
     let (_, chain) = cached_definitions(state, &request.tenant, deadline).await?;
     let root = chain
         .as_deref()

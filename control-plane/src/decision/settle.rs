@@ -1,0 +1,111 @@
+//! `/v1/settle`: apply what a counted request really cost, once it is over.
+
+use std::time::Duration;
+
+use tollgate_protocol::{SettleRequest, SettleResponse};
+
+use super::validate::validate_settle;
+use super::{cached_definitions, reseeding};
+use crate::error::ApiError;
+use crate::resolve::resolve;
+use crate::settlement::{self, SettleError};
+use crate::state::AppState;
+use crate::store::{lease_record_key, Release, SettleOutcome};
+
+/// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
+pub async fn settle(
+    state: &AppState,
+    request: &SettleRequest,
+    deadline: Duration,
+) -> Result<SettleResponse, ApiError> {
+    let result = settle_counted(state, request, deadline).await;
+    let outcome = match &result {
+        Ok((_, outcome)) => *outcome,
+        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(_) => "error",
+    };
+    count_settlement(state, outcome);
+    result.map(|(response, _)| response)
+}
+
+/// Counts one settlement under `outcome` (`tollgate_settlements_total`).
+pub fn count_settlement(state: &AppState, outcome: &str) {
+    state
+        .metrics
+        .settlements
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// Settles one request; also answers the `outcome` label it is counted under.
+async fn settle_counted(
+    state: &AppState,
+    request: &SettleRequest,
+    deadline: Duration,
+) -> Result<(SettleResponse, &'static str), ApiError> {
+    let checked_at = validate_settle(request)?;
+    let (catalog, chain) = cached_definitions(state, &request.tenant, deadline).await?;
+    let now = state.now();
+    let Some(resolved) = resolve(
+        &catalog,
+        chain.as_deref(),
+        &request.tenant,
+        &request.roles,
+        now,
+    ) else {
+        // Its check was refused: nothing was counted or held.
+        return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
+    };
+    let release = request.release_request_id.as_ref().map(|id| Release {
+        record_key: lease_record_key(&resolved.root, id),
+        request_id: id.clone(),
+    });
+    let plan = settlement::plan(
+        &resolved,
+        &request.id,
+        &request.amounts,
+        checked_at,
+        release,
+        now,
+    )
+    .map_err(|error| match &error {
+        SettleError::Gauge(resource) => {
+            ApiError::field(format!("amounts.{resource}"), error.to_string())
+        }
+        SettleError::NoWindow(_) => ApiError::internal(error.to_string()),
+    })?;
+    if plan.is_empty() {
+        return Ok((SettleResponse { released: 0 }, "settled"));
+    }
+    let outcome = reseeding(
+        state,
+        &resolved.root,
+        &plan.marker_tenants,
+        deadline,
+        "settle",
+        || state.store.settle(&plan.settlement),
+    )
+    .await?;
+    let settled = match outcome {
+        SettleOutcome::Applied(settled) => settled,
+        SettleOutcome::Duplicate => {
+            // A retry of a settlement applied before, whose answer was lost: nothing
+            // changed, and what it released was counted the first time.
+            tracing::debug!(
+                tenant = %request.tenant,
+                id = %request.id,
+                "settlement already applied"
+            );
+            return Ok((SettleResponse { released: 0 }, "duplicate"));
+        }
+    };
+    state.flusher.touch_counters(&plan.counters);
+    state.metrics.releases.inc_by(settled.released);
+    Ok((
+        SettleResponse {
+            released: settled.released,
+        },
+        "settled",
+    ))
+}

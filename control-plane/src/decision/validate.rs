@@ -1,0 +1,151 @@
+//! What the decision endpoints accept: every field checked and named before anything
+//! is looked up or counted.
+
+use chrono::{DateTime, Utc};
+use tollgate_protocol::resource::CONCURRENT_REQUESTS;
+use tollgate_protocol::{is_valid_tenant_id, CheckRequest, ReleaseRequest, SettleRequest};
+
+use crate::error::ApiError;
+use crate::settlement::SettleError;
+use crate::store::COUNTER_MAX;
+
+/// At most this many resources in one check.
+const MAX_RESOURCES: usize = 32;
+/// At most this many roles in one check.
+const MAX_ROLES: usize = 32;
+
+/// Whether `name` may name a resource: 1–64 characters of `a-z 0-9 _ . -`. No `:`, so
+/// counter keys stay unambiguous.
+pub fn is_valid_resource(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-'
+        })
+}
+
+/// Whether `role` may name a role: 1–128 printable ASCII characters without spaces.
+pub fn is_valid_role(role: &str) -> bool {
+    (1..=128).contains(&role.len()) && role.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Whether `id` may be a request id: 1–128 characters of letters, digits and `._:-`.
+pub fn is_valid_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
+const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, . and -";
+const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
+const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
+
+fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
+    if roles.len() > MAX_ROLES {
+        return Err(ApiError::field(
+            "roles",
+            format!("at most {MAX_ROLES} roles"),
+        ));
+    }
+    if let Some(i) = roles.iter().position(|r| !is_valid_role(r)) {
+        return Err(ApiError::field(
+            format!("roles[{i}]"),
+            "roles are 1-128 printable characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn validate(request: &CheckRequest) -> Result<(), ApiError> {
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    if request.amounts.len() > MAX_RESOURCES {
+        return Err(ApiError::field(
+            "amounts",
+            format!("at most {MAX_RESOURCES} resources"),
+        ));
+    }
+    for (resource, &amount) in &request.amounts {
+        if !is_valid_resource(resource) {
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                RESOURCE_RULE,
+            ));
+        }
+        if amount > COUNTER_MAX {
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                format!("amounts are at most {COUNTER_MAX}"),
+            ));
+        }
+    }
+    validate_roles(&request.roles)?;
+    if let Some(id) = &request.request_id {
+        if !is_valid_request_id(id) {
+            return Err(ApiError::field("request_id", REQUEST_ID_RULE));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a settlement; returns when its check counted.
+pub(super) fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, ApiError> {
+    // The same alphabet as request ids: the id ends a Redis key, after the hash tag.
+    if !is_valid_request_id(&request.id) {
+        return Err(ApiError::field("id", SETTLEMENT_ID_RULE));
+    }
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    if request.amounts.is_empty() {
+        return Err(ApiError::field("amounts", "name at least one resource"));
+    }
+    if request.amounts.len() > MAX_RESOURCES {
+        return Err(ApiError::field(
+            "amounts",
+            format!("at most {MAX_RESOURCES} resources"),
+        ));
+    }
+    for (resource, &amount) in &request.amounts {
+        if !is_valid_resource(resource) {
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                RESOURCE_RULE,
+            ));
+        }
+        if resource == CONCURRENT_REQUESTS && amount != 0 {
+            let error = SettleError::Gauge(resource.clone());
+            return Err(ApiError::field(
+                format!("amounts.{resource}"),
+                error.to_string(),
+            ));
+        }
+    }
+    validate_roles(&request.roles)?;
+    if let Some(id) = &request.release_request_id {
+        if !is_valid_request_id(id) {
+            return Err(ApiError::field("release_request_id", REQUEST_ID_RULE));
+        }
+    }
+    i64::try_from(request.checked_at_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| {
+            ApiError::field(
+                "checked_at_ms",
+                "must be a time in milliseconds since the Unix epoch",
+            )
+        })
+}
+
+pub(super) fn validate_release(request: &ReleaseRequest) -> Result<(), ApiError> {
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    if !is_valid_request_id(&request.request_id) {
+        return Err(ApiError::field("request_id", REQUEST_ID_RULE));
+    }
+    Ok(())
+}
