@@ -344,17 +344,8 @@ impl RequestFlow {
             return self.fail(host, purpose, "could not encode the check request");
         };
         let cp = &self.config.control_plane;
-        let callout = Callout {
-            cluster: &cp.cluster,
-            headers: vec![
-                (":method", "POST"),
-                (":path", CHECK_PATH),
-                (":authority", &cp.authority),
-                ("content-type", "application/json"),
-            ],
-            body: &body,
-            timeout: Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS),
-        };
+        let backstop = Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
+        let callout = Callout::post(cp, CHECK_PATH, &body, backstop);
         host.count(Metric::Callouts);
         if host.dispatch(callout).is_none() {
             host.count(Metric::CalloutFailures);
@@ -478,14 +469,9 @@ impl RequestFlow {
         self.check_request(amounts, None)
     }
 
-    /// Admitted: tell the upstream the status, then let the request (and whatever body
-    /// is already held) go on.
+    /// Admitted: let the request (and whatever body is already held) go on.
     fn admit(&mut self, host: &dyn Host) {
-        self.phase = Phase::Counted;
-        let header = &self.config.headers.upstream_status;
-        if !header.is_empty() {
-            host.set_request_header(header, self.status.as_str());
-        }
+        self.enter_counted(host);
         self.continue_body(host);
     }
 
@@ -499,17 +485,20 @@ impl RequestFlow {
         self.status = status;
         self.policy = policy.or(self.policy.take());
         self.metering = false;
-        if self.phase == Phase::Counted {
-            self.body.release();
-            return self.proceed(host);
-        }
-        self.phase = Phase::Counted;
-        let header = &self.config.headers.upstream_status;
-        if !header.is_empty() {
-            host.set_request_header(header, status.as_str());
+        if self.phase != Phase::Counted {
+            self.enter_counted(host);
         }
         self.body.release();
         self.proceed(host)
+    }
+
+    /// The request goes on to the upstream, which is told the quota status.
+    fn enter_counted(&mut self, host: &dyn Host) {
+        self.phase = Phase::Counted;
+        let header = &self.config.headers.upstream_status;
+        if !header.is_empty() {
+            host.set_request_header(header, self.status.as_str());
+        }
     }
 
     /// No decision could be had: apply the failure mode.

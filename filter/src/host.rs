@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tollgate_protocol::config::ControlPlaneConfig;
+
 pub use crate::metrics::Metric;
 
 /// A callout request: everything `dispatch_http_call` needs.
@@ -15,6 +17,28 @@ pub struct Callout<'a> {
     pub body: &'a [u8],
     /// Envoy's own timeout for the call: a backstop behind the filter's deadline.
     pub timeout: Duration,
+}
+
+impl<'a> Callout<'a> {
+    /// A JSON `POST` of `body` to `path` on the control plane.
+    pub fn post(
+        control_plane: &'a ControlPlaneConfig,
+        path: &'a str,
+        body: &'a [u8],
+        timeout: Duration,
+    ) -> Callout<'a> {
+        Callout {
+            cluster: &control_plane.cluster,
+            headers: vec![
+                (":method", "POST"),
+                (":path", path),
+                (":authority", &control_plane.authority),
+                ("content-type", "application/json"),
+            ],
+            body,
+            timeout,
+        }
+    }
 }
 
 /// The host calls of one request's context.

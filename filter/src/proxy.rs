@@ -296,17 +296,7 @@ fn send_settlements(host: &ProxyHost, config: &FilterConfig, settlements: &RefCe
         let Ok(body) = serde_json::to_vec(&pending.request) else {
             continue;
         };
-        let callout = Callout {
-            cluster: &cp.cluster,
-            headers: vec![
-                (":method", "POST"),
-                (":path", SETTLE_PATH),
-                (":authority", &cp.authority),
-                ("content-type", "application/json"),
-            ],
-            body: &body,
-            timeout: SETTLE_TIMEOUT,
-        };
+        let callout = Callout::post(cp, SETTLE_PATH, &body, SETTLE_TIMEOUT);
         host.count(Metric::Settlements);
         match host.dispatch(callout) {
             Some(token) => settlements.sent(token, pending, host.now_ms()),
