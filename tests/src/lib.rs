@@ -17,6 +17,7 @@
 //!   answers what the test asks for (usage headers, JSON and event-stream bodies).
 //! - [`hanging`] — a "control plane" that accepts connections and never answers.
 //! - [`raw`] — a raw HTTP/1.1 client (chunk-by-chunk uploads, bodies cut short).
+//! - [`response`] — assertions on answers: headers, problem+json bodies, 429s.
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
 
@@ -29,6 +30,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod redis_cluster;
+pub mod response;
 pub mod shared;
 pub mod upstream;
 

@@ -3,7 +3,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -103,18 +103,31 @@ impl ChildGuard {
 
     /// Fails if the child has already exited (it died at start-up).
     pub fn check_alive(&mut self, log: &std::path::Path) -> Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                let output = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = output.lines().rev().take(30).collect();
-                bail!(
-                    "{} exited at start-up with {status}:\n{}",
-                    self.name,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
+        // Through `try_status`, so the guard lets go of an exited child and never
+        // signals its pid again.
+        if let Some(status) = self.try_status()? {
+            let output = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = output.lines().rev().take(30).collect();
+            bail!(
+                "{} exited at start-up with {status}:\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         Ok(())
+    }
+
+    /// How the child exited, or `None` while it runs. Once it has exited the guard lets
+    /// go of it, so that stopping never signals a pid the system may have reused.
+    pub fn try_status(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
     }
 
     /// Waits for a short-lived child (a setup command) and tells whether it succeeded.

@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use chrono::{Datelike, TimeZone, Utc};
-use reqwest::{Response, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 use tollgate_e2e::gateway::send;
+use tollgate_e2e::response::header;
 use tollgate_e2e::{eventually, Gateway, GatewayOptions};
 
 /// Quota 10 000 bytes a month, 2 000 more as overage (hard limit 12 000), warn from 80 %.
@@ -20,14 +21,6 @@ async fn gateway_with_pro_tier(options: GatewayOptions) -> Gateway {
         .await
         .expect("tier created");
     gateway
-}
-
-fn header<'a>(response: &'a Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
 }
 
 /// Seconds from now to 00:00 UTC on the 1st of next month.

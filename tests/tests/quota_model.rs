@@ -8,21 +8,14 @@
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN};
 use tollgate_e2e::postgres::Postgres;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::redis_cluster::RedisCluster;
+use tollgate_e2e::response::header;
 use tollgate_e2e::{eventually, Gateway, GatewayOptions};
-
-fn header<'a>(response: &'a Response, name: &str) -> &'a str {
-    response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
-}
 
 async fn post(gateway: &Gateway, path: &str, body: Value) {
     gateway.admin(Method::POST, path, Some(body)).await.unwrap();

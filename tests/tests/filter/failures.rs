@@ -1,0 +1,163 @@
+//! When something is wrong: a control plane that never answers, one with no healthy
+//! host, and a filter configuration that Envoy must refuse.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tollgate_e2e::envoy::{Envoy, EnvoySettings};
+use tollgate_e2e::hanging::Hanging;
+use tollgate_e2e::process::free_port;
+use tollgate_e2e::response::{header, problem};
+use tollgate_e2e::{ControlPlaneTarget, GatewayOptions, Template};
+
+use super::{get, http, start, stat, upstream_status};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_that_never_answers_meets_the_filters_deadline_and_failure_mode() {
+    let hanging = Hanging::start().await.unwrap();
+    let options = |failure_mode| GatewayOptions {
+        failure_mode,
+        timeout_ms: 300,
+        control_plane: ControlPlaneTarget::Port(hanging.port),
+        ..GatewayOptions::default()
+    };
+    let gateway = start(options("open")).await;
+    let closed = gateway.another_envoy(options("closed")).await.unwrap();
+    let upload = |envoy: &Envoy| {
+        let request = http()
+            .post(format!("{}/upload", envoy.url()))
+            .header("x-tenant-id", "acme")
+            .body(vec![b'x'; 100]);
+        async move {
+            let started = Instant::now();
+            let response = request.send().await.expect("an answer, not a hang");
+            (response, started.elapsed())
+        }
+    };
+
+    let (open, took) = upload(&gateway.envoy).await;
+    assert_eq!(open.status(), StatusCode::OK);
+    assert_eq!(header(&open, "x-quota-status"), "unknown");
+    // The filter's deadline (300 ms) answers, well before Envoy's own callout timeout
+    // (the deadline + 1 s, a backstop).
+    assert!(
+        took >= Duration::from_millis(280) && took < Duration::from_millis(1_200),
+        "answered after {took:?}"
+    );
+    assert_eq!(gateway.upstream.received("acme").bytes, 100);
+    assert_eq!(
+        upstream_status(&gateway, "acme").as_deref(),
+        Some("unknown")
+    );
+    assert!(
+        hanging.accepted() >= 1,
+        "the callout went to the hanging server"
+    );
+    assert_eq!(stat(&gateway.envoy, "callout_timeouts").await, 1);
+    assert_eq!(stat(&gateway.envoy, "failed_open").await, 1);
+
+    let (refused, took) = upload(&closed).await;
+    assert!(
+        took < Duration::from_millis(1_200),
+        "answered after {took:?}"
+    );
+    let body = problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(body["detail"].is_string(), "{body}");
+    assert_eq!(gateway.upstream.received("acme").requests, 1, "kept out");
+    assert_eq!(stat(&closed, "callout_timeouts").await, 1);
+    assert_eq!(stat(&closed, "failed_closed").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_cluster_without_a_healthy_host_does_not_hang_requests() {
+    let hanging = Hanging::start().await.unwrap();
+    let gateway = start(GatewayOptions {
+        failure_mode: "closed",
+        timeout_ms: 300,
+        control_plane: ControlPlaneTarget::FailingHealthCheck(hanging.port),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let empty = gateway
+        .another_envoy(GatewayOptions {
+            failure_mode: "open",
+            timeout_ms: 300,
+            control_plane: ControlPlaneTarget::NoEndpoints,
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+
+    for (envoy, expected) in [
+        (&gateway.envoy, StatusCode::SERVICE_UNAVAILABLE),
+        (&empty, StatusCode::OK),
+    ] {
+        let started = Instant::now();
+        let response = get(envoy, "/api", &[("x-tenant-id", "acme")]).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), expected);
+        assert!(took < Duration::from_secs(3), "answered after {took:?}");
+        // Envoy 1.40 refuses such a callout at once (`dispatch_http_call` fails): it is
+        // not queued, so the answer comes before the deadline.
+        assert_eq!(stat(envoy, "callout_failures").await, 1);
+        assert_eq!(stat(envoy, "callout_timeouts").await, 0);
+    }
+    assert_eq!(stat(&gateway.envoy, "failed_closed").await, 1);
+    assert_eq!(stat(&empty, "failed_open").await, 1);
+    assert_eq!(
+        gateway.upstream.received("acme").requests,
+        1,
+        "only the open one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_refuses_an_invalid_filter_configuration_and_logs_the_field() {
+    // Nothing needs to run behind it: Envoy must stop at the filter's `on_configure`.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = "tollgate_control_plane";
+    let cases = [
+        (
+            json!({"control_plane": {"cluster": cluster, "timeout_ms": 0}}),
+            "invalid filter configuration: control_plane.timeout_ms",
+        ),
+        (
+            json!({"control_plane": {"cluster": cluster, "timeout_ms": 200}, "failure": "open"}),
+            "invalid filter configuration: unknown field `failure`",
+        ),
+    ];
+    for (filter_config, error) in cases {
+        let settings = EnvoySettings {
+            template: Template::Gateway,
+            upstream_port: free_port().unwrap(),
+            control_plane_port: free_port().unwrap(),
+            filter_config,
+            extra_clusters: String::new(),
+        };
+        let config = &settings.filter_config;
+        // What `scripts/test.sh` runs on shipped configs, and what a deploy should run.
+        let validated = Envoy::validate(dir.path(), &settings).await.unwrap();
+        // A real start: Envoy 1.40 exits with 1 before any listener opens, even with
+        // `failure_policy: FAIL_OPEN` (it covers a VM that fails later; a plugin that
+        // fails to load is fail-closed).
+        let started =
+            Envoy::start_expecting_refusal(dir.path(), &settings, Duration::from_secs(30))
+                .await
+                .unwrap();
+        for (how, exit) in [("validate", &validated), ("start", &started)] {
+            assert_eq!(
+                exit.status.and_then(|s| s.code()),
+                Some(1),
+                "{how} {config}: {exit:?}"
+            );
+            assert!(!exit.listened, "{how} {config}: ran unprotected");
+            assert!(exit.log.contains(error), "{how} {config}: {}", exit.log);
+            assert!(
+                exit.log.contains("Unable to create Wasm plugin tollgate"),
+                "{how} {config}: {}",
+                exit.log
+            );
+        }
+    }
+}
