@@ -397,7 +397,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
-    use crate::resolve::ResolvedLevel;
+    use crate::test_fixtures::{amounts, level, now, resolved};
     use crate::window::{Period, WindowKind};
 
     fn def(resource: &str, period: Period, quota: u64, overage: u64) -> LimitDef {
@@ -411,30 +411,6 @@ mod tests {
                 unlimited: false,
             },
         }
-    }
-
-    fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {
-        ResolvedLevel {
-            tenant: tenant.into(),
-            mode,
-            winner: None,
-            limits,
-        }
-    }
-
-    fn resolved(levels: Vec<ResolvedLevel>) -> Resolved {
-        Resolved {
-            root: levels.last().unwrap().tenant.clone(),
-            levels,
-        }
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 17, 13, 5, 9).unwrap()
-    }
-
-    fn amounts(items: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        items.iter().map(|(r, a)| (r.to_string(), *a)).collect()
     }
 
     fn outcome(admitted: bool, violated: Option<usize>, used: Vec<u64>) -> Outcome {

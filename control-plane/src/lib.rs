@@ -35,6 +35,8 @@ pub mod resolve;
 pub mod settlement;
 pub mod state;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 pub mod usage;
 pub mod views;
 pub mod window;

@@ -197,7 +197,7 @@ mod tests {
 
     use super::*;
     use crate::model::LimitDef;
-    use crate::resolve::ResolvedLevel;
+    use crate::test_fixtures::{amounts, level, now, resolved};
     use crate::window::{Period, WindowKind};
 
     fn def(resource: &str, span: Span) -> LimitDef {
@@ -224,33 +224,9 @@ mod tests {
         })
     }
 
-    fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {
-        ResolvedLevel {
-            tenant: tenant.into(),
-            mode,
-            winner: None,
-            limits,
-        }
-    }
-
-    fn chain(levels: Vec<ResolvedLevel>) -> Resolved {
-        Resolved {
-            root: levels.last().unwrap().tenant.clone(),
-            levels,
-        }
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 17, 13, 5, 9).unwrap()
-    }
-
-    fn amounts(items: &[(&str, i64)]) -> BTreeMap<String, i64> {
-        items.iter().map(|(r, a)| (r.to_string(), *a)).collect()
-    }
-
     #[test]
     fn a_top_up_moves_every_current_window_of_every_counted_level() {
-        let r = chain(vec![
+        let r = resolved(vec![
             level("org/off", Mode::Off, vec![def("tokens", month())]),
             level(
                 "org",
@@ -280,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_refund_goes_only_to_the_window_the_check_counted_in() {
-        let r = chain(vec![level(
+        let r = resolved(vec![level(
             "acme",
             Mode::Enforce,
             vec![def("tokens", month()), def("tokens", rolling_hour())],
@@ -321,7 +297,7 @@ mod tests {
 
     #[test]
     fn gauges_are_refused_and_zero_amounts_ignored() {
-        let r = chain(vec![level(
+        let r = resolved(vec![level(
             "acme",
             Mode::Enforce,
             vec![def("slots", Span::Gauge), def("tokens", month())],
@@ -368,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_largest_refund_is_capped_at_the_counter_maximum() {
-        let r = chain(vec![level("acme", Mode::Enforce, vec![def("t", month())])]);
+        let r = resolved(vec![level("acme", Mode::Enforce, vec![def("t", month())])]);
         let p = plan(&r, "s1", &amounts(&[("t", i64::MIN)]), now(), None, now()).unwrap();
         assert_eq!(p.settlement.moves[0].change, Change::Refund(COUNTER_MAX));
     }

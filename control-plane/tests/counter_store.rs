@@ -403,15 +403,20 @@ fn lease(root: &str, id: &str) -> Lease {
     }
 }
 
-async fn gauge_slots_are_held_until_released(store: Arc<dyn CounterStore>) {
-    let root = "gauge";
-    let acquire = |id: &str, now: i64| Call {
+/// A check of request `id` taking one of the `slots` of `root`'s gauge at `now`.
+fn take_slot(root: &str, id: &str, slots: u64, now: i64) -> Call {
+    Call {
         mode: CallMode::Check,
         now,
         markers: vec![],
-        ops: vec![gauge(root, 1, 2)],
+        ops: vec![gauge(root, 1, slots)],
         lease: Some(lease(root, id)),
-    };
+    }
+}
+
+async fn gauge_slots_are_held_until_released(store: Arc<dyn CounterStore>) {
+    let root = "gauge";
+    let acquire = |id: &str, now: i64| take_slot(root, id, 2, now);
     let now = Utc::now().timestamp();
     assert!(run(store.as_ref(), &acquire("a", now)).await.admitted);
     assert!(run(store.as_ref(), &acquire("b", now)).await.admitted);
@@ -541,6 +546,36 @@ fn moved(key: &str, change: Change) -> Move {
     }
 }
 
+/// Settlement `id` of the tree `root`, moving `moves` of the tenants whose seed markers
+/// are `markers`; it releases no gauge slots.
+fn settlement(root: &str, id: &str, markers: Vec<String>, moves: Vec<Move>) -> Settlement {
+    Settlement {
+        id_key: settlement_key(root, id),
+        markers,
+        moves,
+        release: None,
+    }
+}
+
+/// What a settlement gives back of the gauge slots request `id` of `root` holds.
+fn release_of(root: &str, id: &str) -> Release {
+    Release {
+        record_key: lease_record_key(root, id),
+        request_id: id.into(),
+    }
+}
+
+/// A check of `amount` on the one counter `key` (a limit of 100), which must be
+/// admitted.
+async fn count(store: &dyn CounterStore, markers: &[String], key: &str, amount: u64) {
+    let check = call(
+        CallMode::Check,
+        markers.to_vec(),
+        vec![window(&[key.to_string()], amount, 100)],
+    );
+    assert!(run(store, &check).await.admitted);
+}
+
 /// Applies `settlement`, which must be new and find its markers.
 async fn settle(store: &dyn CounterStore, settlement: &Settlement) -> Settled {
     match store.settle(settlement).await.unwrap() {
@@ -575,18 +610,18 @@ async fn a_settled_top_up_counts_fully_past_the_hard_limit(store: Arc<dyn Counte
     assert!(run(store.as_ref(), &check(8)).await.admitted);
     // The upstream reported 7 more than the check counted: all of it is billed, at
     // every level, though the user's hard limit is 10.
-    let top_up = Settlement {
-        id_key: settlement_key(root, "top-up"),
-        markers: markers.clone(),
-        moves: vec![
+    let top_up = settlement(
+        root,
+        "top-up",
+        markers.clone(),
+        vec![
             Move {
                 marker: Some(1),
                 ..moved(&user, Change::Add(7))
             },
             moved(&org, Change::Add(7)),
         ],
-        release: None,
-    };
+    );
     let settled = settle(store.as_ref(), &top_up).await;
     assert_eq!(
         settled,
@@ -603,12 +638,12 @@ async fn a_settled_top_up_counts_fully_past_the_hard_limit(store: Arc<dyn Counte
     assert!(!next.admitted, "the next request is refused");
     assert_eq!(next.violated, Some(0));
     // A top-up stops at the counter maximum instead of overflowing.
-    let huge = Settlement {
-        id_key: settlement_key(root, "huge"),
-        markers: markers.clone(),
-        moves: vec![moved(&org, Change::Add(COUNTER_MAX))],
-        release: None,
-    };
+    let huge = settlement(
+        root,
+        "huge",
+        markers.clone(),
+        vec![moved(&org, Change::Add(COUNTER_MAX))],
+    );
     assert_eq!(settle(store.as_ref(), &huge).await.used, vec![COUNTER_MAX]);
     let epochs = store.snapshot(&[user, org]).await.unwrap();
     assert!(
@@ -621,24 +656,16 @@ async fn a_refund_never_goes_below_zero(store: Arc<dyn CounterStore>) {
     let root = "refund";
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let (counted, never) = (key(root, root, 0), key(root, root, 60));
-    run(
-        store.as_ref(),
-        &call(
-            CallMode::Check,
-            markers.clone(),
-            vec![window(std::slice::from_ref(&counted), 5, 100)],
-        ),
-    )
-    .await;
-    let refund = Settlement {
-        id_key: settlement_key(root, "refund-1"),
-        markers: markers.clone(),
-        moves: vec![
+    count(store.as_ref(), &markers, &counted, 5).await;
+    let refund = settlement(
+        root,
+        "refund-1",
+        markers,
+        vec![
             moved(&counted, Change::Refund(8)),
             moved(&never, Change::Refund(3)),
         ],
-        release: None,
-    };
+    );
     assert_eq!(settle(store.as_ref(), &refund).await.used, vec![0, 0]);
     let snapshots = store
         .snapshot(&[counted.clone(), never.clone()])
@@ -806,18 +833,18 @@ async fn a_settlement_on_a_store_that_lost_its_counters_reseeds_first(
     let root = "settle-lost";
     let markers = vec![marker_key(root, "settle-lost/u"), marker_key(root, root)];
     let (user, org) = (key(root, "settle-lost/u", 0), key(root, root, 0));
-    let correction = Settlement {
-        id_key: settlement_key(root, "correction"),
-        markers: markers.clone(),
-        moves: vec![
+    let correction = settlement(
+        root,
+        "correction",
+        markers.clone(),
+        vec![
             moved(&user, Change::Refund(10)),
             Move {
                 marker: Some(1),
                 ..moved(&org, Change::Add(25))
             },
         ],
-        release: None,
-    };
+    );
     // Neither tenant is seeded: nothing changes, both are named.
     assert_eq!(
         store.settle(&correction).await.unwrap(),
@@ -860,24 +887,13 @@ async fn a_settlement_releases_the_requests_gauge_slots(store: Arc<dyn CounterSt
     let root = "settle-gauge";
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let now = Utc::now().timestamp();
-    let acquire = |id: &str| Call {
-        mode: CallMode::Check,
-        now,
-        markers: vec![],
-        ops: vec![gauge(root, 1, 1)],
-        lease: Some(lease(root, id)),
-    };
+    let acquire = |id: &str| take_slot(root, id, 1, now);
     assert!(run(store.as_ref(), &acquire("a")).await.admitted);
     assert!(!run(store.as_ref(), &acquire("b")).await.admitted, "full");
     let counter = key(root, root, 0);
     let done = Settlement {
-        id_key: settlement_key(root, "done"),
-        markers,
-        moves: vec![moved(&counter, Change::Add(3))],
-        release: Some(Release {
-            record_key: lease_record_key(root, "a"),
-            request_id: "a".into(),
-        }),
+        release: Some(release_of(root, "a")),
+        ..settlement(root, "done", markers, vec![moved(&counter, Change::Add(3))])
     };
     assert_eq!(
         settle(store.as_ref(), &done).await,
@@ -889,10 +905,8 @@ async fn a_settlement_releases_the_requests_gauge_slots(store: Arc<dyn CounterSt
     assert!(run(store.as_ref(), &acquire("b")).await.admitted);
     // The release is idempotent: a second one finds nothing.
     let again = Settlement {
-        id_key: settlement_key(root, "again"),
-        markers: vec![],
-        moves: vec![],
         release: done.release.clone(),
+        ..settlement(root, "again", vec![], vec![])
     };
     assert_eq!(settle(store.as_ref(), &again).await.released, 0);
     assert!(
@@ -905,24 +919,16 @@ async fn a_settlement_is_applied_once_per_id(store: Arc<dyn CounterStore>) {
     let root = "settle-once";
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let (topped, refunded) = (key(root, root, 0), key(root, root, 60));
-    run(
-        store.as_ref(),
-        &call(
-            CallMode::Check,
-            markers.clone(),
-            vec![window(std::slice::from_ref(&refunded), 10, 100)],
-        ),
-    )
-    .await;
-    let first = Settlement {
-        id_key: settlement_key(root, "s-1"),
+    count(store.as_ref(), &markers, &refunded, 10).await;
+    let first = settlement(
+        root,
+        "s-1",
         markers,
-        moves: vec![
+        vec![
             moved(&topped, Change::Add(7)),
             moved(&refunded, Change::Refund(4)),
         ],
-        release: None,
-    };
+    );
     assert_eq!(settle(store.as_ref(), &first).await.used, vec![7, 6]);
     let after_first = vec![
         Some(Snapshot { used: 7, epoch: 0 }),
@@ -943,12 +949,12 @@ async fn a_settlement_is_applied_once_per_id(store: Arc<dyn CounterStore>) {
     // So does one under the same id in another tenant tree.
     let other_root = "settle-once-other";
     let other_markers = seeded(store.as_ref(), other_root, &[other_root]).await;
-    let other = Settlement {
-        id_key: settlement_key(other_root, "s-1"),
-        markers: other_markers,
-        moves: vec![moved(&key(other_root, other_root, 0), Change::Add(1))],
-        release: None,
-    };
+    let other = settlement(
+        other_root,
+        "s-1",
+        other_markers,
+        vec![moved(&key(other_root, other_root, 0), Change::Add(1))],
+    );
     assert_eq!(settle(store.as_ref(), &other).await.used, vec![1]);
 }
 
@@ -956,12 +962,12 @@ async fn a_settlement_refused_for_a_reseed_is_applied_once_after_it(store: Arc<d
     let root = "settle-once-lost";
     let markers = vec![marker_key(root, root)];
     let counter = key(root, root, 0);
-    let settlement = Settlement {
-        id_key: settlement_key(root, "s"),
-        markers: markers.clone(),
-        moves: vec![moved(&counter, Change::Add(5))],
-        release: None,
-    };
+    let settlement = settlement(
+        root,
+        "s",
+        markers.clone(),
+        vec![moved(&counter, Change::Add(5))],
+    );
     assert_eq!(
         store.settle(&settlement).await.unwrap(),
         SettleReply::NeedsSeed(vec![0])
@@ -987,23 +993,12 @@ async fn a_duplicate_settlement_releases_nothing(store: Arc<dyn CounterStore>) {
     let root = "settle-once-gauge";
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let now = Utc::now().timestamp();
-    let acquire = |id: &str| Call {
-        mode: CallMode::Check,
-        now,
-        markers: vec![],
-        ops: vec![gauge(root, 1, 1)],
-        lease: Some(lease(root, id)),
-    };
+    let acquire = |id: &str| take_slot(root, id, 1, now);
     assert!(run(store.as_ref(), &acquire("a")).await.admitted);
     let counter = key(root, root, 0);
     let done = Settlement {
-        id_key: settlement_key(root, "done"),
-        markers,
-        moves: vec![moved(&counter, Change::Add(3))],
-        release: Some(Release {
-            record_key: lease_record_key(root, "a"),
-            request_id: "a".into(),
-        }),
+        release: Some(release_of(root, "a")),
+        ..settlement(root, "done", markers, vec![moved(&counter, Change::Add(3))])
     };
     assert_eq!(settle(store.as_ref(), &done).await.released, 1);
     // The request id holds a slot again; the retry of `done` leaves it held.
@@ -1307,12 +1302,7 @@ async fn a_settlement_id_is_remembered_for_an_hour_then_forgotten() {
     let root = "settle-id-ttl";
     let markers = seeded(&store, root, &[root]).await;
     let counter = key(root, root, 0);
-    let settlement = Settlement {
-        id_key: settlement_key(root, "s"),
-        markers,
-        moves: vec![moved(&counter, Change::Add(2))],
-        release: None,
-    };
+    let settlement = settlement(root, "s", markers, vec![moved(&counter, Change::Add(2))]);
     settle(&store, &settlement).await;
     let client = ::redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

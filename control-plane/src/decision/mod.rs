@@ -103,6 +103,20 @@ fn names_unknown_tier(chain: &Chain, catalog: &Catalog) -> bool {
     })
 }
 
+/// What applies to `tenant` with `roles`, from the cached definitions (within
+/// `deadline`), and the instant it was resolved at, which the store call is planned at;
+/// `None` when no tier applies to the tenant.
+async fn resolve_cached(
+    state: &AppState,
+    tenant: &str,
+    roles: &[String],
+    deadline: Duration,
+) -> Result<Option<(Resolved, DateTime<Utc>)>, ApiError> {
+    let (catalog, chain) = cached_definitions(state, tenant, deadline).await?;
+    let now = state.now();
+    Ok(resolve(&catalog, chain.as_deref(), tenant, roles, now).map(|resolved| (resolved, now)))
+}
+
 /// Runs a planned call; counters the store lost are re-seeded from the usage history
 /// (never from zero) and the call is run once more.
 pub async fn run(
@@ -224,15 +238,9 @@ pub async fn check(
     deadline: Duration,
 ) -> Result<CheckResponse, ApiError> {
     validate(request)?;
-    let (catalog, chain) = cached_definitions(state, &request.tenant, deadline).await?;
-    let now = state.now();
-    let Some(resolved) = resolve(
-        &catalog,
-        chain.as_deref(),
-        &request.tenant,
-        &request.roles,
-        now,
-    ) else {
+    let Some((resolved, now)) =
+        resolve_cached(state, &request.tenant, &request.roles, deadline).await?
+    else {
         return Ok(accounting::unknown_tenant(&request.tenant));
     };
     let resolved = if request.shadow {

@@ -5,9 +5,8 @@ use std::time::Duration;
 use tollgate_protocol::{SettleRequest, SettleResponse};
 
 use super::validate::validate_settle;
-use super::{cached_definitions, reseeding};
+use super::{reseeding, resolve_cached};
 use crate::error::ApiError;
-use crate::resolve::resolve;
 use crate::settlement::{self, SettleError};
 use crate::state::AppState;
 use crate::store::{lease_record_key, Release, SettleOutcome};
@@ -45,15 +44,9 @@ async fn settle_counted(
     deadline: Duration,
 ) -> Result<(SettleResponse, &'static str), ApiError> {
     let checked_at = validate_settle(request)?;
-    let (catalog, chain) = cached_definitions(state, &request.tenant, deadline).await?;
-    let now = state.now();
-    let Some(resolved) = resolve(
-        &catalog,
-        chain.as_deref(),
-        &request.tenant,
-        &request.roles,
-        now,
-    ) else {
+    let Some((resolved, now)) =
+        resolve_cached(state, &request.tenant, &request.roles, deadline).await?
+    else {
         // Its check was refused: nothing was counted or held.
         return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
     };

@@ -1,6 +1,8 @@
 //! What the decision endpoints accept: every field checked and named before anything
 //! is looked up or counted.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 use tollgate_protocol::{is_valid_tenant_id, CheckRequest, ReleaseRequest, SettleRequest};
@@ -41,6 +43,31 @@ const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, 
 const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
 const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
 
+/// Checks the resources of `amounts`, in order: at most [`MAX_RESOURCES`], each a valid
+/// name whose amount `amount_rule` accepts (it answers why not, for the endpoint's own
+/// rule on amounts).
+fn validate_amounts<T: Copy>(
+    amounts: &BTreeMap<String, T>,
+    amount_rule: impl Fn(&str, T) -> Option<String>,
+) -> Result<(), ApiError> {
+    if amounts.len() > MAX_RESOURCES {
+        return Err(ApiError::field(
+            "amounts",
+            format!("at most {MAX_RESOURCES} resources"),
+        ));
+    }
+    for (resource, &amount) in amounts {
+        let field = || format!("amounts.{resource}");
+        if !is_valid_resource(resource) {
+            return Err(ApiError::field(field(), RESOURCE_RULE));
+        }
+        if let Some(why) = amount_rule(resource, amount) {
+            return Err(ApiError::field(field(), why));
+        }
+    }
+    Ok(())
+}
+
 fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
     if roles.len() > MAX_ROLES {
         return Err(ApiError::field(
@@ -61,26 +88,9 @@ pub(super) fn validate(request: &CheckRequest) -> Result<(), ApiError> {
     if !is_valid_tenant_id(&request.tenant) {
         return Err(ApiError::field("tenant", TENANT_RULE));
     }
-    if request.amounts.len() > MAX_RESOURCES {
-        return Err(ApiError::field(
-            "amounts",
-            format!("at most {MAX_RESOURCES} resources"),
-        ));
-    }
-    for (resource, &amount) in &request.amounts {
-        if !is_valid_resource(resource) {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                RESOURCE_RULE,
-            ));
-        }
-        if amount > COUNTER_MAX {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                format!("amounts are at most {COUNTER_MAX}"),
-            ));
-        }
-    }
+    validate_amounts(&request.amounts, |_, amount| {
+        (amount > COUNTER_MAX).then(|| format!("amounts are at most {COUNTER_MAX}"))
+    })?;
     validate_roles(&request.roles)?;
     if let Some(id) = &request.request_id {
         if !is_valid_request_id(id) {
@@ -102,27 +112,11 @@ pub(super) fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, 
     if request.amounts.is_empty() {
         return Err(ApiError::field("amounts", "name at least one resource"));
     }
-    if request.amounts.len() > MAX_RESOURCES {
-        return Err(ApiError::field(
-            "amounts",
-            format!("at most {MAX_RESOURCES} resources"),
-        ));
-    }
-    for (resource, &amount) in &request.amounts {
-        if !is_valid_resource(resource) {
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                RESOURCE_RULE,
-            ));
-        }
-        if resource == CONCURRENT_REQUESTS && amount != 0 {
-            let error = SettleError::Gauge(resource.clone());
-            return Err(ApiError::field(
-                format!("amounts.{resource}"),
-                error.to_string(),
-            ));
-        }
-    }
+    validate_amounts(&request.amounts, |resource, amount| {
+        // concurrent_requests is a gauge under every tier: refused before any lookup.
+        (resource == CONCURRENT_REQUESTS && amount != 0)
+            .then(|| SettleError::Gauge(resource.to_string()).to_string())
+    })?;
     validate_roles(&request.roles)?;
     if let Some(id) = &request.release_request_id {
         if !is_valid_request_id(id) {

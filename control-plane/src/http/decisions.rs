@@ -9,6 +9,7 @@ use axum::Json;
 use tollgate_protocol::{
     CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse, SettleRequest, SettleResponse,
 };
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,6 +20,17 @@ use crate::state::AppState;
 
 /// The header Envoy puts on callouts with the time the caller will wait.
 const DEADLINE_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// [`DEADLINE_HEADER`] as the OpenAPI document describes it, once for every endpoint
+/// that reads it; [`deadline`] reads the header itself.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Never built: it only documents the header.
+struct DeadlineHeader {
+    /// How long the caller waits; definitions are not awaited longer.
+    #[param(rename = "x-envoy-expected-rq-timeout-ms")]
+    timeout_ms: Option<u64>,
+}
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,8 +58,7 @@ fn deadline(state: &AppState, headers: &HeaderMap) -> Duration {
 #[utoipa::path(
     post, path = "/v1/check", tag = "decisions",
     request_body = CheckRequest,
-    params(("x-envoy-expected-rq-timeout-ms" = Option<u64>, Header,
-        description = "How long the caller waits; definitions are not awaited longer.")),
+    params(DeadlineHeader),
     responses(
         (status = 200, description = "The decision", body = CheckResponse),
         (status = 400, response = super::Malformed),
@@ -82,8 +93,7 @@ async fn check(
 #[utoipa::path(
     post, path = "/v1/settle", tag = "decisions",
     request_body = SettleRequest,
-    params(("x-envoy-expected-rq-timeout-ms" = Option<u64>, Header,
-        description = "How long the caller waits; definitions are not awaited longer.")),
+    params(DeadlineHeader),
     responses(
         (status = 200, description = "Settled", body = SettleResponse),
         (status = 400, response = super::Malformed),

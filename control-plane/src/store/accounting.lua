@@ -27,7 +27,8 @@
 --
 -- Admits only if used + amount <= cap for every op (Limit::decide's reject rule).
 -- Usage arithmetic is exact up to the counter maximum (2^63 - 1): the functions strip,
--- add, sub and le come from decimal.lua, which is prepended to this script.
+-- add, sub and le come from decimal.lua, reseed_reply from marker.lua, both prepended
+-- to this script.
 --
 -- Returns strings: { status ("ok" | "reject" | "seed"), violated op (1-based, "0" if
 -- none), K, K marker indices (for "seed"), used_1..used_N, oldest_1..oldest_N } where
@@ -43,18 +44,9 @@ local record_index = tonumber(ARGV[6])
 local request_id = ARGV[7]
 local lease_ttl = tonumber(ARGV[8])
 
-local missing = {}
-for m = 1, n_markers do
-  if redis.call('EXISTS', KEYS[m]) == 0 then
-    missing[#missing + 1] = tostring(m)
-  end
-end
-if #missing > 0 then
-  local out = { 'seed', '0', tostring(#missing) }
-  for k = 1, #missing do
-    out[#out + 1] = missing[k]
-  end
-  return out
+local reseed = reseed_reply(n_markers, { 'seed', '0' })
+if reseed then
+  return reseed
 end
 
 local ops = {}

@@ -31,7 +31,8 @@
 --        epoch is bumped (usage went down: a snapshot taken before must not win in the
 --        usage history) and its expiry is kept
 --
--- Arithmetic: decimal.lua; release_held: lease.lua — both prepended.
+-- Arithmetic: decimal.lua; release_held: lease.lua; reseed_reply: marker.lua — all
+-- prepended.
 -- Returns strings: { "duplicate" }, { "seed", K, K marker indices } or
 -- { "ok", released, used_1..used_N } where used is each counter's usage afterwards.
 
@@ -47,18 +48,9 @@ if redis.call('EXISTS', id_key) == 1 then
   return { 'duplicate' }
 end
 
-local missing = {}
-for m = 1, n_markers do
-  if redis.call('EXISTS', KEYS[m]) == 0 then
-    missing[#missing + 1] = tostring(m)
-  end
-end
-if #missing > 0 then
-  local out = { 'seed', tostring(#missing) }
-  for k = 1, #missing do
-    out[#out + 1] = missing[k]
-  end
-  return out
+local reseed = reseed_reply(n_markers, { 'seed' })
+if reseed then
+  return reseed
 end
 
 -- Applied from here on (NX: the EXISTS above already saw it absent).

@@ -696,10 +696,7 @@ async fn usage_is_read_reset_adjusted_and_kept_as_history(pool: PgPool) {
         )
         .await;
     assert_eq!(history["items"][0]["used"], 0, "persisted at the reset");
-    api.state
-        .flusher
-        .flush(api.state.store.as_ref(), &api.state.repo)
-        .await;
+    api.flush_usage().await;
     let history = api
         .expect(
             StatusCode::OK,

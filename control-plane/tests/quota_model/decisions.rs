@@ -12,9 +12,8 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tollgate_control_plane::bus::{self, Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
-use tollgate_e2e::shared;
 
-use crate::support::{enc, Api};
+use crate::support::{assert_invalid, assert_problem, enc, Api, Reply};
 
 async fn tier(api: &Api, name: &str, limits: Value) {
     api.expect(
@@ -200,36 +199,38 @@ async fn an_organization_warning_shows_on_a_users_response(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
-async fn shadow_levels_count_but_never_reject_and_off_levels_are_not_counted(pool: PgPool) {
-    let api = Api::new(pool);
+/// An organization `org` with 100 requests a day and the overcommit to share them, and
+/// one child `org/<name>` per entry of `children`, each with 2 requests a day and acting
+/// in its `mode`.
+async fn org_with_children(api: &Api, children: &[(&str, &str)]) {
     tier(
-        &api,
-        "tiny",
+        api,
+        "two-a-day",
         json!([{"resource": "requests", "period": "day", "quota": 2}]),
     )
     .await;
     tier(
-        &api,
+        api,
         "roomy",
         json!([{"resource": "requests", "period": "day", "quota": 100}]),
     )
     .await;
     tenant(
-        &api,
+        api,
         json!({"id": "org", "tier": "roomy", "overcommit": 1000}),
     )
     .await;
-    tenant(
-        &api,
-        json!({"id": "org/shadowed", "parent_id": "org", "tier": "tiny", "mode": "shadow"}),
-    )
-    .await;
-    tenant(
-        &api,
-        json!({"id": "org/off", "parent_id": "org", "tier": "tiny", "mode": "off"}),
-    )
-    .await;
+    for (name, mode) in children {
+        let child = json!({"id": format!("org/{name}"), "parent_id": "org", "tier": "two-a-day",
+                           "mode": mode});
+        tenant(api, child).await;
+    }
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn shadow_levels_count_but_never_reject_and_off_levels_are_not_counted(pool: PgPool) {
+    let api = Api::new(pool);
+    org_with_children(&api, &[("shadowed", "shadow"), ("off", "off")]).await;
     let mut last = Value::Null;
     for _ in 0..3 {
         last = api.check("org/shadowed", json!({"requests": 1})).await;
@@ -355,7 +356,7 @@ async fn concurrent_request_slots_are_held_until_released(pool: PgPool) {
     .await;
     tenant(&api, json!({"id": "acme", "tier": "gauge"})).await;
     let hold = |id: &str| json!({"tenant": "acme", "amounts": {"concurrent_requests": 1}, "request_id": id});
-    let send = |body: Value| api.send_as(None, Method::POST, "/v1/check", Some(body));
+    let send = |body: Value| api.filter_post("/v1/check", body);
     assert_eq!(send(hold("r1")).await.body["decision"], "allow");
     assert_eq!(send(hold("r2")).await.body["decision"], "warn");
     let third = send(hold("r3")).await.body;
@@ -363,31 +364,19 @@ async fn concurrent_request_slots_are_held_until_released(pool: PgPool) {
         (third["decision"].clone(), third["policy"]["name"].clone()),
         (json!("reject"), json!("concurrent"))
     );
-    let release = |id: &str| {
-        api.send_as(
-            None,
-            Method::POST,
-            "/v1/release",
-            Some(json!({"tenant": "acme", "request_id": id})),
-        )
-    };
+    let release =
+        |id: &str| api.filter_post("/v1/release", json!({"tenant": "acme", "request_id": id}));
     assert_eq!(release("r1").await.body["released"], 1);
     assert_eq!(release("r1").await.body["released"], 0, "idempotent");
     assert_ne!(send(hold("r3")).await.body["decision"], "reject");
-    let no_id = send(json!({"tenant": "acme", "amounts": {"concurrent_requests": 1}})).await;
-    assert_eq!(
-        (
-            no_id.status,
-            no_id.body["invalid-params"][0]["name"].clone()
-        ),
-        (StatusCode::UNPROCESSABLE_ENTITY, json!("request_id"))
-    );
+    let no_id = json!({"tenant": "acme", "amounts": {"concurrent_requests": 1}});
+    assert_invalid(&send(no_id.clone()).await, "request_id", &no_id);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn a_store_that_lost_its_counters_continues_from_the_persisted_usage(pool: PgPool) {
     let store = Arc::new(MemoryStore::new());
-    let api = Api::over(pool, store.clone(), Arc::new(MemoryBus::default()));
+    let api = Api::with_store(pool, store.clone());
     tier(
         &api,
         "bytes",
@@ -396,10 +385,7 @@ async fn a_store_that_lost_its_counters_continues_from_the_persisted_usage(pool:
     .await;
     tenant(&api, json!({"id": "acme", "tier": "bytes"})).await;
     api.check("acme", json!({"request_bytes": 900})).await;
-    api.state
-        .flusher
-        .flush(api.state.store.as_ref(), &api.state.repo)
-        .await;
+    api.flush_usage().await;
     store.clear(); // Redis restarted without persistence, mid-month
     let over = api.check("acme", json!({"request_bytes": 200})).await;
     assert_eq!(
@@ -482,10 +468,7 @@ async fn roles_and_the_default_tier_decide_for_tenants_without_their_own(pool: P
     let by_default = api.check("stranger", json!({"requests": 1})).await;
     assert_eq!(by_default["policy"]["limit"], 1);
     let body = json!({"tenant": "stranger", "roles": ["tester"], "amounts": {"requests": 1}});
-    let by_role = api
-        .send_as(None, Method::POST, "/v1/check", Some(body))
-        .await
-        .body;
+    let by_role = api.filter_post("/v1/check", body).await.body;
     assert_eq!(by_role["policy"]["limit"], 50);
 }
 
@@ -516,17 +499,14 @@ async fn invalid_checks_are_refused_naming_the_field(pool: PgPool) {
         ),
         (json!({"tenant": "a", "amounts": {}, "tenantt": "b"}), ""),
     ] {
-        let reply = api
-            .send_as(None, Method::POST, "/v1/check", Some(body.clone()))
-            .await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(reply.headers["content-type"], "application/problem+json");
-        if !field.is_empty() {
-            assert_eq!(reply.body["invalid-params"][0]["name"], field, "{body}");
-        }
+        assert_invalid(
+            &api.filter_post("/v1/check", body.clone()).await,
+            field,
+            &body,
+        );
     }
     let not_json = api.send_as(None, Method::POST, "/v1/check", None).await;
-    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert_problem(&not_json, StatusCode::BAD_REQUEST);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
@@ -589,17 +569,30 @@ async fn an_admin_write_on_one_instance_reaches_the_others_cache_within_a_second
 }
 
 /// `POST /v1/settle` with `body`.
-async fn settle(api: &Api, body: Value) -> crate::support::Reply {
-    api.send_as(None, Method::POST, "/v1/settle", Some(body))
-        .await
+async fn settle(api: &Api, body: Value) -> Reply {
+    api.filter_post("/v1/settle", body).await
+}
+
+/// `POST /v1/settle` with `body`, which must be accepted; returns how many gauge slots
+/// it released.
+async fn settled(api: &Api, body: Value) -> u64 {
+    let reply = settle(api, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["released"].as_u64().unwrap()
+}
+
+/// How many settlements `api` counted under `outcome` (`tollgate_settlements_total`).
+fn settlements(api: &Api, outcome: &str) -> u64 {
+    api.state
+        .metrics
+        .settlements
+        .with_label_values(&[outcome])
+        .get()
 }
 
 /// `used` of the persisted usage history rows of `tenant` on `resource`, newest first.
 async fn history(api: &Api, tenant: &str, resource: &str) -> Vec<u64> {
-    api.state
-        .flusher
-        .flush(api.state.store.as_ref(), &api.state.repo)
-        .await;
+    api.flush_usage().await;
     let rows = api
         .expect(
             StatusCode::OK,
@@ -620,7 +613,7 @@ async fn history(api: &Api, tenant: &str, resource: &str) -> Vec<u64> {
 }
 
 /// An organization and its app on a metered tier: 100 tokens a month (hard limit) and
-/// five concurrent requests.
+/// five concurrent requests. Returns the app's id, `<org>/app`.
 async fn metered_app(api: &Api, org: &str) -> String {
     tier(
         api,
@@ -643,36 +636,48 @@ async fn metered_app(api: &Api, org: &str) -> String {
     app
 }
 
+/// The tokens a [`metered_app`] and its organization used, from the usage view.
+async fn app_and_org_tokens(api: &Api, app: &str) -> (u64, u64) {
+    let rows = used(api, app, "tokens").await;
+    let org = app.strip_suffix("/app").unwrap();
+    match rows.as_slice() {
+        [(a, app_used), (o, org_used)] if a == app && o == org => (*app_used, *org_used),
+        _ => panic!("usage of {app} and {org} expected: {rows:?}"),
+    }
+}
+
+/// A check of `tokens` by a [`metered_app`] that also holds a concurrent slot under
+/// `request_id`.
+fn metered_check(app: &str, tokens: u64, request_id: &str) -> Value {
+    json!({"tenant": app, "amounts": {"tokens": tokens, "concurrent_requests": 1},
+           "request_id": request_id})
+}
+
+/// Settlement `id` of `tokens` (signed) for `tenant`, whose check counted at
+/// `checked_at_ms`.
+fn tokens_settlement(id: &str, tenant: &str, tokens: i64, checked_at_ms: i64) -> Value {
+    json!({"id": id, "tenant": tenant, "amounts": {"tokens": tokens},
+           "checked_at_ms": checked_at_ms})
+}
+
 async fn settlements_top_up_past_the_hard_limit_and_refund_headroom(api: Api, org: &str) {
     let app = metered_app(&api, org).await;
     let checked_at = api.clock.now().timestamp_millis();
     // The check reserves 50 tokens and holds a concurrent slot.
-    let check = |tokens: u64, id: &str| {
-        json!({"tenant": app, "amounts": {"tokens": tokens, "concurrent_requests": 1},
-               "request_id": id})
-    };
     let first = api
-        .send_as(None, Method::POST, "/v1/check", Some(check(50, "r1")))
+        .filter_post("/v1/check", metered_check(&app, 50, "r1"))
         .await;
     assert_eq!(first.body["decision"], "allow", "{}", first.body);
     assert_eq!(first.body["policy"]["resource"], "tokens");
 
     // The upstream used 120: 70 more than reserved. Counted in full, though past 100.
-    let top_up = settle(
-        &api,
-        json!({"id": "s-r1", "tenant": app, "amounts": {"tokens": 70},
-               "checked_at_ms": checked_at, "release_request_id": "r1"}),
-    )
-    .await;
-    assert_eq!(top_up.status, StatusCode::OK, "{}", top_up.body);
-    assert_eq!(top_up.body, json!({"released": 1}));
-    assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 120), (org.to_string(), 120)]
-    );
+    let mut top_up = tokens_settlement("s-r1", &app, 70, checked_at);
+    top_up["release_request_id"] = json!("r1");
+    assert_eq!(settled(&api, top_up).await, 1);
+    assert_eq!(app_and_org_tokens(&api, &app).await, (120, 120));
     assert_eq!(history(&api, &app, "tokens").await, vec![120], "billed");
     let refused = api
-        .send_as(None, Method::POST, "/v1/check", Some(check(1, "r2")))
+        .filter_post("/v1/check", metered_check(&app, 1, "r2"))
         .await;
     assert_eq!(
         (
@@ -684,44 +689,29 @@ async fn settlements_top_up_past_the_hard_limit_and_refund_headroom(api: Api, or
     );
 
     // A refund of what another request reserved and did not use restores headroom.
-    let refund = settle(
-        &api,
-        json!({"id": "s-other", "tenant": app, "amounts": {"tokens": -40},
-               "checked_at_ms": checked_at}),
-    )
-    .await;
-    assert_eq!(refund.status, StatusCode::OK, "{}", refund.body);
-    assert_eq!(refund.body["released"], 0);
-    assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 80), (org.to_string(), 80)]
-    );
+    let refund = tokens_settlement("s-other", &app, -40, checked_at);
+    assert_eq!(settled(&api, refund).await, 0);
+    assert_eq!(app_and_org_tokens(&api, &app).await, (80, 80));
     assert_eq!(
         history(&api, &app, "tokens").await,
         vec![80],
         "the refund reaches the history too"
     );
     let admitted = api
-        .send_as(None, Method::POST, "/v1/check", Some(check(1, "r3")))
+        .filter_post("/v1/check", metered_check(&app, 1, "r3"))
         .await;
     assert_ne!(admitted.body["decision"], "reject", "{}", admitted.body);
 
     // A refund of a request checked last month gives this month nothing.
     api.clock
         .set(Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 5).unwrap());
-    let late = settle(
-        &api,
-        json!({"id": "s-late", "tenant": app, "amounts": {"tokens": -40},
-               "checked_at_ms": checked_at}),
-    )
-    .await;
-    assert_eq!(late.status, StatusCode::OK, "{}", late.body);
-    api.send_as(None, Method::POST, "/v1/check", Some(check(10, "r4")))
+    let late = tokens_settlement("s-late", &app, -40, checked_at);
+    assert_eq!(settled(&api, late).await, 0);
+    api.filter_post("/v1/check", metered_check(&app, 10, "r4"))
         .await;
     assert_eq!(used(&api, &app, "tokens").await[0], (app.clone(), 10));
 
-    let settlements = &api.state.metrics.settlements;
-    assert_eq!(settlements.with_label_values(&["settled"]).get(), 3);
+    assert_eq!(settlements(&api, "settled"), 3);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
@@ -731,53 +721,36 @@ async fn settlements_top_up_past_the_hard_limit_and_refund_headroom_in_memory(po
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn settlements_top_up_past_the_hard_limit_and_refund_headroom_in_redis(pool: PgPool) {
-    let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
-    let api = Api::over(pool, Arc::new(store), Arc::new(MemoryBus::default()));
+    let api = Api::on_redis(pool);
     settlements_top_up_past_the_hard_limit_and_refund_headroom(api, "settle-redis").await;
 }
 
 async fn a_settlement_posted_twice_counts_once(api: Api, org: &str) {
     let app = metered_app(&api, org).await;
     let checked_at = api.clock.now().timestamp_millis();
-    let check = json!({"tenant": app, "amounts": {"tokens": 10, "concurrent_requests": 1},
-                       "request_id": "r1"});
     let checked = api
-        .send_as(None, Method::POST, "/v1/check", Some(check))
+        .filter_post("/v1/check", metered_check(&app, 10, "r1"))
         .await;
     assert_eq!(checked.body["decision"], "allow", "{}", checked.body);
-    let body = json!({"id": "r1-settle", "tenant": app, "amounts": {"tokens": 30},
-                      "checked_at_ms": checked_at, "release_request_id": "r1"});
-    let first = settle(&api, body.clone()).await;
-    assert_eq!(
-        (first.status, first.body),
-        (StatusCode::OK, json!({"released": 1}))
-    );
+    let mut body = tokens_settlement("r1-settle", &app, 30, checked_at);
+    body["release_request_id"] = json!("r1");
+    assert_eq!(settled(&api, body.clone()).await, 1);
     // The filter did not get the answer (a timeout, a reset connection) and retries.
     for _ in 0..2 {
-        let retry = settle(&api, body.clone()).await;
-        assert_eq!(
-            (retry.status, retry.body),
-            (StatusCode::OK, json!({"released": 0}))
-        );
+        assert_eq!(settled(&api, body.clone()).await, 0);
     }
     assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 40), (org.to_string(), 40)],
+        app_and_org_tokens(&api, &app).await,
+        (40, 40),
         "counted once"
     );
     assert_eq!(history(&api, &app, "tokens").await, vec![40]);
     // Another settlement of the same amounts counts again.
-    let mut other = body.clone();
-    other["id"] = json!("r2-settle");
-    let second = settle(&api, other).await;
-    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
-    assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 70), (org.to_string(), 70)]
-    );
-    let settlements = &api.state.metrics.settlements;
-    assert_eq!(settlements.with_label_values(&["settled"]).get(), 2);
-    assert_eq!(settlements.with_label_values(&["duplicate"]).get(), 2);
+    body["id"] = json!("r2-settle");
+    settled(&api, body).await;
+    assert_eq!(app_and_org_tokens(&api, &app).await, (70, 70));
+    assert_eq!(settlements(&api, "settled"), 2);
+    assert_eq!(settlements(&api, "duplicate"), 2);
     assert_eq!(api.state.metrics.releases.get(), 1, "released once");
 }
 
@@ -788,15 +761,13 @@ async fn a_settlement_posted_twice_counts_once_in_memory(pool: PgPool) {
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn a_settlement_posted_twice_counts_once_in_redis(pool: PgPool) {
-    let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
-    let api = Api::over(pool, Arc::new(store), Arc::new(MemoryBus::default()));
-    a_settlement_posted_twice_counts_once(api, "settle-twice-redis").await;
+    a_settlement_posted_twice_counts_once(Api::on_redis(pool), "settle-twice-redis").await;
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPool) {
     let store = Arc::new(MemoryStore::new());
-    let api = Api::over(pool, store.clone(), Arc::new(MemoryBus::default()));
+    let api = Api::with_store(pool, store.clone());
     let app = metered_app(&api, "acme").await;
     let checked_at = api.clock.now().timestamp_millis();
     api.check(&app, json!({"tokens": 10})).await;
@@ -805,22 +776,13 @@ async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPoo
     // plane, which re-seeds from the history and applies it — once.
     store.clear();
     let seeds_before = api.state.metrics.seeds.get();
-    let body = json!({"id": "s-lost", "tenant": app, "amounts": {"tokens": 5},
-                      "checked_at_ms": checked_at});
+    let body = tokens_settlement("s-lost", &app, 5, checked_at);
     for _ in 0..2 {
-        let reply = settle(&api, body.clone()).await;
-        assert_eq!(
-            (reply.status, reply.body),
-            (StatusCode::OK, json!({"released": 0}))
-        );
+        assert_eq!(settled(&api, body.clone()).await, 0);
     }
-    assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 15), ("acme".to_string(), 15)]
-    );
-    let settlements = &api.state.metrics.settlements;
-    assert_eq!(settlements.with_label_values(&["settled"]).get(), 1);
-    assert_eq!(settlements.with_label_values(&["duplicate"]).get(), 1);
+    assert_eq!(app_and_org_tokens(&api, &app).await, (15, 15));
+    assert_eq!(settlements(&api, "settled"), 1);
+    assert_eq!(settlements(&api, "duplicate"), 1);
     assert_eq!(
         api.state.metrics.seeds.get() - seeds_before,
         2,
@@ -841,145 +803,73 @@ async fn invalid_settlements_are_refused_naming_the_field_and_change_nothing(poo
     tenant(&api, json!({"id": "slotted", "tier": "slots"})).await;
     api.check(&app, json!({"tokens": 10})).await;
     let at = api.clock.now().timestamp_millis();
+    // Each body is a valid settlement with one thing wrong.
+    let valid = tokens_settlement("s1", &app, 5, at);
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let without = |field: &str| {
+        let mut body = valid.clone();
+        body.as_object_mut().unwrap().remove(field);
+        body
+    };
     for (body, field) in [
         (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5, "concurrent_requests": 1},
-                   "checked_at_ms": at}),
+            with("amounts", json!({"tokens": 5, "concurrent_requests": 1})),
             "amounts.concurrent_requests",
         ),
         (
             json!({"id": "s1", "tenant": "slotted", "amounts": {"slots": -1}, "checked_at_ms": at}),
             "amounts.slots",
         ),
+        (without("checked_at_ms"), "checked_at_ms"),
+        (with("checked_at_ms", json!(-1)), "checked_at_ms"),
+        (with("checked_at_ms", json!(u64::MAX)), "checked_at_ms"),
+        (with("tenant", json!("a b")), "tenant"),
+        (with("amounts", json!({})), "amounts"),
+        (with("amounts", json!({"Bad:Name": 5})), "amounts.Bad:Name"),
+        (with("amounts", json!({"tokens": 1.5})), "amounts.tokens"),
         (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}}),
-            "checked_at_ms",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": -1}),
-            "checked_at_ms",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": u64::MAX}),
-            "checked_at_ms",
-        ),
-        (
-            json!({"id": "s1", "tenant": "a b", "amounts": {"tokens": 5}, "checked_at_ms": at}),
-            "tenant",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {}, "checked_at_ms": at}),
-            "amounts",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"Bad:Name": 5}, "checked_at_ms": at}),
-            "amounts.Bad:Name",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 1.5}, "checked_at_ms": at}),
-            "amounts.tokens",
-        ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at,
-                   "release_request_id": "{x}"}),
+            with("release_request_id", json!("{x}")),
             "release_request_id",
         ),
-        (
-            json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at,
-                   "roles": ["has space"]}),
-            "roles[0]",
-        ),
-        (
-            json!({"tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
-            "id",
-        ),
-        (
-            json!({"id": "", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
-            "id",
-        ),
-        (
-            json!({"id": "has space", "tenant": app, "amounts": {"tokens": 5},
-                   "checked_at_ms": at}),
-            "id",
-        ),
-        (
-            json!({"id": "x".repeat(129), "tenant": app, "amounts": {"tokens": 5},
-                   "checked_at_ms": at}),
-            "id",
-        ),
-        (
-            json!({"id": 7, "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
-            "id",
-        ),
+        (with("roles", json!(["has space"])), "roles[0]"),
+        (without("id"), "id"),
+        (with("id", json!("")), "id"),
+        (with("id", json!("has space")), "id"),
+        (with("id", json!("x".repeat(129))), "id"),
+        (with("id", json!(7)), "id"),
     ] {
-        let reply = settle(&api, body.clone()).await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(reply.headers["content-type"], "application/problem+json");
-        assert_eq!(reply.body["invalid-params"][0]["name"], field, "{body}");
+        assert_invalid(&settle(&api, body.clone()).await, field, &body);
     }
     let not_json = api.send_as(None, Method::POST, "/v1/settle", None).await;
-    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
-    assert_eq!(not_json.headers["content-type"], "application/problem+json");
+    assert_problem(&not_json, StatusCode::BAD_REQUEST);
     assert_eq!(
-        used(&api, &app, "tokens").await,
-        vec![(app.clone(), 10), ("acme".into(), 10)],
+        app_and_org_tokens(&api, &app).await,
+        (10, 10),
         "nothing was settled"
     );
 
     // A tenant nobody gave a tier was never counted: nothing to settle.
-    let stranger = settle(
-        &api,
-        json!({"id": "s1", "tenant": "stranger", "amounts": {"tokens": 5},
-               "checked_at_ms": at, "release_request_id": "r1"}),
-    )
-    .await;
-    assert_eq!(
-        (stranger.status, stranger.body.clone()),
-        (StatusCode::OK, json!({"released": 0}))
-    );
-    let settlements = &api.state.metrics.settlements;
-    assert_eq!(settlements.with_label_values(&["invalid"]).get(), 17);
-    assert_eq!(settlements.with_label_values(&["unknown_tenant"]).get(), 1);
-    assert_eq!(settlements.with_label_values(&["settled"]).get(), 0);
+    let mut stranger = with("tenant", json!("stranger"));
+    stranger["release_request_id"] = json!("r1");
+    assert_eq!(settled(&api, stranger).await, 0);
+    assert_eq!(settlements(&api, "invalid"), 17);
+    assert_eq!(settlements(&api, "unknown_tenant"), 1);
+    assert_eq!(settlements(&api, "settled"), 0);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn a_shadow_check_past_the_hard_limit_is_counted_with_a_warning(pool: PgPool) {
     let api = Api::new(pool);
-    tier(
-        &api,
-        "two",
-        json!([{"resource": "requests", "period": "day", "quota": 2}]),
-    )
-    .await;
-    tier(
-        &api,
-        "roomy",
-        json!([{"resource": "requests", "period": "day", "quota": 100}]),
-    )
-    .await;
-    tenant(
-        &api,
-        json!({"id": "org", "tier": "roomy", "overcommit": 1000}),
-    )
-    .await;
-    tenant(
-        &api,
-        json!({"id": "org/app", "parent_id": "org", "tier": "two"}),
-    )
-    .await;
-    tenant(
-        &api,
-        json!({"id": "org/off", "parent_id": "org", "tier": "two", "mode": "off"}),
-    )
-    .await;
+    org_with_children(&api, &[("app", "enforce"), ("off", "off")]).await;
     let shadow =
         |tenant: &str| json!({"tenant": tenant, "amounts": {"requests": 1}, "shadow": true});
     let mut last = Value::Null;
     for _ in 0..3 {
-        let reply = api
-            .send_as(None, Method::POST, "/v1/check", Some(shadow("org/app")))
-            .await;
+        let reply = api.filter_post("/v1/check", shadow("org/app")).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         last = reply.body;
     }
@@ -1003,8 +893,7 @@ async fn a_shadow_check_past_the_hard_limit_is_counted_with_a_warning(pool: PgPo
     );
     // An off level stays off: not counted, even in shadow.
     for _ in 0..3 {
-        api.send_as(None, Method::POST, "/v1/check", Some(shadow("org/off")))
-            .await;
+        api.filter_post("/v1/check", shadow("org/off")).await;
     }
     assert_eq!(
         used(&api, "org/off", "requests").await,
@@ -1015,22 +904,11 @@ async fn a_shadow_check_past_the_hard_limit_is_counted_with_a_warning(pool: PgPo
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn a_settlement_while_redis_is_down_is_a_503_problem(pool: PgPool) {
     let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
-    let api = Api::over(pool, Arc::new(down), Arc::new(MemoryBus::default()));
+    let api = Api::with_store(pool, Arc::new(down));
     let app = metered_app(&api, "acme").await;
     let at = api.clock.now().timestamp_millis();
-    let reply = settle(
-        &api,
-        json!({"id": "s1", "tenant": app, "amounts": {"tokens": 5}, "checked_at_ms": at}),
-    )
-    .await;
-    assert_eq!(
-        reply.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        reply.body
-    );
-    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    let reply = settle(&api, tokens_settlement("s1", &app, 5, at)).await;
+    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["code"], "unavailable");
-    let settlements = &api.state.metrics.settlements;
-    assert_eq!(settlements.with_label_values(&["unavailable"]).get(), 1);
+    assert_eq!(settlements(&api, "unavailable"), 1);
 }

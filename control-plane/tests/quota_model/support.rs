@@ -11,8 +11,9 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tollgate_control_plane::bus::{Bus, MemoryBus};
 use tollgate_control_plane::config::Secret;
-use tollgate_control_plane::store::{CounterStore, MemoryStore};
+use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 use tollgate_control_plane::{app, AppConfig, AppState};
+use tollgate_e2e::shared;
 use tower::ServiceExt;
 
 /// The admin token of the test control planes.
@@ -61,11 +62,20 @@ pub struct Reply {
 impl Api {
     /// A control plane over `pool` with counters in memory.
     pub fn new(pool: PgPool) -> Api {
-        Api::over(
-            pool,
-            Arc::new(MemoryStore::new()),
-            Arc::new(MemoryBus::default()),
-        )
+        Api::with_store(pool, Arc::new(MemoryStore::new()))
+    }
+
+    /// A control plane over `pool` with counters in `store` (kept by the test to clear
+    /// it, or one that is down) and a bus of its own.
+    pub fn with_store(pool: PgPool, store: Arc<dyn CounterStore>) -> Api {
+        Api::over(pool, store, Arc::new(MemoryBus::default()))
+    }
+
+    /// A control plane over `pool` with counters in the Redis the harness shares between
+    /// the tests (each test keeps to its own tenant tree there).
+    pub fn on_redis(pool: PgPool) -> Api {
+        let store = RedisStore::new(&shared::redis_url().unwrap()).unwrap();
+        Api::with_store(pool, Arc::new(store))
     }
 
     /// A control plane over `pool`, `store` and `bus` (share them to make instances).
@@ -140,14 +150,43 @@ impl Api {
         reply.body
     }
 
+    /// A request as the Envoy filter sends it: `POST path` with `body`, no token.
+    pub async fn filter_post(&self, path: &str, body: Value) -> Reply {
+        self.send_as(None, Method::POST, path, Some(body)).await
+    }
+
     /// `POST /v1/check` for `tenant` with `amounts`; returns the decision body.
     pub async fn check(&self, tenant: &str, amounts: Value) -> Value {
         let body = serde_json::json!({"tenant": tenant, "amounts": amounts});
-        let reply = self
-            .send_as(None, Method::POST, "/v1/check", Some(body))
-            .await;
+        let reply = self.filter_post("/v1/check", body).await;
         assert_eq!(reply.status, StatusCode::OK, "check: {}", reply.body);
         reply.body
+    }
+
+    /// Persists the live counters to the usage history now, as the flusher does in the
+    /// background.
+    pub async fn flush_usage(&self) {
+        self.state
+            .flusher
+            .flush(self.state.store.as_ref(), &self.state.repo)
+            .await;
+    }
+}
+
+/// Asserts that `reply` is a problem+json error with `status`.
+pub fn assert_problem(reply: &Reply, status: StatusCode) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+}
+
+/// Asserts that `sent` was refused as invalid (422), naming `field` first (`""`: a
+/// problem that names no field, such as an unknown one).
+pub fn assert_invalid(reply: &Reply, field: &str, sent: &Value) {
+    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+    assert_eq!(reply.status, invalid, "{sent}: {}", reply.body);
+    assert_problem(reply, invalid);
+    if !field.is_empty() {
+        assert_eq!(reply.body["invalid-params"][0]["name"], field, "{sent}");
     }
 }
 

@@ -111,6 +111,7 @@ impl RedisStore {
             conn,
             accounting: Script::new(concat!(
                 include_str!("../decimal.lua"),
+                include_str!("../marker.lua"),
                 include_str!("../accounting.lua")
             )),
             seed: Script::new(include_str!("../seed.lua")),
@@ -121,6 +122,7 @@ impl RedisStore {
             settle: Script::new(concat!(
                 include_str!("../decimal.lua"),
                 include_str!("../lease.lua"),
+                include_str!("../marker.lua"),
                 include_str!("../settle.lua")
             )),
             release: Script::new(concat!(
@@ -358,24 +360,28 @@ fn parse_count(text: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Protocol(format!("counter value {text:?} is not a count")))
 }
 
+/// The markers a "seed" reply names (`reseed_reply` in `marker.lua`): `count`, then as
+/// many 1-based indices at the start of `rest`; zero-based. `None` when malformed.
+fn missing_markers(count: &str, rest: &[String]) -> Option<Vec<usize>> {
+    let count: usize = count.parse().ok()?;
+    rest.get(..count)?
+        .iter()
+        .map(|m| m.parse::<usize>().ok()?.checked_sub(1))
+        .collect()
+}
+
 /// `{status, violated, K, K marker indices, used_1..used_n, oldest_1..oldest_n}`.
 fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
     let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
     let [status, violated, missing_count, rest @ ..] = reply else {
         return Err(bad());
     };
-    let missing_count: usize = missing_count.parse().map_err(|_| bad())?;
     if status == "seed" {
-        let missing = rest
-            .get(..missing_count)
-            .ok_or_else(bad)?
-            .iter()
-            .map(|m| m.parse::<usize>().ok().and_then(|m| m.checked_sub(1)))
-            .collect::<Option<Vec<usize>>>()
-            .ok_or_else(bad)?;
-        return Ok(Reply::NeedsSeed(missing));
+        return missing_markers(missing_count, rest)
+            .map(Reply::NeedsSeed)
+            .ok_or_else(bad);
     }
-    if rest.len() != 2 * ops || missing_count != 0 {
+    if rest.len() != 2 * ops || missing_count.parse::<usize>() != Ok(0) {
         return Err(bad());
     }
     let (used, oldest) = rest.split_at(ops);
@@ -408,17 +414,9 @@ fn parse_settle_reply(reply: &[String], moves: usize) -> Result<SettleReply, Sto
         return Err(bad());
     };
     match status.as_str() {
-        "seed" => {
-            let count: usize = count.parse().map_err(|_| bad())?;
-            let missing = rest
-                .get(..count)
-                .ok_or_else(bad)?
-                .iter()
-                .map(|m| m.parse::<usize>().ok().and_then(|m| m.checked_sub(1)))
-                .collect::<Option<Vec<usize>>>()
-                .ok_or_else(bad)?;
-            Ok(SettleReply::NeedsSeed(missing))
-        }
+        "seed" => missing_markers(count, rest)
+            .map(SettleReply::NeedsSeed)
+            .ok_or_else(bad),
         "ok" if rest.len() == moves => Ok(SettleReply::Done(SettleOutcome::Applied(Settled {
             used: rest
                 .iter()

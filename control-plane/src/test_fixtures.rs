@@ -1,0 +1,39 @@
+//! What the unit tests of the pure planners ([`accounting`](crate::accounting) and
+//! [`settlement`](crate::settlement)) share: resolved tenant chains built by hand, one
+//! fixed instant, amounts by resource.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::model::{LimitDef, Mode};
+use crate::resolve::{Resolved, ResolvedLevel};
+
+/// One level of a chain: `tenant`'s `limits`, acting in `mode`, from no particular tier.
+pub fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {
+    ResolvedLevel {
+        tenant: tenant.into(),
+        mode,
+        winner: None,
+        limits,
+    }
+}
+
+/// A chain of `levels`, the requesting tenant first; the last level is the root, whose
+/// hash tag every key shares.
+pub fn resolved(levels: Vec<ResolvedLevel>) -> Resolved {
+    Resolved {
+        root: levels.last().unwrap().tenant.clone(),
+        levels,
+    }
+}
+
+/// The one instant the tests plan at, whose windows they name: 2026-11-17 13:05:09 UTC.
+pub fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 17, 13, 5, 9).unwrap()
+}
+
+/// Amounts by resource (unsigned for checks, signed for settlements).
+pub fn amounts<T: Copy>(items: &[(&str, T)]) -> BTreeMap<String, T> {
+    items.iter().map(|(r, a)| (r.to_string(), *a)).collect()
+}
