@@ -60,6 +60,23 @@ impl BodyMeter {
             .saturating_sub(self.reserved)
     }
 
+    /// Whether the body has ended.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Bytes still counted and not yet seen.
+    pub fn headroom(&self) -> u64 {
+        self.reserved
+            .saturating_sub(self.released.saturating_add(self.buffered))
+    }
+
+    /// How far the next check asks ahead: at least `base`, twice the last reservation,
+    /// at most `MAX_GROWTH` times `base`.
+    pub fn ahead(&self, base: u64) -> u64 {
+        self.ahead.clamp(base, base.saturating_mul(MAX_GROWTH))
+    }
+
     /// How much to ask for to cover the shortfall: exactly it once the body has ended,
     /// else at least `base` bytes ahead, growing with each check up to `MAX_GROWTH`
     /// times `base`.
@@ -68,8 +85,7 @@ impl BodyMeter {
         if self.ended {
             return need;
         }
-        let ahead = self.ahead.clamp(base, base.saturating_mul(MAX_GROWTH));
-        need.max(ahead)
+        need.max(self.ahead(base))
     }
 
     /// What the settlement corrects: bytes that reached the upstream minus bytes

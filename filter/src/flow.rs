@@ -63,8 +63,12 @@ enum Phase {
 enum Purpose {
     /// The decision on the request.
     Admission,
-    /// `asked` more body bytes; `exact` when that is no more than was seen.
+    /// `asked` more body bytes, for bytes Envoy holds; `exact` when that is no more
+    /// than was seen.
     Body { asked: u64, exact: bool },
+    /// `asked` more body bytes ahead of need, while the body keeps flowing within
+    /// what is already counted (a chunked upload's next reservation).
+    Ahead { asked: u64 },
 }
 
 /// A check in flight.
@@ -92,6 +96,10 @@ pub struct RequestFlow {
     counted: bool,
     /// Body bytes are still checked (off once the failure mode let the body through).
     metering: bool,
+    /// The body has no `content-length`: its reservations are asked for ahead.
+    streaming: bool,
+    /// An ask ahead did not fit: from now on only exactly what was seen is asked for.
+    exact_only: bool,
     checked_at_ms: u64,
     status: QuotaStatus,
     policy: Option<PolicyStatus>,
@@ -114,6 +122,8 @@ impl RequestFlow {
             paused: false,
             counted: false,
             metering: false,
+            streaming: false,
+            exact_only: false,
             checked_at_ms: 0,
             status: QuotaStatus::Unknown,
             policy: None,
@@ -175,9 +185,13 @@ impl RequestFlow {
         if costs.request_bytes {
             let announced = host
                 .request_header("content-length")
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            let bytes = if end_of_stream { 0 } else { announced };
+                .and_then(|value| value.trim().parse::<u64>().ok());
+            self.streaming = announced.is_none() && !end_of_stream;
+            let bytes = if end_of_stream {
+                0
+            } else {
+                announced.unwrap_or(0)
+            };
             amounts.insert(resource::REQUEST_BYTES.to_string(), bytes);
         }
         if costs.response_reserve > 0 {
@@ -199,14 +213,21 @@ impl RequestFlow {
 
     /// A body chunk arrived; `buffered` is everything Envoy holds for the filter.
     pub fn on_request_body(&mut self, host: &dyn Host, buffered: u64, end_of_stream: bool) -> Next {
-        if self.phase == Phase::Replied {
-            return Next::Pause;
-        }
-        self.body.on_data(buffered, end_of_stream);
-        if self.waiting.is_some() {
+        if self.phase == Phase::Replied || self.paused {
+            self.body.on_data(buffered, end_of_stream);
             return Next::Pause; // Envoy buffers it until the check in flight answers
         }
+        self.body.on_data(buffered, end_of_stream);
         if self.phase != Phase::Counted {
+            return Next::Continue;
+        }
+        if self.waiting.is_some() {
+            // An ask ahead is in flight: go on within what is counted; hold what is not,
+            // and hold the end, so the request is not over before its reservation is known.
+            if self.body.shortfall() > 0 || end_of_stream {
+                return self.hold();
+            }
+            self.body.release();
             return Next::Continue;
         }
         self.continue_body(host)
@@ -215,8 +236,10 @@ impl RequestFlow {
     /// Request trailers arrived: the body has ended.
     pub fn on_request_trailers(&mut self) -> Next {
         self.body.end();
-        if self.waiting.is_some() || self.phase == Phase::Replied {
+        if self.phase == Phase::Replied || self.paused {
             Next::Pause
+        } else if self.waiting.is_some() {
+            self.hold()
         } else {
             Next::Continue
         }
@@ -248,6 +271,12 @@ impl RequestFlow {
             host.count(Metric::CalloutTimeouts);
             self.fail(host, waiting.purpose, "no decision within the deadline");
         }
+    }
+
+    /// Whether a failed check leaves nothing to decide: an ask ahead while the body
+    /// flows within what is counted (the next one that is needed will hold it).
+    fn failure_is_moot(&self, purpose: Purpose) -> bool {
+        matches!(purpose, Purpose::Ahead { .. }) && !self.paused
     }
 
     /// Response headers are on their way to the client: add the quota headers and read
@@ -339,9 +368,22 @@ impl RequestFlow {
 
     /// Sends a check and holds the request until it answers or the deadline passes.
     fn ask(&mut self, host: &dyn Host, request: &CheckRequest, purpose: Purpose) -> Next {
+        match self.send(host, request, purpose) {
+            Ok(()) => self.hold(),
+            Err(why) => self.fail(host, purpose, why),
+        }
+    }
+
+    /// Sends a check; the request waits for it (held or not, the caller decides).
+    fn send(
+        &mut self,
+        host: &dyn Host,
+        request: &CheckRequest,
+        purpose: Purpose,
+    ) -> Result<(), &'static str> {
         let Ok(body) = serde_json::to_vec(request) else {
             host.count(Metric::CalloutFailures);
-            return self.fail(host, purpose, "could not encode the check request");
+            return Err("could not encode the check request");
         };
         let cp = &self.config.control_plane;
         let backstop = Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
@@ -349,13 +391,13 @@ impl RequestFlow {
         host.count(Metric::Callouts);
         if host.dispatch(callout).is_none() {
             host.count(Metric::CalloutFailures);
-            return self.fail(host, purpose, "the callout could not be dispatched");
+            return Err("the callout could not be dispatched");
         }
         self.waiting = Some(Waiting {
             purpose,
             deadline_ms: host.now_ms().saturating_add(cp.timeout_ms),
         });
-        self.hold()
+        Ok(())
     }
 
     fn apply(&mut self, host: &dyn Host, purpose: Purpose, response: CheckResponse) {
@@ -397,22 +439,27 @@ impl RequestFlow {
                 self.body.reserve(asked);
                 self.continue_body(host);
             }
+            Purpose::Ahead { asked } => {
+                self.body.reserve(asked);
+                if self.paused {
+                    self.continue_body(host);
+                }
+            }
         }
     }
 
     /// The control plane refused: past a hard limit.
     fn refused(&mut self, host: &dyn Host, purpose: Purpose, response: CheckResponse) {
-        if let Purpose::Body { exact: false, .. } = purpose {
-            // Asked ahead and did not fit: ask again for exactly what was seen.
-            let request = self.body_check(self.body.shortfall());
-            self.ask(
-                host,
-                &request,
-                Purpose::Body {
-                    asked: self.body.shortfall(),
-                    exact: true,
-                },
-            );
+        if matches!(
+            purpose,
+            Purpose::Body { exact: false, .. } | Purpose::Ahead { .. }
+        ) {
+            // Asked ahead and did not fit: from now on ask for exactly what was seen,
+            // and refuse only a body that really crosses the limit.
+            self.exact_only = true;
+            if self.paused {
+                self.continue_body(host);
+            }
             return;
         }
         if self.config.shadow {
@@ -447,9 +494,17 @@ impl RequestFlow {
         let shortfall = self.body.shortfall();
         if !self.metering || !self.config.costs.request_bytes || shortfall == 0 {
             self.body.release();
-            return self.proceed(host);
+            let next = self.proceed(host);
+            if self.metering && self.config.costs.request_bytes {
+                self.ask_ahead(host);
+            }
+            return next;
         }
-        let asked = self.body.ask(self.config.costs.stream_reserve_bytes);
+        let asked = if self.exact_only {
+            shortfall
+        } else {
+            self.body.ask(self.config.costs.stream_reserve_bytes)
+        };
         if !self.config.shadow {
             if let Some(identity) = &self.identity {
                 let needed = BTreeMap::from([(resource::REQUEST_BYTES.to_string(), shortfall)]);
@@ -462,6 +517,24 @@ impl RequestFlow {
         let request = self.body_check(asked);
         let exact = asked == shortfall;
         self.ask(host, &request, Purpose::Body { asked, exact })
+    }
+
+    /// A streaming body nearing the end of its reservation asks for the next one while
+    /// it keeps flowing, so a fast upload is rarely held (every hold is a chance for
+    /// Envoy's buffer to fill, see envoy/README.md).
+    fn ask_ahead(&mut self, host: &dyn Host) {
+        let base = self.config.costs.stream_reserve_bytes;
+        let asked = self.body.ahead(base);
+        let wanted = self.streaming
+            && !self.exact_only
+            && self.waiting.is_none()
+            && !self.body.ended()
+            && self.body.headroom() < asked / 2;
+        if wanted {
+            let request = self.body_check(asked);
+            // A failed ask ahead changes nothing: the next needed one holds the body.
+            let _ = self.send(host, &request, Purpose::Ahead { asked });
+        }
     }
 
     fn body_check(&self, bytes: u64) -> CheckRequest {
@@ -503,6 +576,9 @@ impl RequestFlow {
 
     /// No decision could be had: apply the failure mode.
     fn fail(&mut self, host: &dyn Host, purpose: Purpose, why: &str) -> Next {
+        if self.failure_is_moot(purpose) {
+            return Next::Continue;
+        }
         host.warn(&format!(
             "tollgate: {why} (tenant {}); failure mode {:?}",
             self.tenant(),
@@ -516,7 +592,7 @@ impl RequestFlow {
                     Purpose::Admission => self.let_through(host, QuotaStatus::Unknown, None),
                     // Counted so far; the rest of the body passes unchecked and is
                     // settled to what the upstream got.
-                    Purpose::Body { .. } => {
+                    Purpose::Body { .. } | Purpose::Ahead { .. } => {
                         self.metering = false;
                         self.body.release();
                         self.proceed(host)

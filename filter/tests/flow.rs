@@ -402,37 +402,78 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
     }
 }
 
+fn request_bytes(check: &CheckRequest) -> u64 {
+    check.amounts["request_bytes"]
+}
+
 #[test]
-fn chunked_body_is_checked_ahead_then_exactly_and_refused_past_the_limit() {
+fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_limit() {
     let cfg = config(json!({"costs": {"stream_reserve_bytes": 1000}}));
     let host = FakeHost::upload("acme", None);
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&host, false);
-    assert_eq!(host.last_check().amounts["request_bytes"], 0);
-    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(request_bytes(&host.last_check()), 0);
 
-    // The first chunk: one check reserving 1000 ahead; the next chunks fit in it.
-    assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
+    // Admitted: the first reservation is asked for ahead, without holding anything.
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(host.checks().len(), 2);
     assert_eq!(
         host.last_check().amounts,
         [("request_bytes".into(), 1000)].into()
     );
     assert!(!host.last_check().amounts.contains_key("requests"));
-    flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(flow.on_request_body(&host, 500, false), Next::Continue);
-    assert_eq!(host.checks().len(), 2);
 
-    // Past the reservation: ahead does not fit, exactly what was seen does not either.
-    assert_eq!(flow.on_request_body(&host, 300, false), Next::Pause);
+    // A chunk before that answer is held; the answer lets it go and asks further ahead.
+    assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(*host.resumed.borrow(), 2);
+    assert_eq!(request_bytes(&host.last_check()), 2000);
+
+    // Within what is counted the body flows while that ask is in flight.
+    assert_eq!(flow.on_request_body(&host, 500, false), Next::Continue);
+    // Ahead does not fit: from now on only exactly what was seen is asked for.
     flow.on_check_response(&host, Some(200), &reject());
-    assert_eq!(host.last_check().amounts["request_bytes"], 200);
+    assert!(host.local_response.borrow().is_none());
+    assert_eq!(flow.on_request_body(&host, 300, false), Next::Pause);
+    assert_eq!(request_bytes(&host.last_check()), 200);
     flow.on_check_response(&host, Some(200), &reject());
     assert_eq!(host.local().0, 429);
+    assert_eq!(host.checks().len(), 4);
 
     // 900 bytes went upstream, 1000 were counted: 100 are refunded.
     let settle = flow.settlement(&host, || "s-1".into()).unwrap();
     assert_eq!(settle.amounts, [("request_bytes".into(), -100)].into());
     assert_eq!(settle.checked_at_ms, 1_000);
+}
+
+#[test]
+fn the_end_of_a_chunked_body_waits_for_the_ask_ahead_in_flight() {
+    let host = FakeHost::upload("acme", None);
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(flow.on_request_body(&host, 10, true), Next::Pause);
+    flow.on_check_response(&host, Some(200), &allow());
+    assert_eq!(*host.resumed.borrow(), 2);
+    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
+    assert_eq!(settle.amounts["request_bytes"], 10 - 65_536);
+}
+
+#[test]
+fn a_failed_ask_ahead_holds_nothing_and_the_next_needed_check_decides() {
+    let cfg = config(json!({"failure_mode": "closed"}));
+    let host = FakeHost::upload("acme", None);
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
+    flow.on_check_response(&host, Some(503), b"");
+    assert!(
+        host.local_response.borrow().is_none(),
+        "nothing was waiting on it"
+    );
+    assert_eq!(flow.on_request_body(&host, 10, false), Next::Pause);
+    flow.on_check_response(&host, Some(503), b"");
+    assert_eq!(host.local().0, 503);
 }
 
 #[test]

@@ -351,3 +351,26 @@ async fn a_cost_in_a_json_or_event_stream_body_is_settled_and_refuses_the_next_r
     quota_exceeded(next, "tokens").await;
     assert_eq!(gateway.upstream.received("globex").requests, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_chunked_upload_flows_with_few_checks_and_is_counted_exactly() {
+    let gateway = start_with_bytes_tier("big", 1 << 30).await;
+    let callouts_before = stat(&gateway.envoy, "callouts").await;
+    // 8 MiB in 64 KiB chunks about a millisecond apart (~60 MB/s): each reservation is
+    // asked for ahead while the body flows, twice as large each time.
+    let upload = chunked_upload(
+        gateway.envoy.port,
+        "/upload",
+        &[("x-tenant-id", "acme")],
+        64 * 1024,
+        128,
+        Duration::from_millis(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(upload.response.status, 200, "{:?}", upload.response);
+    assert_eq!(gateway.upstream.received("acme").bytes, 8 << 20);
+    settled(&gateway, "acme", "request_bytes", 8 << 20).await;
+    let checks = stat(&gateway.envoy, "callouts").await - callouts_before;
+    assert!(checks <= 16, "{checks} checks for 128 chunks");
+}
