@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount (SPEC §2).
 //! - [`check`] — the `POST /v1/check`, `/v1/settle` and `/v1/release` bodies.
+//! - [`lease`] — the `POST /v1/leases` bodies (budgets for the fast path).
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
 //! - [`problem`] — `application/problem+json` bodies for local replies.
 //! - [`config`] — the filter's JSON configuration schema and its validation.
@@ -15,6 +16,7 @@ pub mod check;
 pub mod config;
 pub mod decision;
 pub mod headers;
+pub mod lease;
 pub mod problem;
 
 pub use check::{
@@ -23,6 +25,7 @@ pub use check::{
 };
 pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig, TenantSource};
 pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
+pub use lease::{LeaseRequest, LeaseResponse, LeaseReturn};
 
 /// Resource names the product knows; operators may define others.
 pub mod resource {
