@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use tollgate_protocol::{CheckResponse, Decision, PolicyStatus, RejectReason};
+use tollgate_protocol::{CheckResponse, Decision, Limit, PolicyStatus, RejectReason};
 
 use crate::model::{LimitDef, Mode, Span};
 use crate::resolve::Resolved;
@@ -287,6 +287,14 @@ fn headroom(a: (&PolicyStatus, bool), b: (&PolicyStatus, bool)) -> Ordering {
     a.1.cmp(&b.1).then((an * bd).cmp(&(bn * ad)))
 }
 
+/// Whether counting `amount` onto `before` takes `limit` past its warning threshold just
+/// now: the first warning of its window.
+pub fn crosses_warning(limit: &Limit, before: u64, amount: u64) -> bool {
+    amount > 0
+        && limit.decide(before, 0) == Decision::Allow
+        && limit.decide(before, amount) != Decision::Allow
+}
+
 /// A decision and what the control plane records about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
@@ -297,6 +305,8 @@ pub struct Decided {
     pub crossed_warning: Vec<usize>,
     /// The op that rejected the request.
     pub rejected_by: Option<usize>,
+    /// The op whose status the response names.
+    pub binding: Option<usize>,
 }
 
 /// The answer to a check of `tenant` whose ops were `planned` and whose store call
@@ -332,12 +342,13 @@ pub fn decide(
             },
             crossed_warning: Vec::new(),
             rejected_by: Some(index),
+            binding: Some(index),
         });
     }
     let mut decision = Decision::Allow;
     let mut shadow_reject = false;
     let mut crossed_warning = Vec::new();
-    let mut binding: Option<(PolicyStatus, bool)> = None;
+    let mut binding: Option<(PolicyStatus, bool, usize)> = None;
     for (i, (p, &used)) in planned.iter().zip(&outcome.used).enumerate() {
         let before = used.saturating_sub(p.amount);
         let mut own = p.def.limit.decide(before, p.amount);
@@ -346,16 +357,15 @@ pub fn decide(
             shadow_reject = true;
             own = Decision::Warn;
         }
-        if own == Decision::Warn && p.amount > 0 && p.def.limit.decide(before, 0) == Decision::Allow
-        {
+        if crosses_warning(&p.def.limit, before, p.amount) {
             crossed_warning.push(i);
         }
         decision = decision.worst(own);
         let status = policy_status(p, used, outcome.oldest[i], now);
-        let candidate = (status, p.def.limit.unlimited);
+        let candidate = (status, p.def.limit.unlimited, i);
         let tighter = match &binding {
             None => true,
-            Some((best, unlimited)) => {
+            Some((best, unlimited, _)) => {
                 headroom((&candidate.0, candidate.1), (best, *unlimited)) == Ordering::Less
             }
         };
@@ -363,17 +373,19 @@ pub fn decide(
             binding = Some(candidate);
         }
     }
+    let (policy, binding) = binding.map_or((None, None), |(status, _, i)| (Some(status), Some(i)));
     Ok(Decided {
         response: CheckResponse {
             decision,
             reason: None,
             tenant: tenant.to_string(),
-            policy: binding.map(|(status, _)| status),
+            policy,
             cache_reject_for_s: 0,
             shadow_reject,
         },
         crossed_warning,
         rejected_by: None,
+        binding,
     })
 }
 

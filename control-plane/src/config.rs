@@ -122,6 +122,21 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_GAUGE_LEASE_S", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub gauge_lease_s: u64,
+    /// The largest budget `/v1/leases` grants, in units of the resource, however far the
+    /// tenant is from its limits.
+    #[arg(long, env = "TOLLGATE_LEASE_MAX_BUDGET", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    pub lease_max_budget: u64,
+    /// The smallest budget `/v1/leases` grants: nearer the limit the gateway checks each
+    /// request.
+    #[arg(long, env = "TOLLGATE_LEASE_MIN_GRANT", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=i64::MAX as u64))]
+    pub lease_min_grant: u64,
+    /// How long a budget of `/v1/leases` may be spent, in milliseconds (never past the
+    /// reset of a window it is counted in).
+    #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    pub lease_ttl_ms: u64,
     /// Label per-tenant metrics with the tenant id (cardinality: the number of tenants).
     #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABELS")]
     pub metrics_tenant_labels: bool,
@@ -215,6 +230,14 @@ mod tests {
         assert_eq!(args.admin_token.expose(), "s3cret-token");
         assert_eq!(args.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(args.definitions_ttl_ms, 5000);
+        assert_eq!(
+            (
+                args.lease_max_budget,
+                args.lease_min_grant,
+                args.lease_ttl_ms
+            ),
+            (10_000, 2, 10_000)
+        );
         assert_eq!(args.log_format, LogFormat::Text);
     }
 

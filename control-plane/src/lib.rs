@@ -1,7 +1,7 @@
 //! Tollgate's control plane: quota definitions in PostgreSQL, live usage counters in
-//! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/settle`,
-//! `/v1/release`), the admin API (`/admin/v1`), health, readiness and Prometheus
-//! metrics.
+//! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/leases`,
+//! `/v1/settle`, `/v1/release`), the admin API (`/admin/v1`), health, readiness and
+//! Prometheus metrics.
 //!
 //! # Layout
 //! - [`config`] — the command line and environment; secrets.
@@ -11,7 +11,8 @@
 //!   [`window`] (calendar and rolling windows), [`views`] (their JSON shapes).
 //! - Deciding: [`decision`] (the check path), [`accounting`] (plan a store call,
 //!   decide from its outcome, pure), [`settlement`] (plan a settlement of what a request
-//!   really cost, pure), [`store`] (Redis scripts and memory),
+//!   really cost, pure), [`budget`] (plan a lease's budget and answer it, pure),
+//!   [`store`] (Redis scripts and memory),
 //!   [`definitions`] (the cache), [`bus`] (invalidations between instances).
 //! - Durability: [`repo`] (PostgreSQL), [`flusher`] (usage history), [`audit`] (events
 //!   of the decision path), [`usage`] (usage views, resets, adjustments).
@@ -20,6 +21,7 @@
 
 pub mod accounting;
 pub mod audit;
+pub mod budget;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use tollgate_control_plane::budget::LeaseSettings;
 use tollgate_control_plane::bus::{self, Bus};
 use tollgate_control_plane::config::{Cli, Command, LogFormat, MigrateArgs, Secret, ServeArgs};
 use tollgate_control_plane::store::{CounterStore, RedisStore};
@@ -122,6 +123,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         default_deadline: Duration::from_millis(args.check_deadline_ms),
         gauge_lease: Duration::from_secs(args.gauge_lease_s),
         metrics_tenant_labels: args.metrics_tenant_labels,
+        leases: LeaseSettings {
+            max_budget: args.lease_max_budget,
+            min_grant: args.lease_min_grant,
+            ttl: Duration::from_millis(args.lease_ttl_ms),
+        },
     };
     let store: Arc<dyn CounterStore> = redis.clone();
     let bus: Arc<dyn Bus> = redis;

@@ -22,6 +22,18 @@ pub const SETTLE_OUTCOMES: [&str; 6] = [
     "error",
 ];
 
+/// The `outcome` labels of `tollgate_leases_total`.
+pub const LEASE_OUTCOMES: [&str; 8] = [
+    "granted",
+    "per_request",
+    "rejected",
+    "returned",
+    "duplicate",
+    "invalid",
+    "unavailable",
+    "error",
+];
+
 /// The control plane's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -34,6 +46,10 @@ pub struct Metrics {
     pub tenant_decisions: Option<IntCounterVec>,
     /// `tollgate_settlements_total{outcome}`: settlements answered by `/v1/settle`.
     pub settlements: IntCounterVec,
+    /// `tollgate_leases_total{outcome}`: lease requests answered by `/v1/leases`.
+    pub leases: IntCounterVec,
+    /// `tollgate_lease_units_total{kind}`: units of budget granted and refunded.
+    pub lease_units: IntCounterVec,
     /// `tollgate_check_duration_seconds`: time to answer `/v1/check`.
     pub check_duration: Histogram,
     /// `tollgate_store_errors_total{store}`: failed Redis / PostgreSQL calls.
@@ -104,6 +120,21 @@ impl Metrics {
                  already applied; nothing changed), unknown_tenant, invalid, unavailable, \
                  error.",
                 &["outcome"],
+            )?,
+            leases: counter_vec(
+                "tollgate_leases_total",
+                "Lease requests answered, by outcome: granted (a budget reserved), \
+                 per_request (no budget: too near a limit or a window's reset), rejected \
+                 (no headroom, or an unknown tenant), returned (a return only), duplicate \
+                 (a retry of a lease granted before; nothing reserved again), invalid, \
+                 unavailable, error.",
+                &["outcome"],
+            )?,
+            lease_units: counter_vec(
+                "tollgate_lease_units_total",
+                "Units of budget reserved by leases (granted) and given back unspent \
+                 (refunded).",
+                &["kind"],
             )?,
             check_duration: Histogram::with_opts(
                 HistogramOpts::new(
@@ -179,6 +210,12 @@ impl Metrics {
         for outcome in SETTLE_OUTCOMES {
             metrics.settlements.with_label_values(&[outcome]);
         }
+        for outcome in LEASE_OUTCOMES {
+            metrics.leases.with_label_values(&[outcome]);
+        }
+        for kind in ["granted", "refunded"] {
+            metrics.lease_units.with_label_values(&[kind]);
+        }
         for store in ["redis", "postgres"] {
             metrics.store_errors.with_label_values(&[store]);
         }
@@ -199,6 +236,8 @@ impl Metrics {
             r.register(Box::new(tenant_decisions.clone()))?;
         }
         r.register(Box::new(self.settlements.clone()))?;
+        r.register(Box::new(self.leases.clone()))?;
+        r.register(Box::new(self.lease_units.clone()))?;
         r.register(Box::new(self.check_duration.clone()))?;
         r.register(Box::new(self.store_errors.clone()))?;
         r.register(Box::new(self.store_duration.clone()))?;

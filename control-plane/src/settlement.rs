@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 
-use crate::accounting::counter_ttl_s;
+use crate::accounting::{counter_ttl_s, Planned};
 use crate::model::{Mode, Span};
 use crate::resolve::Resolved;
 use crate::store::{
@@ -83,8 +83,42 @@ pub enum SettleError {
     NoWindow(String),
 }
 
+impl Counter {
+    /// The current counter of a windowed limit a call touches; `None` for gauges.
+    pub fn current(planned: &Planned) -> Option<Counter> {
+        Some(Counter {
+            key: planned.keys.first()?.clone(),
+            tenant: planned.tenant.clone(),
+            resource: planned.def.resource.clone(),
+            series: planned.series()?,
+            window: *planned.windows.first()?,
+        })
+    }
+
+    /// The counter a [`counter_key`] names; `None` when it names none.
+    pub fn from_key(key: &str) -> Option<Counter> {
+        // The root has no braces; tenant ids may hold `:`, resources and series cannot.
+        let (_, rest) = key.strip_prefix("tollgate:{")?.split_once('}')?;
+        let mut parts = rest.strip_prefix(":c:")?.rsplitn(4, ':');
+        let start: i64 = parts.next()?.parse().ok()?;
+        let series = Series::parse(parts.next()?)?;
+        let resource = parts.next()?.to_string();
+        let tenant = parts.next()?.to_string();
+        let window = *series
+            .windows_at(DateTime::from_timestamp(start, 0)?)?
+            .first()?;
+        (window.start.timestamp() == start).then(|| Counter {
+            key: key.to_string(),
+            tenant,
+            resource,
+            series,
+            window,
+        })
+    }
+}
+
 /// Whether `resource` is a gauge anywhere in `resolved`.
-fn is_gauge(resolved: &Resolved, resource: &str) -> bool {
+pub(crate) fn is_gauge(resolved: &Resolved, resource: &str) -> bool {
     resource == CONCURRENT_REQUESTS
         || resolved.levels.iter().any(|level| {
             level
@@ -340,6 +374,27 @@ mod tests {
             now(),
         );
         assert!(!only_release.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_counter_key_names_its_counter_back() {
+        let r = resolved(vec![level(
+            "acme:eu/team",
+            Mode::Enforce,
+            vec![def("tokens", month()), def("tokens", rolling_hour())],
+        )]);
+        let p = plan(&r, "s1", &amounts(&[("tokens", 7)]), now(), None, now()).unwrap();
+        for counter in &p.counters {
+            assert_eq!(Counter::from_key(&counter.key).as_ref(), Some(counter));
+        }
+        for not_a_counter in [
+            "tollgate:{acme}:d:s1",
+            "tollgate:{acme}:c:acme:tokens:month:17",
+            "tollgate:{acme}:c:acme:tokens:fortnight:0",
+            "other:{acme}:c:acme:tokens:month:0",
+        ] {
+            assert_eq!(Counter::from_key(not_a_counter), None, "{not_a_counter}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::audit::EventSink;
+use crate::budget::LeaseSettings;
 use crate::bus::Bus;
 use crate::config::Secret;
 use crate::definitions::DefinitionsCache;
@@ -30,6 +31,8 @@ pub struct AppConfig {
     pub gauge_lease: Duration,
     /// Whether metrics carry per-tenant labels.
     pub metrics_tenant_labels: bool,
+    /// How budgets of `/v1/leases` are sized.
+    pub leases: LeaseSettings,
 }
 
 impl AppConfig {
@@ -41,6 +44,7 @@ impl AppConfig {
             default_deadline: Duration::from_millis(200),
             gauge_lease: Duration::from_secs(300),
             metrics_tenant_labels: false,
+            leases: LeaseSettings::default(),
         }
     }
 }

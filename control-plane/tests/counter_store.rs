@@ -21,10 +21,11 @@ use tollgate_control_plane::model::{LimitDef, Mode, Span};
 use tollgate_control_plane::resolve::{Resolved, ResolvedLevel};
 use tollgate_control_plane::settlement;
 use tollgate_control_plane::store::{
-    counter_key, gauge_key, lease_record_key, marker_key, settlement_key, Adjustment, Call,
-    CallMode, Change, CounterStore, Lease, MemoryStore, Move, Op, OpKind, Outcome, RedisStore,
-    Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, COUNTER_MAX,
-    SETTLEMENT_ID_TTL_S,
+    budget_holders_key, budget_key, counter_key, gauge_key, lease_record_key, marker_key,
+    settlement_key, Adjustment, Budget, BudgetOutcome, BudgetReply, BudgetReturn, Budgeted, Call,
+    CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move, Op, OpKind, Outcome,
+    RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot,
+    COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
 use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
@@ -1014,6 +1015,407 @@ async fn a_duplicate_settlement_releases_nothing(store: Arc<dyn CounterStore>) {
     );
 }
 
+/// A limit of the budgets below: the counter `key` of the tenant whose marker is
+/// `marker`, capped at `cap`.
+fn limit_of(key: &str, cap: u64, marker: usize) -> Op {
+    Op {
+        kind: OpKind::Window {
+            keys: vec![key.to_string()],
+            ttl_s: 3_600,
+            marker: Some(marker),
+        },
+        amount: 0,
+        cap,
+    }
+}
+
+/// Lease `id` of `root`'s `requests` by `gateway`: up to `want` under `ops`, for 10 s,
+/// returning nothing.
+fn budget(
+    root: &str,
+    id: &str,
+    gateway: &str,
+    markers: &[String],
+    ops: Vec<Op>,
+    want: u64,
+) -> Budget {
+    Budget {
+        now_ms: Utc::now().timestamp_millis(),
+        markers: markers.to_vec(),
+        ops,
+        record_key: budget_key(root, id),
+        holders_key: budget_holders_key(root, root, "requests"),
+        gateway: gateway.into(),
+        want,
+        min_grant: 2,
+        ttl_ms: 10_000,
+        record_ttl_ms: 70_000,
+        previous: None,
+    }
+}
+
+/// `budget` giving back lease `id` of its tree, of which `spent` was spent.
+fn returning(budget: Budget, root: &str, id: &str, spent: u64) -> Budget {
+    Budget {
+        previous: Some(BudgetReturn {
+            record_key: budget_key(root, id),
+            spent,
+        }),
+        ..budget
+    }
+}
+
+/// Runs `budget`, which must find its markers and return no overspent lease.
+async fn leased(store: &dyn CounterStore, budget: &Budget) -> Budgeted {
+    match store.budget(budget).await.unwrap() {
+        BudgetReply::Done(BudgetOutcome::Done(budgeted)) => budgeted,
+        other => panic!("{other:?} for {budget:?}"),
+    }
+}
+
+/// What `budget` reserved now (a duplicate or an exhausted limit fails the test).
+async fn granted(store: &dyn CounterStore, budget: &Budget) -> u64 {
+    match leased(store, budget).await.grant {
+        Grant::Reserved { granted, .. } => granted,
+        other => panic!("{other:?} for {budget:?}"),
+    }
+}
+
+async fn a_budget_is_reserved_at_every_level_at_once(store: Arc<dyn CounterStore>) {
+    let root = "budget-levels";
+    let tenants = ["budget-levels/u", root];
+    let markers = seeded(store.as_ref(), root, &tenants).await;
+    let (user, org) = (key(root, tenants[0], 0), key(root, root, 0));
+    let shadow = counter_key(root, root, "requests", "month", 0);
+    let counted = call(
+        CallMode::Check,
+        markers.clone(),
+        vec![
+            Op {
+                amount: 10,
+                ..limit_of(&user, 100, 0)
+            },
+            Op {
+                amount: 10,
+                ..limit_of(&org, 1_000, 1)
+            },
+        ],
+    );
+    run(store.as_ref(), &counted).await;
+    let ops = vec![
+        limit_of(&user, 100, 0),
+        limit_of(&org, 1_000, 1),
+        limit_of(&shadow, COUNTER_MAX, 1),
+    ];
+    let lease = budget(root, "l1", "g1", &markers, ops, 30);
+    let done = leased(store.as_ref(), &lease).await;
+    assert_eq!(
+        done,
+        Budgeted {
+            grant: Grant::Reserved {
+                granted: 30,
+                ttl_ms: 10_000
+            },
+            refunded: 0,
+            refunded_keys: vec![],
+            used: vec![10, 10, 0],
+            oldest: vec![Some(0), Some(0), None],
+        },
+        "usage as before the budget"
+    );
+    let keys = [user, org, shadow];
+    assert_eq!(used(store.as_ref(), &keys).await, vec![40, 40, 30]);
+    // A check sees the budget as usage: 60 more fit the user's 100, not 61.
+    let check = |amount| {
+        call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&keys[..1], amount, 100)],
+        )
+    };
+    assert!(!run(store.as_ref(), &check(61)).await.admitted);
+    assert!(run(store.as_ref(), &check(60)).await.admitted);
+}
+
+async fn budgets_never_let_usage_pass_a_hard_limit(store: Arc<dyn CounterStore>) {
+    const HARD: u64 = 1_000;
+    let root = "budget-hard";
+    let markers = seeded(store.as_ref(), root, &[root, "budget-hard/u"]).await;
+    let (user, org) = (key(root, "budget-hard/u", 0), key(root, root, 0));
+    let ops = vec![limit_of(&user, HARD, 1), limit_of(&org, HARD * 3, 0)];
+    let mut tasks = Vec::new();
+    for task in 0..16u64 {
+        let (store, markers, ops) = (store.clone(), markers.clone(), ops.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut total = 0;
+            for n in 0..8 {
+                let id = format!("g{task}-{n}");
+                let lease = budget(root, &id, &format!("g{task}"), &markers, ops.clone(), 400);
+                total += granted(store.as_ref(), &lease).await;
+            }
+            total
+        }));
+    }
+    let mut reserved = 0;
+    for task in tasks {
+        reserved += task.await.unwrap();
+    }
+    assert!(reserved > 0 && reserved <= HARD, "reserved {reserved}");
+    // The budgets are never returned; checks take what is left, exactly.
+    let mut admitted = 0;
+    loop {
+        let check = call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(std::slice::from_ref(&user), 7, HARD)],
+        );
+        if !run(store.as_ref(), &check).await.admitted {
+            break;
+        }
+        admitted += 7;
+    }
+    let counted = used(store.as_ref(), &[user.clone(), org.clone()]).await;
+    assert_eq!(counted, vec![reserved + admitted, reserved]);
+    assert!(counted[0] <= HARD && counted[0] + 7 > HARD, "{counted:?}");
+}
+
+async fn headroom_is_split_between_the_gateways_holding_budgets(store: Arc<dyn CounterStore>) {
+    let root = "budget-split";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    let ops = vec![limit_of(&counter, 1_000, 0)];
+    let ask = |id: &str, gateway: &str| budget(root, id, gateway, &markers, ops.clone(), 10_000);
+    // Alone, a gateway gets half the headroom; the other half is for the gateways to come.
+    assert_eq!(granted(store.as_ref(), &ask("a1", "a")).await, 500);
+    // Two gateways now hold budgets: a quarter of the 500 left.
+    assert_eq!(granted(store.as_ref(), &ask("b1", "b")).await, 125);
+    // A's next lease (its first spent in full) still counts two gateways: 375 / 4.
+    let next = returning(ask("a2", "a"), root, "a1", 500);
+    assert_eq!(granted(store.as_ref(), &next).await, 93);
+    assert_eq!(
+        used(store.as_ref(), std::slice::from_ref(&counter)).await,
+        vec![718]
+    );
+    // Once their leases are over, gateways no longer count: c is alone, 282 / 2.
+    let later = Budget {
+        now_ms: next.now_ms + 10_001,
+        ..ask("c1", "c")
+    };
+    assert_eq!(granted(store.as_ref(), &later).await, 141);
+    // At most what was asked for.
+    let small = Budget {
+        want: 3,
+        ..ask("c2", "c")
+    };
+    assert_eq!(granted(store.as_ref(), &small).await, 3);
+}
+
+async fn near_the_limit_a_budget_is_zero_and_nothing_is_reserved(store: Arc<dyn CounterStore>) {
+    let root = "budget-near";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    count(store.as_ref(), &markers, &counter, 6).await;
+    let ops = vec![limit_of(&counter, 10, 0)];
+    let ask = |id: &str| budget(root, id, "g", &markers, ops.clone(), 100);
+    // 4 left, one gateway: a budget of 2, the smallest worth a lease.
+    assert_eq!(granted(store.as_ref(), &ask("n1")).await, 2);
+    // 2 left: a budget of 1 is too small. Nothing is reserved, nothing recorded.
+    for _ in 0..2 {
+        let done = leased(store.as_ref(), &ask("n2")).await;
+        assert_eq!(
+            (done.grant, done.used),
+            (
+                Grant::Reserved {
+                    granted: 0,
+                    ttl_ms: 10_000
+                },
+                vec![8]
+            ),
+            "a retry is not a duplicate: nothing was granted"
+        );
+    }
+    // A request for nothing (a return only) reserves nothing either.
+    let nothing = Budget {
+        want: 0,
+        ..ask("n3")
+    };
+    assert_eq!(granted(store.as_ref(), &nothing).await, 0);
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![8]);
+}
+
+async fn without_headroom_a_budget_is_refused_and_nothing_changes(store: Arc<dyn CounterStore>) {
+    let root = "budget-none";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (roomy, full) = (key(root, root, 0), key(root, root, 60));
+    count(store.as_ref(), &markers, &full, 10).await;
+    let ops = vec![limit_of(&roomy, 100, 0), limit_of(&full, 10, 0)];
+    let done = leased(store.as_ref(), &budget(root, "x1", "g", &markers, ops, 5)).await;
+    assert_eq!(done.grant, Grant::Exhausted { violated: 1 });
+    assert_eq!(done.used, vec![0, 10]);
+    assert_eq!(used(store.as_ref(), &[roomy, full]).await, vec![0, 10]);
+}
+
+async fn a_returned_budget_refunds_its_unspent_part_once(store: Arc<dyn CounterStore>) {
+    let root = "budget-return";
+    let tenants = ["budget-return/u", root];
+    let markers = seeded(store.as_ref(), root, &tenants).await;
+    let (user, org) = (key(root, tenants[0], 0), key(root, root, 0));
+    let ops = vec![limit_of(&user, 1_000, 0), limit_of(&org, 1_000, 1)];
+    let ask = |id: &str, want| budget(root, id, "g", &markers, ops.clone(), want);
+    assert_eq!(granted(store.as_ref(), &ask("r1", 100)).await, 100);
+    let keys = [user.clone(), org.clone()];
+    // 30 of the 100 were spent: 70 come back, at every level, in a newer epoch.
+    let back = returning(ask("r2", 0), root, "r1", 30);
+    let done = leased(store.as_ref(), &back).await;
+    assert_eq!((done.refunded, done.refunded_keys), (70, keys.to_vec()));
+    assert_eq!(done.used, vec![30, 30], "usage after the refund");
+    let after = vec![Some(Snapshot { used: 30, epoch: 1 }); 2];
+    assert_eq!(store.snapshot(&keys).await.unwrap(), after);
+    // The same return again (a retry, or another lease naming it) refunds nothing.
+    for id in ["r2", "r3"] {
+        let again = returning(ask(id, 0), root, "r1", 30);
+        assert_eq!(leased(store.as_ref(), &again).await.refunded, 0);
+    }
+    assert_eq!(store.snapshot(&keys).await.unwrap(), after);
+
+    // Spending more than was granted is refused, and changes nothing.
+    assert_eq!(granted(store.as_ref(), &ask("r4", 50)).await, 50);
+    let over = returning(ask("r5", 50), root, "r4", 51);
+    assert_eq!(
+        store.budget(&over).await.unwrap(),
+        BudgetReply::Done(BudgetOutcome::Overspent { granted: 50 })
+    );
+    assert_eq!(used(store.as_ref(), &keys).await, vec![80, 80]);
+    // Usage reset meanwhile: the refund never takes a counter below zero.
+    store
+        .adjust(&keys[..1], Adjustment::To(10), 3_600)
+        .await
+        .unwrap();
+    let back = returning(ask("r5", 0), root, "r4", 0);
+    assert_eq!(leased(store.as_ref(), &back).await.refunded, 50);
+    assert_eq!(used(store.as_ref(), &keys).await, vec![0, 30]);
+}
+
+async fn a_retried_lease_is_answered_again_without_a_second_reservation(
+    store: Arc<dyn CounterStore>,
+) {
+    let root = "budget-retry";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    count(store.as_ref(), &markers, &counter, 5).await;
+    let ops = vec![limit_of(&counter, 1_000, 0)];
+    let first = budget(root, "t1", "g", &markers, ops, 40);
+    assert_eq!(granted(store.as_ref(), &first).await, 40);
+    // The answer was lost; the gateway asks again, 4 s later, with the same id.
+    let retry = Budget {
+        now_ms: first.now_ms + 4_000,
+        ..first.clone()
+    };
+    for _ in 0..2 {
+        let done = leased(store.as_ref(), &retry).await;
+        assert_eq!(
+            (done.grant, done.used),
+            (
+                Grant::Duplicate {
+                    granted: 40,
+                    ttl_ms: 6_000
+                },
+                vec![5]
+            )
+        );
+    }
+    assert_eq!(
+        used(store.as_ref(), std::slice::from_ref(&counter)).await,
+        vec![45]
+    );
+    // Past its time, a retry is answered with no time left.
+    let late = Budget {
+        now_ms: first.now_ms + 20_000,
+        ..first
+    };
+    let done = leased(store.as_ref(), &late).await;
+    assert_eq!(
+        done.grant,
+        Grant::Duplicate {
+            granted: 40,
+            ttl_ms: 0
+        }
+    );
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![45]);
+}
+
+async fn a_budget_returned_after_its_record_expired_refunds_nothing(store: Arc<dyn CounterStore>) {
+    let root = "budget-expired";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    let ops = vec![limit_of(&counter, 1_000, 0)];
+    let short = Budget {
+        ttl_ms: 1_000,
+        record_ttl_ms: 1_000,
+        ..budget(root, "e1", "g", &markers, ops.clone(), 100)
+    };
+    assert_eq!(granted(store.as_ref(), &short).await, 100);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // The gateway died; its budget stays counted (conservative, never over).
+    let back = returning(budget(root, "e2", "g", &markers, ops, 0), root, "e1", 0);
+    let done = leased(store.as_ref(), &back).await;
+    assert_eq!((done.refunded, done.used), (0, vec![100]));
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![100]);
+}
+
+async fn a_budget_on_a_store_that_lost_its_counters_is_reseeded_first(
+    store: Arc<dyn CounterStore>,
+) {
+    let root = "budget-lost";
+    let tenants = ["budget-lost/u", root];
+    let markers: Vec<String> = tenants.iter().map(|t| marker_key(root, t)).collect();
+    let (user, org) = (key(root, tenants[0], 0), key(root, root, 0));
+    let ops = vec![limit_of(&user, 1_000, 0), limit_of(&org, 1_000, 1)];
+    let lease = budget(root, "s1", "g", &markers, ops, 10_000);
+    assert_eq!(
+        store.budget(&lease).await.unwrap(),
+        BudgetReply::NeedsSeed(vec![0, 1])
+    );
+    let keys = [user.clone(), org.clone()];
+    assert_eq!(store.snapshot(&keys).await.unwrap(), vec![None, None]);
+    let seeds = [
+        Seed {
+            key: user,
+            used: 900,
+            epoch: 0,
+            ttl_s: 3_600,
+        },
+        Seed {
+            key: org,
+            used: 800,
+            epoch: 0,
+            ttl_s: 3_600,
+        },
+    ];
+    store.seed(&markers, &seeds).await.unwrap();
+    // Sized from the history, not from zero: (1000 - 900) / 2.
+    assert_eq!(granted(store.as_ref(), &lease).await, 50);
+    assert_eq!(used(store.as_ref(), &keys).await, vec![950, 850]);
+}
+
+async fn budgets_beyond_two_to_the_53_are_split_exactly(store: Arc<dyn CounterStore>) {
+    let root = "budget-huge";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    let big = (1u64 << 60) + 3;
+    let check = call(
+        CallMode::Check,
+        markers.clone(),
+        vec![window(std::slice::from_ref(&counter), big, COUNTER_MAX)],
+    );
+    run(store.as_ref(), &check).await;
+    let ops = vec![limit_of(&counter, COUNTER_MAX, 0)];
+    let lease = budget(root, "h1", "g", &markers, ops, COUNTER_MAX);
+    let share = (COUNTER_MAX - big) / 2;
+    assert_eq!(granted(store.as_ref(), &lease).await, share);
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![big + share]);
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1072,6 +1474,16 @@ for_every_store!(
     a_settlement_is_applied_once_per_id,
     a_settlement_refused_for_a_reseed_is_applied_once_after_it,
     a_duplicate_settlement_releases_nothing,
+    a_budget_is_reserved_at_every_level_at_once,
+    budgets_never_let_usage_pass_a_hard_limit,
+    headroom_is_split_between_the_gateways_holding_budgets,
+    near_the_limit_a_budget_is_zero_and_nothing_is_reserved,
+    without_headroom_a_budget_is_refused_and_nothing_changes,
+    a_returned_budget_refunds_its_unspent_part_once,
+    a_retried_lease_is_answered_again_without_a_second_reservation,
+    a_budget_returned_after_its_record_expired_refunds_nothing,
+    a_budget_on_a_store_that_lost_its_counters_is_reseeded_first,
+    budgets_beyond_two_to_the_53_are_split_exactly,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {
@@ -1322,4 +1734,43 @@ async fn a_settlement_id_is_remembered_for_an_hour_then_forgotten() {
         .await
         .unwrap();
     assert_eq!(settle(&store, &settlement).await.used, vec![4]);
+}
+
+#[tokio::test]
+async fn a_budget_record_expires_a_grace_after_its_lease_and_the_holders_with_it() {
+    let url = shared::redis_url().unwrap();
+    let store = RedisStore::new(&url).unwrap();
+    let root = "budget-ttl";
+    let markers = seeded(&store, root, &[root]).await;
+    let ops = vec![limit_of(&key(root, root, 0), 1_000, 0)];
+    let lease = budget(root, "t1", "g", &markers, ops, 10);
+    assert_eq!(granted(&store, &lease).await, 10);
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pttl = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let ttl: i64 = ::redis::cmd("PTTL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ttl
+        }
+    };
+    let record = pttl(lease.record_key.clone()).await;
+    assert!((69_000..=70_000).contains(&record), "record pttl {record}");
+    let holders = pttl(lease.holders_key.clone()).await;
+    assert!(
+        (9_000..=10_000).contains(&holders),
+        "holders pttl {holders}"
+    );
+    let fields: Vec<String> = ::redis::cmd("HMGET")
+        .arg(&lease.record_key)
+        .arg("g")
+        .arg("w")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, vec!["10", "g"]);
 }

@@ -1,16 +1,17 @@
-//! The decision path of `/v1/check`, `/v1/settle` and `/v1/release`: resolve the tenant
-//! from cached definitions within the caller's deadline, run one atomic store call,
-//! re-seed counters the store lost from the usage history, decide, and record what
-//! happened.
+//! The decision path of `/v1/check`, `/v1/leases`, `/v1/settle` and `/v1/release`:
+//! resolve the tenant from cached definitions within the caller's deadline, run one
+//! atomic store call, re-seed counters the store lost from the usage history, decide,
+//! and record what happened.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use prometheus::IntCounterVec;
 use tollgate_protocol::{CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse};
 
-use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Select};
+use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Planned, Select};
 use crate::audit::LimitRef;
 use crate::definitions::Freshness;
 use crate::error::ApiError;
@@ -22,15 +23,35 @@ use crate::store::{
 };
 use crate::window::{Series, Window};
 
+mod lease;
 mod settle;
 mod validate;
 
+pub use lease::{count_lease, lease};
 pub use settle::{count_settlement, settle};
 pub use validate::{is_valid_request_id, is_valid_resource, is_valid_role};
 use validate::{validate, validate_release};
 
 /// How far back usage history can still count (the longest rolling period and a bucket).
 const HISTORY_LOOKBACK_DAYS: i64 = 32;
+
+/// Awaits `answer` (a settlement or a lease), counting it in `counter` under the
+/// `outcome` label it names, or, when it fails, under `invalid`, `unavailable` or
+/// `error`.
+async fn counted<T>(
+    counter: &IntCounterVec,
+    answer: impl Future<Output = Result<(T, &'static str), ApiError>>,
+) -> Result<T, ApiError> {
+    let result = answer.await;
+    let outcome = match &result {
+        Ok((_, outcome)) => outcome,
+        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
+        Err(ApiError::Unavailable { .. }) => "unavailable",
+        Err(_) => "error",
+    };
+    counter.with_label_values(&[outcome]).inc();
+    result.map(|(answer, _)| answer)
+}
 
 fn count_lookup(state: &AppState, freshness: Freshness) {
     let result = match freshness {
@@ -286,31 +307,18 @@ fn record(
     decided: &accounting::Decided,
     now: DateTime<Utc>,
 ) {
-    let limit_ref = |i: usize| {
-        let p = &plan.planned[i];
-        LimitRef {
-            tenant: tenant.to_string(),
-            level: p.tenant.clone(),
-            resource: p.def.resource.clone(),
-            policy: p.def.span.policy_name(),
-            counter: p.keys.first().cloned().unwrap_or_default(),
-        }
-    };
     if outcome.admitted {
         state.flusher.touch(&plan.planned);
     }
-    for &i in &decided.crossed_warning {
-        let p = &plan.planned[i];
-        state
-            .events
-            .warning(&limit_ref(i), outcome.used[i], p.def.limit.quota, now);
-    }
-    if let Some(i) = decided.rejected_by {
-        let hard = plan.planned[i].def.limit.hard();
-        state
-            .events
-            .rejection(&limit_ref(i), outcome.used[i], hard, now);
-    }
+    record_events(
+        state,
+        tenant,
+        &plan.planned,
+        &outcome.used,
+        &decided.crossed_warning,
+        decided.rejected_by,
+        now,
+    );
     let decision = match decided.response.decision {
         Decision::Allow => "allow",
         Decision::Warn => "warn",
@@ -331,6 +339,37 @@ fn record(
     }
     if let Some(per_tenant) = &state.metrics.tenant_decisions {
         per_tenant.with_label_values(&[tenant, decision]).inc();
+    }
+}
+
+/// Logs what a decision for `tenant` over `planned` (whose usage is now `used`) did: the
+/// first warnings of the windows of the ops `crossed`, and the rejection by the op
+/// `rejected_by`.
+fn record_events(
+    state: &AppState,
+    tenant: &str,
+    planned: &[Planned],
+    used: &[u64],
+    crossed: &[usize],
+    rejected_by: Option<usize>,
+    now: DateTime<Utc>,
+) {
+    let limit_ref = |p: &Planned| LimitRef {
+        tenant: tenant.to_string(),
+        level: p.tenant.clone(),
+        resource: p.def.resource.clone(),
+        policy: p.def.span.policy_name(),
+        counter: p.keys.first().cloned().unwrap_or_default(),
+    };
+    for &i in crossed {
+        if let (Some(p), Some(&used)) = (planned.get(i), used.get(i)) {
+            let quota = p.def.limit.quota;
+            state.events.warning(&limit_ref(p), used, quota, now);
+        }
+    }
+    if let Some((p, &used)) = rejected_by.and_then(|i| Some((planned.get(i)?, used.get(i)?))) {
+        let hard = p.def.limit.hard();
+        state.events.rejection(&limit_ref(p), used, hard, now);
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tollgate_protocol::{SettleRequest, SettleResponse};
 
 use super::validate::validate_settle;
-use super::{reseeding, resolve_cached};
+use super::{counted, reseeding, resolve_cached};
 use crate::error::ApiError;
 use crate::settlement::{self, SettleError};
 use crate::state::AppState;
@@ -17,15 +17,11 @@ pub async fn settle(
     request: &SettleRequest,
     deadline: Duration,
 ) -> Result<SettleResponse, ApiError> {
-    let result = settle_counted(state, request, deadline).await;
-    let outcome = match &result {
-        Ok((_, outcome)) => *outcome,
-        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
-        Err(ApiError::Unavailable { .. }) => "unavailable",
-        Err(_) => "error",
-    };
-    count_settlement(state, outcome);
-    result.map(|(response, _)| response)
+    counted(
+        &state.metrics.settlements,
+        settle_counted(state, request, deadline),
+    )
+    .await
 }
 
 /// Counts one settlement under `outcome` (`tollgate_settlements_total`).

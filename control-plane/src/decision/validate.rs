@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
-use tollgate_protocol::{is_valid_tenant_id, CheckRequest, ReleaseRequest, SettleRequest};
+use tollgate_protocol::{
+    is_valid_tenant_id, CheckRequest, LeaseRequest, ReleaseRequest, SettleRequest,
+};
 
+use crate::budget::BudgetError;
 use crate::error::ApiError;
 use crate::settlement::SettleError;
 use crate::store::COUNTER_MAX;
@@ -42,6 +45,8 @@ const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits an
 const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, . and -";
 const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
 const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
+const LEASE_ID_RULE: &str = "lease ids are 1-128 characters of letters, digits and ._:-";
+const GATEWAY_RULE: &str = "gateway ids are 1-128 characters of letters, digits and ._:-";
 
 /// Checks the resources of `amounts`, in order: at most [`MAX_RESOURCES`], each a valid
 /// name whose amount `amount_rule` accepts (it answers why not, for the endpoint's own
@@ -140,6 +145,52 @@ pub(super) fn validate_release(request: &ReleaseRequest) -> Result<(), ApiError>
     }
     if !is_valid_request_id(&request.request_id) {
         return Err(ApiError::field("request_id", REQUEST_ID_RULE));
+    }
+    Ok(())
+}
+
+/// Checks a lease request, its fields in order.
+pub(super) fn validate_lease(request: &LeaseRequest) -> Result<(), ApiError> {
+    // The alphabet of request ids: a lease id ends a Redis key, after the hash tag.
+    if !is_valid_request_id(&request.id) {
+        return Err(ApiError::field("id", LEASE_ID_RULE));
+    }
+    if !is_valid_request_id(&request.gateway) {
+        return Err(ApiError::field("gateway", GATEWAY_RULE));
+    }
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    validate_roles(&request.roles)?;
+    if !is_valid_resource(&request.resource) {
+        return Err(ApiError::field("resource", RESOURCE_RULE));
+    }
+    if request.resource == CONCURRENT_REQUESTS {
+        // A gauge under every tier: refused before any lookup.
+        return Err(ApiError::field(
+            "resource",
+            BudgetError::Gauge(request.resource.clone()).to_string(),
+        ));
+    }
+    if request.want > COUNTER_MAX {
+        return Err(ApiError::field("want", format!("at most {COUNTER_MAX}")));
+    }
+    if let Some(previous) = &request.previous {
+        if !is_valid_request_id(&previous.id) {
+            return Err(ApiError::field("previous.id", LEASE_ID_RULE));
+        }
+        if previous.id == request.id {
+            return Err(ApiError::field(
+                "previous.id",
+                "a lease cannot return itself: the new lease needs an id of its own",
+            ));
+        }
+        if previous.spent > COUNTER_MAX {
+            return Err(ApiError::field(
+                "previous.spent",
+                format!("at most {COUNTER_MAX}"),
+            ));
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `POST /v1/check`, `POST /v1/settle` and `POST /v1/release`: what the Envoy filter
-//! calls (SPEC §3).
+//! `POST /v1/check`, `POST /v1/leases`, `POST /v1/settle` and `POST /v1/release`: what
+//! the Envoy filter calls (SPEC §3).
 
 use std::time::Duration;
 
@@ -7,7 +7,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use tollgate_protocol::{
-    CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse, SettleRequest, SettleResponse,
+    CheckRequest, CheckResponse, LeaseRequest, LeaseResponse, ReleaseRequest, ReleaseResponse,
+    SettleRequest, SettleResponse,
 };
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -35,6 +36,7 @@ struct DeadlineHeader {
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(check))
+        .routes(routes!(lease))
         .routes(routes!(settle))
         .routes(routes!(release))
 }
@@ -76,6 +78,51 @@ async fn check(
     let result = decision::check(&state, &request, deadline(&state, &headers)).await;
     timer.observe_duration();
     result.map(Json)
+}
+
+/// Give back a budget and reserve the next one: the fast path.
+///
+/// The budget of `resource` is counted as usage at once, at every level of the tenant's
+/// chain — the counters a check of that amount would count in — so budgets outstanding
+/// never let usage pass a hard limit. It is sized from the headroom: at most `want` and
+/// the configured maximum, and the headroom left under the tightest enforced limit split
+/// between the gateways holding budgets (`headroom / (2 × gateways)`); smaller than the
+/// configured minimum it is 0, and the gateway checks each request (`/v1/check`).
+/// `ttl_ms` never reaches past a charged window's reset; with under a second left,
+/// nothing is leased. `policy` and `warn_after` are as of before the budget: the gateway
+/// adds what it spends.
+///
+/// `previous` gives back the lease this one replaces: its unspent part is refunded, once
+/// (0 when it was returned before or its record expired, a minute after its `ttl_ms`; a
+/// budget never returned stays counted). `spent` above what it granted is refused (422
+/// naming `previous.spent`; nothing changed). `want: 0` only gives back.
+///
+/// Idempotent by `id`: a retry of a lease already granted answers the same budget for
+/// what is left of its time, and reserves nothing again. REJECT when an enforced limit
+/// has no headroom at all (`cache_reject_for_s` as a check's), or with
+/// `reason: unknown_tenant`. Gauges (`concurrent_requests`) cannot be leased (422).
+#[utoipa::path(
+    post, path = "/v1/leases", tag = "decisions",
+    request_body = LeaseRequest,
+    params(DeadlineHeader),
+    responses(
+        (status = 200, description = "The budget (possibly 0) and the refund", body = LeaseResponse),
+        (status = 400, response = super::Malformed),
+        (status = 422, description = "An invalid value (a gauge resource, a bad id, `previous.spent` above its grant); nothing changed",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or the definitions unavailable: the filter checks each request (or applies its failure mode)",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn lease(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<ApiJson<LeaseRequest>, ApiError>,
+) -> Result<Json<LeaseResponse>, ApiError> {
+    let ApiJson(request) = body.inspect_err(|_| decision::count_lease(&state, "invalid"))?;
+    decision::lease(&state, &request, deadline(&state, &headers))
+        .await
+        .map(Json)
 }
 
 /// Settle what a counted request really cost, once it is over.

@@ -4,7 +4,8 @@
 //! silently, and the document marks each one with the bearer scheme.
 //!
 //! # Layout
-//! - [`decisions`] — `POST /v1/check`, `/v1/settle`, `/v1/release` (the filter's API).
+//! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release` (the
+//!   filter's API).
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
 //!   admin API under `/admin/v1`, one module per resource.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document.

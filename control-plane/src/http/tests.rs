@@ -193,3 +193,47 @@ async fn a_settlement_without_checked_at_ms_names_the_field() {
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(body["invalid-params"][0]["name"], "checked_at_ms");
 }
+
+#[tokio::test]
+async fn the_lease_endpoint_is_documented_with_its_bodies_and_the_deadline_header() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let lease = &document["paths"]["/v1/leases"]["post"];
+    assert_eq!(
+        lease["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/LeaseRequest"
+    );
+    let parameters = lease["parameters"].as_array().unwrap();
+    assert!(
+        parameters
+            .iter()
+            .any(|p| p["name"] == "x-envoy-expected-rq-timeout-ms" && p["in"] == "header"),
+        "{parameters:?}"
+    );
+    let schemas = &document["components"]["schemas"];
+    let required = schemas["LeaseRequest"]["required"].as_array().unwrap();
+    for field in ["id", "gateway", "tenant", "resource", "want"] {
+        assert!(required.contains(&json!(field)), "{field}: {required:?}");
+    }
+    for field in ["granted", "ttl_ms", "warn_after", "refunded"] {
+        assert!(
+            schemas["LeaseResponse"]["properties"][field].is_object(),
+            "{field}"
+        );
+    }
+    assert!(schemas["LeaseReturn"]["properties"]["spent"].is_object());
+}
+
+#[tokio::test]
+async fn a_lease_of_a_gauge_names_the_resource_before_any_lookup() {
+    let state = state();
+    let body =
+        r#"{"id":"l1","gateway":"g1","tenant":"acme","resource":"concurrent_requests","want":1}"#;
+    let (status, content_type, body) = send(&state, post("/v1/leases", body, None)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["invalid-params"][0]["name"], "resource");
+    assert_eq!(
+        state.metrics.leases.with_label_values(&["invalid"]).get(),
+        1
+    );
+}

@@ -27,8 +27,8 @@
 --
 -- Admits only if used + amount <= cap for every op (Limit::decide's reject rule).
 -- Usage arithmetic is exact up to the counter maximum (2^63 - 1): the functions strip,
--- add, sub and le come from decimal.lua, reseed_reply from marker.lua, both prepended
--- to this script.
+-- add, sub and le come from decimal.lua, window_usage and with_usage from window.lua,
+-- reseed_reply from marker.lua, all prepended to this script.
 --
 -- Returns strings: { status ("ok" | "reject" | "seed"), violated op (1-based, "0" if
 -- none), K, K marker indices (for "seed"), used_1..used_N, oldest_1..oldest_N } where
@@ -73,19 +73,7 @@ local used, oldest, held, expired, current = {}, {}, {}, {}, {}
 for i = 1, n_ops do
   local op = ops[i]
   if op.kind == 'w' then
-    local sum = '0'
-    oldest[i] = 0
-    for k = 0, op.count - 1 do
-      local value = strip(redis.call('HGET', KEYS[op.first + k], 'u') or '0')
-      if k == 0 then
-        current[i] = value
-      end
-      if value ~= '0' then
-        sum = add(sum, value)
-        oldest[i] = k + 1
-      end
-    end
-    used[i] = sum
+    used[i], oldest[i], current[i] = window_usage(op.first, op.count)
   else
     local leases = KEYS[op.first]
     local holdings = holdings_key(leases)
@@ -111,14 +99,7 @@ for i = 1, n_ops do
 end
 
 local function reply(status, violated)
-  local out = { status, tostring(violated), '0' }
-  for i = 1, n_ops do
-    out[#out + 1] = used[i]
-  end
-  for i = 1, n_ops do
-    out[#out + 1] = tostring(oldest[i])
-  end
-  return out
+  return with_usage({ status, tostring(violated), '0' }, used, oldest, n_ops)
 end
 
 if mode == 'read' then

@@ -68,3 +68,16 @@ local function le(a, b)
   return true
 end
 
+
+-- a / d rounded down, for a whole number 0 < d < 2^49 (each step stays exact).
+local function div(a, d)
+  local digits = {}
+  local rest = 0
+  for k = 1, #a do
+    local x = rest * 10 + string.byte(a, k) - 48
+    local q = math.floor(x / d)
+    digits[#digits + 1] = string.char(48 + q)
+    rest = x - q * d
+  end
+  return strip(table.concat(digits))
+end

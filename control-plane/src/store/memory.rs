@@ -10,9 +10,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::Utc;
 
 use super::{
-    validate_call, validate_settlement, Adjustment, Call, CallMode, Change, CounterStore, OpKind,
-    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture,
-    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    validate_budget, validate_call, validate_settlement, Adjustment, Budget, BudgetOutcome,
+    BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, Op, OpKind, Outcome, Reply,
+    Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture, COUNTER_MAX,
+    MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// One stored value and the unix second it expires at.
@@ -31,6 +32,18 @@ enum Value {
     },
     /// The id key of an applied settlement.
     Applied,
+    /// A budget granted under a lease id.
+    Budget {
+        granted: u64,
+        /// Unix milliseconds, on the budget calls' clock.
+        expires_ms: i64,
+        /// The counters it charged.
+        keys: Vec<String>,
+    },
+    /// The gateways holding budgets: gateway id → lease expiry (unix ms, calls' clock).
+    Holders {
+        until: BTreeMap<String, i64>,
+    },
 }
 
 type Entries = HashMap<String, (Value, i64)>;
@@ -69,6 +82,59 @@ fn leases(entries: &Entries, key: &str, now: i64) -> BTreeMap<String, u64> {
             .collect(),
         _ => BTreeMap::new(),
     }
+}
+
+/// Usage of a window op, and the position of its oldest counter that holds usage.
+fn window_usage(entries: &Entries, keys: &[String]) -> (u64, Option<usize>) {
+    let values: Vec<u64> = keys.iter().map(|k| counter(entries, k).0).collect();
+    (values.iter().sum(), values.iter().rposition(|&v| v > 0))
+}
+
+/// Takes `amount` back from the live counter `key`, never below zero, bumping its epoch
+/// and keeping its expiry, as `take_back` in `refund.lua` does. A counter that does not
+/// exist, or holds nothing, is left alone. Returns its usage afterwards.
+fn take_back(entries: &mut Entries, key: &str, amount: u64) -> u64 {
+    let (value, epoch) = counter(entries, key);
+    match entries.get(key) {
+        Some((Value::Counter { .. }, at))
+            if value > 0 && amount > 0 && live(entries, key).is_some() =>
+        {
+            let at = *at;
+            let rest = value.saturating_sub(amount);
+            let counter = Value::Counter {
+                used: rest,
+                epoch: epoch + 1,
+            };
+            entries.insert(key.to_string(), (counter, at));
+            rest
+        }
+        _ => value,
+    }
+}
+
+/// Adds `amount` to the current counter of a window op, which then lives its `ttl_s`;
+/// a new counter refreshes its tenant's marker among `markers`, as in the scripts.
+fn count_in(entries: &mut Entries, op: &Op, markers: &[String], amount: u64, now_wall: i64) {
+    let OpKind::Window {
+        keys,
+        ttl_s,
+        marker,
+    } = &op.kind
+    else {
+        return;
+    };
+    let Some(key) = keys.first() else { return };
+    let (value, epoch) = counter(entries, key);
+    if let Some(marker) = marker.and_then(|m| markers.get(m)) {
+        if value == 0 {
+            entries.insert(marker.clone(), (Value::Marker, now_wall + MARKER_TTL_S));
+        }
+    }
+    let counter = Value::Counter {
+        used: value.saturating_add(amount).min(COUNTER_MAX),
+        epoch,
+    };
+    entries.insert(key.clone(), (counter, now_wall + ttl_s));
 }
 
 /// Indices of the markers of `markers` that do not exist.
@@ -129,9 +195,9 @@ impl MemoryStore {
         for op in &call.ops {
             match &op.kind {
                 OpKind::Window { keys, .. } => {
-                    let values: Vec<u64> = keys.iter().map(|k| counter(&entries, k).0).collect();
-                    used.push(values.iter().sum::<u64>());
-                    oldest.push(values.iter().rposition(|&v| v > 0));
+                    let (sum, first) = window_usage(&entries, keys);
+                    used.push(sum);
+                    oldest.push(first);
                     held.push(0);
                 }
                 OpKind::Gauge { key } => {
@@ -169,25 +235,9 @@ impl MemoryStore {
                 continue;
             }
             match &op.kind {
-                OpKind::Window {
-                    keys,
-                    ttl_s,
-                    marker,
-                } => {
-                    let (value, epoch) = counter(&entries, &keys[0]);
-                    // A new counter refreshes its tenant's marker, as in the script.
-                    if let Some(marker) = marker.and_then(|m| call.markers.get(m)) {
-                        if value == 0 {
-                            entries
-                                .insert(marker.clone(), (Value::Marker, now_wall + MARKER_TTL_S));
-                        }
-                    }
+                OpKind::Window { .. } => {
                     // Cannot overflow: used + amount <= cap <= COUNTER_MAX was checked.
-                    let counter = Value::Counter {
-                        used: value + op.amount,
-                        epoch,
-                    };
-                    entries.insert(keys[0].clone(), (counter, now_wall + ttl_s));
+                    count_in(&mut entries, op, &call.markers, op.amount, now_wall);
                     used[i] += op.amount;
                     if oldest[i].is_none() {
                         oldest[i] = Some(0);
@@ -312,10 +362,6 @@ impl MemoryStore {
         );
         let mut used = Vec::with_capacity(settlement.moves.len());
         for m in &settlement.moves {
-            let expires_at = match entries.get(&m.key) {
-                Some((Value::Counter { .. }, at)) if live(&entries, &m.key).is_some() => Some(*at),
-                _ => None,
-            };
             let (value, epoch) = counter(&entries, &m.key);
             let after = match m.change {
                 Change::Add(0) => value,
@@ -331,20 +377,7 @@ impl MemoryStore {
                     entries.insert(m.key.clone(), (counter, now + m.ttl_s));
                     sum
                 }
-                Change::Refund(amount) => match expires_at {
-                    Some(at) if value > 0 && amount > 0 => {
-                        // Usage went down: a newer epoch, so that no snapshot taken
-                        // before can bring the refunded usage back into the history.
-                        let rest = value.saturating_sub(amount);
-                        let counter = Value::Counter {
-                            used: rest,
-                            epoch: epoch + 1,
-                        };
-                        entries.insert(m.key.clone(), (counter, at));
-                        rest
-                    }
-                    _ => value,
-                },
+                Change::Refund(amount) => take_back(&mut entries, &m.key, amount),
             };
             used.push(after);
         }
@@ -353,6 +386,141 @@ impl MemoryStore {
             None => 0,
         };
         SettleReply::Done(SettleOutcome::Applied(Settled { used, released }))
+    }
+
+    fn budget_now(&self, budget: &Budget) -> BudgetReply {
+        let mut entries = self.lock();
+        let missing = missing_markers(&entries, &budget.markers);
+        if !missing.is_empty() {
+            return BudgetReply::NeedsSeed(missing);
+        }
+        let now_wall = wall_clock();
+        // 1. The previous lease: its unspent part back to the counters it charged, once.
+        let (mut refunded, mut refunded_keys) = (0, Vec::new());
+        if let Some(previous) = &budget.previous {
+            if let Some(Value::Budget { granted, keys, .. }) = live(&entries, &previous.record_key)
+            {
+                if previous.spent > *granted {
+                    return BudgetReply::Done(BudgetOutcome::Overspent { granted: *granted });
+                }
+                refunded = granted - previous.spent;
+                let keys = keys.clone();
+                if refunded > 0 {
+                    for key in keys {
+                        if counter(&entries, &key).0 > 0 {
+                            take_back(&mut entries, &key, refunded);
+                            refunded_keys.push(key);
+                        }
+                    }
+                }
+                entries.remove(&previous.record_key);
+            }
+        }
+        let window_keys = |op: &Op| match &op.kind {
+            OpKind::Window { keys, .. } => keys.clone(),
+            OpKind::Gauge { .. } => Vec::new(),
+        };
+        let (mut used, oldest): (Vec<u64>, Vec<Option<usize>>) = budget
+            .ops
+            .iter()
+            .map(|op| window_usage(&entries, &window_keys(op)))
+            .unzip();
+        let done = |grant, used, oldest, refunded_keys| {
+            BudgetReply::Done(BudgetOutcome::Done(Budgeted {
+                grant,
+                refunded,
+                refunded_keys,
+                used,
+                oldest,
+            }))
+        };
+        // 2. A retry of a lease granted before: the same answer, nothing reserved again.
+        if let Some(Value::Budget {
+            granted,
+            expires_ms,
+            keys,
+        }) = live(&entries, &budget.record_key)
+        {
+            for (i, op) in budget.ops.iter().enumerate() {
+                if window_keys(op).first().is_some_and(|k| keys.contains(k)) {
+                    used[i] = used[i].saturating_sub(*granted);
+                }
+            }
+            let grant = Grant::Duplicate {
+                granted: *granted,
+                ttl_ms: (expires_ms - budget.now_ms).max(0),
+            };
+            return done(grant, used, oldest, refunded_keys);
+        }
+        // 3. The headroom: the least room any op has left under its cap.
+        let mut headroom: Option<(u64, usize)> = None;
+        for (i, op) in budget.ops.iter().enumerate() {
+            let room = op.cap.saturating_sub(used[i]);
+            if headroom.is_none_or(|(least, _)| room < least) {
+                headroom = Some((room, i));
+            }
+        }
+        let (mut holders, holders_expiry) = match entries.get(&budget.holders_key) {
+            Some((Value::Holders { until }, at)) if *at > now_wall => (until.clone(), Some(*at)),
+            _ => (BTreeMap::new(), None),
+        };
+        // Stores the gateways (a sorted set that ends up empty is gone, as in Redis).
+        let keep_holders = |entries: &mut Entries, holders: BTreeMap<String, i64>, at| {
+            if holders.is_empty() {
+                entries.remove(&budget.holders_key);
+            } else {
+                let value = Value::Holders { until: holders };
+                entries.insert(budget.holders_key.clone(), (value, at));
+            }
+        };
+        let unchanged_expiry = holders_expiry.unwrap_or(now_wall);
+        if let Some((0, violated)) = headroom {
+            holders.remove(&budget.gateway);
+            keep_holders(&mut entries, holders, unchanged_expiry);
+            return done(Grant::Exhausted { violated }, used, oldest, refunded_keys);
+        }
+        // 4. The grant: a share of the headroom for each gateway holding a budget.
+        holders.retain(|_, until| *until > budget.now_ms);
+        let gateways = holders.len() as u64 + u64::from(!holders.contains_key(&budget.gateway));
+        let mut granted = budget.want;
+        if let Some((room, _)) = headroom {
+            granted = granted.min(room / (2 * gateways));
+        }
+        if granted < budget.min_grant {
+            granted = 0;
+        }
+        if granted == 0 {
+            holders.remove(&budget.gateway);
+            keep_holders(&mut entries, holders, unchanged_expiry);
+            let grant = Grant::Reserved {
+                granted: 0,
+                ttl_ms: budget.ttl_ms,
+            };
+            return done(grant, used, oldest, refunded_keys);
+        }
+        // 5. The reservation, at every level, and its record.
+        let mut charged = Vec::with_capacity(budget.ops.len());
+        for op in &budget.ops {
+            count_in(&mut entries, op, &budget.markers, granted, now_wall);
+            charged.extend(window_keys(op).into_iter().next());
+        }
+        let expires_ms = budget.now_ms + budget.ttl_ms;
+        let record = Value::Budget {
+            granted,
+            expires_ms,
+            keys: charged,
+        };
+        let record_s = (budget.record_ttl_ms.max(1) + 999) / 1000;
+        entries.insert(budget.record_key.clone(), (record, now_wall + record_s));
+        holders.insert(budget.gateway.clone(), expires_ms);
+        let ttl_s = (budget.ttl_ms.max(1) + 999) / 1000;
+        let at = holders_expiry.map_or(now_wall + ttl_s, |at| at.max(now_wall + ttl_s));
+        keep_holders(&mut entries, holders, at);
+        let grant = Grant::Reserved {
+            granted,
+            ttl_ms: budget.ttl_ms,
+        };
+        done(grant, used, oldest, refunded_keys)
     }
 
     fn release_now(&self, record_key: &str, request_id: &str) -> u64 {
@@ -398,6 +566,13 @@ impl CounterStore for MemoryStore {
         Box::pin(async move {
             validate_settlement(settlement)?;
             Ok(self.settle_now(settlement))
+        })
+    }
+
+    fn budget<'a>(&'a self, budget: &'a Budget) -> StoreFuture<'a, BudgetReply> {
+        Box::pin(async move {
+            validate_budget(budget)?;
+            Ok(self.budget_now(budget))
         })
     }
 

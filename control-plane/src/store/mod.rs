@@ -16,7 +16,11 @@
 //! - `tollgate:{root}:s:<tenant>` — the tenant's seed marker;
 //! - `tollgate:{root}:l:<request id>` — the gauges one request holds;
 //! - `tollgate:{root}:d:<settlement id>` — a settlement applied lately (a retry of it is
-//!   a duplicate).
+//!   a duplicate);
+//! - `tollgate:{root}:b:<lease id>` — a budget granted by `POST /v1/leases` and not yet
+//!   returned (a hash: `g` granted, `w` gateway, `x` expiry, `k` the counters charged);
+//! - `tollgate:{root}:p:<tenant>:<resource>` — the gateways holding budgets of one
+//!   tenant's resource (a sorted set of gateway ids by lease expiry).
 //!
 //! The one-letter kind right after the hash tag keeps the kinds apart even though tenant
 //! ids may contain `:`; resource names and series cannot.
@@ -68,6 +72,16 @@ pub fn lease_record_key(root: &str, request_id: &str) -> String {
 /// The key remembering that the settlement `id` of the tree `root` was applied.
 pub fn settlement_key(root: &str, id: &str) -> String {
     format!("tollgate:{{{root}}}:d:{id}")
+}
+
+/// The key of the record of the budget granted under lease `id` in the tree `root`.
+pub fn budget_key(root: &str, id: &str) -> String {
+    format!("tollgate:{{{root}}}:b:{id}")
+}
+
+/// The key of the gateways holding budgets of `tenant`'s `resource`.
+pub fn budget_holders_key(root: &str, tenant: &str, resource: &str) -> String {
+    format!("tollgate:{{{root}}}:p:{tenant}:{resource}")
 }
 
 /// Whether a call counts or only reads.
@@ -239,6 +253,120 @@ pub struct Settled {
     pub released: u64,
 }
 
+/// A budget given back with a lease request ([`Budget::previous`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetReturn {
+    /// Its record ([`budget_key`]).
+    pub record_key: String,
+    /// How much of it the gateway spent; the rest is refunded.
+    pub spent: u64,
+}
+
+/// One atomic budget call over the counters of one tenant tree (`POST /v1/leases`):
+/// give back `previous`, then reserve a budget of one resource at every level at once,
+/// sized from the headroom. Every key shares one hash tag.
+///
+/// In order, nothing changing until the seed markers all exist:
+/// 1. `previous`, when its record exists: `spent` above what it granted changes nothing
+///    ([`BudgetOutcome::Overspent`]); otherwise the unspent part is taken back from the
+///    counters it charged (those that still exist, never below zero, bumping their
+///    epochs as a settlement's refund does) and the record is deleted. A record that is
+///    gone (returned before, or expired) refunds nothing.
+/// 2. A record under `record_key` already exists: the lease was granted before, and is
+///    answered again ([`Grant::Duplicate`]) without a second reservation.
+/// 3. The headroom is the least `cap - used` over `ops`; none at all is
+///    [`Grant::Exhausted`].
+/// 4. The grant is `min(want, headroom / (2 × gateways))` (rounded down), where the
+///    gateways are those of `holders_key` whose leases have not expired at `now_ms`,
+///    `gateway` included; below `min_grant` it is 0.
+/// 5. A grant above 0 is added to the current counter of every op (which then lives its
+///    `ttl_s`, refreshing its tenant's marker when it starts the counter), recorded under
+///    `record_key` for `record_ttl_ms`, and `gateway` holds a budget until
+///    `now_ms + ttl_ms`; with no grant `gateway` holds none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    /// Unix milliseconds, from the control plane's clock: lease expiries run on it.
+    pub now_ms: i64,
+    /// Seed markers of the tenants whose counters the ops charge.
+    pub markers: Vec<String>,
+    /// The limits of the resource, every one a window op; their amounts are ignored (the
+    /// store adds what it grants) and their caps bound the grant.
+    pub ops: Vec<Op>,
+    /// The new lease's record ([`budget_key`]).
+    pub record_key: String,
+    /// The gateways holding budgets of the tenant's resource ([`budget_holders_key`]).
+    pub holders_key: String,
+    /// The gateway asking.
+    pub gateway: String,
+    /// The most to grant; 0 grants nothing (a return only, or no time to lease).
+    pub want: u64,
+    /// A smaller grant is 0: the gateway checks each request instead.
+    pub min_grant: u64,
+    /// How long the budget may be spent, in milliseconds.
+    pub ttl_ms: i64,
+    /// How long its record is kept, in milliseconds (`ttl_ms` and a grace for late
+    /// returns): a budget never returned stays counted.
+    pub record_ttl_ms: i64,
+    /// The budget given back first.
+    pub previous: Option<BudgetReturn>,
+}
+
+/// What a [`Budget`] call found.
+pub type BudgetReply = Seeded<BudgetOutcome>;
+
+/// Whether a budget call ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetOutcome {
+    /// `previous` reported spending more than it was granted (`granted`): nothing
+    /// changed.
+    Overspent {
+        /// What the previous lease granted.
+        granted: u64,
+    },
+    /// The call ran.
+    Done(Budgeted),
+}
+
+/// What a budget call did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budgeted {
+    /// The new lease's budget.
+    pub grant: Grant,
+    /// What was refunded of `previous` (0 when its record was gone).
+    pub refunded: u64,
+    /// The counters the refund lowered.
+    pub refunded_keys: Vec<String>,
+    /// Each op's usage, the refund counted and this lease's own reservation not.
+    pub used: Vec<u64>,
+    /// For each op, the position of the oldest counter that holds usage.
+    pub oldest: Vec<Option<usize>>,
+}
+
+/// What a budget call granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Reserved now (0: nothing, the gateway checks each request).
+    Reserved {
+        /// The budget.
+        granted: u64,
+        /// How long it may be spent.
+        ttl_ms: i64,
+    },
+    /// Granted before under the same lease id: the same budget, for what is left of its
+    /// time.
+    Duplicate {
+        /// The budget.
+        granted: u64,
+        /// Milliseconds left of it (0 when it is over).
+        ttl_ms: i64,
+    },
+    /// An op has no headroom at all: nothing reserved.
+    Exhausted {
+        /// The first op with none.
+        violated: usize,
+    },
+}
+
 /// One counter to seed from the persisted history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seed {
@@ -334,6 +462,10 @@ pub trait CounterStore: Send + Sync {
     /// key exists). All keys share one hash tag.
     fn settle<'a>(&'a self, settlement: &'a Settlement) -> StoreFuture<'a, SettleReply>;
 
+    /// Gives back a budget and reserves one atomically (see [`Budget`]). All keys share
+    /// one hash tag.
+    fn budget<'a>(&'a self, budget: &'a Budget) -> StoreFuture<'a, BudgetReply>;
+
     /// Releases every gauge the request recorded at `record_key` holds. Idempotent.
     /// Returns how many gauges it released.
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64>;
@@ -370,6 +502,42 @@ pub(crate) fn validate_settlement(settlement: &Settlement) -> Result<(), StoreEr
                 "a settlement moves each counter once".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks the shape of a budget call both stores rely on.
+pub(crate) fn validate_budget(budget: &Budget) -> Result<(), StoreError> {
+    for op in &budget.ops {
+        match &op.kind {
+            OpKind::Window { keys, marker, .. } => {
+                if keys.is_empty() {
+                    return Err(StoreError::Invalid("a window op needs a counter".into()));
+                }
+                if marker.is_some_and(|m| m >= budget.markers.len()) {
+                    return Err(StoreError::Invalid("an op names a missing marker".into()));
+                }
+            }
+            OpKind::Gauge { .. } => {
+                return Err(StoreError::Invalid("a gauge cannot be budgeted".into()))
+            }
+        }
+        if op.cap > COUNTER_MAX {
+            return Err(StoreError::Invalid(format!(
+                "caps are at most {COUNTER_MAX}"
+            )));
+        }
+    }
+    let previous_spent = budget.previous.as_ref().map_or(0, |p| p.spent);
+    if budget.want > COUNTER_MAX || previous_spent > COUNTER_MAX {
+        return Err(StoreError::Invalid(format!(
+            "amounts are at most {COUNTER_MAX}"
+        )));
+    }
+    if budget.ttl_ms < 0 || budget.record_ttl_ms < budget.ttl_ms {
+        return Err(StoreError::Invalid(
+            "a budget's record outlives its lease".into(),
+        ));
     }
     Ok(())
 }

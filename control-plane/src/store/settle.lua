@@ -27,12 +27,11 @@
 -- ARGV[6]  seconds the id key lives
 -- then, per move, 4 values: "+" or "-", amount, ttl seconds, marker index (0: none)
 --   "+"  add the amount, up to the maximum; the counter then lives ttl seconds
---   "-"  take the amount back, never below zero, from a counter that exists; its
---        epoch is bumped (usage went down: a snapshot taken before must not win in the
---        usage history) and its expiry is kept
+--   "-"  take the amount back, never below zero, from a counter that exists
+--        (take_back: its epoch is bumped, its expiry kept)
 --
--- Arithmetic: decimal.lua; release_held: lease.lua; reseed_reply: marker.lua — all
--- prepended.
+-- Arithmetic: decimal.lua; take_back: refund.lua; release_held: lease.lua;
+-- reseed_reply: marker.lua — all prepended.
 -- Returns strings: { "duplicate" }, { "seed", K, K marker indices } or
 -- { "ok", released, used_1..used_N } where used is each counter's usage afterwards.
 
@@ -80,13 +79,7 @@ for i = 1, n_moves do
     end
     used[i] = sum
   elseif value ~= '0' then
-    local rest = '0'
-    if not le(value, amount) then
-      rest = sub(value, amount)
-    end
-    redis.call('HSET', key, 'u', rest)
-    redis.call('HINCRBY', key, 'e', 1)
-    used[i] = rest
+    used[i] = take_back(key, value, amount)
   else
     used[i] = '0'
   end

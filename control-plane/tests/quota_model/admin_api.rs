@@ -798,6 +798,7 @@ async fn the_openapi_document_describes_exactly_the_routes_the_router_serves(poo
         operations.iter().map(|(_, p, _)| p.as_str()).collect();
     for expected in [
         "/v1/check",
+        "/v1/leases",
         "/v1/settle",
         "/v1/release",
         "/admin/v1/tiers",

@@ -1,6 +1,7 @@
-//! `/v1/check`, `/v1/settle` and `/v1/release` through the router, with definitions in a
-//! real PostgreSQL and counters in memory (the Redis scripts keep the same contract; see
-//! `counter_store.rs`) — settlements also in a real Redis. The clock is the test's:
+//! `/v1/check`, `/v1/leases`, `/v1/settle` and `/v1/release` through the router, with
+//! definitions in a real PostgreSQL and counters in memory (the Redis scripts keep the
+//! same contract; see `counter_store.rs`) — settlements and budgets also in a real
+//! Redis. The clock is the test's:
 //! calendar boundaries are crossed by setting it, never by sleeping.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use sqlx::PgPool;
 use tollgate_control_plane::bus::{self, Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 
-use crate::support::{assert_invalid, assert_problem, enc, Api, Reply};
+use crate::support::{assert_invalid, assert_problem, enc, one_changed, one_removed, Api, Reply};
 
 async fn tier(api: &Api, name: &str, limits: Value) {
     api.expect(
@@ -636,6 +637,19 @@ async fn metered_app(api: &Api, org: &str) -> String {
     app
 }
 
+/// A [`metered_app`] of `acme`, and a tenant `slotted` whose tier has only a gauge,
+/// `slots` (3). Returns the app's id.
+async fn metered_app_beside_a_gauge(api: &Api) -> String {
+    tier(
+        api,
+        "slots",
+        json!([{"resource": "slots", "period": "none", "quota": 3}]),
+    )
+    .await;
+    tenant(api, json!({"id": "slotted", "tier": "slots"})).await;
+    metered_app(api, "acme").await
+}
+
 /// The tokens a [`metered_app`] and its organization used, from the usage view.
 async fn app_and_org_tokens(api: &Api, app: &str) -> (u64, u64) {
     let rows = used(api, app, "tokens").await;
@@ -793,28 +807,12 @@ async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPoo
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn invalid_settlements_are_refused_naming_the_field_and_change_nothing(pool: PgPool) {
     let api = Api::new(pool);
-    let app = metered_app(&api, "acme").await;
-    tier(
-        &api,
-        "slots",
-        json!([{"resource": "slots", "period": "none", "quota": 3}]),
-    )
-    .await;
-    tenant(&api, json!({"id": "slotted", "tier": "slots"})).await;
+    let app = metered_app_beside_a_gauge(&api).await;
     api.check(&app, json!({"tokens": 10})).await;
     let at = api.clock.now().timestamp_millis();
     // Each body is a valid settlement with one thing wrong.
     let valid = tokens_settlement("s1", &app, 5, at);
-    let with = |field: &str, value: Value| {
-        let mut body = valid.clone();
-        body[field] = value;
-        body
-    };
-    let without = |field: &str| {
-        let mut body = valid.clone();
-        body.as_object_mut().unwrap().remove(field);
-        body
-    };
+    let (with, without) = (one_changed(&valid), one_removed(&valid));
     for (body, field) in [
         (
             with("amounts", json!({"tokens": 5, "concurrent_requests": 1})),
@@ -911,4 +909,391 @@ async fn a_settlement_while_redis_is_down_is_a_503_problem(pool: PgPool) {
     assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["code"], "unavailable");
     assert_eq!(settlements(&api, "unavailable"), 1);
+}
+
+/// `POST /v1/leases` with `body`.
+async fn lease(api: &Api, body: Value) -> Reply {
+    api.filter_post("/v1/leases", body).await
+}
+
+/// `POST /v1/leases` with `body`, which must be answered; returns the answer.
+async fn leased(api: &Api, body: Value) -> Value {
+    let reply = lease(api, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+/// Lease `id` of `want` `resource` for `tenant`, by `gateway`.
+fn lease_of(id: &str, gateway: &str, tenant: &str, resource: &str, want: u64) -> Value {
+    json!({"id": id, "gateway": gateway, "tenant": tenant, "resource": resource, "want": want})
+}
+
+/// `body` giving back lease `id`, of which `spent` was spent.
+fn giving_back(mut body: Value, id: &str, spent: u64) -> Value {
+    body["previous"] = json!({"id": id, "spent": spent});
+    body
+}
+
+/// How many lease requests `api` counted under `outcome` (`tollgate_leases_total`).
+fn leases(api: &Api, outcome: &str) -> u64 {
+    api.state.metrics.leases.with_label_values(&[outcome]).get()
+}
+
+/// Units of budget `api` counted as `kind` (`tollgate_lease_units_total`).
+fn lease_units(api: &Api, kind: &str) -> u64 {
+    api.state
+        .metrics
+        .lease_units
+        .with_label_values(&[kind])
+        .get()
+}
+
+async fn a_budget_granted_then_returned_leaves_what_was_spent(api: Api, org: &str) {
+    let app = metered_app(&api, org).await;
+    // The app's 100 tokens bind: half the headroom for the one gateway.
+    let first = leased(&api, lease_of("g1-1", "g1", &app, "tokens", 1_000)).await;
+    assert_eq!(
+        (
+            first["decision"].clone(),
+            first["granted"].clone(),
+            first["ttl_ms"].clone(),
+            first["refunded"].clone()
+        ),
+        (json!("allow"), json!(50), json!(10_000), json!(0))
+    );
+    let policy = &first["policy"];
+    assert_eq!(
+        (
+            policy["tenant"].clone(),
+            policy["used"].clone(),
+            policy["remaining"].clone()
+        ),
+        (json!(app), json!(0), json!(100)),
+        "as of before the budget"
+    );
+    assert_eq!(first["warn_after"], 80);
+    assert_eq!(
+        app_and_org_tokens(&api, &app).await,
+        (50, 50),
+        "reserved at both levels"
+    );
+    // A check sees the budget as usage.
+    let check = api.check(&app, json!({"tokens": 40})).await;
+    assert_eq!(check["policy"]["used"], 90);
+    assert_eq!(history(&api, &app, "tokens").await, vec![90]);
+
+    // 20 of the 50 were spent: 30 come back, and the app asks for nothing more.
+    let back = leased(
+        &api,
+        giving_back(lease_of("g1-2", "g1", &app, "tokens", 0), "g1-1", 20),
+    )
+    .await;
+    assert_eq!(
+        (back["granted"].clone(), back["refunded"].clone()),
+        (json!(0), json!(30))
+    );
+    assert_eq!(back["policy"]["used"], 60);
+    assert_eq!(app_and_org_tokens(&api, &app).await, (60, 60));
+    assert_eq!(
+        history(&api, &app, "tokens").await,
+        vec![60],
+        "the refund reaches the history, though lower"
+    );
+    // Returned once: giving it back again refunds nothing.
+    let again = leased(
+        &api,
+        giving_back(lease_of("g1-3", "g1", &app, "tokens", 0), "g1-1", 20),
+    )
+    .await;
+    assert_eq!(again["refunded"], 0);
+    assert_eq!(app_and_org_tokens(&api, &app).await, (60, 60));
+    assert_eq!((leases(&api, "granted"), leases(&api, "returned")), (1, 2));
+    assert_eq!(
+        (lease_units(&api, "granted"), lease_units(&api, "refunded")),
+        (50, 30)
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_budget_granted_then_returned_leaves_what_was_spent_in_memory(pool: PgPool) {
+    a_budget_granted_then_returned_leaves_what_was_spent(Api::new(pool), "mem").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_budget_granted_then_returned_leaves_what_was_spent_in_redis(pool: PgPool) {
+    let api = Api::on_redis(pool);
+    a_budget_granted_then_returned_leaves_what_was_spent(api, "lease-redis").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_budget_never_outlives_the_window_it_is_counted_in(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "per-minute",
+        json!([{"resource": "requests", "period": "minute", "quota": 100}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "per-minute"})).await;
+    let minute = Utc.with_ymd_and_hms(2026, 11, 17, 12, 0, 0).unwrap();
+    api.clock.set(minute + chrono::Duration::seconds(55));
+    let ask = |id: &str| lease_of(id, "g1", "acme", "requests", 1_000);
+    let first = leased(&api, ask("l1")).await;
+    assert_eq!(
+        (first["granted"].clone(), first["ttl_ms"].clone()),
+        (json!(50), json!(5_000)),
+        "until the minute resets"
+    );
+    // Half a second before the reset: no budget, each request is checked.
+    api.clock
+        .set(minute + chrono::Duration::milliseconds(59_500));
+    let near = leased(&api, giving_back(ask("l2"), "l1", 50)).await;
+    assert_eq!(
+        (
+            near["decision"].clone(),
+            near["granted"].clone(),
+            near["ttl_ms"].clone(),
+            near["refunded"].clone()
+        ),
+        (json!("allow"), json!(0), json!(500), json!(0))
+    );
+    assert_eq!(near["policy"]["used"], 50);
+    assert_eq!(used(&api, "acme", "requests").await[0].1, 50);
+    // A new minute: a new window, a full lease again.
+    api.clock.set(minute + chrono::Duration::seconds(60));
+    let next = leased(&api, ask("l3")).await;
+    assert_eq!(
+        (
+            next["granted"].clone(),
+            next["ttl_ms"].clone(),
+            next["policy"]["used"].clone()
+        ),
+        (json!(50), json!(10_000), json!(0))
+    );
+    assert_eq!(
+        (leases(&api, "granted"), leases(&api, "per_request")),
+        (2, 1)
+    );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn near_its_limit_a_tenant_gets_no_budget_and_at_it_a_reject(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "ten",
+        json!([{"resource": "requests", "period": "day", "quota": 10}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "ten"})).await;
+    api.check("acme", json!({"requests": 7})).await;
+    let near = leased(&api, lease_of("l1", "g1", "acme", "requests", 100)).await;
+    assert_eq!(
+        (near["decision"].clone(), near["granted"].clone()),
+        (json!("allow"), json!(0)),
+        "3 left: a budget of 1 is not worth a lease"
+    );
+    api.check("acme", json!({"requests": 2})).await;
+    let warned = leased(&api, lease_of("l2", "g1", "acme", "requests", 100)).await;
+    assert_eq!(
+        (warned["decision"].clone(), warned["granted"].clone()),
+        (json!("warn"), json!(0))
+    );
+    api.check("acme", json!({"requests": 1})).await;
+    let full = leased(&api, lease_of("l3", "g1", "acme", "requests", 100)).await;
+    assert_eq!(
+        (
+            full["decision"].clone(),
+            full["reason"].clone(),
+            full["granted"].clone()
+        ),
+        (json!("reject"), json!("quota_exceeded"), json!(0))
+    );
+    assert_eq!(
+        (
+            full["policy"]["used"].clone(),
+            full["policy"]["remaining"].clone()
+        ),
+        (json!(10), json!(0))
+    );
+    // 12:00 on the 17th: the day resets in 12 hours.
+    assert_eq!(full["cache_reject_for_s"], 12 * 3_600);
+    assert_eq!(used(&api, "acme", "requests").await[0].1, 10);
+    assert_eq!(
+        (leases(&api, "per_request"), leases(&api, "rejected")),
+        (2, 1)
+    );
+    assert_eq!(lease_units(&api, "granted"), 0);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_retried_lease_is_answered_again_and_reserved_once(pool: PgPool) {
+    let api = Api::new(pool);
+    let app = metered_app(&api, "acme").await;
+    let body = lease_of("g1-1", "g1", &app, "tokens", 10);
+    let first = leased(&api, body.clone()).await;
+    assert_eq!(first["granted"], 10);
+    api.clock
+        .set(api.clock.now() + chrono::Duration::seconds(3));
+    let retry = leased(&api, body).await;
+    assert_eq!(
+        (
+            retry["granted"].clone(),
+            retry["ttl_ms"].clone(),
+            retry["policy"]["used"].clone()
+        ),
+        (json!(10), json!(7_000), json!(0))
+    );
+    assert_eq!(app_and_org_tokens(&api, &app).await, (10, 10));
+    assert_eq!((leases(&api, "granted"), leases(&api, "duplicate")), (1, 1));
+    assert_eq!(lease_units(&api, "granted"), 10);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_lease_on_lost_counters_is_sized_from_the_persisted_usage(pool: PgPool) {
+    let store = Arc::new(MemoryStore::new());
+    let api = Api::with_store(pool, store.clone());
+    let app = metered_app(&api, "acme").await;
+    api.check(&app, json!({"tokens": 60})).await;
+    assert_eq!(history(&api, &app, "tokens").await, vec![60]);
+    store.clear(); // Redis restarted empty
+    let reply = leased(&api, lease_of("l1", "g1", &app, "tokens", 1_000)).await;
+    assert_eq!(
+        (reply["granted"].clone(), reply["policy"]["used"].clone()),
+        (json!(20), json!(60)),
+        "(100 - 60) / 2, not 100 / 2"
+    );
+    assert_eq!(app_and_org_tokens(&api, &app).await, (80, 80));
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn invalid_leases_are_refused_naming_the_field_and_change_nothing(pool: PgPool) {
+    let api = Api::new(pool);
+    let app = metered_app_beside_a_gauge(&api).await;
+    let granted = leased(&api, lease_of("g1-1", "g1", &app, "tokens", 10)).await;
+    assert_eq!(granted["granted"], 10);
+    // Each body is a valid lease with one thing wrong.
+    let valid = giving_back(lease_of("g1-2", "g1", &app, "tokens", 10), "g1-1", 4);
+    let (with, without) = (one_changed(&valid), one_removed(&valid));
+    for (body, field) in [
+        (without("id"), "id"),
+        (with("id", json!("")), "id"),
+        (with("id", json!("has space")), "id"),
+        (with("id", json!("x".repeat(129))), "id"),
+        (without("gateway"), "gateway"),
+        (with("gateway", json!("{g}")), "gateway"),
+        (with("tenant", json!("a b")), "tenant"),
+        (with("roles", json!(["has space"])), "roles[0]"),
+        (with("resource", json!("Bad:Name")), "resource"),
+        (with("resource", json!("concurrent_requests")), "resource"),
+        (
+            json!({"id": "s1", "gateway": "g1", "tenant": "slotted", "resource": "slots",
+                   "want": 1}),
+            "resource",
+        ),
+        (without("want"), "want"),
+        (with("want", json!(-1)), "want"),
+        (with("want", json!(u64::MAX)), "want"),
+        (
+            with("previous", json!({"id": "{x}", "spent": 1})),
+            "previous.id",
+        ),
+        (
+            with("previous", json!({"id": "g1-2", "spent": 1})),
+            "previous.id",
+        ),
+        (with("previous", json!({"id": "g1-1"})), "previous.spent"),
+        (
+            with("previous", json!({"id": "g1-1", "spent": 11})),
+            "previous.spent",
+        ),
+        (with("wants", json!(1)), ""),
+    ] {
+        assert_invalid(&lease(&api, body.clone()).await, field, &body);
+    }
+    let not_json = api.send_as(None, Method::POST, "/v1/leases", None).await;
+    assert_problem(&not_json, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app_and_org_tokens(&api, &app).await,
+        (10, 10),
+        "nothing was reserved or refunded"
+    );
+    // The lease refused for spending too much is still there to give back.
+    let back = leased(&api, valid.clone()).await;
+    assert_eq!(
+        (back["refunded"].clone(), back["granted"].clone()),
+        (json!(6), json!(10))
+    );
+    assert_eq!(app_and_org_tokens(&api, &app).await, (14, 14));
+    assert_eq!(leases(&api, "invalid"), 20);
+    assert_eq!(leases(&api, "granted"), 2);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn an_unknown_tenant_is_leased_nothing(pool: PgPool) {
+    let api = Api::new(pool);
+    let reply = leased(&api, lease_of("l1", "g1", "stranger", "requests", 10)).await;
+    assert_eq!(
+        (
+            reply["decision"].clone(),
+            reply["reason"].clone(),
+            reply["granted"].clone()
+        ),
+        (json!("reject"), json!("unknown_tenant"), json!(0))
+    );
+    assert_eq!(leases(&api, "rejected"), 1);
+    let metrics = api.state.metrics.render().unwrap();
+    assert!(
+        metrics.contains("tollgate_leases_total{outcome=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tollgate_lease_units_total{kind=\"refunded\"} 0"));
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_lease_while_redis_is_down_is_a_503_problem(pool: PgPool) {
+    let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
+    let api = Api::with_store(pool, Arc::new(down));
+    let app = metered_app(&api, "acme").await;
+    let reply = lease(&api, lease_of("l1", "g1", &app, "tokens", 10)).await;
+    assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(leases(&api, "unavailable"), 1);
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_budget_crossing_the_warning_and_a_refused_one_are_logged(pool: PgPool) {
+    let api = Api::new(pool);
+    tier(
+        &api,
+        "hundred",
+        json!([{"resource": "requests", "period": "day", "quota": 100}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "hundred"})).await;
+    api.check("acme", json!({"requests": 70})).await;
+    // 30 left: a budget of 15 takes usage from 70 to 85, past 80 %.
+    let crossing = leased(&api, lease_of("l1", "g1", "acme", "requests", 100)).await;
+    assert_eq!(
+        (crossing["granted"].clone(), crossing["decision"].clone()),
+        (json!(15), json!("allow")),
+        "allowed as of before the budget"
+    );
+    assert_eq!(crossing["warn_after"], 80);
+    api.check("acme", json!({"requests": 15})).await;
+    let refused = leased(&api, lease_of("l2", "g2", "acme", "requests", 100)).await;
+    assert_eq!(refused["decision"], "reject");
+    api.state.events.flush(&api.state.repo).await;
+    let events = api
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            "/admin/v1/events?kind=quota.&tenant=acme",
+            None,
+        )
+        .await;
+    let items = events["items"].as_array().unwrap();
+    let of = |kind: &str| items.iter().find(|e| e["kind"] == kind).unwrap();
+    assert_eq!(items.len(), 2, "{events}");
+    assert_eq!(of("quota.warning")["data"]["used"], 85);
+    assert_eq!(of("quota.rejected")["data"]["count"], 1);
 }

@@ -4,9 +4,9 @@
 //!
 //! - `schema` — the model's rules, through the repository.
 //! - `admin_api` — every admin endpoint through the router, and the OpenAPI document.
-//! - `decisions` — `/v1/check`, `/v1/settle` and `/v1/release` through the router:
-//!   hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding, several
-//!   instances, settlements.
+//! - `decisions` — `/v1/check`, `/v1/leases`, `/v1/settle` and `/v1/release` through the
+//!   router: hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding,
+//!   several instances, settlements, budgets.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

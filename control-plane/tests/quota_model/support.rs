@@ -194,3 +194,23 @@ pub fn assert_invalid(reply: &Reply, field: &str, sent: &Value) {
 pub fn enc(id: &str) -> String {
     id.replace('/', "%2F")
 }
+
+/// `valid` with one field set to another value, for tests of what is refused.
+pub fn one_changed(valid: &Value) -> impl Fn(&str, Value) -> Value + '_ {
+    move |field, value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    }
+}
+
+/// `valid` without one field, for tests of what is refused.
+pub fn one_removed(valid: &Value) -> impl Fn(&str) -> Value + '_ {
+    move |field| {
+        let mut body = valid.clone();
+        if let Some(object) = body.as_object_mut() {
+            object.remove(field);
+        }
+        body
+    }
+}

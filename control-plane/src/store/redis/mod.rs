@@ -18,9 +18,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{
-    validate_call, validate_settlement, Adjustment, Call, CallMode, Change, CounterStore, OpKind,
-    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
-    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    validate_budget, validate_call, validate_settlement, Adjustment, Budget, BudgetOutcome,
+    BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, OpKind, Outcome, Reply,
+    Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError, StoreFuture,
+    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// How many tenant trees a snapshot reads at once.
@@ -74,6 +75,7 @@ pub struct RedisStore {
     seed: Script,
     adjust: Script,
     settle: Script,
+    budget: Script,
     release: Script,
 }
 
@@ -111,6 +113,7 @@ impl RedisStore {
             conn,
             accounting: Script::new(concat!(
                 include_str!("../decimal.lua"),
+                include_str!("../window.lua"),
                 include_str!("../marker.lua"),
                 include_str!("../accounting.lua")
             )),
@@ -121,9 +124,17 @@ impl RedisStore {
             )),
             settle: Script::new(concat!(
                 include_str!("../decimal.lua"),
+                include_str!("../refund.lua"),
                 include_str!("../lease.lua"),
                 include_str!("../marker.lua"),
                 include_str!("../settle.lua")
+            )),
+            budget: Script::new(concat!(
+                include_str!("../decimal.lua"),
+                include_str!("../window.lua"),
+                include_str!("../refund.lua"),
+                include_str!("../marker.lua"),
+                include_str!("../budget.lua")
             )),
             release: Script::new(concat!(
                 include_str!("../lease.lua"),
@@ -287,6 +298,64 @@ impl RedisStore {
         parse_settle_reply(&reply, moves.len())
     }
 
+    async fn lease_budget(&self, budget: &Budget) -> Result<BudgetReply, StoreError> {
+        validate_budget(budget)?;
+        let mut script = self.budget.prepare_invoke();
+        for marker in &budget.markers {
+            script.key(marker);
+        }
+        let mut op_args: Vec<(usize, usize, u64, i64, usize)> = Vec::new();
+        let mut next_key = budget.markers.len() + 1;
+        for op in &budget.ops {
+            let OpKind::Window {
+                keys,
+                ttl_s,
+                marker,
+            } = &op.kind
+            else {
+                return Err(StoreError::Invalid("a gauge cannot be budgeted".into()));
+            };
+            op_args.push((
+                next_key,
+                keys.len(),
+                op.cap,
+                (*ttl_s).max(1),
+                marker.map_or(0, |m| m + 1),
+            ));
+            for key in keys {
+                script.key(key);
+            }
+            next_key += keys.len();
+        }
+        script.key(&budget.record_key).key(&budget.holders_key);
+        if let Some(previous) = &budget.previous {
+            script.key(&previous.record_key);
+        }
+        script
+            .arg(budget.markers.len())
+            .arg(MARKER_TTL_S)
+            .arg(budget.ops.len())
+            .arg(budget.now_ms)
+            .arg(budget.want)
+            .arg(budget.min_grant)
+            .arg(budget.ttl_ms)
+            .arg(budget.record_ttl_ms.max(1))
+            .arg(&budget.gateway)
+            .arg(
+                budget
+                    .previous
+                    .as_ref()
+                    .map(|p| p.spent.to_string())
+                    .unwrap_or_default(),
+            );
+        for (first, count, cap, ttl_s, marker) in op_args {
+            script.arg(first).arg(count).arg(cap).arg(ttl_s).arg(marker);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = script.invoke_async(&mut conn).await?;
+        parse_budget_reply(&reply, budget.ops.len())
+    }
+
     async fn release_leases(&self, record_key: &str, request_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.conn.clone();
         Ok(self
@@ -381,24 +450,32 @@ fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
             .map(Reply::NeedsSeed)
             .ok_or_else(bad);
     }
-    if rest.len() != 2 * ops || missing_count.parse::<usize>() != Ok(0) {
+    if missing_count.parse::<usize>() != Ok(0) {
         return Err(bad());
     }
-    let (used, oldest) = rest.split_at(ops);
     let violated: usize = violated.parse().map_err(|_| bad())?;
+    let (used, oldest) = parse_usage(rest, ops).ok_or_else(bad)?;
     Ok(Reply::Done(Outcome {
         admitted: status == "ok",
         violated: violated.checked_sub(1),
-        used: used
-            .iter()
-            .map(|u| parse_count(u))
-            .collect::<Result<_, _>>()?,
-        oldest: oldest
-            .iter()
-            .map(|o| o.parse::<usize>().map(|o| o.checked_sub(1)))
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad())?,
+        used,
+        oldest,
     }))
+}
+
+/// `used_1..used_n, oldest_1..oldest_n` (oldest 1-based, `0` for none), as the counting
+/// scripts end their replies; `None` when malformed.
+fn parse_usage(rest: &[String], ops: usize) -> Option<(Vec<u64>, Vec<Option<usize>>)> {
+    if rest.len() != 2 * ops {
+        return None;
+    }
+    let (used, oldest) = rest.split_at(ops);
+    let used = used.iter().map(|u| u.parse().ok()).collect::<Option<_>>()?;
+    let oldest = oldest
+        .iter()
+        .map(|o| o.parse::<usize>().ok().map(|o| o.checked_sub(1)))
+        .collect::<Option<_>>()?;
+    Some((used, oldest))
 }
 
 /// `{"duplicate"}`, `{"seed", K, K marker indices}` or `{"ok", released, used_1..used_n}`.
@@ -428,6 +505,56 @@ fn parse_settle_reply(reply: &[String], moves: usize) -> Result<SettleReply, Sto
     }
 }
 
+/// `{"seed", K, K marker indices}`, `{"overspent", granted}` or `{status, refunded,
+/// granted, ttl ms, violated, R, R refunded counters, used_1..used_n, oldest_1..oldest_n}`
+/// (`budget.lua`).
+fn parse_budget_reply(reply: &[String], ops: usize) -> Result<BudgetReply, StoreError> {
+    let bad = || StoreError::Protocol(format!("unexpected budget reply {reply:?}"));
+    match reply {
+        [status, count, rest @ ..] if status == "seed" => {
+            return missing_markers(count, rest)
+                .map(BudgetReply::NeedsSeed)
+                .ok_or_else(bad)
+        }
+        [status, granted] if status == "overspent" => {
+            return Ok(BudgetReply::Done(BudgetOutcome::Overspent {
+                granted: parse_count(granted)?,
+            }))
+        }
+        _ => {}
+    }
+    let [status, refunded, granted, ttl_ms, violated, moved, rest @ ..] = reply else {
+        return Err(bad());
+    };
+    let moved: usize = moved.parse().map_err(|_| bad())?;
+    if rest.len() < moved {
+        return Err(bad());
+    }
+    let (refunded_keys, rest) = rest.split_at(moved);
+    let (used, oldest) = parse_usage(rest, ops).ok_or_else(bad)?;
+    let granted = parse_count(granted)?;
+    let ttl_ms: i64 = ttl_ms.parse().map_err(|_| bad())?;
+    let grant = match status.as_str() {
+        "ok" => Grant::Reserved { granted, ttl_ms },
+        "duplicate" => Grant::Duplicate { granted, ttl_ms },
+        "exhausted" => Grant::Exhausted {
+            violated: violated
+                .parse::<usize>()
+                .ok()
+                .and_then(|v| v.checked_sub(1))
+                .ok_or_else(bad)?,
+        },
+        _ => return Err(bad()),
+    };
+    Ok(BudgetReply::Done(BudgetOutcome::Done(Budgeted {
+        grant,
+        refunded: parse_count(refunded)?,
+        refunded_keys: refunded_keys.to_vec(),
+        used,
+        oldest,
+    })))
+}
+
 impl CounterStore for RedisStore {
     fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply> {
         Box::pin(self.run(call))
@@ -448,6 +575,10 @@ impl CounterStore for RedisStore {
 
     fn settle<'a>(&'a self, settlement: &'a Settlement) -> StoreFuture<'a, SettleReply> {
         Box::pin(self.settle_counters(settlement))
+    }
+
+    fn budget<'a>(&'a self, budget: &'a Budget) -> StoreFuture<'a, BudgetReply> {
+        Box::pin(self.lease_budget(budget))
     }
 
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
@@ -521,6 +652,42 @@ mod tests {
         assert_eq!(seed, SettleReply::NeedsSeed(vec![1]));
         assert!(matches!(
             parse_settle_reply(&strings(&["ok", "0", "5"]), 2),
+            Err(StoreError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn budget_replies_parse_into_grants_refunds_and_usage() {
+        let reply = strings(&["ok", "7", "50", "9000", "0", "1", "k1", "3", "4", "1", "0"]);
+        assert_eq!(
+            parse_budget_reply(&reply, 2).unwrap(),
+            BudgetReply::Done(BudgetOutcome::Done(Budgeted {
+                grant: Grant::Reserved {
+                    granted: 50,
+                    ttl_ms: 9000
+                },
+                refunded: 7,
+                refunded_keys: strings(&["k1"]),
+                used: vec![3, 4],
+                oldest: vec![Some(0), None],
+            }))
+        );
+        let exhausted = strings(&["exhausted", "0", "0", "0", "2", "0", "1", "9", "1", "1"]);
+        let Ok(BudgetReply::Done(BudgetOutcome::Done(done))) = parse_budget_reply(&exhausted, 2)
+        else {
+            panic!("expected an outcome");
+        };
+        assert_eq!(done.grant, Grant::Exhausted { violated: 1 });
+        assert_eq!(
+            parse_budget_reply(&strings(&["overspent", "12"]), 1).unwrap(),
+            BudgetReply::Done(BudgetOutcome::Overspent { granted: 12 })
+        );
+        assert_eq!(
+            parse_budget_reply(&strings(&["seed", "1", "2"]), 1).unwrap(),
+            BudgetReply::NeedsSeed(vec![1])
+        );
+        assert!(matches!(
+            parse_budget_reply(&strings(&["ok", "0", "1", "1", "0", "0", "5"]), 2),
             Err(StoreError::Protocol(_))
         ));
     }

@@ -1,0 +1,408 @@
+//! From a resolved tenant chain and a lease request to one atomic budget call
+//! (`POST /v1/leases`), and from its outcome to the answer — without I/O.
+//!
+//! A budget is usage counted ahead. It is charged to the same counters a check of that
+//! amount would count in — every windowed limit of the resource at every level of the
+//! chain, unlimited ones and levels in `shadow` mode included, `off` levels not — so
+//! budgets outstanding can never let usage pass a hard limit. Only enforced limits bound
+//! it (their caps), as they bound checks.
+//!
+//! Its size is the store's to decide, from the headroom it reads in the same step
+//! ([`Budget`]); what is planned here is the most it may be and how long it lasts: at
+//! most the configured lease TTL, and never past the end of a charged counter's window
+//! (for a rolling limit, its current bucket), so that nothing spent under a budget is
+//! counted in a window it does not belong to. With less than [`MIN_LEASE_TTL_MS`] left
+//! nothing is leased: the gateway checks each request until the window turns.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tollgate_protocol::{Decision, LeaseRequest, LeaseResponse, Limit, RejectReason};
+
+use crate::accounting::{self, decide, PlanError, Planned, Select};
+use crate::resolve::Resolved;
+use crate::settlement::is_gauge;
+use crate::store::{
+    budget_holders_key, budget_key, Budget, BudgetReturn, Budgeted, CallMode, Grant, Outcome,
+};
+
+/// A lease shorter than this is not worth granting: the gateway checks each request.
+pub const MIN_LEASE_TTL_MS: i64 = 1_000;
+
+/// How long a budget's record outlives its lease, so that a gateway returning it late
+/// still gets the unspent part refunded. After that the budget stays counted.
+pub const RECORD_GRACE_MS: i64 = 60_000;
+
+/// Parts per million in one whole (warning thresholds).
+const PPM: u128 = 1_000_000;
+
+/// How budgets are sized (`tollgate serve --lease-…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSettings {
+    /// The largest budget granted, whatever the headroom.
+    pub max_budget: u64,
+    /// A smaller budget is not granted: the gateway checks each request.
+    pub min_grant: u64,
+    /// How long a budget may be spent, at most.
+    pub ttl: Duration,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> LeaseSettings {
+        LeaseSettings {
+            max_budget: 10_000,
+            min_grant: 2,
+            ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A planned budget call and what each of its ops is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetPlan {
+    /// The store call.
+    pub budget: Budget,
+    /// One entry per op of the call (their amounts are 0: the store decides the grant).
+    pub planned: Vec<Planned>,
+    /// The tenant of each seed marker of the call.
+    pub marker_tenants: Vec<String>,
+}
+
+/// Why a lease cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    /// The resource is a gauge: it holds slots per request, it cannot be leased.
+    #[error("resource {0} is a gauge (no period): it cannot be leased; check each request")]
+    Gauge(String),
+    /// A window does not exist at this instant (the edge of the calendar's range).
+    #[error("no window of {0} at this time")]
+    NoWindow(String),
+}
+
+/// The budget call for `request` by a tenant resolved as `resolved`, at `now`.
+pub fn plan(
+    resolved: &Resolved,
+    request: &LeaseRequest,
+    settings: &LeaseSettings,
+    now: DateTime<Utc>,
+) -> Result<BudgetPlan, BudgetError> {
+    if is_gauge(resolved, &request.resource) {
+        return Err(BudgetError::Gauge(request.resource.clone()));
+    }
+    // The counters a check of the resource counts in, with nothing added.
+    let amounts = BTreeMap::from([(request.resource.clone(), 0)]);
+    let accounting::Plan {
+        call,
+        planned,
+        marker_tenants,
+    } = accounting::plan(
+        resolved,
+        Select::Amounts(&amounts),
+        CallMode::Check,
+        None,
+        0,
+        now,
+    )
+    .map_err(|error| match error {
+        PlanError::GaugeNeedsRequestId(resource) => BudgetError::Gauge(resource),
+        PlanError::NoWindow(series) => BudgetError::NoWindow(series),
+    })?;
+    let lease_ttl_ms = i64::try_from(settings.ttl.as_millis()).unwrap_or(i64::MAX);
+    let ttl_ms = planned
+        .iter()
+        .filter_map(|p| p.windows.first())
+        .map(|window| (window.end - now).num_milliseconds())
+        .fold(lease_ttl_ms, i64::min)
+        .max(0);
+    let want = if ttl_ms < MIN_LEASE_TTL_MS {
+        0
+    } else {
+        request.want.min(settings.max_budget)
+    };
+    let root = &resolved.root;
+    let budget = Budget {
+        now_ms: now.timestamp_millis(),
+        markers: call.markers,
+        ops: call.ops,
+        record_key: budget_key(root, &request.id),
+        holders_key: budget_holders_key(root, &request.tenant, &request.resource),
+        gateway: request.gateway.clone(),
+        want,
+        min_grant: settings.min_grant,
+        ttl_ms,
+        record_ttl_ms: ttl_ms.saturating_add(RECORD_GRACE_MS),
+        previous: request.previous.as_ref().map(|previous| BudgetReturn {
+            record_key: budget_key(root, &previous.id),
+            spent: previous.spent,
+        }),
+    };
+    Ok(BudgetPlan {
+        budget,
+        planned,
+        marker_tenants,
+    })
+}
+
+/// The usage of a limit past which its status is `warning`: `warn_at × quota`, rounded
+/// down, exactly as [`Limit::decide`] compares it. `None` for an unlimited limit, which
+/// never warns.
+pub fn warn_after(limit: &Limit) -> Option<u64> {
+    if limit.unlimited {
+        return None;
+    }
+    let threshold = u128::from(limit.warn_at.ppm()) * u128::from(limit.quota) / PPM;
+    u64::try_from(threshold).ok()
+}
+
+/// The answer to a lease of `tenant` whose ops were `planned` and whose budget call did
+/// `budgeted`: the decision a check of nothing would get from the usage before this
+/// budget, or a check's REJECT where a limit has no headroom.
+pub fn answer(
+    tenant: &str,
+    planned: &[Planned],
+    budgeted: &Budgeted,
+    now: DateTime<Utc>,
+) -> Result<LeaseResponse, String> {
+    let (granted, ttl_ms, violated) = match budgeted.grant {
+        Grant::Reserved { granted, ttl_ms } | Grant::Duplicate { granted, ttl_ms } => {
+            (granted, ttl_ms, None)
+        }
+        Grant::Exhausted { violated } => (0, 0, Some(violated)),
+    };
+    let outcome = Outcome {
+        admitted: violated.is_none(),
+        violated,
+        used: budgeted.used.clone(),
+        oldest: budgeted.oldest.clone(),
+    };
+    let decided = decide(tenant, planned, &outcome, now)?;
+    Ok(LeaseResponse {
+        decision: decided.response.decision,
+        reason: decided.response.reason,
+        tenant: tenant.to_string(),
+        granted,
+        ttl_ms: u64::try_from(ttl_ms).unwrap_or(0),
+        policy: decided.response.policy,
+        warn_after: decided
+            .binding
+            .and_then(|i| planned.get(i))
+            .and_then(|p| warn_after(&p.def.limit)),
+        cache_reject_for_s: decided.response.cache_reject_for_s,
+        refunded: budgeted.refunded,
+    })
+}
+
+/// The answer for a tenant nobody assigned a tier to: nothing leased.
+pub fn unknown_tenant(tenant: &str) -> LeaseResponse {
+    LeaseResponse {
+        decision: Decision::Reject,
+        reason: Some(RejectReason::UnknownTenant),
+        tenant: tenant.to_string(),
+        granted: 0,
+        ttl_ms: 0,
+        policy: None,
+        warn_after: None,
+        cache_reject_for_s: 0,
+        refunded: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration as Span, TimeZone};
+    use tollgate_protocol::{LeaseReturn, WarnAt};
+
+    use super::*;
+    use crate::model::{LimitDef, Mode, Span as LimitSpan};
+    use crate::store::{OpKind, COUNTER_MAX};
+    use crate::test_fixtures::{level, now, resolved};
+    use crate::window::{Period, Series, WindowKind};
+
+    fn def(resource: &str, series: Series, quota: u64) -> LimitDef {
+        LimitDef {
+            resource: resource.into(),
+            span: LimitSpan::Window(series),
+            limit: Limit {
+                quota,
+                overage: 0,
+                warn_at: WarnAt::DEFAULT,
+                unlimited: false,
+            },
+        }
+    }
+
+    fn minute() -> Series {
+        Series::calendar(Period::Minute)
+    }
+
+    fn request(want: u64) -> LeaseRequest {
+        LeaseRequest {
+            id: "g1-2".into(),
+            gateway: "g1".into(),
+            tenant: "acme/app".into(),
+            roles: vec![],
+            resource: "requests".into(),
+            want,
+            previous: Some(LeaseReturn {
+                id: "g1-1".into(),
+                spent: 3,
+            }),
+        }
+    }
+
+    fn chain() -> Resolved {
+        resolved(vec![
+            level(
+                "acme/app",
+                Mode::Enforce,
+                vec![
+                    def("requests", minute(), 100),
+                    def("request_bytes", minute(), 5),
+                ],
+            ),
+            level("acme", Mode::Shadow, vec![def("requests", minute(), 10)]),
+        ])
+    }
+
+    #[test]
+    fn a_lease_charges_every_counted_level_of_its_resource_only() {
+        let settings = LeaseSettings::default();
+        let p = plan(&chain(), &request(50_000), &settings, now()).unwrap();
+        assert_eq!(p.planned.len(), 2, "request_bytes is not leased");
+        let caps: Vec<u64> = p.budget.ops.iter().map(|op| op.cap).collect();
+        assert_eq!(caps, vec![100, COUNTER_MAX], "a shadow level never bounds");
+        assert!(p.budget.ops.iter().all(|op| op.amount == 0));
+        assert_eq!(p.budget.want, 10_000, "at most the configured maximum");
+        assert_eq!(p.budget.record_key, "tollgate:{acme}:b:g1-2");
+        assert_eq!(p.budget.holders_key, "tollgate:{acme}:p:acme/app:requests");
+        let previous = p.budget.previous.unwrap();
+        assert_eq!(
+            (previous.record_key.as_str(), previous.spent),
+            ("tollgate:{acme}:b:g1-1", 3)
+        );
+        assert_eq!(p.marker_tenants, vec!["acme/app", "acme"]);
+        assert_eq!(p.budget.now_ms, now().timestamp_millis());
+    }
+
+    #[test]
+    fn a_lease_never_outlives_a_charged_window() {
+        let settings = LeaseSettings::default();
+        // 13:05:09: the minute resets in 51 s, past the 10 s lease.
+        let p = plan(&chain(), &request(10), &settings, now()).unwrap();
+        assert_eq!(p.budget.ttl_ms, 10_000);
+        assert_eq!(p.budget.record_ttl_ms, 10_000 + RECORD_GRACE_MS);
+        let near = Utc.with_ymd_and_hms(2026, 11, 17, 13, 5, 57).unwrap() + Span::milliseconds(250);
+        let p = plan(&chain(), &request(10), &settings, near).unwrap();
+        assert_eq!((p.budget.ttl_ms, p.budget.want), (2_750, 10));
+        let too_near = near + Span::milliseconds(2_000);
+        let p = plan(&chain(), &request(10), &settings, too_near).unwrap();
+        assert_eq!((p.budget.ttl_ms, p.budget.want), (750, 0), "no lease");
+        // A rolling hour's current bucket is one minute.
+        let rolling = Series {
+            period: Period::Hour,
+            kind: WindowKind::Rolling,
+        };
+        let r = resolved(vec![level(
+            "acme",
+            Mode::Enforce,
+            vec![def("requests", rolling, 100)],
+        )]);
+        let p = plan(&r, &request(10), &settings, near).unwrap();
+        let OpKind::Window { keys, .. } = &p.budget.ops[0].kind else {
+            panic!("a window op");
+        };
+        assert_eq!((keys.len(), p.budget.ttl_ms), (61, 2_750));
+    }
+
+    #[test]
+    fn gauges_are_refused_and_a_resource_without_limits_charges_nothing() {
+        let gauge = LimitDef {
+            span: LimitSpan::Gauge,
+            ..def("slots", minute(), 2)
+        };
+        let r = resolved(vec![level("acme", Mode::Enforce, vec![gauge])]);
+        let mut slots = request(1);
+        slots.resource = "slots".into();
+        let settings = LeaseSettings::default();
+        assert_eq!(
+            plan(&r, &slots, &settings, now()),
+            Err(BudgetError::Gauge("slots".into()))
+        );
+        slots.resource = "concurrent_requests".into();
+        assert!(matches!(
+            plan(&r, &slots, &settings, now()),
+            Err(BudgetError::Gauge(_))
+        ));
+        let p = plan(&r, &request(5), &settings, now()).unwrap();
+        assert!(p.budget.ops.is_empty() && p.budget.markers.is_empty());
+        assert_eq!(p.budget.want, 5);
+    }
+
+    #[test]
+    fn the_warning_threshold_is_exact_and_unlimited_limits_have_none() {
+        let mut limit = def("r", minute(), 1_000_003).limit;
+        assert_eq!(warn_after(&limit), Some(800_002));
+        assert_eq!(limit.decide(800_002, 0), Decision::Allow);
+        assert_eq!(limit.decide(800_003, 0), Decision::Warn);
+        limit.quota = u64::MAX;
+        limit.warn_at = WarnAt::from_ppm(1_000_000).unwrap();
+        assert_eq!(warn_after(&limit), Some(u64::MAX));
+        limit.unlimited = true;
+        assert_eq!(warn_after(&limit), None);
+    }
+
+    fn budgeted(grant: Grant, used: Vec<u64>) -> Budgeted {
+        Budgeted {
+            grant,
+            refunded: 4,
+            refunded_keys: vec![],
+            oldest: used.iter().map(|&u| (u > 0).then_some(0)).collect(),
+            used,
+        }
+    }
+
+    #[test]
+    fn a_grant_answers_the_binding_policy_before_the_budget() {
+        let p = plan(&chain(), &request(50), &LeaseSettings::default(), now()).unwrap();
+        let grant = Grant::Reserved {
+            granted: 25,
+            ttl_ms: 10_000,
+        };
+        let answer = answer("acme/app", &p.planned, &budgeted(grant, vec![50, 9]), now()).unwrap();
+        assert_eq!(
+            (
+                answer.decision,
+                answer.granted,
+                answer.ttl_ms,
+                answer.refunded
+            ),
+            (Decision::Warn, 25, 10_000, 4)
+        );
+        let policy = answer.policy.unwrap();
+        assert_eq!(
+            (policy.tenant.as_deref(), policy.used, policy.remaining),
+            (Some("acme"), 9, 1),
+            "the shadow level has the least headroom"
+        );
+        assert_eq!(answer.warn_after, Some(8));
+        assert_eq!(answer.cache_reject_for_s, 0);
+    }
+
+    #[test]
+    fn an_exhausted_limit_rejects_with_its_policy() {
+        let p = plan(&chain(), &request(50), &LeaseSettings::default(), now()).unwrap();
+        let exhausted = budgeted(Grant::Exhausted { violated: 0 }, vec![100, 100]);
+        let answer = answer("acme/app", &p.planned, &exhausted, now()).unwrap();
+        assert_eq!(
+            (answer.decision, answer.reason, answer.granted),
+            (Decision::Reject, Some(RejectReason::QuotaExceeded), 0)
+        );
+        let policy = answer.policy.unwrap();
+        assert_eq!((policy.limit, policy.remaining), (100, 0));
+        assert_eq!(answer.cache_reject_for_s, 51);
+        assert_eq!(answer.warn_after, Some(80));
+        let wrong = budgeted(Grant::Exhausted { violated: 0 }, vec![1]);
+        assert!(super::answer("acme/app", &p.planned, &wrong, now()).is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! `/v1/leases`: give back a gateway's budget and reserve its next one (see [`budget`]).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tollgate_protocol::{LeaseRequest, LeaseResponse};
+
+use super::validate::validate_lease;
+use super::{counted, record_events, reseeding, resolve_cached};
+use crate::accounting::{crosses_warning, Planned};
+use crate::budget::{self, BudgetError};
+use crate::error::ApiError;
+use crate::settlement::Counter;
+use crate::state::AppState;
+use crate::store::{BudgetOutcome, Budgeted, Grant};
+
+/// Gives back `request.previous` and reserves a budget, counting the outcome.
+pub async fn lease(
+    state: &AppState,
+    request: &LeaseRequest,
+    deadline: Duration,
+) -> Result<LeaseResponse, ApiError> {
+    counted(
+        &state.metrics.leases,
+        lease_counted(state, request, deadline),
+    )
+    .await
+}
+
+/// Counts one lease request under `outcome` (`tollgate_leases_total`).
+pub fn count_lease(state: &AppState, outcome: &str) {
+    state.metrics.leases.with_label_values(&[outcome]).inc();
+}
+
+/// Answers one lease request; also answers the `outcome` label it is counted under.
+async fn lease_counted(
+    state: &AppState,
+    request: &LeaseRequest,
+    deadline: Duration,
+) -> Result<(LeaseResponse, &'static str), ApiError> {
+    validate_lease(request)?;
+    let Some((resolved, now)) =
+        resolve_cached(state, &request.tenant, &request.roles, deadline).await?
+    else {
+        // Nothing was ever leased to it: nothing to give back either.
+        return Ok((budget::unknown_tenant(&request.tenant), "rejected"));
+    };
+    let plan = budget::plan(&resolved, request, &state.config.leases, now);
+    let plan = plan.map_err(|error| match &error {
+        BudgetError::Gauge(_) => ApiError::field("resource", error.to_string()),
+        BudgetError::NoWindow(_) => ApiError::internal(error.to_string()),
+    })?;
+    let outcome = reseeding(
+        state,
+        &resolved.root,
+        &plan.marker_tenants,
+        deadline,
+        "lease",
+        || state.store.budget(&plan.budget),
+    )
+    .await?;
+    let budgeted = match outcome {
+        BudgetOutcome::Done(budgeted) => budgeted,
+        BudgetOutcome::Overspent { granted } => {
+            return Err(ApiError::field(
+                "previous.spent",
+                format!("more than the lease granted ({granted}); nothing changed"),
+            ))
+        }
+    };
+    record(state, &request.tenant, &plan.planned, &budgeted, now);
+    let response = budget::answer(&request.tenant, &plan.planned, &budgeted, now)
+        .map_err(ApiError::internal)?;
+    let outcome = match budgeted.grant {
+        Grant::Duplicate { .. } => "duplicate",
+        _ if request.want == 0 && request.previous.is_some() => "returned",
+        Grant::Exhausted { .. } => "rejected",
+        Grant::Reserved { granted: 0, .. } => "per_request",
+        Grant::Reserved { .. } => "granted",
+    };
+    Ok((response, outcome))
+}
+
+/// Remembers what a budget call did: the counters it moved for the usage history, the
+/// events of the check its budget stands for (a first warning crossed by the
+/// reservation, a rejection), the units granted and refunded.
+fn record(
+    state: &AppState,
+    tenant: &str,
+    planned: &[Planned],
+    budgeted: &Budgeted,
+    now: DateTime<Utc>,
+) {
+    let mut moved: Vec<Counter> = (budgeted.refunded_keys.iter())
+        .filter_map(|key| Counter::from_key(key))
+        .collect();
+    let used = &budgeted.used;
+    let mut granted = 0;
+    match budgeted.grant {
+        Grant::Exhausted { violated } => {
+            record_events(state, tenant, planned, used, &[], Some(violated), now);
+        }
+        Grant::Reserved { granted: g, .. } if g > 0 => {
+            granted = g;
+            moved.extend(planned.iter().filter_map(Counter::current));
+            let crossed: Vec<usize> = (planned.iter().zip(used).enumerate())
+                .filter(|(_, (p, &used))| crosses_warning(&p.def.limit, used, granted))
+                .map(|(i, _)| i)
+                .collect();
+            let after: Vec<u64> = used.iter().map(|u| u.saturating_add(granted)).collect();
+            record_events(state, tenant, planned, &after, &crossed, None, now);
+        }
+        Grant::Reserved { .. } | Grant::Duplicate { .. } => {}
+    }
+    state.flusher.touch_counters(&moved);
+    let units = &state.metrics.lease_units;
+    units.with_label_values(&["granted"]).inc_by(granted);
+    units
+        .with_label_values(&["refunded"])
+        .inc_by(budgeted.refunded);
+}
