@@ -102,7 +102,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
     pub definitions_ttl_ms: u64,
     /// How long a check waits for quota definitions when the caller does not send
-    /// `x-envoy-expected-rq-timeout-ms`, in milliseconds.
+    /// `x-tollgate-deadline-ms` or `x-envoy-expected-rq-timeout-ms`, in milliseconds.
     #[arg(long, env = "TOLLGATE_CHECK_DEADLINE_MS", default_value_t = 200)]
     pub check_deadline_ms: u64,
     /// How often usage is persisted from Redis to PostgreSQL, in milliseconds (at most a

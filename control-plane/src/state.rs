@@ -25,7 +25,7 @@ pub struct AppConfig {
     /// How long quota definitions are fresh in the cache.
     pub definitions_ttl: Duration,
     /// How long a check may wait for definitions when the filter does not say
-    /// (`x-envoy-expected-rq-timeout-ms`).
+    /// (`x-tollgate-deadline-ms`, `x-envoy-expected-rq-timeout-ms`).
     pub default_deadline: Duration,
     /// How long an unreleased gauge slot is held.
     pub gauge_lease: Duration,

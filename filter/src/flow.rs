@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tollgate_protocol::check::CHECK_PATH;
+use tollgate_protocol::check::{CHECK_PATH, DEADLINE_HEADER};
 use tollgate_protocol::headers::quota_headers;
 use tollgate_protocol::problem::{self, Problem};
 use tollgate_protocol::{
@@ -387,7 +387,9 @@ impl RequestFlow {
         };
         let cp = &self.config.control_plane;
         let backstop = Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
-        let callout = Callout::post(cp, CHECK_PATH, &body, backstop);
+        let mut callout = Callout::post(cp, CHECK_PATH, &body, backstop);
+        let deadline = cp.timeout_ms.to_string();
+        callout.headers.push((DEADLINE_HEADER, &deadline));
         host.count(Metric::Callouts);
         if host.dispatch(callout).is_none() {
             host.count(Metric::CalloutFailures);

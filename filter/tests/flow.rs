@@ -207,6 +207,7 @@ fn counted_request_asks_for_one_request_and_its_announced_body_and_waits() {
     let (cluster, headers, _) = host.dispatched.borrow()[0].clone();
     assert_eq!(cluster, "cp");
     assert!(headers.contains(&(":path".into(), "/v1/check".into())));
+    assert!(headers.contains(&("x-tollgate-deadline-ms".into(), "150".into())));
     let check = host.last_check();
     assert_eq!(check.tenant, "acme");
     assert_eq!(check.amounts["request_bytes"], 512);

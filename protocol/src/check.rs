@@ -20,6 +20,11 @@ pub const CHECK_PATH: &str = "/v1/check";
 /// The path of the release endpoint, version included.
 pub const RELEASE_PATH: &str = "/v1/release";
 
+/// The header in which the filter tells the control plane how long it waits for this
+/// answer, in milliseconds. Envoy's own `x-envoy-expected-rq-timeout-ms` carries the
+/// callout's backstop timeout, which is later than the filter's deadline.
+pub const DEADLINE_HEADER: &str = "x-tollgate-deadline-ms";
+
 /// The path of the settle endpoint, version included.
 pub const SETTLE_PATH: &str = "/v1/settle";
 

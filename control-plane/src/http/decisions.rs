@@ -18,17 +18,22 @@ use super::json::ApiJson;
 use crate::decision;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
+use tollgate_protocol::check::DEADLINE_HEADER;
 
-/// The header Envoy puts on callouts with the time the caller will wait.
-const DEADLINE_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+/// The header Envoy puts on callouts with its timeout for them (the filter sets that
+/// later than its own deadline, as a backstop).
+const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 
-/// [`DEADLINE_HEADER`] as the OpenAPI document describes it, once for every endpoint
-/// that reads it; [`deadline`] reads the header itself.
+/// The deadline headers as the OpenAPI document describes them, once for every
+/// endpoint that reads them; [`deadline`] reads the headers themselves.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)] // Never built: it only documents the header.
+#[allow(dead_code)] // Never built: it only documents the headers.
 struct DeadlineHeader {
-    /// How long the caller waits; definitions are not awaited longer.
+    /// How long the filter waits for this answer; definitions are not awaited longer.
+    #[param(rename = "x-tollgate-deadline-ms")]
+    deadline_ms: Option<u64>,
+    /// Envoy's timeout for the callout; the shorter of the two applies.
     #[param(rename = "x-envoy-expected-rq-timeout-ms")]
     timeout_ms: Option<u64>,
 }
@@ -41,15 +46,25 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(release))
 }
 
-/// How long this request's caller waits: Envoy's expected timeout when it sends one
-/// (clamped to 10 ms – 10 s), else the configured default.
+/// How long this request's caller waits: the shorter of the filter's deadline and
+/// Envoy's timeout, whichever it sends (clamped to 10 ms – 10 s), else the configured
+/// default.
 fn deadline(state: &AppState, headers: &HeaderMap) -> Duration {
-    headers
-        .get(DEADLINE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    caller_deadline(headers).unwrap_or(state.config.default_deadline)
+}
+
+fn caller_deadline(headers: &HeaderMap) -> Option<Duration> {
+    let millis = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    [millis(DEADLINE_HEADER), millis(ENVOY_TIMEOUT_HEADER)]
+        .into_iter()
+        .flatten()
+        .min()
         .map(|ms| Duration::from_millis(ms.clamp(10, 10_000)))
-        .unwrap_or(state.config.default_deadline)
 }
 
 /// Decide and count one request.
@@ -183,4 +198,33 @@ async fn release(
     decision::release(&state, &request, deadline(&state, &headers))
         .await
         .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (axum::http::HeaderName::from_static(n), v.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn the_filters_deadline_wins_over_envoys_later_backstop() {
+        let both = headers(&[
+            ("x-tollgate-deadline-ms", "200"),
+            ("x-envoy-expected-rq-timeout-ms", "1200"),
+        ]);
+        assert_eq!(caller_deadline(&both), Some(Duration::from_millis(200)));
+        let envoy = headers(&[("x-envoy-expected-rq-timeout-ms", "1200")]);
+        assert_eq!(caller_deadline(&envoy), Some(Duration::from_millis(1200)));
+        let wild = headers(&[
+            ("x-tollgate-deadline-ms", "0"),
+            ("x-envoy-expected-rq-timeout-ms", "x"),
+        ]);
+        assert_eq!(caller_deadline(&wild), Some(Duration::from_millis(10)));
+        assert_eq!(caller_deadline(&HeaderMap::new()), None);
+    }
 }
