@@ -72,4 +72,10 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Stores a value every worker of this Envoy sees.
     fn shared_set(&self, key: &str, value: &[u8]);
+    /// A shared value with its compare-and-swap token (`None`, `None` when absent).
+    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Stores a shared value only if it still has the token `cas` read with it (`None`:
+    /// only if absent… or unconditionally where the host cannot tell); `false` when
+    /// another worker wrote it in between.
+    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
 }

@@ -15,6 +15,8 @@
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
+//! - [`budget`] — leased budgets every worker spends from shared data (the fast
+//!   path's table; the request flow does not use it yet).
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
 //! - [`settlements`] — corrections waiting to be sent, with retries.
 //! - [`deadlines`] — requests waiting on a callout, and which of them ran out of time.
@@ -23,6 +25,7 @@
 //!   configuration, metrics, the tick that enforces deadlines and retries settlements.
 
 pub mod body;
+pub mod budget;
 pub mod deadlines;
 pub mod flow;
 pub mod host;

@@ -171,6 +171,14 @@ impl Host for ProxyHost {
             self.warn(&format!("tollgate: shared data {key}: {e:?}"));
         }
     }
+
+    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
 }
 
 /// One per VM (one Envoy worker): the parsed config, the deadline registry and the

@@ -151,6 +151,13 @@ impl Host for FakeHost {
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
     }
+    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (self.shared_get(key), None)
+    }
+    fn shared_set_cas(&self, key: &str, value: &[u8], _cas: Option<u32>) -> bool {
+        self.shared_set(key, value);
+        true
+    }
 }
 
 /// A config from the smallest one plus `extra` top-level members.
