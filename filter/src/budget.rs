@@ -1,6 +1,5 @@
 //! Budgets leased from the control plane (`POST /v1/leases`), spent by every worker of
-//! this Envoy from shared data (SPEC §3). Not yet used by the request flow: this is the
-//! table the fast path is built on.
+//! this Envoy from shared data (SPEC §3); `flow::budgets` decides requests from it.
 //!
 //! Each (tenant, roles, resource) has a slot in a fixed table of hashed keys: shared
 //! data has no delete, so memory is bounded by design, whatever the number of tenants.
@@ -340,6 +339,12 @@ mod tests {
         }
         fn count(&self, _: Metric) {}
         fn warn(&self, _: &str) {}
+        fn unique_id(&self) -> String {
+            "id".into()
+        }
+        fn gateway_id(&self) -> String {
+            "g".into()
+        }
         fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
             self.shared_get_cas(key).0
         }

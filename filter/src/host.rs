@@ -72,6 +72,10 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Stores a value every worker of this Envoy sees.
     fn shared_set(&self, key: &str, value: &[u8]);
+    /// An id no other call of any worker or Envoy makes (settlements, leases).
+    fn unique_id(&self) -> String;
+    /// This gateway's id, as the control plane splits budgets between gateways.
+    fn gateway_id(&self) -> String;
     /// A shared value with its compare-and-swap token (`None`, `None` when absent).
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Stores a shared value only if it still has the token `cas` read with it (`None`:

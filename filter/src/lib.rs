@@ -15,8 +15,7 @@
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
-//! - [`budget`] — leased budgets every worker spends from shared data (the fast
-//!   path's table; the request flow does not use it yet).
+//! - [`budget`] — leased budgets every worker spends from shared data (the fast path).
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
 //! - [`settlements`] — corrections waiting to be sent, with retries.
 //! - [`deadlines`] — requests waiting on a callout, and which of them ran out of time.

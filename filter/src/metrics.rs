@@ -30,15 +30,19 @@ pub enum Metric {
     TenantInvalid,
     /// Requests answered 403: a tenant the control plane does not know.
     TenantUnknown,
-    /// Settlements sent after a response.
+    /// Settlements and lease returns sent after requests.
     Settlements,
     /// Settlement attempts that failed (retried a few times, then logged and dropped).
     SettlementFailures,
+    /// Requests admitted from a budget, without a callout.
+    BudgetHits,
+    /// Lease callouts (budget refills).
+    Leases,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -54,6 +58,8 @@ impl Metric {
         Metric::TenantUnknown,
         Metric::Settlements,
         Metric::SettlementFailures,
+        Metric::BudgetHits,
+        Metric::Leases,
     ];
 
     /// The stat name.
@@ -74,6 +80,8 @@ impl Metric {
             Metric::TenantUnknown => "tollgate.tenant_unknown",
             Metric::Settlements => "tollgate.settlements",
             Metric::SettlementFailures => "tollgate.settlement_failures",
+            Metric::BudgetHits => "tollgate.budget_hits",
+            Metric::Leases => "tollgate.leases",
         }
     }
 }

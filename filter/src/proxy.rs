@@ -14,12 +14,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use tollgate_protocol::check::SETTLE_PATH;
-use tollgate_protocol::FilterConfig;
+use tollgate_protocol::lease::LEASES_PATH;
+use tollgate_protocol::{FilterConfig, LeaseRequest, LeaseReturn};
 
+use crate::budget::{self, Owner};
 use crate::deadlines::Deadlines;
 use crate::flow::{Next, RequestFlow};
 use crate::host::{Callout, Host, Metric};
-use crate::settlements::{Outcome, Pending, Settlements};
+use crate::settlements::{Outcome, Outgoing, Pending, Settlements};
 
 /// A request's flow, shared between its context and the deadline registry.
 type SharedFlow = Rc<RefCell<RequestFlow>>;
@@ -27,29 +29,30 @@ type SharedFlow = Rc<RefCell<RequestFlow>>;
 /// Envoy's timeout for a settlement callout (nothing waits on it).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Settlement ids, unique across VMs and Envoys: a random prefix per VM and a counter.
-#[derive(Debug)]
-struct SettlementIds {
+/// Ids unique across VMs and Envoys: a random prefix per VM and a counter.
+struct Ids {
     prefix: u64,
     next: Cell<u64>,
 }
 
-impl Default for SettlementIds {
-    fn default() -> Self {
-        SettlementIds {
-            // std seeds `RandomState` from the host's randomness (WASI `random_get`).
-            prefix: RandomState::new().hash_one(0_u8),
-            next: Cell::new(0),
-        }
-    }
+thread_local! {
+    // std seeds `RandomState` from the host's randomness (WASI `random_get`).
+    static IDS: Ids = Ids {
+        prefix: RandomState::new().hash_one(0_u8),
+        next: Cell::new(0),
+    };
 }
 
-impl SettlementIds {
-    fn next(&self) -> String {
-        let n = self.next.get().wrapping_add(1);
-        self.next.set(n);
-        format!("{:016x}-{n}", self.prefix)
-    }
+fn unique_id() -> String {
+    IDS.with(|ids| {
+        let n = ids.next.get().wrapping_add(1);
+        ids.next.set(n);
+        format!("{:016x}-{n}", ids.prefix)
+    })
+}
+
+fn gateway_id() -> String {
+    IDS.with(|ids| format!("{:016x}", ids.prefix))
 }
 
 /// Registers the root context; called once per VM by `proxy_wasm::main!`.
@@ -172,6 +175,14 @@ impl Host for ProxyHost {
         }
     }
 
+    fn unique_id(&self) -> String {
+        unique_id()
+    }
+
+    fn gateway_id(&self) -> String {
+        gateway_id()
+    }
+
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         hostcalls::get_shared_data(key).unwrap_or((None, None))
     }
@@ -190,7 +201,8 @@ struct Root {
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
     settlements: Rc<RefCell<Settlements>>,
-    settlement_ids: Rc<SettlementIds>,
+    /// Leases this worker took, to return when they expire.
+    leases: Rc<RefCell<Vec<(Owner, String, u64)>>>,
 }
 
 impl Context for Root {
@@ -241,6 +253,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         self.expire_deadlines();
+        self.return_expired_leases();
         if let Ok(mut settlements) = self.settlements.try_borrow_mut() {
             let outcomes = settlements.expire(self.host.now_ms());
             drop(settlements);
@@ -263,7 +276,7 @@ impl RootContext for Root {
             host: self.host,
             deadlines: self.deadlines.clone(),
             settlements: self.settlements.clone(),
-            settlement_ids: self.settlement_ids.clone(),
+            leases: self.leases.clone(),
         }))
     }
 
@@ -289,22 +302,83 @@ impl Root {
             }
             if let Ok(mut flow) = flow.try_borrow_mut() {
                 flow.on_deadline(&self.host);
+                collect_follow_ups(&mut flow, &self.leases, &self.settlements);
+            }
+        }
+    }
+
+    /// Takes this worker's expired leases out of their slots and queues their return,
+    /// so the control plane refunds what was not spent.
+    fn return_expired_leases(&self) {
+        let now = self.host.now_ms();
+        let Ok(mut leases) = self.leases.try_borrow_mut() else {
+            return;
+        };
+        let (expired, live): (Vec<_>, Vec<_>) = leases
+            .drain(..)
+            .partition(|(_, _, expires_ms)| *expires_ms <= now);
+        *leases = live;
+        drop(leases);
+        for (owner, id, _) in expired {
+            // `None`: a refill already returned it with the next lease.
+            if let Some(previous) = budget::take_expired(&self.host, &owner, &id, now) {
+                queue_return(&self.settlements, owner, previous);
             }
         }
     }
 }
 
-/// Sends every queued settlement as a callout of the current (root) context.
+/// Queues a lease's return (a lease call that asks for nothing more).
+fn queue_return(settlements: &RefCell<Settlements>, owner: Owner, previous: LeaseReturn) {
+    let request = LeaseRequest {
+        id: unique_id(),
+        gateway: gateway_id(),
+        tenant: owner.tenant,
+        roles: owner.roles,
+        resource: owner.resource,
+        want: 0,
+        previous: Some(previous),
+    };
+    queue(settlements, Outgoing::json(LEASES_PATH, &request));
+}
+
+fn queue(settlements: &RefCell<Settlements>, outgoing: Option<Outgoing>) {
+    if let (Ok(mut settlements), Some(outgoing)) = (settlements.try_borrow_mut(), outgoing) {
+        // Past the bound the oldest is dropped; the control plane keeps it counted.
+        let _ = settlements.push(outgoing);
+    }
+}
+
+/// Picks up what a request's flow left for its worker: leases it took (returned when
+/// they expire) and lease returns to send.
+fn collect_follow_ups(
+    flow: &mut RequestFlow,
+    leases: &RefCell<Vec<(Owner, String, u64)>>,
+    settlements: &RefCell<Settlements>,
+) {
+    let (taken, returns) = flow.take_follow_ups();
+    if let Ok(mut leases) = leases.try_borrow_mut() {
+        leases.extend(taken);
+    }
+    for request in returns {
+        queue(settlements, Outgoing::json(LEASES_PATH, &request));
+    }
+}
+
+/// Sends every queued settlement and lease return as a callout of the current (root)
+/// context.
 fn send_settlements(host: &ProxyHost, config: &FilterConfig, settlements: &RefCell<Settlements>) {
     let Ok(mut settlements) = settlements.try_borrow_mut() else {
         return;
     };
     let cp = &config.control_plane;
     for pending in settlements.take_queued() {
-        let Ok(body) = serde_json::to_vec(&pending.request) else {
-            continue;
-        };
-        let callout = Callout::post(cp, SETTLE_PATH, &body, SETTLE_TIMEOUT);
+        let callout = Callout::post(
+            cp,
+            pending.request.path,
+            &pending.request.body,
+            SETTLE_TIMEOUT,
+        );
         host.count(Metric::Settlements);
         match host.dispatch(callout) {
             Some(token) => settlements.sent(token, pending, host.now_ms()),
@@ -323,9 +397,10 @@ fn report(host: &ProxyHost, outcome: Outcome) {
         Outcome::Retrying => host.count(Metric::SettlementFailures),
         Outcome::Dropped(Pending { request, attempts }) => {
             host.count(Metric::SettlementFailures);
-            let what = serde_json::to_string(&request).unwrap_or_default();
+            let what = String::from_utf8_lossy(&request.body);
             host.warn(&format!(
-                "tollgate: settlement dropped after {attempts} attempts: {what}"
+                "tollgate: {} dropped after {attempts} attempts: {what}",
+                request.path
             ));
         }
     }
@@ -342,7 +417,7 @@ struct Request {
     host: ProxyHost,
     deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
     settlements: Rc<RefCell<Settlements>>,
-    settlement_ids: Rc<SettlementIds>,
+    leases: Rc<RefCell<Vec<(Owner, String, u64)>>>,
 }
 
 impl Request {
@@ -356,6 +431,7 @@ impl Request {
         };
         let result = step(&mut flow);
         let awaiting = flow.awaiting_until();
+        collect_follow_ups(&mut flow, &self.leases, &self.settlements);
         drop(flow);
         if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
             match awaiting {
@@ -429,12 +505,13 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let host = self.host;
-        let ids = self.settlement_ids.clone();
-        let Some(settlement) = self.step(None, |flow| flow.settlement(&host, || ids.next())) else {
+        let Some(settlement) = self.step(None, |flow| flow.settlement(&host)) else {
             return;
         };
-        if let Ok(mut settlements) = self.settlements.try_borrow_mut() {
-            if let Some(dropped) = settlements.push(settlement) {
+        let outgoing = Outgoing::json(SETTLE_PATH, &settlement);
+        if let (Ok(mut settlements), Some(outgoing)) = (self.settlements.try_borrow_mut(), outgoing)
+        {
+            if let Some(dropped) = settlements.push(outgoing) {
                 report(&host, Outcome::Dropped(dropped));
             }
         }

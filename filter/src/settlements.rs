@@ -1,4 +1,5 @@
-//! Settlements waiting to be sent, sent and waiting for an answer, or to be retried.
+//! Settlements (and lease returns) waiting to be sent, sent and waiting for an answer,
+//! or to be retried.
 //!
 //! A request's context is gone by the time its settlement could be answered, and Envoy
 //! cancels a gone context's callouts, so settlements are sent from the root context of
@@ -8,7 +9,22 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use tollgate_protocol::SettleRequest;
+/// A callout to the control plane that no request waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The endpoint (`/v1/settle`, `/v1/leases`).
+    pub path: &'static str,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+impl Outgoing {
+    /// `request` as JSON to `path`; `None` if it cannot be encoded.
+    pub fn json(path: &'static str, request: &impl serde::Serialize) -> Option<Outgoing> {
+        let body = serde_json::to_vec(request).ok()?;
+        Some(Outgoing { path, body })
+    }
+}
 
 /// Attempts per settlement before it is dropped.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -21,7 +37,7 @@ pub const ANSWER_WITHIN_MS: u64 = 10_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// What to send.
-    pub request: SettleRequest,
+    pub request: Outgoing,
     /// Attempts so far.
     pub attempts: u32,
 }
@@ -48,7 +64,7 @@ pub enum Outcome {
 
 impl Settlements {
     /// Queues a new settlement; returns one dropped to keep the bound, if any.
-    pub fn push(&mut self, request: SettleRequest) -> Option<Pending> {
+    pub fn push(&mut self, request: Outgoing) -> Option<Pending> {
         self.queue.push_back(Pending {
             request,
             attempts: 0,
@@ -116,16 +132,18 @@ impl Settlements {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use tollgate_protocol::SettleRequest;
 
-    fn settle(tenant: &str) -> SettleRequest {
-        SettleRequest {
+    fn settle(tenant: &str) -> Outgoing {
+        let request = SettleRequest {
             id: format!("{tenant}-1"),
             tenant: tenant.into(),
             roles: Vec::new(),
             amounts: BTreeMap::from([("request_bytes".to_string(), -5)]),
             checked_at_ms: 1,
             release_request_id: None,
-        }
+        };
+        Outgoing::json("/v1/settle", &request).unwrap()
     }
 
     #[test]

@@ -151,10 +151,22 @@ impl Host for FakeHost {
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
     }
-    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        (self.shared_get(key), None)
+    fn unique_id(&self) -> String {
+        "s-1".into()
     }
-    fn shared_set_cas(&self, key: &str, value: &[u8], _cas: Option<u32>) -> bool {
+    fn gateway_id(&self) -> String {
+        "g".into()
+    }
+    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        // The token is the value's length: enough for one request at a time.
+        let value = self.shared_get(key);
+        let cas = value.as_ref().map(|v| v.len() as u32 + 1);
+        (value, cas)
+    }
+    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        if cas.is_some() && cas != self.shared_get_cas(key).1 {
+            return false;
+        }
         self.shared_set(key, value);
         true
     }
@@ -252,10 +264,7 @@ fn body_arriving_while_the_decision_is_pending_is_held_then_let_through() {
         1,
         "the announced body needs no second check"
     );
-    assert!(
-        flow.settlement(&host, || "s-1".into()).is_none(),
-        "nothing to correct"
-    );
+    assert!(flow.settlement(&host).is_none(), "nothing to correct");
 }
 
 #[test]
@@ -402,10 +411,7 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
                 host.response_header("x-quota-status").as_deref(),
                 Some("unknown")
             );
-            assert!(
-                flow.settlement(&host, || "s-1".into()).is_none(),
-                "nothing was counted"
-            );
+            assert!(flow.settlement(&host).is_none(), "nothing was counted");
         }
     }
 }
@@ -449,7 +455,7 @@ fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_l
     assert_eq!(host.checks().len(), 4);
 
     // 900 bytes went upstream, 1000 were counted: 100 are refunded.
-    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
+    let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.amounts, [("request_bytes".into(), -100)].into());
     assert_eq!(settle.checked_at_ms, 1_000);
 }
@@ -463,7 +469,7 @@ fn the_end_of_a_chunked_body_waits_for_the_ask_ahead_in_flight() {
     assert_eq!(flow.on_request_body(&host, 10, true), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(*host.resumed.borrow(), 2);
-    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
+    let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.amounts["request_bytes"], 10 - 65_536);
 }
 
@@ -498,7 +504,7 @@ fn body_longer_than_announced_is_checked_before_it_goes_on() {
     );
     flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(*host.resumed.borrow(), 2);
-    assert!(flow.settlement(&host, || "s-1".into()).is_none());
+    assert!(flow.settlement(&host).is_none());
 }
 
 #[test]
@@ -509,7 +515,7 @@ fn body_shorter_than_announced_is_refunded() {
     flow.on_check_response(&host, Some(200), &allow());
     flow.on_request_body(&host, 300, false);
     // The client went away.
-    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
+    let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.amounts, [("request_bytes".into(), -700)].into());
 }
 
@@ -536,7 +542,7 @@ fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
     let body = br#"{"usage":{"total_tokens":40}}"#;
     *host.response_chunk.borrow_mut() = body.to_vec();
     flow.on_response_body(&host, body.len());
-    let settle: SettleRequest = flow.settlement(&host, || "s-1".into()).unwrap();
+    let settle: SettleRequest = flow.settlement(&host).unwrap();
     assert_eq!(settle.id, "s-1");
     assert_eq!(settle.amounts["tokens"], 38);
     assert_eq!(settle.amounts["response_bytes"], body.len() as i64 - 2);
@@ -573,7 +579,7 @@ fn concurrency_slot_is_held_under_the_request_id_and_released_at_the_end() {
     assert_eq!(check.amounts["concurrent_requests"], 1);
     assert_eq!(check.request_id.as_deref(), Some("req-1"));
     flow.on_check_response(&host, Some(200), &allow());
-    let settle = flow.settlement(&host, || "s-1".into()).unwrap();
+    let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.release_request_id.as_deref(), Some("req-1"));
 }
 
@@ -595,4 +601,96 @@ fn jwt_tenant_and_roles_reach_the_check() {
         (check.tenant.as_str(), check.roles),
         ("acme", vec!["gold".to_string()])
     );
+}
+
+fn lease(granted: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "decision": "allow", "tenant": "acme", "granted": granted, "ttl_ms": 10_000,
+        "policy": policy("requests", 10, 90), "warn_after": 80
+    }))
+    .unwrap()
+}
+
+#[test]
+fn with_budgets_the_first_request_refills_and_the_next_ones_need_no_callout() {
+    let cfg = config(json!({"budgets": {"enabled": true, "want": 50}}));
+    let first = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut flow = RequestFlow::new(cfg.clone());
+    assert_eq!(flow.on_request_headers(&first, true), Next::Pause);
+    let (_, headers, body) = first.dispatched.borrow()[0].clone();
+    assert!(headers.contains(&(":path".into(), "/v1/leases".into())));
+    let ask: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (ask["resource"].as_str(), ask["want"].as_u64()),
+        (Some("requests"), Some(50))
+    );
+    flow.on_check_response(&first, Some(200), &lease(2));
+    assert_eq!(*first.resumed.borrow(), 1);
+    let (taken, _) = flow.take_follow_ups();
+    assert_eq!(taken.len(), 1, "the worker returns it when it expires");
+
+    // The second request is paid from the budget; the third finds it spent and refills,
+    // returning the first lease with both requests spent.
+    let second = FakeHost {
+        shared: first.shared.clone(),
+        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
+    };
+    let mut flow = RequestFlow::new(cfg.clone());
+    assert_eq!(flow.on_request_headers(&second, true), Next::Continue);
+    assert!(second.dispatched.borrow().is_empty());
+    assert_eq!(second.counted(Metric::BudgetHits), 1);
+    flow.on_response_headers(&second);
+    assert_eq!(
+        second.response_header("x-quota-used").as_deref(),
+        Some("12")
+    );
+    let third = FakeHost {
+        shared: first.shared.clone(),
+        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
+    };
+    RequestFlow::new(cfg).on_request_headers(&third, true);
+    let ask: Value = serde_json::from_slice(&third.dispatched.borrow()[0].2).unwrap();
+    assert_eq!(ask["previous"]["spent"], 2);
+}
+
+#[test]
+fn a_failed_refill_applies_the_failure_mode_and_resends_the_return() {
+    let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
+    let get = || FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let host = get();
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&host, true);
+    flow.on_check_response(&host, Some(200), &lease(1)); // and spends it
+    let next = FakeHost {
+        shared: host.shared.clone(),
+        ..get()
+    };
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&next, true); // refills, returning the first lease
+    flow.on_deadline(&next);
+    assert_eq!(next.local().0, 503);
+    let (_, returns) = flow.take_follow_ups();
+    assert_eq!(returns.len(), 1);
+    assert_eq!(returns[0].previous.as_ref().map(|p| p.spent), Some(1));
+    assert_eq!(returns[0].want, 0);
+}
+
+#[test]
+fn a_lease_refused_at_the_limit_answers_429_and_is_remembered() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let host = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&host, true);
+    let refused = json!({
+        "decision": "reject", "reason": "quota_exceeded", "tenant": "acme", "granted": 0,
+        "ttl_ms": 0, "policy": policy("requests", 100, 0), "cache_reject_for_s": 30
+    });
+    flow.on_check_response(&host, Some(200), &serde_json::to_vec(&refused).unwrap());
+    assert_eq!(host.local().0, 429);
+    assert_eq!(host.counted(Metric::Rejected), 1);
+    assert!(!host
+        .shared
+        .borrow()
+        .keys()
+        .all(|k| k.starts_with("tollgate.budget")));
 }

@@ -210,6 +210,34 @@ pub struct FilterConfig {
     /// reset bound it too); 0 turns the cache off.
     #[serde(default = "default_reject_cache_max_s")]
     pub reject_cache_max_s: u64,
+    /// The fast path: budgets leased from the control plane and spent locally.
+    #[serde(default)]
+    pub budgets: BudgetsConfig,
+}
+
+/// Budgets (`POST /v1/leases`): a request whose costs are known at its headers is
+/// admitted from a budget every worker shares, without a callout; the control plane
+/// reserved the budget as usage, so budgets never let usage pass a hard limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetsConfig {
+    /// Off: every counted request is checked (`/v1/check`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// How much of a resource one lease asks for (the control plane grants less near a
+    /// limit, and nothing when a budget would be too coarse: then each request is
+    /// checked).
+    #[serde(default = "default_budget_want")]
+    pub want: u64,
+}
+
+impl Default for BudgetsConfig {
+    fn default() -> Self {
+        BudgetsConfig {
+            enabled: false,
+            want: default_budget_want(),
+        }
+    }
 }
 
 /// A configuration the filter must refuse to start with.
@@ -274,6 +302,9 @@ impl FilterConfig {
             return fail("match.exclude_paths", "every entry must start with '/'");
         }
         self.validate_costs()?;
+        if self.budgets.want == 0 {
+            return fail("budgets.want", "must be at least 1");
+        }
         let h = &self.headers;
         if !h.prefix.is_empty() && !is_header_name(&h.prefix) {
             return fail(
@@ -543,6 +574,10 @@ fn default_reject_cache_max_s() -> u64 {
     60
 }
 
+fn default_budget_want() -> u64 {
+    1000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +662,7 @@ mod tests {
                 "costs.response_json.pointer",
             ),
             (r#""headers":{"prefix":"X-"}"#, "headers.prefix"),
+            (r#""budgets":{"enabled":true,"want":0}"#, "budgets.want"),
         ];
         for (part, field) in cases {
             let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},{part}}}"#);
@@ -652,7 +688,8 @@ mod tests {
                         "upstream_status": ""},
             "failure_mode": "closed",
             "shadow": true,
-            "reject_cache_max_s": 0
+            "reject_cache_max_s": 0,
+            "budgets": {"enabled": true, "want": 500}
         }"#;
         let config = parse(json).unwrap();
         assert_eq!(config.tenant.claim.as_deref(), Some("org.id"));

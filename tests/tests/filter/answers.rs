@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 15] = [
+const STATS: [&str; 17] = [
     "allowed",
     "warned",
     "rejected",
@@ -30,6 +30,8 @@ const STATS: [&str; 15] = [
     "tenant_unknown",
     "settlements",
     "settlement_failures",
+    "budget_hits",
+    "leases",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

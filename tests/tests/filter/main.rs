@@ -11,6 +11,7 @@
 //!   content-length said), response bytes, a header, a JSON or event-stream body.
 //! - [`answers`] — which requests count and how they are answered: header options,
 //!   excluded paths and methods, shadow mode, the reject cache, the stats.
+//! - [`budgets`] — the fast path: budgets leased, spent without callouts, returned.
 //! - [`failures`] — a control plane that hangs or has no healthy host, and a filter
 //!   configuration Envoy must refuse.
 
@@ -18,6 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod answers;
+mod budgets;
 mod costs;
 mod failures;
 mod identity;

@@ -26,6 +26,8 @@ use tollgate_protocol::{
     QuotaStatus, RejectReason, SettleRequest,
 };
 
+mod budgets;
+
 use crate::body::BodyMeter;
 use crate::host::{Callout, Host, Metric};
 use crate::identity::{identify, Identity, IdentityError};
@@ -69,6 +71,8 @@ enum Purpose {
     /// `asked` more body bytes ahead of need, while the body keeps flowing within
     /// what is already counted (a chunked upload's next reservation).
     Ahead { asked: u64 },
+    /// A new lease of a budget (`/v1/leases`), for this request and the next ones.
+    Lease,
 }
 
 /// A check in flight.
@@ -105,6 +109,13 @@ pub struct RequestFlow {
     policy: Option<PolicyStatus>,
     body: BodyMeter,
     response: ResponseMeter,
+    /// A budget refill in flight for this request.
+    refill: Option<budgets::Refill>,
+    /// A refill already happened for this request (one per request at most).
+    refilled: bool,
+    /// Leases taken and returns to send, for the worker to pick up.
+    new_leases: Vec<(crate::budget::Owner, String, u64)>,
+    returns: Vec<tollgate_protocol::LeaseRequest>,
 }
 
 impl RequestFlow {
@@ -129,6 +140,10 @@ impl RequestFlow {
             policy: None,
             body: BodyMeter::default(),
             response: ResponseMeter::default(),
+            refill: None,
+            refilled: false,
+            new_leases: Vec::new(),
+            returns: Vec::new(),
         }
     }
 
@@ -169,6 +184,16 @@ impl RequestFlow {
             }
         }
         self.identity = Some(identity);
+        if self.budget_eligible() {
+            if let Some(next) = self.try_budgets(host) {
+                return next;
+            }
+        }
+        self.check(host)
+    }
+
+    /// Asks the control plane to decide and count this request.
+    fn check(&mut self, host: &dyn Host) -> Next {
         let request = self.check_request(self.amounts.clone(), self.request_id.clone());
         self.checked_at_ms = host.now_ms();
         self.ask(host, &request, Purpose::Admission)
@@ -250,6 +275,9 @@ impl RequestFlow {
         let Some(waiting) = self.waiting.take() else {
             return; // the deadline already decided
         };
+        if waiting.purpose == Purpose::Lease {
+            return self.on_lease_answer(host, status, body);
+        }
         if status != Some(200) {
             host.count(Metric::CalloutFailures);
             let why = format!("control plane answered status {status:?}");
@@ -310,13 +338,9 @@ impl RequestFlow {
         );
     }
 
-    /// The request is over: what to correct in what its checks counted, if anything,
-    /// as a settlement named `id` (unique, so a retry is recognised).
-    pub fn settlement(
-        &self,
-        host: &dyn Host,
-        id: impl FnOnce() -> String,
-    ) -> Option<SettleRequest> {
+    /// The request is over: what to correct in what its checks counted, if anything
+    /// (with a unique id, so a retry is recognised).
+    pub fn settlement(&self, host: &dyn Host) -> Option<SettleRequest> {
         let identity = self.identity.as_ref()?;
         if !self.counted {
             return None;
@@ -340,7 +364,7 @@ impl RequestFlow {
             return None;
         }
         Some(SettleRequest {
-            id: id(),
+            id: host.unique_id(),
             tenant: identity.tenant.clone(),
             roles: identity.roles.clone(),
             amounts,
@@ -368,26 +392,28 @@ impl RequestFlow {
 
     /// Sends a check and holds the request until it answers or the deadline passes.
     fn ask(&mut self, host: &dyn Host, request: &CheckRequest, purpose: Purpose) -> Next {
-        match self.send(host, request, purpose) {
+        match self.send_json(host, CHECK_PATH, request, purpose) {
             Ok(()) => self.hold(),
             Err(why) => self.fail(host, purpose, why),
         }
     }
 
-    /// Sends a check; the request waits for it (held or not, the caller decides).
-    fn send(
+    /// Sends `request` to `path`; the request waits for it until the deadline (held or
+    /// not, the caller decides).
+    fn send_json(
         &mut self,
         host: &dyn Host,
-        request: &CheckRequest,
+        path: &'static str,
+        request: &impl serde::Serialize,
         purpose: Purpose,
     ) -> Result<(), &'static str> {
         let Ok(body) = serde_json::to_vec(request) else {
             host.count(Metric::CalloutFailures);
-            return Err("could not encode the check request");
+            return Err("could not encode the request");
         };
         let cp = &self.config.control_plane;
         let backstop = Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
-        let mut callout = Callout::post(cp, CHECK_PATH, &body, backstop);
+        let mut callout = Callout::post(cp, path, &body, backstop);
         let deadline = cp.timeout_ms.to_string();
         callout.headers.push((DEADLINE_HEADER, &deadline));
         host.count(Metric::Callouts);
@@ -447,6 +473,8 @@ impl RequestFlow {
                     self.continue_body(host);
                 }
             }
+            // Lease answers go through `on_lease_answer`, never here.
+            Purpose::Lease => {}
         }
     }
 
@@ -535,7 +563,7 @@ impl RequestFlow {
         if wanted {
             let request = self.body_check(asked);
             // A failed ask ahead changes nothing: the next needed one holds the body.
-            let _ = self.send(host, &request, Purpose::Ahead { asked });
+            let _ = self.send_json(host, CHECK_PATH, &request, Purpose::Ahead { asked });
         }
     }
 
@@ -545,9 +573,9 @@ impl RequestFlow {
     }
 
     /// Admitted: let the request (and whatever body is already held) go on.
-    fn admit(&mut self, host: &dyn Host) {
+    fn admit(&mut self, host: &dyn Host) -> Next {
         self.enter_counted(host);
-        self.continue_body(host);
+        self.continue_body(host)
     }
 
     /// Lets the request through uncounted from here on, with `status`.
@@ -581,6 +609,9 @@ impl RequestFlow {
         if self.failure_is_moot(purpose) {
             return Next::Continue;
         }
+        if purpose == Purpose::Lease {
+            return self.lease_failed(host, why);
+        }
         host.warn(&format!(
             "tollgate: {why} (tenant {}); failure mode {:?}",
             self.tenant(),
@@ -591,7 +622,9 @@ impl RequestFlow {
                 host.count(Metric::FailedOpen);
                 match purpose {
                     // Not counted: the request passes as `unknown`.
-                    Purpose::Admission => self.let_through(host, QuotaStatus::Unknown, None),
+                    Purpose::Admission | Purpose::Lease => {
+                        self.let_through(host, QuotaStatus::Unknown, None)
+                    }
                     // Counted so far; the rest of the body passes unchecked and is
                     // settled to what the upstream got.
                     Purpose::Body { .. } | Purpose::Ahead { .. } => {
