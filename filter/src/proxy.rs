@@ -505,7 +505,11 @@ impl HttpContext for Request {
 
     fn on_log(&mut self) {
         let host = self.host;
-        let Some(settlement) = self.step(None, |flow| flow.settlement(&host)) else {
+        let settlement = self.step(None, |flow| {
+            flow.abandon(&host);
+            flow.settlement(&host)
+        });
+        let Some(settlement) = settlement else {
             return;
         };
         let outgoing = Outgoing::json(SETTLE_PATH, &settlement);

@@ -694,3 +694,38 @@ fn a_lease_refused_at_the_limit_answers_429_and_is_remembered() {
         .keys()
         .all(|k| k.starts_with("tollgate.budget")));
 }
+
+#[test]
+fn a_request_that_ends_during_its_refill_returns_both_leases() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let get = || FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let host = get();
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&host, true);
+    flow.on_check_response(&host, Some(200), &lease(1));
+    let gone = FakeHost {
+        shared: host.shared.clone(),
+        ..get()
+    };
+    let mut flow = RequestFlow::new(cfg);
+    flow.on_request_headers(&gone, true); // refills; the client leaves before the answer
+    flow.abandon(&gone);
+    let (_, returns) = flow.take_follow_ups();
+    let spent: Vec<Option<u64>> = returns
+        .iter()
+        .map(|r| r.previous.as_ref().map(|p| p.spent))
+        .collect();
+    assert_eq!(
+        spent,
+        vec![Some(1), Some(0)],
+        "the old lease, then the new one unspent"
+    );
+    // The slot is free for the next request to refill.
+    let next = FakeHost {
+        shared: host.shared.clone(),
+        ..get()
+    };
+    RequestFlow::new(config(json!({"budgets": {"enabled": true}}))).on_request_headers(&next, true);
+    let ask: Value = serde_json::from_slice(&next.dispatched.borrow()[0].2).unwrap();
+    assert_eq!(ask["previous"], Value::Null, "nothing left to return");
+}

@@ -194,6 +194,31 @@ impl RequestFlow {
         self.fail(host, Purpose::Admission, why)
     }
 
+    /// The request ends (the client went away) while its refill is in flight: the
+    /// answer will never be read, so return both the old lease and the new one (a
+    /// return of a lease that was never granted, or already returned, refunds nothing).
+    pub fn abandon(&mut self, host: &dyn Host) {
+        let Some(Refill { owner, request }) = self.refill.take() else {
+            return;
+        };
+        budget::abandon_refill(host, &owner);
+        let mut give_back = |previous: LeaseReturn| {
+            self.returns.push(LeaseRequest {
+                id: host.unique_id(),
+                want: 0,
+                previous: Some(previous),
+                ..request.clone()
+            });
+        };
+        if let Some(previous) = request.previous.clone() {
+            give_back(previous);
+        }
+        give_back(LeaseReturn {
+            id: request.id.clone(),
+            spent: 0,
+        });
+    }
+
     /// Leases this request took (to return when they expire) and returns to send,
     /// since the last call.
     pub fn take_follow_ups(&mut self) -> (Vec<(Owner, String, u64)>, Vec<LeaseRequest>) {
