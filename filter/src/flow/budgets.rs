@@ -9,6 +9,9 @@ use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn};
 use super::*;
 use crate::budget::{self, Owner, Spend};
 
+/// A lease asks for at least this many requests' worth of the resource.
+const LEASE_REQUESTS: u64 = 16;
+
 /// One resource's budget spent for this request.
 struct Spent {
     owner: Owner,
@@ -118,15 +121,23 @@ impl RequestFlow {
         self.admit(host)
     }
 
-    /// Asks for a new lease of `owner`'s budget, returning the `previous` one.
+    /// Asks for a new lease of `owner`'s budget, returning the `previous` one. It asks
+    /// for at least [`LEASE_REQUESTS`] requests like this one, so a large body does not
+    /// outgrow every lease.
     fn ask_lease(&mut self, host: &dyn Host, owner: Owner, previous: Option<LeaseReturn>) -> Next {
+        let amount = self.amounts.get(&owner.resource).copied().unwrap_or(0);
+        let want = self
+            .config
+            .budgets
+            .want
+            .max(amount.saturating_mul(LEASE_REQUESTS));
         let request = LeaseRequest {
             id: host.unique_id(),
             gateway: host.gateway_id(),
             tenant: owner.tenant.clone(),
             roles: owner.roles.clone(),
             resource: owner.resource.clone(),
-            want: self.config.budgets.want,
+            want,
             previous,
         };
         host.count(Metric::Leases);
