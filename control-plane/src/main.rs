@@ -15,6 +15,9 @@ use tollgate_control_plane::store::{CounterStore, RedisStore};
 use tollgate_control_plane::{serve, AppConfig, AppState, MIGRATOR};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
