@@ -40,8 +40,8 @@ pub struct EnvoySettings {
     pub template: Template,
     /// Port of the upstream behind the gateway.
     pub upstream_port: u16,
-    /// Port the control-plane cluster points at.
-    pub control_plane_port: u16,
+    /// Ports the control-plane cluster points at, one endpoint each (at least one).
+    pub control_plane_ports: Vec<u16>,
     /// The filter's JSON config (`{{FILTER_CONFIG}}` of the gateway template).
     pub filter_config: Value,
     /// More clusters, as YAML list items (`- name: …`, at column 0); they are indented
@@ -58,7 +58,7 @@ pub struct Envoy {
     pub admin_port: u16,
     /// Its log file.
     pub log_path: PathBuf,
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 impl Envoy {
@@ -72,7 +72,7 @@ impl Envoy {
             port: files.port,
             admin_port: files.admin_port,
             log_path: files.log,
-            _child: child,
+            child,
         };
         envoy.wait_ready().await?;
         Ok(envoy)
@@ -95,6 +95,11 @@ impl Envoy {
     ) -> Result<Exit> {
         let files = ConfigFiles::write(dir, settings)?;
         files.watch(&[], within).await
+    }
+
+    /// Kills this Envoy (SIGKILL), as a crash would: no drain, no lease returned.
+    pub fn kill(&mut self) {
+        self.child.kill();
     }
 
     /// Base URL of the gateway listener.
@@ -275,14 +280,10 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
     let wasm = wasm_path()?;
-    let mut rendered = template
+    let mut rendered = control_plane_endpoints(&template, &settings.control_plane_ports)?
         .replace("{{LISTEN_PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
         .replace("{{UPSTREAM_PORT}}", &settings.upstream_port.to_string())
-        .replace(
-            "{{CONTROL_PLANE_PORT}}",
-            &settings.control_plane_port.to_string(),
-        )
         // Compact JSON is one line: it fits the template's block scalar as it is.
         .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
         .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
@@ -300,6 +301,34 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         );
     }
     Ok(rendered)
+}
+
+/// Fills in the control-plane cluster's endpoint: the templates have one, an
+/// `- endpoint:` item whose port is `{{CONTROL_PLANE_PORT}}`; that item is repeated, one
+/// per port (several control planes behind one cluster, balanced by Envoy).
+fn control_plane_endpoints(template: &str, ports: &[u16]) -> Result<String> {
+    const PLACEHOLDER: &str = "{{CONTROL_PLANE_PORT}}";
+    if ports.is_empty() {
+        bail!("no control-plane port to fill in");
+    }
+    let lines: Vec<&str> = template.split_inclusive('\n').collect();
+    let Some(port_line) = lines.iter().position(|line| line.contains(PLACEHOLDER)) else {
+        return Ok(template.to_string());
+    };
+    let start = lines[..port_line]
+        .iter()
+        .rposition(|line| line.trim_start().starts_with("- endpoint:"))
+        .context("the control-plane port is not in an `- endpoint:` item")?;
+    let item = lines[start..=port_line].concat();
+    let endpoints: String = ports
+        .iter()
+        .map(|port| item.replace(PLACEHOLDER, &port.to_string()))
+        .collect();
+    Ok(format!(
+        "{}{endpoints}{}",
+        lines[..start].concat(),
+        lines[port_line + 1..].concat()
+    ))
 }
 
 /// Inserts `clusters` (YAML list items at column 0) first in `static_resources.clusters`.

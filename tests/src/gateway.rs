@@ -50,6 +50,9 @@ pub struct GatewayOptions {
     pub template: Template,
     /// What the control-plane cluster reaches.
     pub control_plane: ControlPlaneTarget,
+    /// How many control planes run (at least one), all on the same Redis and
+    /// PostgreSQL; with [`ControlPlaneTarget::Real`] the cluster has one endpoint each.
+    pub control_planes: usize,
 }
 
 impl Default for GatewayOptions {
@@ -61,6 +64,7 @@ impl Default for GatewayOptions {
             filter: json!({}),
             template: Template::Gateway,
             control_plane: ControlPlaneTarget::Real,
+            control_planes: 1,
         }
     }
 }
@@ -73,8 +77,11 @@ pub struct Gateway {
     pub envoy: Envoy,
     /// The backend that records what passed.
     pub upstream: Upstream,
-    /// The control plane (stop and restart it to test failure handling).
+    /// The control plane (stop and restart it to test failure handling); the admin API
+    /// calls go to it.
     pub control_plane: ControlPlane,
+    /// The other control planes ([`GatewayOptions::control_planes`]), on the same stores.
+    pub more_control_planes: Vec<ControlPlane>,
     /// The counter store.
     pub redis: Redis,
     /// The definitions store.
@@ -100,16 +107,27 @@ impl Gateway {
         )
         .await?;
         control_plane.wait_ready(Duration::from_secs(30)).await?;
+        // One after the other: the first has applied the migrations.
+        let mut more_control_planes = Vec::new();
+        for _ in 1..options.control_planes {
+            let more = ControlPlane::start_with(
+                dir.path(),
+                &postgres.url(),
+                &redis.url(),
+                &options.control_plane_args,
+            )
+            .await?;
+            more.wait_ready(Duration::from_secs(30)).await?;
+            more_control_planes.push(more);
+        }
         let upstream = Upstream::start().await?;
-        let envoy = Envoy::start(
-            dir.path(),
-            &options.envoy_settings(&upstream, &control_plane),
-        )
-        .await?;
+        let ports = control_plane_ports(&control_plane, &more_control_planes);
+        let envoy = Envoy::start(dir.path(), &options.envoy_settings(&upstream, ports)).await?;
         Ok(Gateway {
             envoy,
             upstream,
             control_plane,
+            more_control_planes,
             redis,
             postgres,
             dir,
@@ -119,11 +137,23 @@ impl Gateway {
 
     /// Another Envoy on the same control plane and upstream, with other options.
     pub async fn another_envoy(&self, options: GatewayOptions) -> Result<Envoy> {
-        Envoy::start(
-            self.dir.path(),
-            &options.envoy_settings(&self.upstream, &self.control_plane),
-        )
-        .await
+        self.another_envoy_to(options, &self.upstream).await
+    }
+
+    /// Another Envoy on the same control planes, in front of `upstream` (one of its own,
+    /// so that what passed each Envoy is recorded apart).
+    pub async fn another_envoy_to(
+        &self,
+        options: GatewayOptions,
+        upstream: &Upstream,
+    ) -> Result<Envoy> {
+        let ports = control_plane_ports(&self.control_plane, &self.more_control_planes);
+        Envoy::start(self.dir.path(), &options.envoy_settings(upstream, ports)).await
+    }
+
+    /// Every control plane: [`Gateway::control_plane`] first.
+    pub fn control_planes(&self) -> impl Iterator<Item = &ControlPlane> {
+        std::iter::once(&self.control_plane).chain(&self.more_control_planes)
     }
 
     /// An admin API call; fails unless it answers 2xx.
@@ -351,10 +381,13 @@ impl GatewayOptions {
         config
     }
 
-    fn envoy_settings(&self, upstream: &Upstream, control_plane: &ControlPlane) -> EnvoySettings {
-        let control_plane_port = match self.control_plane {
-            ControlPlaneTarget::Port(port) => port,
-            _ => control_plane.port,
+    /// The settings of an Envoy in front of `upstream` whose control-plane cluster
+    /// reaches `control_plane_ports` (unless [`GatewayOptions::control_plane`] says
+    /// otherwise).
+    fn envoy_settings(&self, upstream: &Upstream, control_plane_ports: Vec<u16>) -> EnvoySettings {
+        let control_plane_ports = match self.control_plane {
+            ControlPlaneTarget::Port(port) => vec![port],
+            _ => control_plane_ports,
         };
         let extra_clusters = match self.control_plane {
             ControlPlaneTarget::NoEndpoints => NO_ENDPOINTS_CLUSTER.to_string(),
@@ -366,11 +399,18 @@ impl GatewayOptions {
         EnvoySettings {
             template: self.template,
             upstream_port: upstream.port,
-            control_plane_port,
+            control_plane_ports,
             filter_config: self.filter_config(),
             extra_clusters,
         }
     }
+}
+
+fn control_plane_ports(first: &ControlPlane, more: &[ControlPlane]) -> Vec<u16> {
+    std::iter::once(first)
+        .chain(more)
+        .map(|cp| cp.port)
+        .collect()
 }
 
 const NO_ENDPOINTS_CLUSTER: &str = "\

@@ -138,6 +138,15 @@ impl ChildGuard {
         }
     }
 
+    /// Kills the child at once (SIGKILL: no graceful shutdown, nothing flushed) and
+    /// waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the child and waits for it.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {

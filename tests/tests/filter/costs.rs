@@ -215,9 +215,17 @@ async fn a_body_longer_than_its_content_length_is_refused_by_envoy_and_not_count
         .body(())
         .unwrap();
     let (response, mut body) = client.send_request(request, false).unwrap();
-    // Let the check at the headers (which reserves 100 bytes) happen first.
-    eventually(Duration::from_secs(5), "the reservation", || async {
+    // Let the check at the headers (which reserves 100 bytes) be decided first: counted
+    // by the control plane *and* its answer applied by the filter. (A stream reset while
+    // the check is still in flight cancels the callout, and the filter never learns the
+    // reservation to refund it: the abandoned-check case of the reliability work.)
+    eventually(Duration::from_secs(5), "the admission", || async {
         gateway.usage("acme").await.is_ok_and(|u| u == 100)
+            && gateway
+                .envoy
+                .filter_stat("allowed")
+                .await
+                .is_ok_and(|n| n == 1)
     })
     .await
     .unwrap();

@@ -131,7 +131,7 @@ async fn envoy_refuses_an_invalid_filter_configuration_and_logs_the_field() {
         let settings = EnvoySettings {
             template: Template::Gateway,
             upstream_port: free_port().unwrap(),
-            control_plane_port: free_port().unwrap(),
+            control_plane_ports: vec![free_port().unwrap()],
             filter_config,
             extra_clusters: String::new(),
         };
