@@ -99,26 +99,22 @@ impl Gateway {
         dir.disable_cleanup(std::env::var_os("TOLLGATE_E2E_KEEP").is_some());
         let (redis, postgres) =
             tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
-        let control_plane = ControlPlane::start_with(
-            dir.path(),
-            &postgres.url(),
-            &redis.url(),
-            &options.control_plane_args,
-        )
-        .await?;
-        control_plane.wait_ready(Duration::from_secs(30)).await?;
-        // One after the other: the first has applied the migrations.
-        let mut more_control_planes = Vec::new();
-        for _ in 1..options.control_planes {
-            let more = ControlPlane::start_with(
+        let start_control_plane = || async {
+            let control_plane = ControlPlane::start_with(
                 dir.path(),
                 &postgres.url(),
                 &redis.url(),
                 &options.control_plane_args,
             )
             .await?;
-            more.wait_ready(Duration::from_secs(30)).await?;
-            more_control_planes.push(more);
+            control_plane.wait_ready(Duration::from_secs(30)).await?;
+            anyhow::Ok(control_plane)
+        };
+        let control_plane = start_control_plane().await?;
+        // One after the other: the first has applied the migrations.
+        let mut more_control_planes = Vec::new();
+        for _ in 1..options.control_planes {
+            more_control_planes.push(start_control_plane().await?);
         }
         let upstream = Upstream::start().await?;
         let ports = control_plane_ports(&control_plane, &more_control_planes);
