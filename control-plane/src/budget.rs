@@ -8,11 +8,15 @@
 //! it (their caps), as they bound checks.
 //!
 //! Its size is the store's to decide, from the headroom it reads in the same step
-//! ([`Budget`]); what is planned here is the most it may be and how long it lasts: at
-//! most the configured lease TTL, and never past the end of a charged counter's window
-//! (for a rolling limit, its current bucket), so that nothing spent under a budget is
-//! counted in a window it does not belong to. With less than [`MIN_LEASE_TTL_MS`] left
-//! nothing is leased: the gateway checks each request until the window turns.
+//! ([`Budget`]): each level of the chain with an enforced limit of the resource shares
+//! its own headroom between the budgets held at or below it — every gateway and tenant
+//! holding one ([`BudgetLevel`]) — so that the many tenants of one parent split the
+//! parent's headroom instead of each taking half of it. What is planned here are those
+//! levels, the most a budget may be and how long it lasts: at most the configured lease
+//! TTL, and never past the end of a charged counter's window (for a rolling limit, its
+//! current bucket), so that nothing spent under a budget is counted in a window it does
+//! not belong to. With less than [`MIN_LEASE_TTL_MS`] left nothing is leased: the
+//! gateway checks each request until the window turns.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,10 +25,12 @@ use chrono::{DateTime, Utc};
 use tollgate_protocol::{Decision, LeaseRequest, LeaseResponse, Limit, RejectReason};
 
 use crate::accounting::{self, decide, PlanError, Planned, Select};
+use crate::model::Mode;
 use crate::resolve::Resolved;
 use crate::settlement::is_gauge;
 use crate::store::{
-    budget_holders_key, budget_key, Budget, BudgetReturn, Budgeted, CallMode, Grant, Outcome,
+    budget_holders_key, budget_key, Budget, BudgetLevel, BudgetReturn, Budgeted, CallMode, Grant,
+    Outcome,
 };
 
 /// A lease shorter than this is not worth granting: the gateway checks each request.
@@ -126,8 +132,9 @@ pub fn plan(
         markers: call.markers,
         ops: call.ops,
         record_key: budget_key(root, &request.id),
-        holders_key: budget_holders_key(root, &request.tenant, &request.resource),
+        levels: levels(root, &request.resource, &planned),
         gateway: request.gateway.clone(),
+        tenant: request.tenant.clone(),
         want,
         min_grant: settings.min_grant,
         ttl_ms,
@@ -142,6 +149,30 @@ pub fn plan(
         planned,
         marker_tenants,
     })
+}
+
+/// The levels whose enforced limits bound a budget of `resource` whose ops were
+/// `planned` (in chain order, one op per planned limit): a level in shadow mode, and an
+/// unlimited limit, bound nothing.
+fn levels(root: &str, resource: &str, planned: &[Planned]) -> Vec<BudgetLevel> {
+    let mut levels: Vec<(&str, BudgetLevel)> = Vec::new();
+    let enforced = planned
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.mode == Mode::Enforce && !p.def.limit.unlimited);
+    for (i, p) in enforced {
+        match levels.iter_mut().find(|(tenant, _)| *tenant == p.tenant) {
+            Some((_, level)) => level.ops.push(i),
+            None => levels.push((
+                &p.tenant,
+                BudgetLevel {
+                    holders_key: budget_holders_key(root, &p.tenant, resource),
+                    ops: vec![i],
+                },
+            )),
+        }
+    }
+    levels.into_iter().map(|(_, level)| level).collect()
 }
 
 /// The usage of a limit past which its status is `warning`: `warn_at × quota`, rounded
@@ -275,7 +306,18 @@ mod tests {
         assert!(p.budget.ops.iter().all(|op| op.amount == 0));
         assert_eq!(p.budget.want, 10_000, "at most the configured maximum");
         assert_eq!(p.budget.record_key, "tollgate:{acme}:b:g1-2");
-        assert_eq!(p.budget.holders_key, "tollgate:{acme}:p:acme/app:requests");
+        assert_eq!(
+            p.budget.levels,
+            vec![BudgetLevel {
+                holders_key: "tollgate:{acme}:p:acme/app:requests".into(),
+                ops: vec![0],
+            }],
+            "the shadow level shares nothing"
+        );
+        assert_eq!(
+            (p.budget.gateway.as_str(), p.budget.tenant.as_str()),
+            ("g1", "acme/app")
+        );
         let previous = p.budget.previous.unwrap();
         assert_eq!(
             (previous.record_key.as_str(), previous.spent),
@@ -283,6 +325,72 @@ mod tests {
         );
         assert_eq!(p.marker_tenants, vec!["acme/app", "acme"]);
         assert_eq!(p.budget.now_ms, now().timestamp_millis());
+    }
+
+    #[test]
+    fn every_level_with_an_enforced_limit_shares_its_headroom_between_its_own_holders() {
+        let unlimited = LimitDef {
+            limit: Limit {
+                unlimited: true,
+                ..def("requests", minute(), 0).limit
+            },
+            ..def("requests", Series::calendar(Period::Hour), 0)
+        };
+        let r = resolved(vec![
+            level("acme/team/app", Mode::Enforce, vec![unlimited]),
+            level(
+                "acme/team",
+                Mode::Shadow,
+                vec![def("requests", minute(), 10)],
+            ),
+            level(
+                "acme",
+                Mode::Enforce,
+                vec![
+                    def("requests", minute(), 1_500),
+                    def("request_bytes", minute(), 5),
+                    def("requests", Series::calendar(Period::Day), 9_000),
+                ],
+            ),
+        ]);
+        let mut app = request(10);
+        app.tenant = "acme/team/app".into();
+        let p = plan(&r, &app, &LeaseSettings::default(), now()).unwrap();
+        assert_eq!(p.planned.len(), 4);
+        assert_eq!(
+            p.budget.levels,
+            vec![BudgetLevel {
+                holders_key: "tollgate:{acme}:p:acme:requests".into(),
+                ops: vec![2, 3],
+            }],
+            "only the org's limits bound the grant: an unlimited limit and a shadow level \
+             share nothing"
+        );
+        assert_eq!(p.budget.tenant, "acme/team/app");
+        // The app's own limit enforced too: a level of its own, first.
+        let r = resolved(vec![
+            level(
+                "acme/app",
+                Mode::Enforce,
+                vec![def("requests", minute(), 100)],
+            ),
+            level(
+                "acme",
+                Mode::Enforce,
+                vec![def("requests", minute(), 1_500)],
+            ),
+        ]);
+        let p = plan(&r, &request(10), &LeaseSettings::default(), now()).unwrap();
+        let keys: Vec<(&str, &[usize])> = (p.budget.levels.iter())
+            .map(|l| (l.holders_key.as_str(), l.ops.as_slice()))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                ("tollgate:{acme}:p:acme/app:requests", &[0][..]),
+                ("tollgate:{acme}:p:acme:requests", &[1][..]),
+            ]
+        );
     }
 
     #[test]

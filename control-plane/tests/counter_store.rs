@@ -22,10 +22,10 @@ use tollgate_control_plane::resolve::{Resolved, ResolvedLevel};
 use tollgate_control_plane::settlement;
 use tollgate_control_plane::store::{
     budget_holders_key, budget_key, counter_key, gauge_key, lease_record_key, marker_key,
-    settlement_key, Adjustment, Budget, BudgetOutcome, BudgetReply, BudgetReturn, Budgeted, Call,
-    CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move, Op, OpKind, Outcome,
-    RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot,
-    COUNTER_MAX, SETTLEMENT_ID_TTL_S,
+    settlement_key, Adjustment, Budget, BudgetLevel, BudgetOutcome, BudgetReply, BudgetReturn,
+    Budgeted, Call, CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move, Op, OpKind,
+    Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement,
+    Snapshot, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
 use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
@@ -1029,8 +1029,8 @@ fn limit_of(key: &str, cap: u64, marker: usize) -> Op {
     }
 }
 
-/// Lease `id` of `root`'s `requests` by `gateway`: up to `want` under `ops`, for 10 s,
-/// returning nothing.
+/// Lease `id` of `root`'s `requests` by `gateway`: up to `want` under `ops` (all of one
+/// level, `root`'s), for 10 s, returning nothing.
 fn budget(
     root: &str,
     id: &str,
@@ -1042,10 +1042,14 @@ fn budget(
     Budget {
         now_ms: Utc::now().timestamp_millis(),
         markers: markers.to_vec(),
-        ops,
         record_key: budget_key(root, id),
-        holders_key: budget_holders_key(root, root, "requests"),
+        levels: vec![BudgetLevel {
+            holders_key: budget_holders_key(root, root, "requests"),
+            ops: (0..ops.len()).collect(),
+        }],
+        ops,
         gateway: gateway.into(),
+        tenant: root.into(),
         want,
         min_grant: 2,
         ttl_ms: 10_000,
@@ -1398,6 +1402,110 @@ async fn a_budget_on_a_store_that_lost_its_counters_is_reseeded_first(
     assert_eq!(used(store.as_ref(), &keys).await, vec![950, 850]);
 }
 
+/// Lease `id` of `tenant`'s `requests` (a child of `root`) by `gateway`: up to `want`,
+/// under the tenant's own limit of `own` and the org's of `org_hard`, each level sharing
+/// its headroom between its own holders.
+fn child_budget(
+    root: &str,
+    tenant: &str,
+    (id, gateway): (&str, &str),
+    (own, org_hard): (u64, u64),
+    want: u64,
+) -> Budget {
+    let markers = vec![marker_key(root, tenant), marker_key(root, root)];
+    let ops = vec![
+        limit_of(&key(root, tenant, 0), own, 0),
+        limit_of(&key(root, root, 0), org_hard, 1),
+    ];
+    Budget {
+        levels: vec![
+            BudgetLevel {
+                holders_key: budget_holders_key(root, tenant, "requests"),
+                ops: vec![0],
+            },
+            BudgetLevel {
+                holders_key: budget_holders_key(root, root, "requests"),
+                ops: vec![1],
+            },
+        ],
+        tenant: tenant.into(),
+        ..budget(root, id, gateway, &markers, ops, want)
+    }
+}
+
+async fn siblings_share_their_parents_headroom_instead_of_starving_it(
+    store: Arc<dyn CounterStore>,
+) {
+    const ORG_HARD: u64 = 1_500;
+    const OWN: u64 = 1_000_000;
+    let root = "budget-siblings";
+    let tenants: Vec<String> = (0..26).map(|t| format!("{root}/t{t}")).collect();
+    let mut names: Vec<&str> = tenants.iter().map(String::as_str).collect();
+    names.push(root);
+    let markers = seeded(store.as_ref(), root, &names).await;
+    let org = key(root, root, 0);
+    // What the org's tenants really used so far.
+    let real = call(
+        CallMode::Check,
+        vec![markers[26].clone()],
+        vec![window(std::slice::from_ref(&org), 295, ORG_HARD)],
+    );
+    assert!(run(store.as_ref(), &real).await.admitted);
+    let headroom = ORG_HARD - 295;
+    // 25 gateways each lease for one tenant with plenty of room of its own: each gets a
+    // share of the org's headroom left for the budgets held under the org, its own
+    // included — not half of it.
+    let mut grants = Vec::new();
+    let mut left = headroom;
+    for (n, tenant) in tenants[..25].iter().enumerate() {
+        let (id, gateway) = (format!("l{n}"), format!("g{n}"));
+        let lease = child_budget(root, tenant, (&id, &gateway), (OWN, ORG_HARD), 50_000);
+        let got = granted(store.as_ref(), &lease).await;
+        assert_eq!(got, left / (2 * (n as u64 + 1)), "lease {n}");
+        left -= got;
+        grants.push(got);
+    }
+    assert_eq!(grants[..4], [602, 150, 75, 47]);
+    let total: u64 = grants.iter().sum();
+    assert_eq!(total, 1_061);
+    assert!(
+        total < headroom * 9 / 10,
+        "25 budgets reserved {total} of {headroom}"
+    );
+    assert_eq!(
+        used(store.as_ref(), std::slice::from_ref(&org)).await,
+        vec![295 + total]
+    );
+    // A 26th tenant still gets a budget (or at worst checks each request): never a
+    // REJECT while the org's real usage is far below its limit.
+    let last = child_budget(root, &tenants[25], ("l25", "g25"), (OWN, ORG_HARD), 50_000);
+    let done = leased(store.as_ref(), &last).await;
+    assert_eq!(
+        done.grant,
+        Grant::Reserved {
+            granted: (headroom - total) / 52,
+            ttl_ms: 10_000
+        }
+    );
+    assert_eq!(done.used, vec![0, 295 + total]);
+    // Once their leases are over, holders no longer count, at any level: g0 is alone.
+    let mut left = headroom - total - 2;
+    let later = |tenant: usize, id: &str| Budget {
+        now_ms: last.now_ms + 10_001,
+        ..child_budget(root, &tenants[tenant], (id, "g0"), (OWN, ORG_HARD), 50_000)
+    };
+    let alone = granted(store.as_ref(), &later(0, "m0")).await;
+    assert_eq!(alone, left / 2);
+    left -= alone;
+    // The same gateway leasing for another tenant is another holder under the org.
+    let other = granted(store.as_ref(), &later(1, "m1")).await;
+    assert_eq!(other, left / 4);
+    left -= other;
+    // Renewing its lease, a gateway is still one holder: two share the org's headroom.
+    let renewal = returning(later(0, "m2"), root, "m0", alone);
+    assert_eq!(granted(store.as_ref(), &renewal).await, left / 4);
+}
+
 async fn budgets_beyond_two_to_the_53_are_split_exactly(store: Arc<dyn CounterStore>) {
     let root = "budget-huge";
     let markers = seeded(store.as_ref(), root, &[root]).await;
@@ -1477,6 +1585,7 @@ for_every_store!(
     a_budget_is_reserved_at_every_level_at_once,
     budgets_never_let_usage_pass_a_hard_limit,
     headroom_is_split_between_the_gateways_holding_budgets,
+    siblings_share_their_parents_headroom_instead_of_starving_it,
     near_the_limit_a_budget_is_zero_and_nothing_is_reserved,
     without_headroom_a_budget_is_refused_and_nothing_changes,
     a_returned_budget_refunds_its_unspent_part_once,
@@ -1760,7 +1869,7 @@ async fn a_budget_record_expires_a_grace_after_its_lease_and_the_holders_with_it
     };
     let record = pttl(lease.record_key.clone()).await;
     assert!((69_000..=70_000).contains(&record), "record pttl {record}");
-    let holders = pttl(lease.holders_key.clone()).await;
+    let holders = pttl(lease.levels[0].holders_key.clone()).await;
     assert!(
         (9_000..=10_000).contains(&holders),
         "holders pttl {holders}"
@@ -1773,4 +1882,16 @@ async fn a_budget_record_expires_a_grace_after_its_lease_and_the_holders_with_it
         .await
         .unwrap();
     assert_eq!(fields, vec!["10", "g"]);
+    let members: Vec<String> = ::redis::cmd("ZRANGE")
+        .arg(&lease.levels[0].holders_key)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        members,
+        vec!["g|budget-ttl"],
+        "one holder per gateway and tenant"
+    );
 }

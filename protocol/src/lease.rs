@@ -9,7 +9,8 @@
 //! lease's record expires: conservative, never over.
 //!
 //! Budgets are sized from the headroom: large far from the limit, shrinking as it
-//! nears, split between the gateways holding budgets for the tenant, and 0 when a
+//! nears, and at every level of the chain split between everyone holding a budget at
+//! or below it (so sibling tenants share their organization's headroom), and 0 when a
 //! budget would be too coarse — the gateway then checks each request (`/v1/check`).
 
 use serde::{Deserialize, Serialize};
@@ -28,8 +29,8 @@ pub struct LeaseRequest {
     /// The new lease's id, chosen by the gateway and unique: a retry of a request whose
     /// answer was lost gets the same lease back instead of a second reservation.
     pub id: String,
-    /// The gateway (Envoy instance) asking: headroom is split between the gateways
-    /// that hold budgets for the tenant.
+    /// The gateway (Envoy instance) asking: at every level, headroom is split between
+    /// the gateways holding budgets for tenants at or below it.
     pub gateway: String,
     /// The tenant the budget is for.
     pub tenant: String,

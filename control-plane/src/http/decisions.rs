@@ -99,10 +99,13 @@ async fn check(
 ///
 /// The budget of `resource` is counted as usage at once, at every level of the tenant's
 /// chain — the counters a check of that amount would count in — so budgets outstanding
-/// never let usage pass a hard limit. It is sized from the headroom: at most `want` and
-/// the configured maximum, and the headroom left under the tightest enforced limit split
-/// between the gateways holding budgets (`headroom / (2 × gateways)`); smaller than the
-/// configured minimum it is 0, and the gateway checks each request (`/v1/check`).
+/// never let usage pass a hard limit. It is sized from the headroom, per level: at most
+/// `want` and the configured maximum, and at every level of the chain with an enforced
+/// limit of the resource, the level's headroom (under its tightest such limit) split
+/// between the budgets held at or below it — one per gateway and tenant —
+/// (`headroom_level / (2 × holders_level)`), so that a parent's many tenants share its
+/// headroom; smaller than the configured minimum it is 0, and the gateway checks each
+/// request (`/v1/check`).
 /// `ttl_ms` never reaches past a charged window's reset; with under a second left,
 /// nothing is leased. `policy` and `warn_after` are as of before the budget: the gateway
 /// adds what it spends.

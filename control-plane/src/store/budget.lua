@@ -14,9 +14,11 @@
 -- KEYS[M+1..M+K]  the counters of the resource's limits (see the ops below)
 -- KEYS[M+K+1]     the new lease's budget record, a hash: `g` granted, `w` gateway, `x`
 --                 expiry (unix ms), `k` the counters charged, one per line
--- KEYS[M+K+2]     the gateways holding budgets of the tenant's resource: a sorted set
---                 of gateway ids by the expiry of their lease (unix ms)
--- KEYS[M+K+3]     the previous lease's record, when ARGV[10] is not ''
+-- KEYS[M+K+2..M+K+L+1]  per level whose enforced limits bound the grant, its budget
+--                 holders: a sorted set of `gateway|tenant` ids, one per gateway and
+--                 tenant at or below the level holding a budget of the resource, by the
+--                 expiry of their lease (unix ms)
+-- KEYS[M+K+L+2]   the previous lease's record, when ARGV[10] is not ''
 -- ARGV[1]   M
 -- ARGV[2]   seconds a marker lives (refreshed when a reservation starts a counter)
 -- ARGV[3]   N: the number of limits (ops)
@@ -27,10 +29,14 @@
 -- ARGV[8]   milliseconds its record lives (longer: a late return still finds it)
 -- ARGV[9]   the gateway id
 -- ARGV[10]  what was spent of the previous lease ('' when none is returned)
+-- ARGV[11]  the asker's id in the holders sets: `gateway|tenant`
+-- ARGV[12]  L: the number of levels
 -- then, per op, 5 values: first key index, key count, cap, ttl seconds, marker index
 --   (0: none). An op's usage is the sum of field `u` of its keys (one calendar window,
 --   or the buckets of a rolling window, current first); a reservation is added to the
 --   first key, which then lives ttl seconds. The grant keeps every op within its cap.
+-- then, per level, its op count C and C op indices (1-based): the level's enforced
+--   limits, whose least room is its headroom.
 --
 -- Arithmetic: decimal.lua; window_usage, with_usage: window.lua; take_back: refund.lua;
 -- reseed_reply: marker.lua — all prepended.
@@ -53,11 +59,13 @@ local ttl = tonumber(ARGV[7])
 local record_ttl = tonumber(ARGV[8])
 local gateway = ARGV[9]
 local spent = ARGV[10]
+local holder = ARGV[11]
+local n_levels = tonumber(ARGV[12])
 
 local ops = {}
 local n_keys = 0
 for i = 1, n_ops do
-  local base = 10 + (i - 1) * 5
+  local base = 12 + (i - 1) * 5
   ops[i] = {
     first = tonumber(ARGV[base + 1]),
     count = tonumber(ARGV[base + 2]),
@@ -68,7 +76,24 @@ for i = 1, n_ops do
   n_keys = n_keys + ops[i].count
 end
 local record = KEYS[n_markers + n_keys + 1]
-local holders = KEYS[n_markers + n_keys + 2]
+local levels = {}
+local arg = 12 + n_ops * 5
+for l = 1, n_levels do
+  local count = tonumber(ARGV[arg + 1])
+  local members = {}
+  for j = 1, count do
+    members[j] = tonumber(ARGV[arg + 1 + j])
+  end
+  levels[l] = { holders = KEYS[n_markers + n_keys + 1 + l], ops = members }
+  arg = arg + 1 + count
+end
+
+-- The asker holds no budget at any level.
+local function let_go()
+  for l = 1, n_levels do
+    redis.call('ZREM', levels[l].holders, holder)
+  end
+end
 
 local reseed = reseed_reply(n_markers, { 'seed' })
 if reseed then
@@ -78,7 +103,7 @@ end
 -- 1. The previous lease: its unspent part back to the counters it charged, once.
 local refunded, refunded_keys = '0', {}
 if spent ~= '' then
-  local previous = KEYS[n_markers + n_keys + 3]
+  local previous = KEYS[n_markers + n_keys + n_levels + 2]
   local fields = redis.call('HMGET', previous, 'g', 'k')
   if fields[1] then
     local granted = strip(fields[1])
@@ -136,30 +161,43 @@ if mine[1] then
 end
 
 -- 3. The headroom: the least room any op has left under its cap.
+local rooms = {}
 local headroom, binding = nil, 0
 for i = 1, n_ops do
   local room = '0'
   if le(used[i], ops[i].cap) then
     room = sub(ops[i].cap, used[i])
   end
+  rooms[i] = room
   if headroom == nil or not le(headroom, room) then
     headroom, binding = room, i
   end
 end
 if headroom == '0' then
-  redis.call('ZREM', holders, gateway)
+  let_go()
   return reply('exhausted', '0', 0, binding)
 end
 
--- 4. The grant: a share of the headroom for each gateway holding a budget.
-redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
-local gateways = redis.call('ZCARD', holders)
-if not redis.call('ZSCORE', holders, gateway) then
-  gateways = gateways + 1
-end
+-- 4. The grant: at each level, a share of the level's headroom for each budget held at
+-- or below it (the asker's included); never more than the headroom of an op in no level.
 local granted = want
-if headroom then
-  local share = div(headroom, 2 * gateways)
+if headroom and not le(granted, headroom) then
+  granted = headroom
+end
+for l = 1, n_levels do
+  local level = levels[l]
+  redis.call('ZREMRANGEBYSCORE', level.holders, '-inf', now)
+  local holders = redis.call('ZCARD', level.holders)
+  if not redis.call('ZSCORE', level.holders, holder) then
+    holders = holders + 1
+  end
+  local room = nil
+  for _, i in ipairs(level.ops) do
+    if room == nil or not le(room, rooms[i]) then
+      room = rooms[i]
+    end
+  end
+  local share = div(room, 2 * holders)
   if not le(granted, share) then
     granted = share
   end
@@ -168,7 +206,7 @@ if not le(min_grant, granted) then
   granted = '0'
 end
 if granted == '0' then
-  redis.call('ZREM', holders, gateway)
+  let_go()
   return reply('ok', '0', ttl, 0)
 end
 
@@ -192,8 +230,11 @@ local expiry = string.format('%.0f', now + ttl)
 redis.call('HSET', record, 'g', granted, 'w', gateway, 'x', expiry, 'k',
   table.concat(charged, '\n'))
 redis.call('PEXPIRE', record, record_ttl)
-redis.call('ZADD', holders, expiry, gateway)
-if redis.call('PTTL', holders) < ttl then
-  redis.call('PEXPIRE', holders, math.max(1, ttl))
+for l = 1, n_levels do
+  local holders = levels[l].holders
+  redis.call('ZADD', holders, expiry, holder)
+  if redis.call('PTTL', holders) < ttl then
+    redis.call('PEXPIRE', holders, math.max(1, ttl))
+  end
 end
 return reply('ok', granted, ttl, 0)

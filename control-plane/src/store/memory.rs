@@ -10,10 +10,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::Utc;
 
 use super::{
-    validate_budget, validate_call, validate_settlement, Adjustment, Budget, BudgetOutcome,
-    BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, Op, OpKind, Outcome, Reply,
-    Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture, COUNTER_MAX,
-    MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
+    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, Op, OpKind,
+    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture,
+    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// One stored value and the unix second it expires at.
@@ -40,7 +40,8 @@ enum Value {
         /// The counters it charged.
         keys: Vec<String>,
     },
-    /// The gateways holding budgets: gateway id → lease expiry (unix ms, calls' clock).
+    /// The budget holders at one level: `gateway|tenant` → lease expiry (unix ms, calls'
+    /// clock).
     Holders {
         until: BTreeMap<String, i64>,
     },
@@ -145,6 +146,32 @@ fn missing_markers(entries: &Entries, markers: &[String]) -> Vec<usize> {
         .filter(|(_, key)| live(entries, key).is_none())
         .map(|(i, _)| i)
         .collect()
+}
+
+/// The live budget holders stored at `key`, and the unix second the set expires at
+/// (`None`: there is none).
+fn holders_at(entries: &Entries, key: &str, now_wall: i64) -> (BTreeMap<String, i64>, Option<i64>) {
+    match entries.get(key) {
+        Some((Value::Holders { until }, at)) if *at > now_wall => (until.clone(), Some(*at)),
+        _ => (BTreeMap::new(), None),
+    }
+}
+
+/// Stores budget holders at `key`, to expire at unix second `at`; a set that ends up
+/// empty is gone, as in Redis.
+fn keep_holders(entries: &mut Entries, key: &str, holders: BTreeMap<String, i64>, at: i64) {
+    if holders.is_empty() {
+        entries.remove(key);
+    } else {
+        entries.insert(key.to_string(), (Value::Holders { until: holders }, at));
+    }
+}
+
+/// Removes `holder` from the budget holders at `key`, keeping the set's expiry.
+fn let_go(entries: &mut Entries, key: &str, holder: &str, now_wall: i64) {
+    let (mut holders, at) = holders_at(entries, key, now_wall);
+    holders.remove(holder);
+    keep_holders(entries, key, holders, at.unwrap_or(now_wall));
 }
 
 /// Gives back every gauge slot the request recorded at `record_key` holds, as
@@ -453,45 +480,53 @@ impl MemoryStore {
             return done(grant, used, oldest, refunded_keys);
         }
         // 3. The headroom: the least room any op has left under its cap.
+        let rooms: Vec<u64> = (budget.ops.iter().zip(&used))
+            .map(|(op, &used)| op.cap.saturating_sub(used))
+            .collect();
         let mut headroom: Option<(u64, usize)> = None;
-        for (i, op) in budget.ops.iter().enumerate() {
-            let room = op.cap.saturating_sub(used[i]);
+        for (i, &room) in rooms.iter().enumerate() {
             if headroom.is_none_or(|(least, _)| room < least) {
                 headroom = Some((room, i));
             }
         }
-        let (mut holders, holders_expiry) = match entries.get(&budget.holders_key) {
-            Some((Value::Holders { until }, at)) if *at > now_wall => (until.clone(), Some(*at)),
-            _ => (BTreeMap::new(), None),
-        };
-        // Stores the gateways (a sorted set that ends up empty is gone, as in Redis).
-        let keep_holders = |entries: &mut Entries, holders: BTreeMap<String, i64>, at| {
-            if holders.is_empty() {
-                entries.remove(&budget.holders_key);
-            } else {
-                let value = Value::Holders { until: holders };
-                entries.insert(budget.holders_key.clone(), (value, at));
+        let holder = budget_holder(&budget.gateway, &budget.tenant);
+        let let_go_everywhere = |entries: &mut Entries| {
+            for level in &budget.levels {
+                let_go(entries, &level.holders_key, &holder, now_wall);
             }
         };
-        let unchanged_expiry = holders_expiry.unwrap_or(now_wall);
         if let Some((0, violated)) = headroom {
-            holders.remove(&budget.gateway);
-            keep_holders(&mut entries, holders, unchanged_expiry);
+            let_go_everywhere(&mut entries);
             return done(Grant::Exhausted { violated }, used, oldest, refunded_keys);
         }
-        // 4. The grant: a share of the headroom for each gateway holding a budget.
-        holders.retain(|_, until| *until > budget.now_ms);
-        let gateways = holders.len() as u64 + u64::from(!holders.contains_key(&budget.gateway));
+        // 4. The grant: at each level, a share of the level's headroom for each budget
+        // held at or below it (the asker's included); never more than the headroom of an
+        // op in no level.
         let mut granted = budget.want;
         if let Some((room, _)) = headroom {
-            granted = granted.min(room / (2 * gateways));
+            granted = granted.min(room);
+        }
+        for level in &budget.levels {
+            let (mut holders, at) = holders_at(&entries, &level.holders_key, now_wall);
+            holders.retain(|_, until| *until > budget.now_ms);
+            let count = holders.len() as u64 + u64::from(!holders.contains_key(&holder));
+            keep_holders(
+                &mut entries,
+                &level.holders_key,
+                holders,
+                at.unwrap_or(now_wall),
+            );
+            let room = (level.ops.iter())
+                .filter_map(|&i| rooms.get(i).copied())
+                .min()
+                .unwrap_or(COUNTER_MAX);
+            granted = granted.min(room / (2 * count));
         }
         if granted < budget.min_grant {
             granted = 0;
         }
         if granted == 0 {
-            holders.remove(&budget.gateway);
-            keep_holders(&mut entries, holders, unchanged_expiry);
+            let_go_everywhere(&mut entries);
             let grant = Grant::Reserved {
                 granted: 0,
                 ttl_ms: budget.ttl_ms,
@@ -512,10 +547,13 @@ impl MemoryStore {
         };
         let record_s = (budget.record_ttl_ms.max(1) + 999) / 1000;
         entries.insert(budget.record_key.clone(), (record, now_wall + record_s));
-        holders.insert(budget.gateway.clone(), expires_ms);
         let ttl_s = (budget.ttl_ms.max(1) + 999) / 1000;
-        let at = holders_expiry.map_or(now_wall + ttl_s, |at| at.max(now_wall + ttl_s));
-        keep_holders(&mut entries, holders, at);
+        for level in &budget.levels {
+            let (mut holders, at) = holders_at(&entries, &level.holders_key, now_wall);
+            holders.insert(holder.clone(), expires_ms);
+            let at = at.map_or(now_wall + ttl_s, |at| at.max(now_wall + ttl_s));
+            keep_holders(&mut entries, &level.holders_key, holders, at);
+        }
         let grant = Grant::Reserved {
             granted,
             ttl_ms: budget.ttl_ms,

@@ -19,8 +19,9 @@
 //!   a duplicate);
 //! - `tollgate:{root}:b:<lease id>` — a budget granted by `POST /v1/leases` and not yet
 //!   returned (a hash: `g` granted, `w` gateway, `x` expiry, `k` the counters charged);
-//! - `tollgate:{root}:p:<tenant>:<resource>` — the gateways holding budgets of one
-//!   tenant's resource (a sorted set of gateway ids by lease expiry).
+//! - `tollgate:{root}:p:<tenant>:<resource>` — the budget holders at one level of the
+//!   tree: every gateway and tenant at or below `<tenant>` holding a budget of the
+//!   resource (a sorted set of [`budget_holder`] ids by lease expiry).
 //!
 //! The one-letter kind right after the hash tag keeps the kinds apart even though tenant
 //! ids may contain `:`; resource names and series cannot.
@@ -79,9 +80,17 @@ pub fn budget_key(root: &str, id: &str) -> String {
     format!("tollgate:{{{root}}}:b:{id}")
 }
 
-/// The key of the gateways holding budgets of `tenant`'s `resource`.
+/// The key of the budget holders of `resource` at the level of `tenant`: the gateways
+/// holding budgets of it for `tenant` or any tenant below it, one member per gateway and
+/// tenant ([`budget_holder`]).
 pub fn budget_holders_key(root: &str, tenant: &str, resource: &str) -> String {
     format!("tollgate:{{{root}}}:p:{tenant}:{resource}")
+}
+
+/// A budget holder's member in the sets of [`budget_holders_key`]: `gateway|tenant`.
+/// Neither gateway ids nor tenant ids may contain `|`, so it is unambiguous.
+pub fn budget_holder(gateway: &str, tenant: &str) -> String {
+    format!("{gateway}|{tenant}")
 }
 
 /// Whether a call counts or only reads.
@@ -276,13 +285,16 @@ pub struct BudgetReturn {
 ///    answered again ([`Grant::Duplicate`]) without a second reservation.
 /// 3. The headroom is the least `cap - used` over `ops`; none at all is
 ///    [`Grant::Exhausted`].
-/// 4. The grant is `min(want, headroom / (2 × gateways))` (rounded down), where the
-///    gateways are those of `holders_key` whose leases have not expired at `now_ms`,
-///    `gateway` included; below `min_grant` it is 0.
+/// 4. The grant is sized per level: `min(want, min over levels of
+///    headroom_level / (2 × holders_level))` (each share rounded down), where a level's
+///    headroom is the least `cap - used` over its ops and its holders are the members of
+///    its `holders_key` whose leases have not expired at `now_ms`, the asker
+///    ([`budget_holder`] of `gateway` and `tenant`) included. An op in no level bounds
+///    the grant by its whole headroom. Below `min_grant` the grant is 0.
 /// 5. A grant above 0 is added to the current counter of every op (which then lives its
 ///    `ttl_s`, refreshing its tenant's marker when it starts the counter), recorded under
-///    `record_key` for `record_ttl_ms`, and `gateway` holds a budget until
-///    `now_ms + ttl_ms`; with no grant `gateway` holds none.
+///    `record_key` for `record_ttl_ms`, and the asker holds a budget at every level until
+///    `now_ms + ttl_ms`; with no grant (or none at all) it holds none at any level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     /// Unix milliseconds, from the control plane's clock: lease expiries run on it.
@@ -294,10 +306,13 @@ pub struct Budget {
     pub ops: Vec<Op>,
     /// The new lease's record ([`budget_key`]).
     pub record_key: String,
-    /// The gateways holding budgets of the tenant's resource ([`budget_holders_key`]).
-    pub holders_key: String,
+    /// The levels of the tenant's chain whose enforced limits bound the grant, each
+    /// sharing its headroom between its own budget holders.
+    pub levels: Vec<BudgetLevel>,
     /// The gateway asking.
     pub gateway: String,
+    /// The tenant the budget is for: with `gateway`, the holder counted at every level.
+    pub tenant: String,
     /// The most to grant; 0 grants nothing (a return only, or no time to lease).
     pub want: u64,
     /// A smaller grant is 0: the gateway checks each request instead.
@@ -309,6 +324,18 @@ pub struct Budget {
     pub record_ttl_ms: i64,
     /// The budget given back first.
     pub previous: Option<BudgetReturn>,
+}
+
+/// One level of a [`Budget`]: its headroom is shared between the budgets held at or
+/// below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetLevel {
+    /// The budget holders of the resource at this level ([`budget_holders_key`] of the
+    /// level's tenant): one member per gateway and tenant at or below it.
+    pub holders_key: String,
+    /// The level's enforced limits (indices into [`Budget::ops`]), at least one: the
+    /// least headroom among them is the level's.
+    pub ops: Vec<usize>,
 }
 
 /// What a [`Budget`] call found.
@@ -533,6 +560,21 @@ pub(crate) fn validate_budget(budget: &Budget) -> Result<(), StoreError> {
         return Err(StoreError::Invalid(format!(
             "amounts are at most {COUNTER_MAX}"
         )));
+    }
+    for (i, level) in budget.levels.iter().enumerate() {
+        if level.ops.is_empty() || level.ops.iter().any(|&op| op >= budget.ops.len()) {
+            return Err(StoreError::Invalid(
+                "a budget level names at least one op, and only ops of the call".into(),
+            ));
+        }
+        if budget.levels[..i]
+            .iter()
+            .any(|other| other.holders_key == level.holders_key)
+        {
+            return Err(StoreError::Invalid(
+                "each budget level has its own holders".into(),
+            ));
+        }
     }
     if budget.ttl_ms < 0 || budget.record_ttl_ms < budget.ttl_ms {
         return Err(StoreError::Invalid(

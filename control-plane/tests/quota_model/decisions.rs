@@ -1297,3 +1297,70 @@ async fn a_budget_crossing_the_warning_and_a_refused_one_are_logged(pool: PgPool
     assert_eq!(of("quota.warning")["data"]["used"], 85);
     assert_eq!(of("quota.rejected")["data"]["count"], 1);
 }
+
+/// An org whose tenants lease through many gateways: 1,500 requests a day for the org, 25
+/// tenants with plenty of their own room, 295 really used.
+async fn siblings_leasing_never_starve_their_org(api: Api, org: &str) {
+    tier(
+        &api,
+        "org",
+        json!([{"resource": "requests", "period": "day", "quota": 1_500}]),
+    )
+    .await;
+    tier(
+        &api,
+        "roomy",
+        json!([{"resource": "requests", "period": "day", "quota": 10_000}]),
+    )
+    .await;
+    tenant(&api, json!({"id": org, "tier": "org", "overcommit": 1000})).await;
+    let tenants: Vec<String> = (0..26).map(|t| format!("{org}/t{t}")).collect();
+    for t in &tenants {
+        tenant(&api, json!({"id": t, "parent_id": org, "tier": "roomy"})).await;
+    }
+    api.check(&tenants[0], json!({"requests": 295})).await;
+    // Each tenant's gateway asks for far more than the org has left: each gets a share
+    // of the org's headroom split between every budget held under the org.
+    let mut total = 0;
+    for (n, t) in tenants[..25].iter().enumerate() {
+        let body = lease_of(&format!("l{n}"), &format!("g{n}"), t, "requests", 50_000);
+        let reply = leased(&api, body).await;
+        assert_ne!(reply["decision"], "reject", "{reply}");
+        let granted = reply["granted"].as_u64().unwrap();
+        assert!(
+            granted <= (1_205 - total) / (2 * (n as u64 + 1)),
+            "lease {n}: {reply}"
+        );
+        total += granted;
+    }
+    assert_eq!(total, 1_061, "well within the org's 1,205 left");
+    // The 26th tenant is still served, not refused for a limit its org is far from (the
+    // budgets take the org past its 80 % warning: a WARN).
+    let last = leased(
+        &api,
+        lease_of("l25", "g25", &tenants[25], "requests", 50_000),
+    )
+    .await;
+    assert_eq!(
+        (
+            last["decision"].clone(),
+            last["granted"].clone(),
+            last["policy"]["tenant"].clone(),
+            last["policy"]["used"].clone()
+        ),
+        (json!("warn"), json!(2), json!(org), json!(295 + 1_061))
+    );
+    assert_eq!((leases(&api, "granted"), leases(&api, "rejected")), (26, 0));
+    let check = api.check(&tenants[25], json!({"requests": 1})).await;
+    assert_eq!(check["decision"], "warn");
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn siblings_leasing_never_starve_their_org_in_memory(pool: PgPool) {
+    siblings_leasing_never_starve_their_org(Api::new(pool), "org-b").await;
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn siblings_leasing_never_starve_their_org_in_redis(pool: PgPool) {
+    siblings_leasing_never_starve_their_org(Api::on_redis(pool), "org-b-redis").await;
+}

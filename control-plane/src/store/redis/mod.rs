@@ -18,10 +18,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{
-    validate_budget, validate_call, validate_settlement, Adjustment, Budget, BudgetOutcome,
-    BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, OpKind, Outcome, Reply,
-    Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError, StoreFuture,
-    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
+    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, OpKind,
+    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
+    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// How many tenant trees a snapshot reads at once.
@@ -327,7 +327,10 @@ impl RedisStore {
             }
             next_key += keys.len();
         }
-        script.key(&budget.record_key).key(&budget.holders_key);
+        script.key(&budget.record_key);
+        for level in &budget.levels {
+            script.key(&level.holders_key);
+        }
         if let Some(previous) = &budget.previous {
             script.key(&previous.record_key);
         }
@@ -347,9 +350,17 @@ impl RedisStore {
                     .as_ref()
                     .map(|p| p.spent.to_string())
                     .unwrap_or_default(),
-            );
+            )
+            .arg(budget_holder(&budget.gateway, &budget.tenant))
+            .arg(budget.levels.len());
         for (first, count, cap, ttl_s, marker) in op_args {
             script.arg(first).arg(count).arg(cap).arg(ttl_s).arg(marker);
+        }
+        for level in &budget.levels {
+            script.arg(level.ops.len());
+            for &op in &level.ops {
+                script.arg(op + 1);
+            }
         }
         let mut conn = self.conn.clone();
         let reply: Vec<String> = script.invoke_async(&mut conn).await?;
