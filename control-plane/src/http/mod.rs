@@ -29,6 +29,7 @@ mod tests;
 
 use std::future::Future;
 
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -128,6 +129,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening on {addr}");
+    // No Nagle: an HTTP/2 answer is several small writes, and with Nagle and the
+    // client's delayed ACKs each decision waited tens of milliseconds (p99 36 ms over
+    // h2c in the benchmark, 5-14 ms without).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
