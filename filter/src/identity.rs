@@ -38,15 +38,19 @@ pub fn identify(
     path: &str,
     header: impl Fn(&str) -> Option<String>,
 ) -> Result<Identity, IdentityError> {
-    let payload = || header(&config.jwt_payload_header).map(|h| decode_payload(&h));
+    // Read and decoded once, and only when the tenant or the roles come from it.
+    let uses_payload = config.from == TenantSource::Jwt || config.roles_claim.is_some();
+    let payload = uses_payload
+        .then(|| header(&config.jwt_payload_header).map(|h| decode_payload(&h)))
+        .flatten();
     let found = match config.from {
         TenantSource::Header => header(&config.header).map(Ok),
         TenantSource::Jwt => {
             let claim = config.claim.as_deref().unwrap_or_default();
-            match payload() {
+            match &payload {
                 None => None,
-                Some(Err(why)) => return Err(IdentityError::Invalid(why)),
-                Some(Ok(payload)) => claim_tenant(&payload, claim),
+                Some(Err(why)) => return Err(IdentityError::Invalid(why.clone())),
+                Some(Ok(payload)) => claim_tenant(payload, claim),
             }
         }
         TenantSource::Path => {
@@ -66,8 +70,8 @@ pub fn identify(
             where_from(config)
         )));
     }
-    let roles = match (&config.roles_claim, payload()) {
-        (Some(claim), Some(Ok(payload))) => roles(&payload, claim),
+    let roles = match (&config.roles_claim, &payload) {
+        (Some(claim), Some(Ok(payload))) => roles(payload, claim),
         _ => Vec::new(),
     };
     Ok(Identity { tenant, roles })
@@ -184,6 +188,18 @@ mod tests {
         let id = identify_with(&config("{}"), "/", &[("x-tenant-id", "acme")]).unwrap();
         assert_eq!(id.tenant, "acme");
         assert!(id.roles.is_empty());
+    }
+
+    #[test]
+    fn header_identity_without_a_roles_claim_never_reads_the_jwt_header() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let id = identify(&config("{}"), "/", |name| {
+            read.borrow_mut().push(name.to_string());
+            (name == "x-tenant-id").then(|| "acme".to_string())
+        })
+        .unwrap();
+        assert_eq!(id.tenant, "acme");
+        assert_eq!(*read.borrow(), vec!["x-tenant-id".to_string()]);
     }
 
     #[test]
