@@ -559,5 +559,11 @@ async fn the_control_plane_starts_without_postgres_and_becomes_ready_when_it_can
         .wait_ready(Duration::from_secs(20))
         .await
         .unwrap();
-    assert!(control_plane.log().contains("migrations applied"));
+    // Readiness can come from the definitions loader a moment before the migration task
+    // logs its line, so the line is awaited rather than expected at once.
+    eventually(Duration::from_secs(5), "migrations applied", || async {
+        control_plane.log().contains("migrations applied")
+    })
+    .await
+    .unwrap();
 }
