@@ -60,6 +60,8 @@ struct Slot {
     lease: Option<Lease>,
     /// A refill is in flight until then.
     refill_until_ms: u64,
+    /// The worker (VM) whose request refills it: its other requests wait for the answer.
+    refiller: String,
     /// The control plane said "check each request" until then.
     per_request_until_ms: u64,
 }
@@ -80,8 +82,9 @@ pub enum Spend {
     },
     /// No budget left and nobody refilling: the caller may refill.
     Empty,
-    /// Another request is refilling it.
-    Refilling,
+    /// Another request is refilling it; `here` when that request is on this worker,
+    /// so this one can wait for its answer.
+    Refilling { here: bool },
     /// Check this request with the control plane.
     PerRequest,
 }
@@ -106,6 +109,7 @@ impl Slot {
             owner: owner.clone(),
             lease: None,
             refill_until_ms: 0,
+            refiller: String::new(),
             per_request_until_ms: 0,
         }
     }
@@ -187,7 +191,9 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
             }
         }
         let state = if slot.refill_until_ms > now_ms {
-            Spend::Refilling
+            Spend::Refilling {
+                here: slot.refiller == host.gateway_id(),
+            }
         } else if slot.per_request_until_ms > now_ms {
             Spend::PerRequest
         } else {
@@ -235,6 +241,7 @@ pub fn begin_refill(
             return (None, None);
         }
         slot.refill_until_ms = until_ms;
+        slot.refiller = host.gateway_id();
         let previous = slot.lease.take().map(|lease| LeaseReturn {
             id: lease.id,
             spent: lease.spent,
@@ -409,7 +416,7 @@ mod tests {
         let acme = owner("acme");
         assert_eq!(spend(&host, &acme, 1, 0), Spend::Empty);
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
-        assert_eq!(spend(&host, &acme, 1, 10), Spend::Refilling);
+        assert_eq!(spend(&host, &acme, 1, 10), Spend::Refilling { here: true });
         assert_eq!(begin_refill(&host, &acme, 10, 210), None, "single flight");
         finish_refill(&host, &acme, "g-1", &granted(3, 1_000), 20);
         let used: Vec<Option<u64>> = (0..3)

@@ -38,11 +38,13 @@ pub enum Metric {
     BudgetHits,
     /// Lease callouts (budget refills).
     Leases,
+    /// Requests that waited for a refill another request of their worker had in flight.
+    BudgetWaits,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -60,6 +62,7 @@ impl Metric {
         Metric::SettlementFailures,
         Metric::BudgetHits,
         Metric::Leases,
+        Metric::BudgetWaits,
     ];
 
     /// The stat name.
@@ -82,6 +85,7 @@ impl Metric {
             Metric::SettlementFailures => "tollgate.settlement_failures",
             Metric::BudgetHits => "tollgate.budget_hits",
             Metric::Leases => "tollgate.leases",
+            Metric::BudgetWaits => "tollgate.budget_waits",
         }
     }
 }

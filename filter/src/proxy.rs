@@ -1,11 +1,18 @@
 //! The only module that talks to Envoy: proxy-wasm contexts around [`RequestFlow`].
 //!
 //! Host calls go through `hostcalls::*`, which return `Result`s, never through the SDK
-//! helpers that unwrap. Every `RefCell` is borrowed with `try_borrow*`: a re-entrant
+//! helpers that unwrap.
+//!
+//! The SDK hands a callout's answer to the context whose callback dispatched it (not
+//! the effective context), and drops it if that context is gone. So a callout that
+//! must outlive the request it is made in (settlements, lease returns) or is made for
+//! another request (one woken when the refill it waited for ended) is dispatched from
+//! the root context, in its tick, and the root routes the answer by token. Every `RefCell` is borrowed with `try_borrow*`: a re-entrant
 //! callback must be skipped and logged, never turned into a panic that traps the VM.
 
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -19,7 +26,7 @@ use tollgate_protocol::{FilterConfig, LeaseRequest, LeaseReturn};
 
 use crate::budget::{self, Owner};
 use crate::deadlines::Deadlines;
-use crate::flow::{Next, RequestFlow};
+use crate::flow::{Next, RefillEnd, RequestFlow, Woken};
 use crate::host::{Callout, Host, Metric};
 use crate::settlements::{Outcome, Outgoing, Pending, Settlements};
 
@@ -192,17 +199,177 @@ impl Host for ProxyHost {
     }
 }
 
-/// One per VM (one Envoy worker): the parsed config, the deadline registry and the
-/// settlements, which it sends as its own callouts.
+/// What the root context and the requests of one worker (VM) share.
+#[derive(Default)]
+struct Worker {
+    /// Requests waiting for an answer, by context id.
+    deadlines: RefCell<Deadlines<SharedFlow>>,
+    /// Settlements and lease returns, sent as the root's callouts.
+    settlements: RefCell<Settlements>,
+    /// Leases this worker took, to return when they expire.
+    leases: RefCell<Vec<(Owner, String, u64)>>,
+    /// Requests waiting for a refill another request of this worker has in flight, by
+    /// budget slot key.
+    waiters: RefCell<HashMap<String, Vec<(u32, SharedFlow)>>>,
+    /// Woken requests that need a callout, to be decided in the root's next tick.
+    deferred: RefCell<Vec<(u32, SharedFlow)>>,
+    /// Callouts the root dispatched for a request: token → that request.
+    routed: RefCell<HashMap<u32, (u32, SharedFlow)>>,
+}
+
+impl Worker {
+    /// Files what a request's flow left after a callback: its deadline, leases it took,
+    /// returns to send, the refill it now waits for, and (`in_root`: the root context
+    /// made them) its callouts to route. Answers the refills that ended.
+    fn file(
+        &self,
+        context_id: u32,
+        shared: &SharedFlow,
+        flow: &mut RequestFlow,
+        in_root: bool,
+    ) -> Vec<(String, RefillEnd)> {
+        let awaiting = flow.awaiting_until();
+        let follow_ups = flow.take_follow_ups();
+        if in_root && !follow_ups.dispatched.is_empty() {
+            if let Ok(mut routed) = self.routed.try_borrow_mut() {
+                for token in follow_ups.dispatched {
+                    routed.insert(token, (context_id, shared.clone()));
+                }
+            }
+        }
+        if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
+            match awaiting {
+                Some(deadline) => deadlines.insert(context_id, deadline, shared.clone()),
+                None => deadlines.remove(context_id),
+            }
+        }
+        if let Ok(mut leases) = self.leases.try_borrow_mut() {
+            leases.extend(follow_ups.leases);
+        }
+        for request in follow_ups.returns {
+            queue(&self.settlements, Outgoing::json(LEASES_PATH, &request));
+        }
+        if let (Some(key), Ok(mut waiters)) = (follow_ups.waits_for, self.waiters.try_borrow_mut())
+        {
+            waiters
+                .entry(key)
+                .or_default()
+                .push((context_id, shared.clone()));
+        }
+        follow_ups.refills_ended
+    }
+
+    /// Wakes the requests that wait for the refills that `ended` (and, in turn, for
+    /// any refill that ends while they decide), each as the effective context; then
+    /// makes `current` the effective context again. Outside the root (`in_root`), one
+    /// that needs a callout is deferred to the root's tick.
+    fn wake(&self, host: &ProxyHost, ended: Vec<(String, RefillEnd)>, current: u32, in_root: bool) {
+        if ended.is_empty() {
+            return;
+        }
+        let mut ended = VecDeque::from(ended);
+        while let Some((key, end)) = ended.pop_front() {
+            let waiting = match self.waiters.try_borrow_mut() {
+                Ok(mut waiters) => waiters.remove(&key).unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            for (context_id, shared) in waiting {
+                if hostcalls::set_effective_context(context_id).is_err() {
+                    continue; // the request is gone
+                }
+                let Ok(mut flow) = shared.try_borrow_mut() else {
+                    continue;
+                };
+                if flow.on_refill_ended(host, end, in_root) == Woken::Deferred {
+                    if let Ok(mut deferred) = self.deferred.try_borrow_mut() {
+                        deferred.push((context_id, shared.clone()));
+                    }
+                }
+                ended.extend(self.file(context_id, &shared, &mut flow, in_root));
+            }
+        }
+        let _ = hostcalls::set_effective_context(current);
+    }
+
+    /// Decides the deferred requests (called in the root's tick).
+    fn decide_deferred(&self, host: &ProxyHost, root_id: u32) {
+        let Ok(mut deferred) = self.deferred.try_borrow_mut() else {
+            return;
+        };
+        let deferred = std::mem::take(&mut *deferred);
+        for (context_id, shared) in deferred {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue; // the request is gone
+            }
+            let Ok(mut flow) = shared.try_borrow_mut() else {
+                continue;
+            };
+            flow.decide_deferred(host);
+            let ended = self.file(context_id, &shared, &mut flow, true);
+            drop(flow);
+            self.wake(host, ended, context_id, true);
+        }
+        let _ = hostcalls::set_effective_context(root_id);
+    }
+
+    /// The answer to a callout the root made for a request, handed to that request.
+    /// `false` if `token` is not one.
+    fn route(&self, host: &ProxyHost, token: u32, body_size: usize, root_id: u32) -> bool {
+        let routed = match self.routed.try_borrow_mut() {
+            Ok(mut routed) => routed.remove(&token),
+            Err(_) => None,
+        };
+        let Some((context_id, shared)) = routed else {
+            return false;
+        };
+        // Read while the root is the effective context, which the answer belongs to.
+        let (status, body) = call_answer(body_size);
+        if hostcalls::set_effective_context(context_id).is_err() {
+            return true; // the request is gone
+        }
+        if let Ok(mut flow) = shared.try_borrow_mut() {
+            flow.on_check_response(host, status, &body);
+            let ended = self.file(context_id, &shared, &mut flow, true);
+            drop(flow);
+            self.wake(host, ended, context_id, true);
+        }
+        let _ = hostcalls::set_effective_context(root_id);
+        true
+    }
+
+    /// Forgets a request that is gone.
+    fn forget(&self, context_id: u32) {
+        if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
+            deadlines.remove(context_id);
+        }
+        if let Ok(mut routed) = self.routed.try_borrow_mut() {
+            if !routed.is_empty() {
+                routed.retain(|_, (owner, _)| *owner != context_id);
+            }
+        }
+    }
+}
+
+/// The status and body of the callout answer being delivered.
+fn call_answer(body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.parse::<u32>().ok());
+    let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// One per VM (one Envoy worker): the parsed config and what its requests share.
 #[derive(Default)]
 struct Root {
     context_id: u32,
     config: Option<Rc<FilterConfig>>,
     host: ProxyHost,
-    deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
-    settlements: Rc<RefCell<Settlements>>,
-    /// Leases this worker took, to return when they expire.
-    leases: Rc<RefCell<Vec<(Owner, String, u64)>>>,
+    worker: Rc<Worker>,
 }
 
 impl Context for Root {
@@ -210,14 +377,17 @@ impl Context for Root {
         &mut self,
         token: u32,
         _headers: usize,
-        _body: usize,
+        body: usize,
         _trailers: usize,
     ) {
+        if self.worker.route(&self.host, token, body, self.context_id) {
+            return;
+        }
         let ok = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
             .is_some_and(|status| status == "200");
-        let Ok(mut settlements) = self.settlements.try_borrow_mut() else {
+        let Ok(mut settlements) = self.worker.settlements.try_borrow_mut() else {
             return;
         };
         let outcome = settlements.answered(token, ok);
@@ -252,31 +422,28 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.worker.decide_deferred(&self.host, self.context_id);
         self.expire_deadlines();
         self.return_expired_leases();
-        if let Ok(mut settlements) = self.settlements.try_borrow_mut() {
+        if let Ok(mut settlements) = self.worker.settlements.try_borrow_mut() {
             let outcomes = settlements.expire(self.host.now_ms());
             drop(settlements);
             outcomes.into_iter().for_each(|o| report(&self.host, o));
         }
         if let Some(config) = &self.config {
-            send_settlements(&self.host, config, &self.settlements);
+            send_settlements(&self.host, config, &self.worker.settlements);
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
             context_id,
-            root_id: self.context_id,
-            config: self.config.clone(),
             flow: self
                 .config
                 .as_ref()
                 .map(|config| Rc::new(RefCell::new(RequestFlow::new(config.clone())))),
             host: self.host,
-            deadlines: self.deadlines.clone(),
-            settlements: self.settlements.clone(),
-            leases: self.leases.clone(),
+            worker: self.worker.clone(),
         }))
     }
 
@@ -287,7 +454,7 @@ impl RootContext for Root {
 
 impl Root {
     fn expire_deadlines(&self) {
-        let Ok(mut deadlines) = self.deadlines.try_borrow_mut() else {
+        let Ok(mut deadlines) = self.worker.deadlines.try_borrow_mut() else {
             return;
         };
         if deadlines.is_empty() {
@@ -295,23 +462,28 @@ impl Root {
         }
         let expired = deadlines.take_expired(self.host.now_ms());
         drop(deadlines);
-        for (context_id, flow) in expired {
+        for (context_id, shared) in expired {
             // Host calls act on the effective context: make it the waiting request's.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue; // the request is gone
             }
-            if let Ok(mut flow) = flow.try_borrow_mut() {
-                flow.on_deadline(&self.host);
-                collect_follow_ups(&mut flow, &self.leases, &self.settlements);
-            }
+            let Ok(mut flow) = shared.try_borrow_mut() else {
+                continue;
+            };
+            flow.on_deadline(&self.host);
+            let ended = self.worker.file(context_id, &shared, &mut flow, true);
+            drop(flow);
+            self.worker.wake(&self.host, ended, context_id, true);
         }
+        // The settlements this tick sends are the root's callouts.
+        let _ = hostcalls::set_effective_context(self.context_id);
     }
 
     /// Takes this worker's expired leases out of their slots and queues their return,
     /// so the control plane refunds what was not spent.
     fn return_expired_leases(&self) {
         let now = self.host.now_ms();
-        let Ok(mut leases) = self.leases.try_borrow_mut() else {
+        let Ok(mut leases) = self.worker.leases.try_borrow_mut() else {
             return;
         };
         let (expired, live): (Vec<_>, Vec<_>) = leases
@@ -322,7 +494,7 @@ impl Root {
         for (owner, id, _) in expired {
             // `None`: a refill already returned it with the next lease.
             if let Some(previous) = budget::take_expired(&self.host, &owner, &id, now) {
-                queue_return(&self.settlements, owner, previous);
+                queue_return(&self.worker.settlements, owner, previous);
             }
         }
     }
@@ -346,22 +518,6 @@ fn queue(settlements: &RefCell<Settlements>, outgoing: Option<Outgoing>) {
     if let (Ok(mut settlements), Some(outgoing)) = (settlements.try_borrow_mut(), outgoing) {
         // Past the bound the oldest is dropped; the control plane keeps it counted.
         let _ = settlements.push(outgoing);
-    }
-}
-
-/// Picks up what a request's flow left for its worker: leases it took (returned when
-/// they expire) and lease returns to send.
-fn collect_follow_ups(
-    flow: &mut RequestFlow,
-    leases: &RefCell<Vec<(Owner, String, u64)>>,
-    settlements: &RefCell<Settlements>,
-) {
-    let (taken, returns) = flow.take_follow_ups();
-    if let Ok(mut leases) = leases.try_borrow_mut() {
-        leases.extend(taken);
-    }
-    for request in returns {
-        queue(settlements, Outgoing::json(LEASES_PATH, &request));
     }
 }
 
@@ -409,19 +565,16 @@ fn report(host: &ProxyHost, outcome: Outcome) {
 /// One per HTTP request.
 struct Request {
     context_id: u32,
-    root_id: u32,
-    config: Option<Rc<FilterConfig>>,
     /// `None` only if the VM has no valid config (Envoy then refuses the filter, so
     /// this is belt and braces): the request passes untouched.
     flow: Option<SharedFlow>,
     host: ProxyHost,
-    deadlines: Rc<RefCell<Deadlines<SharedFlow>>>,
-    settlements: Rc<RefCell<Settlements>>,
-    leases: Rc<RefCell<Vec<(Owner, String, u64)>>>,
+    worker: Rc<Worker>,
 }
 
 impl Request {
-    /// Runs `step` on the flow, then files or forgets the request's deadline.
+    /// Runs `step` on the flow, files what it left for the worker, and wakes the
+    /// requests that waited for a refill it ended.
     fn step<T>(&self, fallback: T, step: impl FnOnce(&mut RequestFlow) -> T) -> T {
         let Some(shared) = self.flow.as_ref() else {
             return fallback;
@@ -430,15 +583,9 @@ impl Request {
             return fallback;
         };
         let result = step(&mut flow);
-        let awaiting = flow.awaiting_until();
-        collect_follow_ups(&mut flow, &self.leases, &self.settlements);
+        let ended = self.worker.file(self.context_id, shared, &mut flow, false);
         drop(flow);
-        if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
-            match awaiting {
-                Some(deadline) => deadlines.insert(self.context_id, deadline, shared.clone()),
-                None => deadlines.remove(self.context_id),
-            }
-        }
+        self.worker.wake(&self.host, ended, self.context_id, false);
         result
     }
 }
@@ -458,14 +605,7 @@ impl Context for Request {
         body: usize,
         _trailers: usize,
     ) {
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u32>().ok());
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (status, body) = call_answer(body);
         let host = self.host;
         self.step((), |flow| flow.on_check_response(&host, status, &body));
     }
@@ -513,26 +653,19 @@ impl HttpContext for Request {
             return;
         };
         let outgoing = Outgoing::json(SETTLE_PATH, &settlement);
-        if let (Ok(mut settlements), Some(outgoing)) = (self.settlements.try_borrow_mut(), outgoing)
-        {
+        let settlements = &self.worker.settlements;
+        if let (Ok(mut settlements), Some(outgoing)) = (settlements.try_borrow_mut(), outgoing) {
             if let Some(dropped) = settlements.push(outgoing) {
                 report(&host, Outcome::Dropped(dropped));
             }
         }
-        // Sent now as the root's callout (this context's callouts die with it); if the
-        // root cannot be made current here, the next tick sends it.
-        if let Some(config) = &self.config {
-            if hostcalls::set_effective_context(self.root_id).is_ok() {
-                send_settlements(&host, config, &self.settlements);
-            }
-        }
+        // The root's next tick sends it: dispatched here, its answer would be handed to
+        // this context, which is about to go.
     }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if let Ok(mut deadlines) = self.deadlines.try_borrow_mut() {
-            deadlines.remove(self.context_id);
-        }
+        self.worker.forget(self.context_id);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
-use tollgate_filter::flow::{Next, RequestFlow};
+use tollgate_filter::flow::{Next, RefillEnd, RequestFlow, Woken};
 use tollgate_filter::host::{Callout, Host, Metric};
 use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, SettleRequest};
 
@@ -29,6 +29,8 @@ struct FakeHost {
     response_headers: RefCell<Headers>,
     counted: RefCell<Vec<Metric>>,
     shared: Rc<RefCell<HashMap<String, Vec<u8>>>>,
+    /// The worker (VM) this request runs on; `None` reads as `g`.
+    worker: Option<&'static str>,
 }
 
 impl FakeHost {
@@ -155,7 +157,7 @@ impl Host for FakeHost {
         "s-1".into()
     }
     fn gateway_id(&self) -> String {
-        "g".into()
+        self.worker.unwrap_or("g").into()
     }
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         // The token is the value's length: enough for one request at a time.
@@ -626,7 +628,7 @@ fn with_budgets_the_first_request_refills_and_the_next_ones_need_no_callout() {
     );
     flow.on_check_response(&first, Some(200), &lease(2));
     assert_eq!(*first.resumed.borrow(), 1);
-    let (taken, _) = flow.take_follow_ups();
+    let taken = flow.take_follow_ups().leases;
     assert_eq!(taken.len(), 1, "the worker returns it when it expires");
 
     // The second request is paid from the budget; the third finds it spent and refills,
@@ -669,7 +671,7 @@ fn a_failed_refill_applies_the_failure_mode_and_resends_the_return() {
     flow.on_request_headers(&next, true); // refills, returning the first lease
     flow.on_deadline(&next);
     assert_eq!(next.local().0, 503);
-    let (_, returns) = flow.take_follow_ups();
+    let returns = flow.take_follow_ups().returns;
     assert_eq!(returns.len(), 1);
     assert_eq!(returns[0].previous.as_ref().map(|p| p.spent), Some(1));
     assert_eq!(returns[0].want, 0);
@@ -710,7 +712,7 @@ fn a_request_that_ends_during_its_refill_returns_both_leases() {
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&gone, true); // refills; the client leaves before the answer
     flow.abandon(&gone);
-    let (_, returns) = flow.take_follow_ups();
+    let returns = flow.take_follow_ups().returns;
     let spent: Vec<Option<u64>> = returns
         .iter()
         .map(|r| r.previous.as_ref().map(|p| p.spent))
@@ -728,4 +730,124 @@ fn a_request_that_ends_during_its_refill_returns_both_leases() {
     RequestFlow::new(config(json!({"budgets": {"enabled": true}}))).on_request_headers(&next, true);
     let ask: Value = serde_json::from_slice(&next.dispatched.borrow()[0].2).unwrap();
     assert_eq!(ask["previous"], Value::Null, "nothing left to return");
+}
+
+/// A request for `acme` on `worker`, sharing `first`'s shared data.
+fn sharing(first: &FakeHost, worker: &'static str) -> FakeHost {
+    FakeHost {
+        shared: first.shared.clone(),
+        worker: Some(worker),
+        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
+    }
+}
+
+#[test]
+fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_new_budget() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let refiller =
+        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut refilling = RequestFlow::new(cfg.clone());
+    assert_eq!(refilling.on_request_headers(&refiller, true), Next::Pause);
+
+    // Same worker: waits, no callout of its own.
+    let waiter = sharing(&refiller, "g");
+    let mut waiting = RequestFlow::new(cfg.clone());
+    assert_eq!(waiting.on_request_headers(&waiter, true), Next::Pause);
+    assert!(waiter.dispatched.borrow().is_empty());
+    assert_eq!(waiter.counted(Metric::BudgetWaits), 1);
+    let key = waiting
+        .take_follow_ups()
+        .waits_for
+        .expect("waits for the refill");
+    assert!(
+        waiting.awaiting_until().is_some(),
+        "within its own deadline"
+    );
+
+    // Another worker cannot be woken from here: it is checked.
+    let elsewhere = sharing(&refiller, "h");
+    assert_eq!(
+        RequestFlow::new(cfg).on_request_headers(&elsewhere, true),
+        Next::Pause
+    );
+    let (_, headers, _) = elsewhere.dispatched.borrow()[0].clone();
+    assert!(headers.contains(&(":path".into(), "/v1/check".into())));
+
+    refilling.on_check_response(&refiller, Some(200), &lease(5));
+    let ended = refilling.take_follow_ups().refills_ended;
+    assert_eq!(ended, vec![(key, RefillEnd::Answered)]);
+    assert_eq!(
+        waiting.on_refill_ended(&waiter, RefillEnd::Answered, false),
+        Woken::Done
+    );
+    assert_eq!(*waiter.resumed.borrow(), 1);
+    assert_eq!(waiter.counted(Metric::BudgetHits), 1);
+    assert!(waiter.dispatched.borrow().is_empty());
+    assert_eq!(waiting.awaiting_until(), None);
+}
+
+#[test]
+fn waiters_of_a_refill_that_failed_apply_the_failure_mode_and_a_late_wake_is_ignored() {
+    let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
+    let refiller =
+        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut refilling = RequestFlow::new(cfg.clone());
+    refilling.on_request_headers(&refiller, true);
+    let waiter = sharing(&refiller, "g");
+    let mut waiting = RequestFlow::new(cfg.clone());
+    waiting.on_request_headers(&waiter, true);
+    let impatient = sharing(&refiller, "g");
+    let mut first_to_give_up = RequestFlow::new(cfg);
+    first_to_give_up.on_request_headers(&impatient, true);
+
+    // Its own deadline decides first: the failure mode, not counted as a callout.
+    first_to_give_up.on_deadline(&impatient);
+    assert_eq!(impatient.local().0, 503);
+    assert_eq!(impatient.counted(Metric::CalloutTimeouts), 0);
+
+    refilling.on_deadline(&refiller);
+    assert_eq!(
+        refilling.take_follow_ups().refills_ended.len(),
+        1,
+        "the failure wakes the waiters"
+    );
+    waiting.on_refill_ended(&waiter, RefillEnd::Failed, false);
+    assert_eq!(waiter.local().0, 503);
+    assert_eq!(waiter.counted(Metric::FailedClosed), 1);
+
+    // Woken late, the request that gave up does nothing more.
+    first_to_give_up.on_refill_ended(&impatient, RefillEnd::Failed, false);
+    assert_eq!(impatient.counted(Metric::FailedClosed), 1);
+    assert!(impatient.dispatched.borrow().is_empty());
+}
+
+#[test]
+fn a_waiter_the_new_budget_cannot_pay_is_deferred_to_the_root_and_then_refills() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let refiller =
+        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut refilling = RequestFlow::new(cfg.clone());
+    refilling.on_request_headers(&refiller, true);
+    let waiter = sharing(&refiller, "g");
+    let mut waiting = RequestFlow::new(cfg);
+    waiting.on_request_headers(&waiter, true);
+    waiting.take_follow_ups();
+
+    // One unit granted, and the refilling request spends it.
+    refilling.on_check_response(&refiller, Some(200), &lease(1));
+    // Woken in the refilling request's callback, it may not call out from there.
+    assert_eq!(
+        waiting.on_refill_ended(&waiter, RefillEnd::Answered, false),
+        Woken::Deferred
+    );
+    assert!(waiter.dispatched.borrow().is_empty());
+    assert!(
+        waiting.awaiting_until().is_some(),
+        "its deadline still runs"
+    );
+    // The root decides it: a refill of its own, its token handed to the root to route.
+    waiting.decide_deferred(&waiter);
+    let (_, headers, _) = waiter.dispatched.borrow()[0].clone();
+    assert!(headers.contains(&(":path".into(), "/v1/leases".into())));
+    assert_eq!(waiting.take_follow_ups().dispatched.len(), 1);
 }

@@ -16,6 +16,7 @@
 //! - [`upstream`] — the backend behind Envoy; records what reached it as it streams and
 //!   answers what the test asks for (usage headers, JSON and event-stream bodies).
 //! - [`hanging`] — a "control plane" that accepts connections and never answers.
+//! - [`slow`] — a proxy that makes the control plane answer late.
 //! - [`raw`] — a raw HTTP/1.1 client (chunk-by-chunk uploads, bodies cut short).
 //! - [`response`] — assertions on answers: headers, problem+json bodies, 429s.
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
@@ -32,6 +33,7 @@ pub mod redis;
 pub mod redis_cluster;
 pub mod response;
 pub mod shared;
+pub mod slow;
 pub mod upstream;
 
 pub use envoy::Template;

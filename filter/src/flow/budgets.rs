@@ -1,7 +1,9 @@
 //! The fast path of a request: spend budgets every worker shares instead of making a
 //! callout (see [`crate::budget`]). When a budget runs out, this request refills it
-//! (`POST /v1/leases`, one refill per budget at a time) while others are checked; a
-//! request a budget cannot decide is checked (`/v1/check`).
+//! (`POST /v1/leases`, one refill per budget at a time). Other requests of the same
+//! worker wait for that answer (single flight, within their own deadline); those of
+//! other workers, which cannot be woken from here, are checked. A request a budget
+//! cannot decide is checked (`/v1/check`).
 
 use tollgate_protocol::lease::LEASES_PATH;
 use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn};
@@ -29,6 +31,42 @@ pub(super) struct Refill {
     request: LeaseRequest,
 }
 
+/// How a refill ended, for the requests of the same worker that waited for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefillEnd {
+    /// Answered (a lease, none, or a refusal), or its request went away: the waiters
+    /// decide again (from the new budget, the remembered refusal, or a refill of their
+    /// own).
+    Answered,
+    /// No answer in time: the control plane is unreachable, so the waiters apply the
+    /// failure mode rather than each wait for it again.
+    Failed,
+}
+
+/// What became of a request woken by the end of the refill it waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    /// Decided (admitted, refused, failure mode), or nothing left to decide.
+    Done,
+    /// It needs a callout: still waiting, to be decided from the worker's root context.
+    Deferred,
+}
+
+/// What a request's flow leaves for its worker after a callback.
+#[derive(Debug, Default)]
+pub struct FollowUps {
+    /// Leases taken: (owner, lease id, expiry), to return when they expire.
+    pub leases: Vec<(Owner, String, u64)>,
+    /// Lease returns to send.
+    pub returns: Vec<LeaseRequest>,
+    /// This request now waits for the refill of this budget (its slot key).
+    pub waits_for: Option<String>,
+    /// Tokens of the callouts this request dispatched.
+    pub dispatched: Vec<u32>,
+    /// Refills that ended (slot keys): wake whoever waits for them.
+    pub refills_ended: Vec<(String, RefillEnd)>,
+}
+
 impl RequestFlow {
     /// Whether budgets may decide this request: its whole cost is known at the headers
     /// (no streaming body, no cost read from the response, no concurrency slot), and
@@ -43,9 +81,10 @@ impl RequestFlow {
             && self.amounts.values().any(|amount| *amount > 0)
     }
 
-    /// Admits the request from budgets, or starts the refill of one: `Some` when that
-    /// decided what happens, `None` when the request is to be checked.
-    pub(super) fn try_budgets(&mut self, host: &dyn Host) -> Option<Next> {
+    /// Admits the request from budgets, or starts the refill of one (or waits for one)
+    /// if it `may_call_out`: `Some` when that decided what happens, `None` when the
+    /// request is to be checked.
+    pub(super) fn try_budgets(&mut self, host: &dyn Host, may_call_out: bool) -> Option<Next> {
         let identity = self.identity.clone()?;
         let now = host.now_ms();
         let mut spent: Vec<Spent> = Vec::new();
@@ -74,11 +113,19 @@ impl RequestFlow {
                     for s in &spent {
                         budget::unspend(host, &s.owner, &s.lease, s.amount);
                     }
-                    if outcome == Spend::Empty && !self.refilled {
-                        let until = now.saturating_add(self.config.control_plane.timeout_ms);
-                        if let Some(previous) = budget::begin_refill(host, &owner, now, until) {
-                            return Some(self.ask_lease(host, owner, previous));
+                    match outcome {
+                        _ if !may_call_out => {}
+                        Spend::Empty if !self.refilled => {
+                            let until = now.saturating_add(self.config.control_plane.timeout_ms);
+                            if let Some(previous) = budget::begin_refill(host, &owner, now, until) {
+                                return Some(self.ask_lease(host, owner, previous));
+                            }
                         }
+                        // Once: a request woken to find the budget spent again is checked.
+                        Spend::Refilling { here: true } if !self.waited => {
+                            return Some(self.wait_for_refill(host, &owner));
+                        }
+                        _ => {}
                     }
                     return None;
                 }
@@ -119,6 +166,79 @@ impl RequestFlow {
         let announced = self.amounts.get(resource::REQUEST_BYTES).copied();
         self.body.reserve(announced.unwrap_or(0));
         self.admit(host)
+    }
+
+    /// Waits for the refill of `owner`'s budget that another request of this worker
+    /// has in flight, until this request's own deadline.
+    fn wait_for_refill(&mut self, host: &dyn Host, owner: &Owner) -> Next {
+        host.count(Metric::BudgetWaits);
+        self.waited = true;
+        self.follow_ups.waits_for = Some(budget::slot_key(owner));
+        let timeout = self.config.control_plane.timeout_ms;
+        self.waiting = Some(Waiting {
+            purpose: Purpose::Refill,
+            deadline_ms: host.now_ms().saturating_add(timeout),
+        });
+        self.hold()
+    }
+
+    /// The refill this request waited for ended. This runs in another context's
+    /// callback: unless `may_call_out` (that context lives as long as the worker), a
+    /// callout made here could be answered to a request that is gone, so a request
+    /// that needs one keeps waiting (its deadline still runs) and answers
+    /// [`Woken::Deferred`]: call [`RequestFlow::decide_deferred`] from the worker's root.
+    pub fn on_refill_ended(
+        &mut self,
+        host: &dyn Host,
+        end: RefillEnd,
+        may_call_out: bool,
+    ) -> Woken {
+        if !self.waits_for_refill() {
+            return Woken::Done; // the deadline already decided
+        }
+        if end == RefillEnd::Failed {
+            self.waiting = None;
+            self.fail(
+                host,
+                Purpose::Refill,
+                "the budget refill it waited for failed",
+            );
+            return Woken::Done;
+        }
+        if may_call_out {
+            self.waiting = None;
+            self.decide(host);
+            return Woken::Done;
+        }
+        let waiting = self.waiting.take();
+        if let Some(policy) = self.remembered_refusal(host) {
+            host.count(Metric::RejectCacheHits);
+            self.reject(host, policy);
+            return Woken::Done;
+        }
+        if self.budget_eligible() && self.try_budgets(host, false).is_some() {
+            return Woken::Done;
+        }
+        self.waiting = waiting;
+        Woken::Deferred
+    }
+
+    /// Decides a request [`Woken::Deferred`] (from the worker's root context).
+    pub fn decide_deferred(&mut self, host: &dyn Host) {
+        if self.waits_for_refill() {
+            self.waiting = None;
+            self.decide(host);
+        }
+    }
+
+    fn waits_for_refill(&self) -> bool {
+        matches!(self.waiting, Some(w) if w.purpose == Purpose::Refill)
+    }
+
+    /// Tells this request's worker that the refill of `owner`'s budget ended.
+    fn refill_ended(&mut self, owner: &Owner, end: RefillEnd) {
+        let key = budget::slot_key(owner);
+        self.follow_ups.refills_ended.push((key, end));
     }
 
     /// Asks for a new lease of `owner`'s budget, returning the `previous` one. It asks
@@ -164,6 +284,7 @@ impl RequestFlow {
             return;
         };
         let now = host.now_ms();
+        self.refill_ended(&owner, RefillEnd::Answered);
         if answer.decision == Decision::Reject {
             budget::abandon_refill(host, &owner);
             let response = CheckResponse {
@@ -180,10 +301,10 @@ impl RequestFlow {
         budget::finish_refill(host, &owner, &request.id, &answer, now);
         if answer.granted > 0 {
             let expires_ms = now.saturating_add(answer.ttl_ms);
-            self.new_leases.push((owner, request.id, expires_ms));
+            (self.follow_ups.leases).push((owner, request.id, expires_ms));
         }
         self.refilled = true;
-        if self.try_budgets(host).is_none() {
+        if self.try_budgets(host, true).is_none() {
             self.check(host);
         }
     }
@@ -193,8 +314,9 @@ impl RequestFlow {
     pub(super) fn lease_failed(&mut self, host: &dyn Host, why: &str) -> Next {
         if let Some(Refill { owner, request }) = self.refill.take() {
             budget::abandon_refill(host, &owner);
+            self.refill_ended(&owner, RefillEnd::Failed);
             if let Some(previous) = request.previous {
-                self.returns.push(LeaseRequest {
+                self.follow_ups.returns.push(LeaseRequest {
                     id: host.unique_id(),
                     want: 0,
                     previous: Some(previous),
@@ -209,12 +331,16 @@ impl RequestFlow {
     /// answer will never be read, so return both the old lease and the new one (a
     /// return of a lease that was never granted, or already returned, refunds nothing).
     pub fn abandon(&mut self, host: &dyn Host) {
+        if self.waits_for_refill() {
+            self.waiting = None; // nobody to wake any more
+        }
         let Some(Refill { owner, request }) = self.refill.take() else {
             return;
         };
         budget::abandon_refill(host, &owner);
+        self.refill_ended(&owner, RefillEnd::Answered);
         let mut give_back = |previous: LeaseReturn| {
-            self.returns.push(LeaseRequest {
+            self.follow_ups.returns.push(LeaseRequest {
                 id: host.unique_id(),
                 want: 0,
                 previous: Some(previous),
@@ -230,12 +356,8 @@ impl RequestFlow {
         });
     }
 
-    /// Leases this request took (to return when they expire) and returns to send,
-    /// since the last call.
-    pub fn take_follow_ups(&mut self) -> (Vec<(Owner, String, u64)>, Vec<LeaseRequest>) {
-        (
-            std::mem::take(&mut self.new_leases),
-            std::mem::take(&mut self.returns),
-        )
+    /// What this request left for its worker since the last call.
+    pub fn take_follow_ups(&mut self) -> FollowUps {
+        std::mem::take(&mut self.follow_ups)
     }
 }

@@ -28,6 +28,8 @@ use tollgate_protocol::{
 
 mod budgets;
 
+pub use budgets::{FollowUps, RefillEnd, Woken};
+
 use crate::body::BodyMeter;
 use crate::host::{Callout, Host, Metric};
 use crate::identity::{identify, Identity, IdentityError};
@@ -73,6 +75,9 @@ enum Purpose {
     Ahead { asked: u64 },
     /// A new lease of a budget (`/v1/leases`), for this request and the next ones.
     Lease,
+    /// No callout: another request of this worker is refilling the budget this one
+    /// needs, and this one waits for that answer (single flight).
+    Refill,
 }
 
 /// A check in flight.
@@ -113,9 +118,10 @@ pub struct RequestFlow {
     refill: Option<budgets::Refill>,
     /// A refill already happened for this request (one per request at most).
     refilled: bool,
-    /// Leases taken and returns to send, for the worker to pick up.
-    new_leases: Vec<(crate::budget::Owner, String, u64)>,
-    returns: Vec<tollgate_protocol::LeaseRequest>,
+    /// This request already waited for another's refill (once at most).
+    waited: bool,
+    /// What the worker is to pick up after this callback.
+    follow_ups: FollowUps,
 }
 
 impl RequestFlow {
@@ -142,8 +148,8 @@ impl RequestFlow {
             response: ResponseMeter::default(),
             refill: None,
             refilled: false,
-            new_leases: Vec::new(),
-            returns: Vec::new(),
+            waited: false,
+            follow_ups: FollowUps::default(),
         }
     }
 
@@ -176,16 +182,25 @@ impl RequestFlow {
         };
         self.amounts = self.admission_amounts(host, end_of_stream);
         self.body.on_data(0, end_of_stream);
-        if !self.config.shadow {
-            if let Some(policy) = reject_cache::refusal(host, &identity, &self.amounts) {
-                self.identity = Some(identity);
-                host.count(Metric::RejectCacheHits);
-                return self.reject(host, policy);
-            }
-        }
         self.identity = Some(identity);
+        if let Some(policy) = self.remembered_refusal(host) {
+            host.count(Metric::RejectCacheHits);
+            return self.reject(host, policy);
+        }
+        self.decide(host)
+    }
+
+    /// A rejection of this request's tenant remembered in shared data (never in shadow
+    /// mode, which always asks).
+    fn remembered_refusal(&self, host: &dyn Host) -> Option<PolicyStatus> {
+        let identity = self.identity.as_ref().filter(|_| !self.config.shadow)?;
+        reject_cache::refusal(host, identity, &self.amounts)
+    }
+
+    /// Decides the request from budgets if it can, else asks the control plane.
+    fn decide(&mut self, host: &dyn Host) -> Next {
         if self.budget_eligible() {
-            if let Some(next) = self.try_budgets(host) {
+            if let Some(next) = self.try_budgets(host, true) {
                 return next;
             }
         }
@@ -296,7 +311,9 @@ impl RequestFlow {
     /// The deadline passed with no answer.
     pub fn on_deadline(&mut self, host: &dyn Host) {
         if let Some(waiting) = self.waiting.take() {
-            host.count(Metric::CalloutTimeouts);
+            if waiting.purpose != Purpose::Refill {
+                host.count(Metric::CalloutTimeouts);
+            }
             self.fail(host, waiting.purpose, "no decision within the deadline");
         }
     }
@@ -417,10 +434,11 @@ impl RequestFlow {
         let deadline = cp.timeout_ms.to_string();
         callout.headers.push((DEADLINE_HEADER, &deadline));
         host.count(Metric::Callouts);
-        if host.dispatch(callout).is_none() {
+        let Some(token) = host.dispatch(callout) else {
             host.count(Metric::CalloutFailures);
             return Err("the callout could not be dispatched");
-        }
+        };
+        self.follow_ups.dispatched.push(token);
         self.waiting = Some(Waiting {
             purpose,
             deadline_ms: host.now_ms().saturating_add(cp.timeout_ms),
@@ -473,8 +491,9 @@ impl RequestFlow {
                     self.continue_body(host);
                 }
             }
-            // Lease answers go through `on_lease_answer`, never here.
-            Purpose::Lease => {}
+            // Lease answers go through `on_lease_answer`; a refill waited for is no
+            // callout of this request.
+            Purpose::Lease | Purpose::Refill => {}
         }
     }
 
@@ -622,7 +641,7 @@ impl RequestFlow {
                 host.count(Metric::FailedOpen);
                 match purpose {
                     // Not counted: the request passes as `unknown`.
-                    Purpose::Admission | Purpose::Lease => {
+                    Purpose::Admission | Purpose::Lease | Purpose::Refill => {
                         self.let_through(host, QuotaStatus::Unknown, None)
                     }
                     // Counted so far; the rest of the body passes unchecked and is

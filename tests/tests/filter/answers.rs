@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 17] = [
+const STATS: [&str; 18] = [
     "allowed",
     "warned",
     "rejected",
@@ -32,6 +32,7 @@ const STATS: [&str; 17] = [
     "settlement_failures",
     "budget_hits",
     "leases",
+    "budget_waits",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

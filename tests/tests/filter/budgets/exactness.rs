@@ -88,10 +88,15 @@ async fn under_load_through_two_control_planes_usage_is_exactly_what_was_admitte
     let hits = stat(&gateway.envoy, "budget_hits").await;
     let leases = stat(&gateway.envoy, "leases").await;
     let callouts = stat(&gateway.envoy, "callouts").await;
+    let waits = stat(&gateway.envoy, "budget_waits").await;
     let admitted_requests: u64 = seen.values().map(|s| s.admitted[0]).sum();
     println!(
-        "{admitted_requests} admitted: {hits} from budgets, {leases} leases, {callouts} checks"
+        "{admitted_requests} admitted: {hits} from budgets, {leases} leases, {callouts} \
+         callouts, {waits} waits for a refill"
     );
+    // Every lease return was answered (one whose answer got lost would be retried and
+    // counted here once its answer was 10 s late).
+    assert_eq!(stat(&gateway.envoy, "settlement_failures").await, 0);
     assert!(
         hits * 2 > admitted_requests,
         "only {hits} of {admitted_requests} admitted from budgets"
