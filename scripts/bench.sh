@@ -409,6 +409,10 @@ for c in $BENCH_CONNECTIONS; do
     result[direct/$c/$t]=$(measure - - "$c" "http://127.0.0.1:$cp_port" "$t" check)
     log "  -> ${result[direct/$c/$t]}"
     warn_socket_errors "${result[direct/$c/$t]}"
+    log "control plane POST /v1/leases directly: $c connections, $t tenants"
+    result[lease/$c/$t]=$(measure - - "$c" "http://127.0.0.1:$cp_port" "$t" lease)
+    log "  -> ${result[lease/$c/$t]}"
+    warn_socket_errors "${result[lease/$c/$t]}"
   done
 done
 
@@ -469,17 +473,20 @@ cat <<EOF
 | call | conns | tenants | calls/s | p50 ms | p99 ms | control plane CPU µs/call | Redis µs/call | PostgreSQL µs/call | ≥400 % | other CPU % |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
-for c in $BENCH_CONNECTIONS; do
-  for t in $BENCH_TENANTS; do
-    r=${result[direct/$c/$t]}
-    if [[ $r == error* ]]; then
-      printf '| POST /v1/check | %s | %s | %s ||||||||\n' "$c" "$t" "$r"
-    else
-      read -r rps p50 p99 _ _ cp_us redis_us pg_us bad sock _ other <<<"$r"
-      bad=$(bad_column "$bad" "$sock")
-      printf '| POST /v1/check | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$t" "$rps" "$p50" "$p99" \
-        "$cp_us" "$redis_us" "$pg_us" "$bad" "$other"
-    fi
+for call in check lease; do
+  key=direct name="POST /v1/check"
+  [ $call = lease ] && key=lease name="POST /v1/leases"
+  for c in $BENCH_CONNECTIONS; do
+    for t in $BENCH_TENANTS; do
+      r=${result[$key/$c/$t]}
+      if [[ $r == error* ]]; then
+        printf '| %s | %s | %s | %s ||||||||\n' "$name" "$c" "$t" "$r"
+      else
+        read -r rps p50 p99 _ _ cp_us redis_us pg_us bad sock _ other <<<"$r"
+        bad=$(bad_column "$bad" "$sock")
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$c" "$t" "$rps" "$p50" "$p99" \
+          "$cp_us" "$redis_us" "$pg_us" "$bad" "$other"
+      fi
+    done
   done
 done
-printf '| POST /v1/leases | | | n/a (not measured yet) ||||||||\n'
