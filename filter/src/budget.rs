@@ -19,7 +19,7 @@ use tollgate_protocol::{LeaseResponse, LeaseReturn, PolicyStatus};
 use crate::host::Host;
 
 /// The number of slots: at most this many (tenant, resource) budgets at once.
-pub const SLOTS: u64 = 16_384;
+pub const SLOTS: u64 = 65_536;
 /// Attempts of one compare-and-swap before giving up (the request is then checked).
 const CAS_ATTEMPTS: usize = 16;
 /// What a slot key holds before its first budget: not a slot.

@@ -11,8 +11,9 @@
 //! callback must be skipped and logged, never turned into a panic that traps the VM.
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -35,6 +36,33 @@ type SharedFlow = Rc<RefCell<RequestFlow>>;
 
 /// Envoy's timeout for a settlement callout (nothing waits on it).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Expired leases taken back per tick at most, so thousands expiring together do not
+/// stall the worker in one tick (the rest wait for the next ones).
+const RETURNS_PER_TICK: usize = 256;
+
+/// A lease this worker took, ordered by when it expires.
+struct Taken {
+    expires_ms: u64,
+    owner: Owner,
+    id: String,
+}
+
+impl PartialEq for Taken {
+    fn eq(&self, other: &Self) -> bool {
+        self.expires_ms == other.expires_ms
+    }
+}
+impl Eq for Taken {}
+impl PartialOrd for Taken {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Taken {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.expires_ms.cmp(&other.expires_ms)
+    }
+}
 
 /// Ids unique across VMs and Envoys: a random prefix per VM and a counter.
 struct Ids {
@@ -207,7 +235,7 @@ struct Worker {
     /// Settlements and lease returns, sent as the root's callouts.
     settlements: RefCell<Settlements>,
     /// Leases this worker took, to return when they expire.
-    leases: RefCell<Vec<(Owner, String, u64)>>,
+    leases: RefCell<BinaryHeap<Reverse<Taken>>>,
     /// Requests waiting for a refill another request of this worker has in flight, by
     /// budget slot key.
     waiters: RefCell<HashMap<String, Vec<(u32, SharedFlow)>>>,
@@ -244,7 +272,18 @@ impl Worker {
             }
         }
         if let Ok(mut leases) = self.leases.try_borrow_mut() {
-            leases.extend(follow_ups.leases);
+            leases.extend(
+                follow_ups
+                    .leases
+                    .into_iter()
+                    .map(|(owner, id, expires_ms)| {
+                        Reverse(Taken {
+                            expires_ms,
+                            owner,
+                            id,
+                        })
+                    }),
+            );
         }
         for request in follow_ups.returns {
             queue(&self.settlements, Outgoing::json(LEASES_PATH, &request));
@@ -486,12 +525,18 @@ impl Root {
         let Ok(mut leases) = self.worker.leases.try_borrow_mut() else {
             return;
         };
-        let (expired, live): (Vec<_>, Vec<_>) = leases
-            .drain(..)
-            .partition(|(_, _, expires_ms)| *expires_ms <= now);
-        *leases = live;
+        let mut expired = Vec::new();
+        while expired.len() < RETURNS_PER_TICK {
+            match leases.peek() {
+                Some(Reverse(next)) if next.expires_ms <= now => {}
+                _ => break,
+            }
+            if let Some(Reverse(taken)) = leases.pop() {
+                expired.push(taken);
+            }
+        }
         drop(leases);
-        for (owner, id, _) in expired {
+        for Taken { owner, id, .. } in expired {
             // `None`: a refill already returned it with the next lease.
             if let Some(previous) = budget::take_expired(&self.host, &owner, &id, now) {
                 queue_return(&self.worker.settlements, owner, previous);

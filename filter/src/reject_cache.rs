@@ -22,7 +22,7 @@ use crate::host::Host;
 use crate::identity::Identity;
 
 /// The number of slots: at most this many rejections are remembered at once.
-pub const SLOTS: u64 = 4096;
+pub const SLOTS: u64 = 65_536;
 
 /// One remembered rejection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

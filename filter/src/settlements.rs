@@ -32,6 +32,12 @@ pub const MAX_ATTEMPTS: u32 = 5;
 pub const MAX_QUEUED: usize = 10_000;
 /// How long an answer may take before the settlement is tried again.
 pub const ANSWER_WITHIN_MS: u64 = 10_000;
+/// Settlements one worker has in flight at most. Thousands of leases expiring at once
+/// would otherwise be returned in one burst, overflow the control-plane cluster's
+/// circuit breaker (Envoy then refuses every callout, the requests' own included) and
+/// be dropped after their retries. Answers come back within milliseconds, so each tick
+/// sends the next ones.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// A settlement and how often it was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +81,11 @@ impl Settlements {
         None
     }
 
-    /// Takes the queued settlements to send now.
+    /// Takes the queued settlements to send now: as many as fit in flight.
     pub fn take_queued(&mut self) -> Vec<Pending> {
-        self.queue.drain(..).collect()
+        let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
+        let n = room.min(self.queue.len());
+        self.queue.drain(..n).collect()
     }
 
     /// Whether anything waits to be sent.
@@ -185,12 +193,34 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_is_sent_as_answers_make_room() {
+        let mut s = Settlements::default();
+        for _ in 0..MAX_IN_FLIGHT + 10 {
+            s.push(settle("a"));
+        }
+        let first = s.take_queued();
+        assert_eq!(first.len(), MAX_IN_FLIGHT);
+        for (token, pending) in (0..).zip(first) {
+            s.sent(token, pending, 0);
+        }
+        assert!(
+            s.take_queued().is_empty(),
+            "nothing more while all are in flight"
+        );
+        assert_eq!(s.answered(0, true), Outcome::Settled);
+        assert_eq!(s.answered(1, true), Outcome::Settled);
+        assert_eq!(s.take_queued().len(), 2);
+        assert!(s.has_queued());
+    }
+
+    #[test]
     fn the_queue_is_bounded() {
         let mut s = Settlements::default();
         for _ in 0..MAX_QUEUED {
             assert!(s.push(settle("a")).is_none());
         }
-        assert!(s.push(settle("b")).is_some());
-        assert_eq!(s.take_queued().len(), MAX_QUEUED);
+        let dropped = s.push(settle("b")).unwrap();
+        assert_eq!(dropped.request, settle("a"), "the oldest goes");
+        assert_eq!(s.queue.len(), MAX_QUEUED);
     }
 }
