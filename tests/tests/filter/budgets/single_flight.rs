@@ -9,12 +9,18 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tollgate_e2e::hanging::Hanging;
 use tollgate_e2e::slow::Slow;
-use tollgate_e2e::ControlPlaneTarget;
+use tollgate_e2e::{ControlPlaneTarget, Gateway};
 
 use crate::{get, start_with_tier, stat, GatewayOptions};
 
 /// Concurrent requests of one tenant that has no budget yet.
 const REQUESTS: u64 = 24;
+
+/// A gateway started with `options` and tenant `acme`, 1000 requests a day.
+async fn with_acme(options: GatewayOptions) -> Gateway {
+    let limits = json!([{"resource": "requests", "period": "day", "quota": 1000}]);
+    start_with_tier(options, "daily", limits, &["acme"]).await
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_arriving_during_a_refill_wait_for_it_and_are_paid_from_the_new_budget() {
@@ -27,13 +33,7 @@ async fn requests_arriving_during_a_refill_wait_for_it_and_are_paid_from_the_new
         control_plane_args: vec!["--lease-ttl-ms", "1500"],
         ..GatewayOptions::default()
     };
-    let gateway = start_with_tier(
-        options,
-        "daily",
-        json!([{"resource": "requests", "period": "day", "quota": 1000}]),
-        &["acme"],
-    )
-    .await;
+    let gateway = with_acme(options).await;
     slow.forward_to(gateway.control_plane.port);
 
     let answers =
@@ -77,13 +77,7 @@ async fn requests_waiting_for_a_refill_that_never_comes_meet_their_deadline() {
         control_plane: ControlPlaneTarget::Port(hanging.port),
         ..GatewayOptions::default()
     };
-    let gateway = start_with_tier(
-        options,
-        "daily",
-        json!([{"resource": "requests", "period": "day", "quota": 1000}]),
-        &["acme"],
-    )
-    .await;
+    let gateway = with_acme(options).await;
 
     let timed = (0..REQUESTS).map(|_| async {
         let started = Instant::now();
