@@ -183,6 +183,8 @@ pub fn plan(
             .collect(),
         ops,
         lease,
+        // The caller sets its own: planning knows no deadline.
+        deadline_ms: None,
     };
     Ok(Plan {
         call,

@@ -143,6 +143,8 @@ pub fn plan(
             record_key: budget_key(root, &previous.id),
             spent: previous.spent,
         }),
+        // The caller sets its own: planning knows no deadline.
+        deadline_ms: None,
     };
     Ok(BudgetPlan {
         budget,

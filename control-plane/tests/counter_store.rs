@@ -25,7 +25,7 @@ use tollgate_control_plane::store::{
     settlement_key, Adjustment, Budget, BudgetLevel, BudgetOutcome, BudgetReply, BudgetReturn,
     Budgeted, Call, CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move, Op, OpKind,
     Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement,
-    Snapshot, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
+    Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
 use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
@@ -66,6 +66,7 @@ fn call(mode: CallMode, markers: Vec<String>, ops: Vec<Op>) -> Call {
         markers,
         ops,
         lease: None,
+        deadline_ms: None,
     }
 }
 
@@ -412,6 +413,7 @@ fn take_slot(root: &str, id: &str, slots: u64, now: i64) -> Call {
         markers: vec![],
         ops: vec![gauge(root, 1, slots)],
         lease: Some(lease(root, id)),
+        deadline_ms: None,
     }
 }
 
@@ -1055,6 +1057,7 @@ fn budget(
         ttl_ms: 10_000,
         record_ttl_ms: 70_000,
         previous: None,
+        deadline_ms: None,
     }
 }
 
@@ -1524,6 +1527,68 @@ async fn budgets_beyond_two_to_the_53_are_split_exactly(store: Arc<dyn CounterSt
     assert_eq!(used(store.as_ref(), &[counter]).await, vec![big + share]);
 }
 
+/// A deadline `ms` milliseconds from now (negative: already past), on the real clock.
+fn deadline_in(ms: i64) -> Option<i64> {
+    Some(Utc::now().timestamp_millis() + ms)
+}
+
+async fn a_check_the_store_gets_after_its_deadline_counts_nothing(store: Arc<dyn CounterStore>) {
+    let root = "late-check";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = vec![key(root, root, 0)];
+    let check = |deadline_ms| Call {
+        deadline_ms,
+        ..call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&counter, 5, 100)],
+        )
+    };
+    assert!(
+        run(store.as_ref(), &check(deadline_in(10_000)))
+            .await
+            .admitted
+    );
+    let late = store.call(&check(deadline_in(-1))).await;
+    assert!(
+        matches!(late, Err(StoreError::PastDeadline)),
+        "a late check fails: {late:?}"
+    );
+    assert_eq!(used(store.as_ref(), &counter).await, vec![5]);
+    // A read has no caller waiting on a failure mode: it answers whatever the deadline.
+    let read = Call {
+        deadline_ms: deadline_in(-1),
+        ..call(
+            CallMode::Read,
+            markers.clone(),
+            vec![window(&counter, 0, 100)],
+        )
+    };
+    assert_eq!(run(store.as_ref(), &read).await.used, vec![5]);
+}
+
+async fn a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back_the_previous(
+    store: Arc<dyn CounterStore>,
+) {
+    let root = "late-lease";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    let ops = vec![limit_of(&counter, 1_000, 0)];
+    let first = budget(root, "l1", "g", &markers, ops.clone(), 100);
+    assert_eq!(granted(store.as_ref(), &first).await, 100);
+    let late = Budget {
+        deadline_ms: deadline_in(-1),
+        ..returning(budget(root, "l2", "g", &markers, ops, 100), root, "l1", 40)
+    };
+    let done = leased(store.as_ref(), &late).await;
+    assert_eq!(done.refunded, 60);
+    assert!(
+        matches!(done.grant, Grant::Reserved { granted: 0, .. }),
+        "{done:?}"
+    );
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![40]);
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1593,6 +1658,8 @@ for_every_store!(
     a_budget_returned_after_its_record_expired_refunds_nothing,
     a_budget_on_a_store_that_lost_its_counters_is_reseeded_first,
     budgets_beyond_two_to_the_53_are_split_exactly,
+    a_check_the_store_gets_after_its_deadline_counts_nothing,
+    a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back_the_previous,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {

@@ -2,8 +2,11 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::process::{free_port, wait_for_port, ChildGuard};
 
@@ -41,5 +44,22 @@ impl Redis {
     /// Stops the server.
     pub fn stop(&mut self) {
         self.child.stop();
+    }
+
+    /// Makes Redis slow: every client's commands wait `pause` before they run
+    /// (`CLIENT PAUSE … ALL`), as behind a blocked or overloaded server. Returns once the
+    /// pause is in force.
+    pub async fn pause(&self, pause: Duration) -> Result<()> {
+        let millis = pause.as_millis().to_string();
+        let command = format!(
+            "*4\r\n$6\r\nCLIENT\r\n$5\r\nPAUSE\r\n${}\r\n{millis}\r\n$3\r\nALL\r\n",
+            millis.len()
+        );
+        let mut connection = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        connection.write_all(command.as_bytes()).await?;
+        let mut reply = [0u8; 5];
+        connection.read_exact(&mut reply).await?;
+        ensure!(&reply == b"+OK\r\n", "CLIENT PAUSE answered {reply:?}");
+        Ok(())
     }
 }

@@ -1,12 +1,10 @@
 //! `/v1/leases`: give back a gateway's budget and reserve its next one (see [`budget`]).
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use tollgate_protocol::{LeaseRequest, LeaseResponse};
 
 use super::validate::validate_lease;
-use super::{counted, record_events, reseeding, resolve_cached};
+use super::{counted, record_events, reseeding, resolve_cached, Deadline};
 use crate::accounting::{crosses_warning, Planned};
 use crate::budget::{self, BudgetError};
 use crate::error::ApiError;
@@ -18,7 +16,7 @@ use crate::store::{BudgetOutcome, Budgeted, Grant};
 pub async fn lease(
     state: &AppState,
     request: &LeaseRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<LeaseResponse, ApiError> {
     counted(
         &state.metrics.leases,
@@ -36,7 +34,7 @@ pub fn count_lease(state: &AppState, outcome: &str) {
 async fn lease_counted(
     state: &AppState,
     request: &LeaseRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<(LeaseResponse, &'static str), ApiError> {
     validate_lease(request)?;
     let Some((resolved, now)) =
@@ -46,10 +44,11 @@ async fn lease_counted(
         return Ok((budget::unknown_tenant(&request.tenant), "rejected"));
     };
     let plan = budget::plan(&resolved, request, &state.config.leases, now);
-    let plan = plan.map_err(|error| match &error {
+    let mut plan = plan.map_err(|error| match &error {
         BudgetError::Gauge(_) => ApiError::field("resource", error.to_string()),
         BudgetError::NoWindow(_) => ApiError::internal(error.to_string()),
     })?;
+    plan.budget.deadline_ms = Some(deadline.unix_ms());
     let outcome = reseeding(
         state,
         &resolved.root,

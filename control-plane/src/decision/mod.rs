@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus::IntCounterVec;
@@ -23,10 +22,12 @@ use crate::store::{
 };
 use crate::window::{Series, Window};
 
+mod deadline;
 mod lease;
 mod settle;
 mod validate;
 
+pub use deadline::Deadline;
 pub use lease::{count_lease, lease};
 pub use settle::{count_settlement, settle};
 pub use validate::{is_valid_request_id, is_valid_resource, is_valid_role};
@@ -72,7 +73,7 @@ fn count_lookup(state: &AppState, freshness: Freshness) {
 async fn cached_definitions(
     state: &AppState,
     tenant: &str,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<(std::sync::Arc<Catalog>, Option<std::sync::Arc<Chain>>), ApiError> {
     let lookup = async {
         let (mut catalog, catalog_freshness) = state.definitions.catalog(&state.repo).await?;
@@ -93,9 +94,9 @@ async fn cached_definitions(
         }
         Ok::<_, crate::definitions::LoadError>((catalog, chain))
     };
-    match tokio::time::timeout(deadline, lookup).await {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(error)) => {
+    match deadline.bound(lookup).await {
+        Some(Ok(found)) => Ok(found),
+        Some(Err(error)) => {
             state
                 .metrics
                 .store_errors
@@ -106,7 +107,7 @@ async fn cached_definitions(
                 source: Box::new(error),
             })
         }
-        Err(_) => Err(ApiError::unavailable(
+        None => Err(ApiError::unavailable(
             "postgres",
             "no quota definitions within the deadline",
         )),
@@ -131,7 +132,7 @@ async fn resolve_cached(
     state: &AppState,
     tenant: &str,
     roles: &[String],
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<Option<(Resolved, DateTime<Utc>)>, ApiError> {
     let (catalog, chain) = cached_definitions(state, tenant, deadline).await?;
     let now = state.now();
@@ -144,7 +145,7 @@ pub async fn run(
     state: &AppState,
     plan: &Plan,
     root: &str,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<Outcome, ApiError> {
     reseeding(state, root, &plan.marker_tenants, deadline, "call", || {
         state.store.call(&plan.call)
@@ -153,13 +154,13 @@ pub async fn run(
 }
 
 /// Runs a store call (`attempt`, timed as `op`) whose seed markers belong to
-/// `marker_tenants`; when the store lost some of them, re-seeds those tenants and runs
-/// it once more.
+/// `marker_tenants`, until `deadline`; when the store lost some of them, re-seeds those
+/// tenants and runs it once more.
 async fn reseeding<T, F, Fut>(
     state: &AppState,
     root: &str,
     marker_tenants: &[String],
-    deadline: Duration,
+    deadline: Deadline,
     op: &str,
     mut attempt: F,
 ) -> Result<T, ApiError>
@@ -173,7 +174,10 @@ where
             .store_duration
             .with_label_values(&["redis", op])
             .start_timer();
-        let reply = attempt().await;
+        let reply = deadline
+            .bound(attempt())
+            .await
+            .unwrap_or(Err(StoreError::PastDeadline));
         timer.observe_duration();
         match reply.map_err(|e| state.redis_error(e))? {
             Seeded::Done(done) => return Ok(done),
@@ -198,7 +202,7 @@ async fn seed(
     state: &AppState,
     root: &str,
     tenants: &[String],
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<(), ApiError> {
     let now = state.now();
     let since = now - chrono::Duration::days(HISTORY_LOOKBACK_DAYS);
@@ -207,9 +211,10 @@ async fn seed(
         .store_duration
         .with_label_values(&["postgres", "history"])
         .start_timer();
-    let rows = tokio::time::timeout(deadline, state.repo.open_history(tenants, since))
+    let rows = deadline
+        .bound(state.repo.open_history(tenants, since))
         .await
-        .map_err(|_| {
+        .ok_or_else(|| {
             ApiError::unavailable("postgres", "usage history not read within the deadline")
         })?
         .map_err(|e| state.postgres_error(e))?;
@@ -237,10 +242,10 @@ async fn seed(
         })
         .collect();
     let markers: Vec<String> = tenants.iter().map(|t| marker_key(root, t)).collect();
-    let created = state
-        .store
-        .seed(&markers, &seeds)
+    let created = deadline
+        .bound(state.store.seed(&markers, &seeds))
         .await
+        .unwrap_or(Err(StoreError::PastDeadline))
         .map_err(|e| state.redis_error(e))?;
     state.metrics.seeds.inc_by(tenants.len() as u64);
     tracing::info!(
@@ -252,11 +257,12 @@ async fn seed(
     Ok(())
 }
 
-/// Decides and counts one request.
+/// Decides and counts one request, before `deadline`: a check the store gets to only
+/// later counts nothing, since the filter has applied its failure mode by then.
 pub async fn check(
     state: &AppState,
     request: &CheckRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<CheckResponse, ApiError> {
     validate(request)?;
     let Some((resolved, now)) =
@@ -269,7 +275,7 @@ pub async fn check(
     } else {
         resolved
     };
-    let plan = plan(
+    let mut plan = plan(
         &resolved,
         Select::Amounts(&request.amounts),
         CallMode::Check,
@@ -291,6 +297,7 @@ pub async fn check(
             shadow_reject: false,
         });
     }
+    plan.call.deadline_ms = Some(deadline.unix_ms());
     let outcome = run(state, &plan, &resolved.root, deadline).await?;
     let decided =
         decide(&request.tenant, &plan.planned, &outcome, now).map_err(ApiError::internal)?;
@@ -377,7 +384,7 @@ fn record_events(
 pub async fn release(
     state: &AppState,
     request: &ReleaseRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<ReleaseResponse, ApiError> {
     validate_release(request)?;
     let (_, chain) = cached_definitions(state, &request.tenant, deadline).await?;
@@ -386,10 +393,10 @@ pub async fn release(
         .and_then(Chain::root)
         .unwrap_or(&request.tenant);
     let record = lease_record_key(root, &request.request_id);
-    let released = state
-        .store
-        .release(&record, &request.request_id)
+    let released = deadline
+        .bound(state.store.release(&record, &request.request_id))
         .await
+        .unwrap_or(Err(StoreError::PastDeadline))
         .map_err(|e| state.redis_error(e))?;
     state.metrics.releases.inc_by(released);
     Ok(ReleaseResponse { released })

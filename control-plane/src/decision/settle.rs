@@ -1,11 +1,9 @@
 //! `/v1/settle`: apply what a counted request really cost, once it is over.
 
-use std::time::Duration;
-
 use tollgate_protocol::{SettleRequest, SettleResponse};
 
 use super::validate::validate_settle;
-use super::{counted, reseeding, resolve_cached};
+use super::{counted, reseeding, resolve_cached, Deadline};
 use crate::error::ApiError;
 use crate::settlement::{self, SettleError};
 use crate::state::AppState;
@@ -15,7 +13,7 @@ use crate::store::{lease_record_key, Release, SettleOutcome};
 pub async fn settle(
     state: &AppState,
     request: &SettleRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<SettleResponse, ApiError> {
     counted(
         &state.metrics.settlements,
@@ -37,7 +35,7 @@ pub fn count_settlement(state: &AppState, outcome: &str) {
 async fn settle_counted(
     state: &AppState,
     request: &SettleRequest,
-    deadline: Duration,
+    deadline: Deadline,
 ) -> Result<(SettleResponse, &'static str), ApiError> {
     let checked_at = validate_settle(request)?;
     let Some((resolved, now)) =

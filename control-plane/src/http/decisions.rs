@@ -46,11 +46,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(release))
 }
 
-/// How long this request's caller waits: the shorter of the filter's deadline and
-/// Envoy's timeout, whichever it sends (clamped to 10 ms – 10 s), else the configured
-/// default.
-fn deadline(state: &AppState, headers: &HeaderMap) -> Duration {
-    caller_deadline(headers).unwrap_or(state.config.default_deadline)
+/// When this request's caller stops waiting: after the shorter of the filter's deadline
+/// and Envoy's timeout, whichever it sends (clamped to 10 ms – 10 s), else the
+/// configured default.
+fn deadline(state: &AppState, headers: &HeaderMap) -> decision::Deadline {
+    decision::Deadline::after(caller_deadline(headers).unwrap_or(state.config.default_deadline))
 }
 
 fn caller_deadline(headers: &HeaderMap) -> Option<Duration> {

@@ -16,6 +16,8 @@
 -- ARGV[6]  index of the lease record key (0: none): the set of gauges this request holds
 -- ARGV[7]  the request id ('' when none)
 -- ARGV[8]  seconds a gauge lease lives
+-- ARGV[9]  the caller's deadline, unix milliseconds ('0': none): a check that runs
+--          after it changes nothing and answers "late"
 -- then, per op, 7 values: kind, first key index, key count, amount, cap, ttl seconds,
 --          index of its tenant's marker (0: none)
 --   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
@@ -28,9 +30,10 @@
 -- Admits only if used + amount <= cap for every op (Limit::decide's reject rule).
 -- Usage arithmetic is exact up to the counter maximum (2^63 - 1): the functions strip,
 -- add, sub and le come from decimal.lua, window_usage and with_usage from window.lua,
--- reseed_reply from marker.lua, all prepended to this script.
+-- reseed_reply from marker.lua, past_deadline from deadline.lua, all prepended to this
+-- script.
 --
--- Returns strings: { status ("ok" | "reject" | "seed"), violated op (1-based, "0" if
+-- Returns strings: { "late", "0", "0" }, or { status ("ok" | "reject" | "seed"), violated op (1-based, "0" if
 -- none), K, K marker indices (for "seed"), used_1..used_N, oldest_1..oldest_N } where
 -- used is after counting when admitted and unchanged otherwise, and oldest is the
 -- position (1-based, "0" if none) of the oldest key of a window op that holds usage.
@@ -44,6 +47,10 @@ local record_index = tonumber(ARGV[6])
 local request_id = ARGV[7]
 local lease_ttl = tonumber(ARGV[8])
 
+if mode == 'check' and past_deadline(ARGV[9]) then
+  return { 'late', '0', '0' }
+end
+
 local reseed = reseed_reply(n_markers, { 'seed', '0' })
 if reseed then
   return reseed
@@ -51,7 +58,7 @@ end
 
 local ops = {}
 for i = 1, n_ops do
-  local base = 8 + (i - 1) * 7
+  local base = 9 + (i - 1) * 7
   ops[i] = {
     kind = ARGV[base + 1],
     first = tonumber(ARGV[base + 2]),

@@ -31,6 +31,8 @@
 -- ARGV[10]  what was spent of the previous lease ('' when none is returned)
 -- ARGV[11]  the asker's id in the holders sets: `gateway|tenant`
 -- ARGV[12]  L: the number of levels
+-- ARGV[13]  the caller's deadline, unix milliseconds ('0': none): run after it, the
+--           call still gives back the previous lease but grants nothing
 -- then, per op, 5 values: first key index, key count, cap, ttl seconds, marker index
 --   (0: none). An op's usage is the sum of field `u` of its keys (one calendar window,
 --   or the buckets of a rolling window, current first); a reservation is added to the
@@ -39,7 +41,7 @@
 --   limits, whose least room is its headroom.
 --
 -- Arithmetic: decimal.lua; window_usage, with_usage: window.lua; take_back: refund.lua;
--- reseed_reply: marker.lua — all prepended.
+-- reseed_reply: marker.lua; past_deadline: deadline.lua — all prepended.
 -- Returns strings: { "seed", K, K marker indices }, { "overspent", granted } (the
 -- previous lease reported spending more than it was granted: nothing changed), or
 -- { status, refunded, granted, ttl ms, violated op (1-based, "0" if none), R, R refunded
@@ -61,11 +63,14 @@ local gateway = ARGV[9]
 local spent = ARGV[10]
 local holder = ARGV[11]
 local n_levels = tonumber(ARGV[12])
+if past_deadline(ARGV[13]) then
+  want = '0'
+end
 
 local ops = {}
 local n_keys = 0
 for i = 1, n_ops do
-  local base = 12 + (i - 1) * 5
+  local base = 13 + (i - 1) * 5
   ops[i] = {
     first = tonumber(ARGV[base + 1]),
     count = tonumber(ARGV[base + 2]),
@@ -77,7 +82,7 @@ for i = 1, n_ops do
 end
 local record = KEYS[n_markers + n_keys + 1]
 local levels = {}
-local arg = 12 + n_ops * 5
+local arg = 13 + n_ops * 5
 for l = 1, n_levels do
   local count = tonumber(ARGV[arg + 1])
   local members = {}

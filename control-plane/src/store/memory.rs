@@ -12,8 +12,8 @@ use chrono::Utc;
 use super::{
     budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
     BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, Op, OpKind,
-    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreFuture,
-    COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
+    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// One stored value and the unix second it expires at.
@@ -57,6 +57,11 @@ pub struct MemoryStore {
 
 fn wall_clock() -> i64 {
     Utc::now().timestamp()
+}
+
+/// Whether a call's deadline (unix ms) has passed, on the real clock as in the scripts.
+fn past(deadline_ms: Option<i64>) -> bool {
+    deadline_ms.is_some_and(|deadline| Utc::now().timestamp_millis() > deadline)
 }
 
 fn live<'e>(entries: &'e Entries, key: &str) -> Option<&'e Value> {
@@ -502,7 +507,11 @@ impl MemoryStore {
         // 4. The grant: at each level, a share of the level's headroom for each budget
         // held at or below it (the asker's included); never more than the headroom of an
         // op in no level.
-        let mut granted = budget.want;
+        let mut granted = if past(budget.deadline_ms) {
+            0
+        } else {
+            budget.want
+        };
         if let Some((room, _)) = headroom {
             granted = granted.min(room);
         }
@@ -583,6 +592,9 @@ impl CounterStore for MemoryStore {
     fn call<'a>(&'a self, call: &'a Call) -> StoreFuture<'a, Reply> {
         Box::pin(async move {
             validate_call(call)?;
+            if call.mode == CallMode::Check && past(call.deadline_ms) {
+                return Err(StoreError::PastDeadline);
+            }
             Ok(self.run(call))
         })
     }

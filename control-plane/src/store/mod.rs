@@ -158,6 +158,10 @@ pub struct Call {
     pub ops: Vec<Op>,
     /// Where gauge leases are recorded; required when a gauge op has an amount.
     pub lease: Option<Lease>,
+    /// Unix milliseconds after which a check must count nothing, by the store's own
+    /// clock: its caller has given up and the filter has applied its failure mode.
+    /// Such a call fails with [`StoreError::PastDeadline`]. `None`: no deadline.
+    pub deadline_ms: Option<i64>,
 }
 
 /// What a store call that counts found: markers missing, or its result.
@@ -324,6 +328,10 @@ pub struct Budget {
     pub record_ttl_ms: i64,
     /// The budget given back first.
     pub previous: Option<BudgetReturn>,
+    /// Unix milliseconds after which nothing is granted, by the store's own clock (the
+    /// gateway has stopped waiting, and a budget it never gets would stay counted);
+    /// `previous` is still given back. `None`: no deadline.
+    pub deadline_ms: Option<i64>,
 }
 
 /// One level of a [`Budget`]: its headroom is shared between the budgets held at or
@@ -440,13 +448,17 @@ pub enum StoreError {
     /// The caller asked for something the store refuses (a gauge without a request id).
     #[error("invalid store call: {0}")]
     Invalid(String),
+    /// The call did not finish within its caller's deadline; a check the store got to
+    /// only after it counted nothing.
+    #[error("no answer from the counter store within the caller's deadline")]
+    PastDeadline,
 }
 
 impl StoreError {
     /// Whether the failure is about reaching the store (answer 503 and let the filter
     /// apply its failure mode) rather than a bug (answer 500).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unreachable(_))
+        matches!(self, StoreError::Unreachable(_) | StoreError::PastDeadline)
     }
 }
 

@@ -1,5 +1,6 @@
 //! When something is wrong: a control plane that never answers, one with no healthy
-//! host, and a filter configuration that Envoy must refuse.
+//! host, a Redis too slow for the deadline, and a filter configuration that Envoy must
+//! refuse.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use tollgate_e2e::process::free_port;
 use tollgate_e2e::response::{header, problem};
 use tollgate_e2e::{ControlPlaneTarget, GatewayOptions, Template};
 
-use super::{get, http, start, stat, upstream_status};
+use super::{get, http, own_usage, per_month, start, start_with_tier, stat, upstream_status};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_control_plane_that_never_answers_meets_the_filters_deadline_and_failure_mode() {
@@ -110,6 +111,40 @@ async fn a_control_plane_cluster_without_a_healthy_host_does_not_hang_requests()
         1,
         "only the open one"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_refused_because_redis_was_too_slow_is_never_counted() {
+    let options = GatewayOptions {
+        failure_mode: "closed",
+        timeout_ms: 300,
+        ..GatewayOptions::default()
+    };
+    let gateway = start_with_tier(options, "metered", per_month("requests", 100), &["acme"]).await;
+    let request = || get(&gateway.envoy, "/api", &[("x-tenant-id", "acme")]);
+    assert_eq!(request().await.status(), StatusCode::OK);
+
+    // Redis stalls for longer than the filter waits; the check it then runs comes after
+    // the control plane's deadline.
+    let pause = Duration::from_millis(1_500);
+    gateway.redis.pause(pause).await.unwrap();
+    let paused = Instant::now();
+    let refused = request().await;
+    let took = paused.elapsed();
+    assert!(
+        took < Duration::from_millis(1_000),
+        "answered after {took:?}"
+    );
+    problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(gateway.upstream.received("acme").requests, 1, "kept out");
+
+    // Once Redis runs the stalled check, it counts nothing: usage is what was admitted.
+    tokio::time::sleep(pause.saturating_sub(paused.elapsed()) + Duration::from_millis(300)).await;
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 1);
+    assert_eq!(request().await.status(), StatusCode::OK);
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 2);
+    assert_eq!(gateway.upstream.received("acme").requests, 2);
+    assert_eq!(stat(&gateway.envoy, "failed_closed").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -115,6 +115,7 @@ impl RedisStore {
                 include_str!("../decimal.lua"),
                 include_str!("../window.lua"),
                 include_str!("../marker.lua"),
+                include_str!("../deadline.lua"),
                 include_str!("../accounting.lua")
             )),
             seed: Script::new(include_str!("../seed.lua")),
@@ -134,6 +135,7 @@ impl RedisStore {
                 include_str!("../window.lua"),
                 include_str!("../refund.lua"),
                 include_str!("../marker.lua"),
+                include_str!("../deadline.lua"),
                 include_str!("../budget.lua")
             )),
             release: Script::new(concat!(
@@ -194,7 +196,8 @@ impl RedisStore {
             .arg(call.ops.len())
             .arg(record_index)
             .arg(call.lease.as_ref().map_or("", |l| l.request_id.as_str()))
-            .arg(call.lease.as_ref().map_or(1, |l| l.ttl_s.max(1)));
+            .arg(call.lease.as_ref().map_or(1, |l| l.ttl_s.max(1)))
+            .arg(call.deadline_ms.unwrap_or(0).max(0));
         for (kind, first, count, amount, cap, ttl, marker) in op_args {
             script
                 .arg(kind.to_string())
@@ -352,7 +355,8 @@ impl RedisStore {
                     .unwrap_or_default(),
             )
             .arg(budget_holder(&budget.gateway, &budget.tenant))
-            .arg(budget.levels.len());
+            .arg(budget.levels.len())
+            .arg(budget.deadline_ms.unwrap_or(0).max(0));
         for (first, count, cap, ttl_s, marker) in op_args {
             script.arg(first).arg(count).arg(cap).arg(ttl_s).arg(marker);
         }
@@ -456,6 +460,9 @@ fn parse_reply(reply: &[String], ops: usize) -> Result<Reply, StoreError> {
     let [status, violated, missing_count, rest @ ..] = reply else {
         return Err(bad());
     };
+    if status == "late" {
+        return Err(StoreError::PastDeadline);
+    }
     if status == "seed" {
         return missing_markers(missing_count, rest)
             .map(Reply::NeedsSeed)
