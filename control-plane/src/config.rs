@@ -81,9 +81,20 @@ pub fn load_config_file(args: &[String]) -> Result<Option<PathBuf>, dotenvy::Err
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: ConfigFile,
-    /// Address to listen on.
+    /// Address of the admin API, `/health`, `/ready` and `/metrics` — and of the
+    /// decision API too, unless `--decision-listen` gives it its own.
     #[arg(long, env = "TOLLGATE_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
+    /// Address of the decision API (`/v1`, with `/health` and `/ready` for Envoy's
+    /// health checks) on a listener of its own, reachable from the gateways only; the
+    /// admin listener then serves no `/v1`.
+    #[arg(long, env = "TOLLGATE_DECISION_LISTEN")]
+    pub decision_listen: Option<SocketAddr>,
+    /// The secret gateways must present to the decision API (`authorization: Bearer`,
+    /// the filter's `control_plane.token`). Without it, whoever reaches the decision
+    /// listener may spend any tenant's quota.
+    #[arg(long, env = "TOLLGATE_DECISION_TOKEN", hide_env_values = true)]
+    pub decision_token: Option<Secret>,
     /// PostgreSQL URL holding the quota definitions.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
@@ -97,6 +108,9 @@ pub struct ServeArgs {
     /// Bearer token required by `/admin/v1`.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Secret,
+    /// A second bearer token of `/admin/v1` that may only read (`GET`, `HEAD`).
+    #[arg(long, env = "TOLLGATE_ADMIN_READ_TOKEN", hide_env_values = true)]
+    pub admin_read_token: Option<Secret>,
     /// How long cached quota definitions are fresh, in milliseconds; after that they are
     /// still used while a background load refreshes them.
     #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
@@ -218,10 +232,20 @@ mod tests {
             "redis://:redispass@r",
             "--admin-token",
             "s3cret-token",
+            "--admin-read-token",
+            "r3ad-token",
+            "--decision-token",
+            "gateway-s3cret",
         ])
         .unwrap();
         let text = format!("{cli:?}");
-        for secret in ["pgpass", "redispass", "s3cret-token"] {
+        for secret in [
+            "pgpass",
+            "redispass",
+            "s3cret-token",
+            "r3ad-token",
+            "gateway-s3cret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");
         }
         let Command::Serve(args) = cli.command else {
@@ -229,6 +253,7 @@ mod tests {
         };
         assert_eq!(args.admin_token.expose(), "s3cret-token");
         assert_eq!(args.listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(args.decision_listen, None);
         assert_eq!(args.definitions_ttl_ms, 5000);
         assert_eq!(
             (

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// Missing or wrong bearer token (401).
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The token is valid but may not do this (403): a read-only token writing.
+    #[error("{0}")]
+    Forbidden(String),
     /// The addressed object or route does not exist (404).
     #[error("{0} not found")]
     NotFound(String),
@@ -82,8 +85,8 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
-    /// A stable machine-readable code: `validation`, `unauthorized`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `unavailable`, `internal`.
+    /// A stable machine-readable code: `validation`, `unauthorized`, `forbidden`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `unavailable`, `internal`.
     pub code: String,
     /// The offending fields, for 400 and 422.
     #[serde(rename = "invalid-params", skip_serializing_if = "Vec::is_empty")]
@@ -127,6 +130,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -140,6 +144,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::Validation { .. } => "validation",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",

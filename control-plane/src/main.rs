@@ -11,6 +11,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use tollgate_control_plane::budget::LeaseSettings;
 use tollgate_control_plane::bus::{self, Bus};
 use tollgate_control_plane::config::{Cli, Command, LogFormat, MigrateArgs, Secret, ServeArgs};
+use tollgate_control_plane::http::auth::TokenDigest;
+use tollgate_control_plane::http::Listeners;
 use tollgate_control_plane::store::{CounterStore, RedisStore};
 use tollgate_control_plane::{serve, AppConfig, AppState, MIGRATOR};
 use tracing_subscriber::EnvFilter;
@@ -100,8 +102,19 @@ async fn migrate_when_reachable(pool: PgPool) {
 }
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.admin_token.expose().trim().is_empty() {
-        bail!("the admin token must not be empty");
+    let admin_read_token = args.admin_read_token.as_ref();
+    let decision_token = args.decision_token.as_ref();
+    for (name, token) in [
+        ("admin token", Some(&args.admin_token)),
+        ("admin read token", admin_read_token),
+        ("decision token", decision_token),
+    ] {
+        if token.is_some_and(|t| t.expose().trim().is_empty()) {
+            bail!("the {name} must not be empty");
+        }
+    }
+    if admin_read_token.is_some_and(|read| read == &args.admin_token) {
+        bail!("the admin read token must differ from the admin token");
     }
     let pool = lazy_pool(&args.database_url)?;
     let redis = if args.redis_cluster {
@@ -121,7 +134,9 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let redis = Arc::new(redis);
     let config = AppConfig {
-        admin_token: args.admin_token,
+        admin_token: TokenDigest::of(args.admin_token.expose()),
+        admin_read_token: admin_read_token.map(|t| TokenDigest::of(t.expose())),
+        decision_token: decision_token.map(|t| TokenDigest::of(t.expose())),
         definitions_ttl: Duration::from_millis(args.definitions_ttl_ms),
         default_deadline: Duration::from_millis(args.check_deadline_ms),
         gauge_lease: Duration::from_secs(args.gauge_lease_s),
@@ -154,10 +169,31 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.history_flush_ms),
     ));
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    serve(listener, state.clone(), shutdown_signal())
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))
+    };
+    let listeners = match args.decision_listen {
+        Some(decisions) => Listeners::Split {
+            admin: bind(args.listen).await?,
+            decisions: bind(decisions).await?,
+        },
+        None => {
+            tracing::warn!(
+                "the decision API shares the admin listener; give it its own, reachable \
+                 from the gateways only, with --decision-listen"
+            );
+            Listeners::Shared(bind(args.listen).await?)
+        }
+    };
+    if decision_token.is_none() {
+        tracing::warn!(
+            "the decision API takes no secret: whoever reaches it can spend any tenant's \
+             quota; set --decision-token and the filter's control_plane.token"
+        );
+    }
+    serve(listeners, state.clone(), shutdown_signal())
         .await
         .context("serving")?;
     // In-flight requests are done: persist what they counted and recorded.

@@ -13,6 +13,7 @@ use crate::config::Secret;
 use crate::definitions::DefinitionsCache;
 use crate::error::ApiError;
 use crate::flusher::UsageFlusher;
+use crate::http::auth::TokenDigest;
 use crate::metrics::Metrics;
 use crate::repo::{QuotaRepo, RepoError};
 use crate::store::{CounterStore, StoreError};
@@ -20,8 +21,13 @@ use crate::store::{CounterStore, StoreError};
 /// What the handlers need from the configuration.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// The bearer token of `/admin/v1`.
-    pub admin_token: Secret,
+    /// The bearer token of `/admin/v1`, as a digest.
+    pub admin_token: TokenDigest,
+    /// A bearer token of `/admin/v1` that may only read, as a digest.
+    pub admin_read_token: Option<TokenDigest>,
+    /// The secret gateways present to `/v1` (the decision API), as a digest; `None`:
+    /// the decision API is open to whoever reaches its listener.
+    pub decision_token: Option<TokenDigest>,
     /// How long quota definitions are fresh in the cache.
     pub definitions_ttl: Duration,
     /// How long a check may wait for definitions when the filter does not say
@@ -39,7 +45,9 @@ impl AppConfig {
     /// A configuration with the defaults of `tollgate serve` and this admin token.
     pub fn with_token(admin_token: Secret) -> AppConfig {
         AppConfig {
-            admin_token,
+            admin_token: TokenDigest::of(admin_token.expose()),
+            admin_read_token: None,
+            decision_token: None,
             definitions_ttl: Duration::from_secs(5),
             default_deadline: Duration::from_millis(200),
             gauge_lease: Duration::from_secs(300),

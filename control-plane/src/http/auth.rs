@@ -1,11 +1,20 @@
-//! Bearer-token authentication of `/admin/v1`, as an extractor every admin handler
-//! takes: [`Admin`] also carries who acts, for the audit log.
+//! Who may call what. `/admin/v1` takes a bearer token, as an extractor every admin
+//! handler takes: [`Admin`] also carries who acts, for the audit log. A read-only token
+//! may use only `GET` and `HEAD`. The decision API (`/v1`) takes the gateway's shared
+//! secret when one is configured, through the [`Gateway`] extractor of every decision
+//! handler.
+//!
+//! Tokens are kept only as SHA-256 digests ([`TokenDigest`]) and compared in constant
+//! time; none is ever logged.
+
+use std::fmt;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
@@ -15,17 +24,63 @@ use crate::state::AppState;
 /// token is shared, so this is what the audit log can tell apart.
 pub const ACTOR_HEADER: &str = "x-tollgate-actor";
 
+/// A token as the control plane keeps it: its SHA-256 digest, never the token itself,
+/// so neither a memory dump nor a `Debug` print shows it. Digests of equal length are
+/// compared in constant time, so neither the response time nor a length check tells how
+/// much of a guessed token was right.
+#[derive(Clone)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// The digest of `token`.
+    pub fn of(token: &str) -> TokenDigest {
+        TokenDigest(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// Whether `presented` is the token.
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(presented.ct_eq(&self.0))
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<token digest>")
+    }
+}
+
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything.
+    Write,
+    /// `GET` and `HEAD` only: dashboards, billing exports, on-call engineers.
+    Read,
+}
+
 /// An authenticated admin request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     /// Who acts: the actor header when given and printable, else `admin`.
     pub actor: String,
+    /// What the token may do.
+    pub scope: Scope,
 }
 
-/// Whether `presented` is the admin token. Compared in constant time, so response time
-/// does not tell how much of a guessed token was right.
-pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
-    !expected.is_empty() && bool::from(presented.ct_eq(expected))
+/// An authenticated caller of the decision API: a gateway that presented the shared
+/// secret, or anyone when none is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway;
+
+/// The bearer token of a request, if it has one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
 }
 
 fn actor(parts: &Parts) -> String {
@@ -41,34 +96,54 @@ fn actor(parts: &Parts) -> String {
         .to_string()
 }
 
+/// A 401 that names the scheme, as RFC 9110 asks.
+fn unauthorized() -> Response {
+    let mut response = ApiError::Unauthorized.into_response();
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// The scope `token` grants, if any.
+fn scope_of(state: &AppState, token: &str) -> Option<Scope> {
+    // Both are compared, whichever matches, so timing does not tell which kind it was.
+    let write = state.config.admin_token.matches(token);
+    let read = (state.config.admin_read_token.as_ref()).is_some_and(|t| t.matches(token));
+    match (write, read) {
+        (true, _) => Some(Scope::Write),
+        (false, true) => Some(Scope::Read),
+        (false, false) => None,
+    }
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, Response> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            Some(token)
-                if token_matches(
-                    token.as_bytes(),
-                    state.config.admin_token.expose().as_bytes(),
-                ) =>
-            {
-                Ok(Admin {
-                    actor: actor(parts),
-                })
-            }
-            _ => {
-                let mut response = ApiError::Unauthorized.into_response();
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                Err(response)
-            }
+        let Some(scope) = bearer(parts).and_then(|token| scope_of(state, token)) else {
+            return Err(unauthorized());
+        };
+        let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+        if scope == Scope::Read && !reads {
+            let refused = ApiError::Forbidden("this token may only read (GET, HEAD)".into());
+            return Err(refused.into_response());
+        }
+        Ok(Admin {
+            actor: actor(parts),
+            scope,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Gateway {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Gateway, Response> {
+        match &state.config.decision_token {
+            None => Ok(Gateway),
+            Some(secret) if bearer(parts).is_some_and(|token| secret.matches(token)) => Ok(Gateway),
+            Some(_) => Err(unauthorized()),
         }
     }
 }
@@ -78,10 +153,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn equal_tokens_match_and_any_difference_does_not() {
-        assert!(token_matches(b"token", b"token"));
-        assert!(!token_matches(b"token", b"tokem"));
-        assert!(!token_matches(b"token", b"token2"));
-        assert!(!token_matches(b"", b""));
+    fn a_digest_matches_its_token_and_nothing_else() {
+        let digest = TokenDigest::of("token");
+        assert!(digest.matches("token"));
+        assert!(!digest.matches("tokem"));
+        assert!(!digest.matches("token2"));
+        assert!(!digest.matches(""));
+    }
+
+    #[test]
+    fn a_digest_never_prints_the_token() {
+        let printed = format!("{:?}", TokenDigest::of("s3cret-token"));
+        assert!(!printed.contains("s3cret"), "{printed}");
     }
 }

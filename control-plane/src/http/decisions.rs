@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::Gateway;
 use super::json::ApiJson;
 use crate::decision;
 use crate::error::{ApiError, Problem};
@@ -76,15 +77,18 @@ fn caller_deadline(headers: &HeaderMap) -> Option<Duration> {
     post, path = "/v1/check", tag = "decisions",
     request_body = CheckRequest,
     params(DeadlineHeader),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The decision", body = CheckResponse),
         (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable: the filter applies its failure mode",
             body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn check(
+    _gateway: Gateway,
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<CheckRequest>,
@@ -123,9 +127,11 @@ async fn check(
     post, path = "/v1/leases", tag = "decisions",
     request_body = LeaseRequest,
     params(DeadlineHeader),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The budget (possibly 0) and the refund", body = LeaseResponse),
         (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "An invalid value (a gauge resource, a bad id, `previous.spent` above its grant); nothing changed",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable: the filter checks each request (or applies its failure mode)",
@@ -133,6 +139,7 @@ async fn check(
     )
 )]
 async fn lease(
+    _gateway: Gateway,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<ApiJson<LeaseRequest>, ApiError>,
@@ -159,9 +166,11 @@ async fn lease(
     post, path = "/v1/settle", tag = "decisions",
     request_body = SettleRequest,
     params(DeadlineHeader),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Settled", body = SettleResponse),
         (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "An invalid value (a gauge resource, no checked_at_ms, a bad id); nothing changed",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable; nothing changed",
@@ -169,6 +178,7 @@ async fn lease(
     )
 )]
 async fn settle(
+    _gateway: Gateway,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<ApiJson<SettleRequest>, ApiError>,
@@ -186,14 +196,17 @@ async fn settle(
 #[utoipa::path(
     post, path = "/v1/release", tag = "decisions",
     request_body = ReleaseRequest,
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What was released", body = ReleaseResponse),
         (status = 400, response = super::Malformed),
+        (status = 401, response = super::Unauthorized),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn release(
+    _gateway: Gateway,
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<ReleaseRequest>,

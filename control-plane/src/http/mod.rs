@@ -92,39 +92,117 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every route with its documentation.
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(decisions::routes())
-        .merge(tiers::routes())
-        .merge(limits::routes())
-        .merge(tenants::routes())
-        .merge(assignments::routes())
-        .merge(usage::routes())
-        .merge(events::routes())
-        .merge(ops::routes())
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// All of them, on one listener (development, or a decision API kept private by
+    /// the network).
+    Everything,
+    /// The decision API (`/v1`) with `/health` and `/ready`: the gateways' listener.
+    Decisions,
+    /// The admin API, the OpenAPI document, `/health`, `/ready` and `/metrics`: the
+    /// operators' listener.
+    Admin,
 }
 
-/// The OpenAPI document of [`routes`].
+/// The routes of `surface`, with their documentation.
+fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
+    let frame = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    let admin = || {
+        OpenApiRouter::new()
+            .merge(tiers::routes())
+            .merge(limits::routes())
+            .merge(tenants::routes())
+            .merge(assignments::routes())
+            .merge(usage::routes())
+            .merge(events::routes())
+            .merge(ops::routes())
+    };
+    match surface {
+        Surface::Everything => frame.merge(decisions::routes()).merge(admin()),
+        Surface::Decisions => frame.merge(decisions::routes()).merge(ops::probes()),
+        Surface::Admin => frame.merge(admin()),
+    }
+}
+
+/// Every route with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    routes_of(Surface::Everything)
+}
+
+/// The OpenAPI document of [`routes`]: both APIs, wherever they are served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The router: every route of [`routes`]; unknown routes and methods answer a
-/// problem+json 404 / 405.
+/// The router of every route of [`routes`].
 pub fn app(state: AppState) -> Router {
-    let (router, _) = routes().split_for_parts();
+    app_for(state, Surface::Everything)
+}
+
+/// The router of `surface`; unknown routes and methods answer a problem+json 404 / 405.
+pub fn app_for(state: AppState, surface: Surface) -> Router {
+    let (router, _) = routes_of(surface).split_for_parts();
     router
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` resolves, then finishes in-flight
-/// requests. Logs `listening on <addr>` once the listener is serving.
+/// Where the control plane listens.
+#[derive(Debug)]
+pub enum Listeners {
+    /// Everything on one listener.
+    Shared(TcpListener),
+    /// The admin API and the decision API apart.
+    Split {
+        /// Operators': [`Surface::Admin`].
+        admin: TcpListener,
+        /// Gateways': [`Surface::Decisions`].
+        decisions: TcpListener,
+    },
+}
+
+/// Serves on `listeners` until `shutdown` resolves, then finishes in-flight requests.
+/// Logs `listening on <addr>` once each listener is serving.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        // Every server holds a receiver until it has drained.
+        let _ = stop.send(());
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.changed().await;
+        }
+    };
+    match listeners {
+        Listeners::Shared(listener) => serve_one(listener, app(state), until_stopped()).await,
+        Listeners::Split { admin, decisions } => {
+            let admin = serve_one(
+                admin,
+                app_for(state.clone(), Surface::Admin),
+                until_stopped(),
+            );
+            let decisions = serve_one(
+                decisions,
+                app_for(state, Surface::Decisions),
+                until_stopped(),
+            );
+            tokio::try_join!(admin, decisions).map(|_| ())
+        }
+    }
+}
+
+async fn serve_one(
+    listener: TcpListener,
+    router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
@@ -137,7 +215,7 @@ pub async fn serve(
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
     });
-    axum::serve(listener, app(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -21,11 +21,16 @@ use crate::state::AppState;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
+    probes()
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_document))
+}
+
+/// `/health` and `/ready` alone, for the decision listener (Envoy health-checks it).
+pub(super) fn probes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
         .routes(routes!(ready))
-        .routes(routes!(metrics))
-        .routes(routes!(openapi_document))
 }
 
 /// Liveness.

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
-use super::app;
+use super::{app, app_for, Surface};
 use crate::bus::MemoryBus;
 use crate::config::Secret;
+use crate::http::auth::TokenDigest;
 use crate::state::{AppConfig, AppState};
 use crate::store::MemoryStore;
 
@@ -35,7 +36,11 @@ fn state() -> AppState {
 }
 
 async fn send(state: &AppState, request: Request<Body>) -> (StatusCode, String, Value) {
-    let response = app(state.clone()).oneshot(request).await.unwrap();
+    send_to(app(state.clone()), request).await
+}
+
+async fn send_to(router: axum::Router, request: Request<Body>) -> (StatusCode, String, Value) {
+    let response = router.oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
         .headers()
@@ -235,5 +240,64 @@ async fn a_lease_of_a_gauge_names_the_resource_before_any_lookup() {
     assert_eq!(
         state.metrics.leases.with_label_values(&["invalid"]).get(),
         1
+    );
+}
+
+#[tokio::test]
+async fn with_a_decision_token_the_decision_api_refuses_callers_without_it() {
+    let mut state = state();
+    state.config = Arc::new(AppConfig {
+        decision_token: Some(TokenDigest::of("gateway-secret")),
+        ..(*state.config).clone()
+    });
+    let check = r#"{"tenant":"acme","amounts":{"requests":1}}"#;
+    for path in ["/v1/check", "/v1/leases", "/v1/settle", "/v1/release"] {
+        for token in [None, Some("wrong"), Some(TOKEN)] {
+            let (status, content_type, body) = send(&state, post(path, check, token)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+            assert_eq!(content_type, "application/problem+json");
+            assert_eq!(body["code"], "unauthorized");
+        }
+    }
+    // The right secret passes: definitions are unreachable here, hence a 503.
+    let (status, _, body) = send(&state, post("/v1/check", check, Some("gateway-secret"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn the_decision_and_admin_listeners_each_serve_only_their_own_api() {
+    let state = state();
+    let check = r#"{"tenant":"acme","amounts":{"requests":1}}"#;
+    let decisions = || app_for(state.clone(), Surface::Decisions);
+    let admin = || app_for(state.clone(), Surface::Admin);
+    let (status, _, _) = send_to(decisions(), post("/v1/check", check, None)).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "served, stores down"
+    );
+    for path in ["/health", "/ready"] {
+        let (status, _, body) = send_to(decisions(), get(path)).await;
+        assert_ne!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    for path in ["/admin/v1/tiers", "/metrics", "/admin/v1/openapi.json"] {
+        let (status, _, _) = send_to(decisions(), get(path)).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{path} on the decision listener"
+        );
+    }
+    let (status, _, _) = send_to(admin(), post("/v1/check", check, None)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "/v1/check on the admin listener"
+    );
+    let (status, _, document) = send_to(admin(), get("/admin/v1/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        document["paths"]["/v1/check"].is_object(),
+        "both APIs documented"
     );
 }

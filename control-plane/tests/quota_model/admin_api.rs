@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::support::{enc, Api};
+use crate::support::{assert_problem, enc, Api, READ_TOKEN};
 
 fn problem_field(body: &Value) -> &str {
     body["invalid-params"][0]["name"].as_str().unwrap_or("")
@@ -24,6 +24,65 @@ async fn pro_tier(api: &Api) -> Value {
         Some(body),
     )
     .await
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_read_only_token_reads_everything_and_every_write_is_forbidden(pool: PgPool) {
+    let api = Api::new(pool);
+    pro_tier(&api).await;
+    for path in ["/admin/v1/tiers", "/admin/v1/tiers/pro", "/admin/v1/events"] {
+        let reply = api.send_as(Some(READ_TOKEN), Method::GET, path, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "GET {path}: {}", reply.body);
+    }
+    let writes = [
+        (
+            Method::POST,
+            "/admin/v1/tiers",
+            Some(json!({"name": "free"})),
+        ),
+        (
+            Method::PATCH,
+            "/admin/v1/tiers/pro",
+            Some(json!({"description": "x"})),
+        ),
+        (Method::DELETE, "/admin/v1/tiers/pro", None),
+        (
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({"id": "acme", "tier": "pro"})),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let reply = api
+            .send_as(Some(READ_TOKEN), method.clone(), path, body)
+            .await;
+        assert_problem(&reply, StatusCode::FORBIDDEN);
+        assert_eq!(reply.body["code"], "forbidden", "{method} {path}");
+    }
+    // Nothing was written.
+    let tier = api
+        .expect(StatusCode::OK, Method::GET, "/admin/v1/tiers/pro", None)
+        .await;
+    assert_eq!(tier["description"], "Pro plan");
+    api.expect(
+        StatusCode::NOT_FOUND,
+        Method::GET,
+        "/admin/v1/tiers/free",
+        None,
+    )
+    .await;
+    api.expect(
+        StatusCode::NOT_FOUND,
+        Method::GET,
+        "/admin/v1/tenants/acme",
+        None,
+    )
+    .await;
+    // A token that is neither is still unauthorized, for reads too.
+    let reply = api
+        .send_as(Some("guess"), Method::GET, "/admin/v1/tiers", None)
+        .await;
+    assert_problem(&reply, StatusCode::UNAUTHORIZED);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
@@ -773,7 +832,14 @@ fn documented() -> Vec<(Method, String, bool)> {
         ];
         for (method, op) in ops {
             if let Some(op) = op {
-                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                // Secured: every alternative names a scheme. The decision API's
+                // `{}` alternative makes its token optional (only when configured).
+                let secured = op.security.as_ref().is_some_and(|alternatives| {
+                    !alternatives.is_empty()
+                        && alternatives
+                            .iter()
+                            .all(|r| serde_json::to_value(r).is_ok_and(|v| v != json!({})))
+                });
                 operations.push((method, path.clone(), secured));
             }
         }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tollgate_control_plane::bus::{Bus, MemoryBus};
 use tollgate_control_plane::config::Secret;
+use tollgate_control_plane::http::auth::TokenDigest;
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 use tollgate_control_plane::{app, AppConfig, AppState};
 use tollgate_e2e::shared;
@@ -18,6 +19,9 @@ use tower::ServiceExt;
 
 /// The admin token of the test control planes.
 pub const TOKEN: &str = "test-admin-token";
+
+/// The read-only admin token of the test control planes.
+pub const READ_TOKEN: &str = "test-read-token";
 
 /// A clock the test moves.
 #[derive(Clone)]
@@ -83,6 +87,7 @@ impl Api {
         let clock = TestClock::new();
         let mut config = AppConfig::with_token(Secret::new(TOKEN));
         config.default_deadline = std::time::Duration::from_secs(5);
+        config.admin_read_token = Some(TokenDigest::of(READ_TOKEN));
         let ticking = clock.clone();
         let state = AppState::new(config, pool, store, bus)
             .unwrap()
