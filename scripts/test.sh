@@ -30,8 +30,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 results="$tmp/results.log"
 scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/gateway.yaml"
-TEMPLATE=envoy/reference.yaml scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/reference.yaml"
-sed "s#/etc/envoy/tollgate_filter.wasm#$wasm#" envoy/docker.yaml >"$tmp/docker.yaml"
+TEMPLATE=envoy/reference.yaml DECISION_TOKEN=validate-secret \
+  scripts/render-envoy.sh 10000 9901 8080 8082 open 200 "$wasm" >"$tmp/reference.yaml"
+# As docker-compose fills it in at start.
+sed -e "s#/etc/envoy/tollgate_filter.wasm#$wasm#" -e "s#{{DECISION_TOKEN}}#validate-secret#" \
+  envoy/docker.yaml >"$tmp/docker.yaml"
 for config in "$tmp/gateway.yaml" "$tmp/reference.yaml" "$tmp/docker.yaml"; do
   "$envoy" --mode validate -c "$config" --disable-hot-restart -l error
 done

@@ -27,14 +27,18 @@ impl<'a> Callout<'a> {
         body: &'a [u8],
         timeout: Duration,
     ) -> Callout<'a> {
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", control_plane.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(authorization) = &control_plane.authorization {
+            headers.push(("authorization", authorization.expose()));
+        }
         Callout {
             cluster: &control_plane.cluster,
-            headers: vec![
-                (":method", "POST"),
-                (":path", path),
-                (":authority", &control_plane.authority),
-                ("content-type", "application/json"),
-            ],
+            headers,
             body,
             timeout,
         }

@@ -237,6 +237,23 @@ fn counted_request_asks_for_one_request_and_its_announced_body_and_waits() {
 }
 
 #[test]
+fn callouts_carry_the_gateway_token_only_when_one_is_configured() {
+    let bearer = ("authorization".to_string(), "Bearer gw-secret".to_string());
+    let control_plane = json!({"cluster": "cp", "timeout_ms": 150, "token": "gw-secret"});
+    for (extra, expected) in [
+        (json!({"control_plane": control_plane}), true),
+        (json!({}), false),
+    ] {
+        let host = FakeHost::upload("acme", Some(512));
+        let mut flow = RequestFlow::new(config(extra));
+        assert_eq!(flow.on_request_headers(&host, false), Next::Pause);
+        let (_, headers, _) = host.dispatched.borrow()[0].clone();
+        assert_eq!(headers.contains(&bearer), expected, "{headers:?}");
+        assert!(expected || !headers.iter().any(|(name, _)| name == "authorization"));
+    }
+}
+
+#[test]
 fn allowed_request_resumes_with_quota_headers_and_tells_the_upstream() {
     let host = FakeHost::upload("acme", Some(100));
     let mut flow = RequestFlow::new(config(json!({})));

@@ -7,6 +7,8 @@
 //! Envoy refuse the listener, not silently run it unprotected. `envoy/README.md`
 //! documents every field with an example.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -36,6 +38,32 @@ pub struct ControlPlaneConfig {
     /// filter enforces it itself; Envoy's own callout timeout is set later, as a backstop.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The secret the control plane's decision API asks of gateways (`tollgate serve
+    /// --decision-token`), sent on every callout as `authorization: Bearer`. Envoy's
+    /// config dump shows it: keep Envoy's admin interface private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<ConfigSecret>,
+    /// `Bearer <token>`, built once from `token` when the config is read.
+    #[serde(skip)]
+    pub authorization: Option<ConfigSecret>,
+}
+
+/// A secret of the filter config: read from JSON as a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConfigSecret(String);
+
+impl ConfigSecret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ConfigSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Where the tenant id comes from.
@@ -265,9 +293,11 @@ pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 impl FilterConfig {
     /// Parses and validates the JSON of the filter config.
     pub fn from_json(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
-        let config: FilterConfig =
+        let mut config: FilterConfig =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
         config.validate()?;
+        let cp = &mut config.control_plane;
+        cp.authorization = (cp.token.as_ref()).map(|t| ConfigSecret(format!("Bearer {}", t.0)));
         Ok(config)
     }
 
@@ -282,6 +312,14 @@ impl FilterConfig {
         }
         if !(1..=MAX_TIMEOUT_MS).contains(&cp.timeout_ms) {
             return fail("control_plane.timeout_ms", "must be 1..=60000");
+        }
+        if cp.token.as_ref().is_some_and(|t| {
+            !(1..=4096).contains(&t.0.len()) || !t.0.bytes().all(|b| b.is_ascii_graphic())
+        }) {
+            return fail(
+                "control_plane.token",
+                "must be 1 to 4096 printable ASCII characters, without spaces",
+            );
         }
         self.validate_tenant()?;
         let m = &self.matching;
@@ -667,6 +705,27 @@ mod tests {
         for (part, field) in cases {
             let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},{part}}}"#);
             assert_eq!(field_of(&json), field, "{part}");
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn the_gateway_token_becomes_a_bearer_header_and_is_never_printed() {
+        let json = r#"{"control_plane":{"cluster":"cp","token":"gw-s3cret"}}"#;
+        let config = FilterConfig::from_json(json.as_bytes()).unwrap();
+        let cp = &config.control_plane;
+        assert_eq!(
+            cp.token.as_ref().map(ConfigSecret::expose),
+            Some("gw-s3cret")
+        );
+        let authorization = cp.authorization.as_ref().map(ConfigSecret::expose);
+        assert_eq!(authorization, Some("Bearer gw-s3cret"));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        let none = parse(r#"{"control_plane":{"cluster":"cp"}}"#).unwrap();
+        assert_eq!(none.control_plane.authorization, None);
+        for bad in ["\"\"", "\"with space\"", "\"line\\nbreak\""] {
+            let json = format!(r#"{{"control_plane":{{"cluster":"cp","token":{bad}}}}}"#);
+            assert_eq!(field_of(&json), "control_plane.token", "{bad}");
         }
     }
 

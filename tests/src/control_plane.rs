@@ -11,15 +11,23 @@ use crate::process::{free_port, target_dir, ChildGuard};
 /// The bearer token tests administer with.
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 
+/// The secret the test gateways present to the decision API (`--decision-token`, the
+/// filter's `control_plane.token`).
+pub const DECISION_TOKEN: &str = "e2e-gateway-secret";
+
 /// Flags every test control plane gets: usage and events are persisted every 200 ms, so
 /// tests of durability need not wait long.
 const TEST_FLAGS: [&str; 4] = ["--history-flush-ms", "200", "--events-flush-ms", "200"];
 
-/// A running control plane; can be stopped and started again on the same port.
+/// A running control plane, as production runs it: the admin API and the decision API
+/// on listeners of their own, the decision API behind [`DECISION_TOKEN`]. Can be
+/// stopped and started again on the same ports.
 #[derive(Debug)]
 pub struct ControlPlane {
-    /// Its port on 127.0.0.1.
+    /// The admin listener's port on 127.0.0.1 (`/admin/v1`, `/health`, `/metrics`).
     pub port: u16,
+    /// The decision listener's port on 127.0.0.1 (`/v1`): where gateways call.
+    pub decision_port: u16,
     database_url: String,
     redis_url: String,
     extra_args: Vec<String>,
@@ -44,6 +52,7 @@ impl ControlPlane {
         let port = free_port()?;
         let mut control_plane = ControlPlane {
             port,
+            decision_port: free_port()?,
             database_url: database_url.to_string(),
             redis_url: redis_url.to_string(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
@@ -68,9 +77,14 @@ impl ControlPlane {
         Ok(path)
     }
 
-    /// Base URL of its HTTP API.
+    /// Base URL of its admin API.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Base URL of its decision API (calls need [`DECISION_TOKEN`]).
+    pub fn decision_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.decision_port)
     }
 
     /// Its log so far.
@@ -90,6 +104,9 @@ impl ControlPlane {
         self.stop();
         let mut command = Command::new(Self::binary()?);
         command.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port)]);
+        let decisions = format!("127.0.0.1:{}", self.decision_port);
+        command.args(["--decision-listen", &decisions]);
+        command.args(["--decision-token", DECISION_TOKEN]);
         command.args([
             "--database-url",
             &self.database_url,

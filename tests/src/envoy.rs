@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::control_plane::DECISION_TOKEN;
 use crate::process::{free_port, is_listening, repo_root, target_dir, wait_for_port, ChildGuard};
 
 /// The prefix of the filter's stats in Envoy's `/stats`.
@@ -287,6 +288,7 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         // Compact JSON is one line: it fits the template's block scalar as it is.
         .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
         .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
+        .replace("{{DECISION_TOKEN}}", DECISION_TOKEN)
         .replace("{{WASM_PATH}}", &wasm.display().to_string());
     if !settings.extra_clusters.is_empty() {
         rendered = add_clusters(&rendered, &settings.extra_clusters)?;

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::control_plane::{ControlPlane, ADMIN_TOKEN};
+use crate::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
 use crate::envoy::{Envoy, EnvoySettings, Template};
 use crate::postgres::Postgres;
 use crate::redis::Redis;
@@ -370,7 +370,11 @@ impl GatewayOptions {
             ControlPlaneTarget::Real | ControlPlaneTarget::Port(_) => "tollgate_control_plane",
         };
         let mut config = json!({
-            "control_plane": {"cluster": cluster, "timeout_ms": self.timeout_ms},
+            "control_plane": {
+                "cluster": cluster,
+                "timeout_ms": self.timeout_ms,
+                "token": DECISION_TOKEN,
+            },
             "failure_mode": self.failure_mode,
         });
         merge(&mut config, &self.filter);
@@ -405,7 +409,7 @@ impl GatewayOptions {
 fn control_plane_ports(first: &ControlPlane, more: &[ControlPlane]) -> Vec<u16> {
     std::iter::once(first)
         .chain(more)
-        .map(|cp| cp.port)
+        .map(|cp| cp.decision_port)
         .collect()
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{Timelike, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN};
+use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
 use tollgate_e2e::postgres::Postgres;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::redis_cluster::RedisCluster;
@@ -265,7 +265,7 @@ async fn two_instances_count_exactly_together(one: &ControlPlane, two: &ControlP
         let body = json!({"id": format!("org/u{user}"), "parent_id": "org", "tier": "user"});
         assert!(admin("/tenants", body).await.unwrap().status().is_success());
     }
-    let urls = [one.url(), two.url()];
+    let urls = [one.decision_url(), two.decision_url()];
     let mut tasks = Vec::new();
     for task in 0..32u64 {
         let http = http.clone();
@@ -279,6 +279,7 @@ async fn two_instances_count_exactly_together(one: &ControlPlane, two: &ControlP
                 let amount = rng.u64(1..=1_000) * rng.u64(1..=40);
                 let reply: Value = http
                     .post(format!("{url}/v1/check"))
+                    .bearer_auth(DECISION_TOKEN)
                     .json(&json!({"tenant": tenant, "amounts": {"request_bytes": amount}}))
                     .send()
                     .await

@@ -1,6 +1,6 @@
 //! When something is wrong: a control plane that never answers, one with no healthy
-//! host, a Redis too slow for the deadline, and a filter configuration that Envoy must
-//! refuse.
+//! host, a Redis too slow for the deadline, a gateway without the decision secret, and
+//! a filter configuration that Envoy must refuse.
 
 use std::time::{Duration, Instant};
 
@@ -145,6 +145,47 @@ async fn a_check_refused_because_redis_was_too_slow_is_never_counted() {
     assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 2);
     assert_eq!(gateway.upstream.received("acme").requests, 2);
     assert_eq!(stat(&gateway.envoy, "failed_closed").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_without_the_decision_secret_cannot_spend_quota() {
+    let options = GatewayOptions {
+        failure_mode: "closed",
+        ..GatewayOptions::default()
+    };
+    let gateway = start_with_tier(options, "metered", per_month("requests", 100), &["acme"]).await;
+    let impostor = gateway
+        .another_envoy(GatewayOptions {
+            failure_mode: "closed",
+            filter: json!({"control_plane": {"token": "guessed-secret"}}),
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let refused = get(&impostor, "/api", &[("x-tenant-id", "acme")]).await;
+    problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(stat(&impostor, "callout_failures").await, 1);
+    // Nor can anyone who reaches the decision listener without the secret.
+    let check = json!({"tenant": "acme", "amounts": {"requests": 1}});
+    let url = format!("{}/v1/check", gateway.control_plane.decision_url());
+    for token in [None, Some("guessed-secret")] {
+        let mut request = http().post(&url).json(&check);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        problem(request.send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    }
+    // The admin listener does not serve the decision API at all.
+    let admin = format!("{}/v1/check", gateway.control_plane.url());
+    let reply = http().post(&admin).json(&check).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::NOT_FOUND);
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 0);
+
+    // The gateway that has the secret is served.
+    let served = get(&gateway.envoy, "/api", &[("x-tenant-id", "acme")]).await;
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 1);
+    assert_eq!(gateway.upstream.received("acme").requests, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

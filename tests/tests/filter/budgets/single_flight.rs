@@ -34,7 +34,7 @@ async fn requests_arriving_during_a_refill_wait_for_it_and_are_paid_from_the_new
         ..GatewayOptions::default()
     };
     let gateway = with_acme(options).await;
-    slow.forward_to(gateway.control_plane.port);
+    slow.forward_to(gateway.control_plane.decision_port);
 
     let answers =
         join_all((0..REQUESTS).map(|_| get(&gateway.envoy, "/x", &[("x-tenant-id", "acme")])))
