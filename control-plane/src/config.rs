@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// Whether `--redis-url` names the nodes of a Redis Cluster.
     #[arg(long, env = "TOLLGATE_REDIS_CLUSTER")]
     pub redis_cluster: bool,
+    /// What decides while Redis is unreachable: `postgres` counts in PostgreSQL (from
+    /// the persisted usage) and hands what it counted to Redis once it is back; `fail`
+    /// answers 503, so the filter applies its failure mode.
+    #[arg(long, env = "TOLLGATE_REDIS_OUTAGE", value_enum, default_value_t = RedisOutage::Postgres)]
+    pub redis_outage: RedisOutage,
     /// Bearer token required by `/admin/v1`.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Secret,
@@ -170,6 +175,15 @@ pub struct MigrateArgs {
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// What decides while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RedisOutage {
+    /// Count in PostgreSQL; reconcile into Redis once it is back.
+    Postgres,
+    /// Answer 503: the filter applies its failure mode.
+    Fail,
 }
 
 /// How log lines are written.

@@ -35,6 +35,17 @@ struct CounterMeta {
     window_end: DateTime<Utc>,
 }
 
+/// The history row of a counter a settlement names.
+fn meta_of(counter: &Counter) -> CounterMeta {
+    CounterMeta {
+        tenant_id: counter.tenant.clone(),
+        resource: counter.resource.clone(),
+        series: counter.series.name(),
+        window_start: counter.window.start,
+        window_end: counter.window.end,
+    }
+}
+
 /// Why a flush failed.
 #[derive(Debug, thiserror::Error)]
 enum FlushError {
@@ -111,16 +122,22 @@ impl UsageFlusher {
 
     /// Marks the counters a settlement moved (a refund's may be an older rolling bucket).
     pub fn touch_counters(&self, counters: &[Counter]) {
-        self.mark(counters.iter().map(|c| {
-            let meta = move || CounterMeta {
-                tenant_id: c.tenant.clone(),
-                resource: c.resource.clone(),
-                series: c.series.name(),
-                window_start: c.window.start,
-                window_end: c.window.end,
-            };
-            (&c.key, meta)
-        }));
+        self.mark(counters.iter().map(|c| (&c.key, move || meta_of(c))));
+    }
+
+    /// Persists `counters` now (usage counted during a Redis outage that just reached
+    /// Redis must be in the history before PostgreSQL forgets it was pending).
+    pub async fn persist_counters(
+        &self,
+        store: &dyn CounterStore,
+        repo: &QuotaRepo,
+        counters: &[Counter],
+    ) -> Result<u64, impl std::error::Error> {
+        let batch: Vec<(String, CounterMeta)> = counters
+            .iter()
+            .map(|c| (c.key.clone(), meta_of(c)))
+            .collect();
+        persist(&batch, store, repo).await
     }
 
     /// Marks each counter not yet marked; its history row is built only then (checks

@@ -21,6 +21,7 @@
 
 pub mod accounting;
 pub mod audit;
+pub mod breaker;
 pub mod budget;
 pub mod bus;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod decision;
 pub mod definitions;
 pub mod error;
+pub mod fallback;
 pub mod flusher;
 pub mod http;
 pub mod metrics;

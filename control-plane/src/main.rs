@@ -10,7 +10,9 @@ use clap::Parser;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use tollgate_control_plane::budget::LeaseSettings;
 use tollgate_control_plane::bus::{self, Bus};
-use tollgate_control_plane::config::{Cli, Command, LogFormat, MigrateArgs, Secret, ServeArgs};
+use tollgate_control_plane::config::{
+    Cli, Command, LogFormat, MigrateArgs, RedisOutage, Secret, ServeArgs,
+};
 use tollgate_control_plane::http::auth::TokenDigest;
 use tollgate_control_plane::http::Listeners;
 use tollgate_control_plane::store::{CounterStore, RedisStore};
@@ -137,6 +139,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: TokenDigest::of(args.admin_token.expose()),
         admin_read_token: admin_read_token.map(|t| TokenDigest::of(t.expose())),
         decision_token: decision_token.map(|t| TokenDigest::of(t.expose())),
+        redis_outage: args.redis_outage,
         definitions_ttl: Duration::from_millis(args.definitions_ttl_ms),
         default_deadline: Duration::from_millis(args.check_deadline_ms),
         gauge_lease: Duration::from_secs(args.gauge_lease_s),
@@ -163,6 +166,12 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         state.repo.clone(),
         Duration::from_millis(args.events_flush_ms),
     ));
+    if args.redis_outage == RedisOutage::Postgres {
+        tokio::spawn(tollgate_control_plane::fallback::reconcile(
+            state.clone(),
+            Duration::from_millis(500),
+        ));
+    }
     tokio::spawn(state.flusher.clone().run(
         store.clone(),
         state.repo.clone(),

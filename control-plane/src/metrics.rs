@@ -80,6 +80,17 @@ pub struct Metrics {
     /// `tollgate_history_dropped_total`: counter snapshots dropped because the queue
     /// was full (they are written again on the counter's next use).
     pub history_dropped: IntCounter,
+    /// `tollgate_redis_circuit_open`: 1 while Redis is considered down and calls skip it.
+    pub redis_circuit_open: IntGauge,
+    /// `tollgate_fallback_calls_total{op,outcome}`: checks and settlements counted in
+    /// PostgreSQL while Redis was down.
+    pub fallback_calls: IntCounterVec,
+    /// `tollgate_fallback_reconciled_units_total`: units counted in PostgreSQL that
+    /// reached Redis once it was back.
+    pub fallback_reconciled: IntCounter,
+    /// `tollgate_fallback_pending_counters`: counters with usage counted in PostgreSQL
+    /// that Redis does not have yet.
+    pub fallback_pending: IntGauge,
 }
 
 fn counter_vec(
@@ -200,6 +211,25 @@ impl Metrics {
                 "tollgate_history_dropped_total",
                 "Counter snapshots dropped because the history queue was full.",
             )?,
+            redis_circuit_open: IntGauge::new(
+                "tollgate_redis_circuit_open",
+                "1 while Redis is considered down: decisions skip it (PostgreSQL fallback \
+                 or the filter's failure mode) and one call probes it now and then.",
+            )?,
+            fallback_calls: counter_vec(
+                "tollgate_fallback_calls_total",
+                "Checks and settlements counted in PostgreSQL while Redis was down, by op \
+                 and outcome (admitted, rejected, duplicate, unavailable).",
+                &["op", "outcome"],
+            )?,
+            fallback_reconciled: IntCounter::new(
+                "tollgate_fallback_reconciled_units_total",
+                "Units counted in PostgreSQL during a Redis outage that reached Redis.",
+            )?,
+            fallback_pending: IntGauge::new(
+                "tollgate_fallback_pending_counters",
+                "Counters with usage counted in PostgreSQL that Redis does not have yet.",
+            )?,
             registry,
         };
         metrics.register()?;
@@ -224,6 +254,16 @@ impl Metrics {
         }
         for scope in ["tenant", "catalog", "all"] {
             metrics.invalidations.with_label_values(&[scope]);
+        }
+        for (op, outcome) in [
+            ("check", "admitted"),
+            ("check", "rejected"),
+            ("check", "unavailable"),
+            ("settle", "admitted"),
+            ("settle", "duplicate"),
+            ("settle", "unavailable"),
+        ] {
+            metrics.fallback_calls.with_label_values(&[op, outcome]);
         }
         Ok(metrics)
     }
@@ -252,6 +292,10 @@ impl Metrics {
         r.register(Box::new(self.history_pending.clone()))?;
         r.register(Box::new(self.history_rows.clone()))?;
         r.register(Box::new(self.history_dropped.clone()))?;
+        r.register(Box::new(self.redis_circuit_open.clone()))?;
+        r.register(Box::new(self.fallback_calls.clone()))?;
+        r.register(Box::new(self.fallback_reconciled.clone()))?;
+        r.register(Box::new(self.fallback_pending.clone()))?;
         Ok(())
     }
 

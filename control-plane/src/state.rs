@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
 use crate::audit::EventSink;
+use crate::breaker::Breaker;
 use crate::budget::LeaseSettings;
 use crate::bus::Bus;
-use crate::config::Secret;
+use crate::config::{RedisOutage, Secret};
 use crate::definitions::DefinitionsCache;
 use crate::error::ApiError;
 use crate::flusher::UsageFlusher;
@@ -39,6 +40,8 @@ pub struct AppConfig {
     pub metrics_tenant_labels: bool,
     /// How budgets of `/v1/leases` are sized.
     pub leases: LeaseSettings,
+    /// What decides while Redis is unreachable.
+    pub redis_outage: RedisOutage,
 }
 
 impl AppConfig {
@@ -53,9 +56,14 @@ impl AppConfig {
             gauge_lease: Duration::from_secs(300),
             metrics_tenant_labels: false,
             leases: LeaseSettings::default(),
+            redis_outage: RedisOutage::Postgres,
         }
     }
 }
+
+/// How often a call probes Redis while the breaker is open: recovery is noticed within
+/// this, and a dead Redis costs one failed call per interval, not one per request.
+const REDIS_PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// Where "now" comes from: the system clock, or a test's.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -79,6 +87,8 @@ pub struct AppState {
     pub flusher: Arc<UsageFlusher>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Whether decisions skip Redis for now, after it failed them.
+    pub redis_breaker: Arc<Breaker>,
     /// The time.
     pub clock: Clock,
     /// This process's name on the invalidation bus.
@@ -106,6 +116,7 @@ impl AppState {
             store,
             bus,
             metrics,
+            redis_breaker: Arc::new(Breaker::new(REDIS_PROBE_EVERY)),
             clock: Arc::new(Utc::now),
             instance: crate::bus::instance_id(),
         })

@@ -8,6 +8,7 @@ use super::{counted, record_events, reseeding, resolve_cached, Deadline};
 use crate::accounting::{crosses_warning, Planned};
 use crate::budget::{self, BudgetError};
 use crate::error::ApiError;
+use crate::fallback;
 use crate::settlement::Counter;
 use crate::state::AppState;
 use crate::store::{BudgetOutcome, Budgeted, Grant};
@@ -57,7 +58,18 @@ async fn lease_counted(
         "lease",
         || state.store.budget(&plan.budget),
     )
-    .await?;
+    .await;
+    let outcome = match outcome {
+        // No budgets while Redis is down: the gateway checks each request, and the
+        // fallback counts them; the returned lease is refunded once Redis is back.
+        Err(error) if fallback::redis_down(state, &error) => {
+            if let Some(previous) = &plan.budget.previous {
+                fallback::remember_return(state, previous, deadline, error).await?;
+            }
+            return Ok((budget::per_request(&request.tenant), "per_request"));
+        }
+        outcome => outcome?,
+    };
     let budgeted = match outcome {
         BudgetOutcome::Done(budgeted) => budgeted,
         BudgetOutcome::Overspent { granted } => {

@@ -12,8 +12,10 @@ use tollgate_protocol::{CheckRequest, CheckResponse, Decision, ReleaseRequest, R
 
 use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Planned, Select};
 use crate::audit::LimitRef;
+use crate::breaker::State as BreakerState;
 use crate::definitions::Freshness;
 use crate::error::ApiError;
+use crate::fallback;
 use crate::model::{Catalog, Chain};
 use crate::resolve::{resolve, Resolved};
 use crate::state::AppState;
@@ -153,10 +155,44 @@ pub async fn run(
     .await
 }
 
+/// Runs one Redis call within `deadline`, through the breaker: while it is open the
+/// call is not made at all ([`StoreError::CircuitOpen`]), and the outcome (answered, or
+/// unreachable and late) moves it.
+pub(crate) async fn redis_call<T>(
+    state: &AppState,
+    deadline: Deadline,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let breaker = &state.redis_breaker;
+    if !breaker.allow() {
+        return Err(StoreError::CircuitOpen);
+    }
+    let result = deadline
+        .bound(call)
+        .await
+        .unwrap_or(Err(StoreError::PastDeadline));
+    match &result {
+        Err(error) if error.is_transient() => {
+            let before = breaker.state();
+            if breaker.failed() == BreakerState::Open && before == BreakerState::Closed {
+                state.metrics.redis_circuit_open.set(1);
+                tracing::warn!(%error, "Redis failed calls in a row: decisions skip it for now");
+            }
+        }
+        _ => {
+            if breaker.succeeded() == BreakerState::Open {
+                state.metrics.redis_circuit_open.set(0);
+                tracing::info!("Redis answers again");
+            }
+        }
+    }
+    result
+}
+
 /// Runs a store call (`attempt`, timed as `op`) whose seed markers belong to
 /// `marker_tenants`, until `deadline`; when the store lost some of them, re-seeds those
 /// tenants and runs it once more.
-async fn reseeding<T, F, Fut>(
+pub(crate) async fn reseeding<T, F, Fut>(
     state: &AppState,
     root: &str,
     marker_tenants: &[String],
@@ -174,10 +210,7 @@ where
             .store_duration
             .with_label_values(&["redis", op])
             .start_timer();
-        let reply = deadline
-            .bound(attempt())
-            .await
-            .unwrap_or(Err(StoreError::PastDeadline));
+        let reply = redis_call(state, deadline, attempt()).await;
         timer.observe_duration();
         match reply.map_err(|e| state.redis_error(e))? {
             Seeded::Done(done) => return Ok(done),
@@ -242,10 +275,8 @@ async fn seed(
         })
         .collect();
     let markers: Vec<String> = tenants.iter().map(|t| marker_key(root, t)).collect();
-    let created = deadline
-        .bound(state.store.seed(&markers, &seeds))
+    let created = redis_call(state, deadline, state.store.seed(&markers, &seeds))
         .await
-        .unwrap_or(Err(StoreError::PastDeadline))
         .map_err(|e| state.redis_error(e))?;
     state.metrics.seeds.inc_by(tenants.len() as u64);
     tracing::info!(
@@ -298,7 +329,12 @@ pub async fn check(
         });
     }
     plan.call.deadline_ms = Some(deadline.unix_ms());
-    let outcome = run(state, &plan, &resolved.root, deadline).await?;
+    let outcome = match run(state, &plan, &resolved.root, deadline).await {
+        Err(error) if fallback::redis_down(state, &error) => {
+            fallback::check(state, &plan, deadline, error).await?
+        }
+        counted => counted?,
+    };
     let decided =
         decide(&request.tenant, &plan.planned, &outcome, now).map_err(ApiError::internal)?;
     record(state, &request.tenant, &plan, &outcome, &decided, now);
@@ -393,11 +429,13 @@ pub async fn release(
         .and_then(Chain::root)
         .unwrap_or(&request.tenant);
     let record = lease_record_key(root, &request.request_id);
-    let released = deadline
-        .bound(state.store.release(&record, &request.request_id))
-        .await
-        .unwrap_or(Err(StoreError::PastDeadline))
-        .map_err(|e| state.redis_error(e))?;
+    let released = redis_call(
+        state,
+        deadline,
+        state.store.release(&record, &request.request_id),
+    )
+    .await
+    .map_err(|e| state.redis_error(e))?;
     state.metrics.releases.inc_by(released);
     Ok(ReleaseResponse { released })
 }

@@ -5,6 +5,7 @@ use tollgate_protocol::{SettleRequest, SettleResponse};
 use super::validate::validate_settle;
 use super::{counted, reseeding, resolve_cached, Deadline};
 use crate::error::ApiError;
+use crate::fallback;
 use crate::settlement::{self, SettleError};
 use crate::state::AppState;
 use crate::store::{lease_record_key, Release, SettleOutcome};
@@ -73,7 +74,15 @@ async fn settle_counted(
         "settle",
         || state.store.settle(&plan.settlement),
     )
-    .await?;
+    .await;
+    let outcome = match outcome {
+        Err(error) if fallback::redis_down(state, &error) => {
+            let applied = fallback::settle(state, &request.id, &plan, deadline, error).await?;
+            let outcome = if applied { "settled" } else { "duplicate" };
+            return Ok((SettleResponse { released: 0 }, outcome));
+        }
+        outcome => outcome?,
+    };
     let settled = match outcome {
         SettleOutcome::Applied(settled) => settled,
         SettleOutcome::Duplicate => {

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::config::RedisOutage;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -51,6 +52,9 @@ pub struct Readiness {
     pub postgres: String,
     /// Whether quota definitions are at hand (loaded now or cached).
     pub definitions: String,
+    /// Where checks are counted now: `redis`, `postgres` (the fallback while Redis is
+    /// down), or `none`.
+    pub counting: String,
 }
 
 /// The process is alive.
@@ -80,12 +84,19 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         .await
         .is_ok_and(|loaded| loaded.is_ok());
     let word = |up: bool| if up { "ok" } else { "down" }.to_string();
-    let can_decide = redis_up && definitions;
+    let fallback = state.config.redis_outage == RedisOutage::Postgres && postgres_up;
+    let counting = match (redis_up, fallback) {
+        (true, _) => "redis",
+        (false, true) => "postgres",
+        (false, false) => "none",
+    };
+    let can_decide = definitions && counting != "none";
     let body = Readiness {
         status: if can_decide { "ok" } else { "unavailable" }.into(),
         redis: word(redis_up),
         postgres: word(postgres_up),
         definitions: word(definitions),
+        counting: counting.into(),
     };
     let status = if can_decide {
         StatusCode::OK

@@ -10,11 +10,13 @@
 //! - `catalog` — what the check path caches: the catalog and a tenant's chain.
 //! - `tiers`, `limits`, `tenants`, `assignments` — one table family each.
 //! - `rules` — the hierarchy rules checked inside write transactions.
-//! - `events` — the audit log; `history` — persisted usage.
+//! - `events` — the audit log; `history` — persisted usage; `fallback` — counters kept
+//!   here while Redis is unreachable.
 
 mod assignments;
 mod catalog;
 mod events;
+mod fallback;
 mod history;
 mod limits;
 mod rules;
@@ -30,6 +32,7 @@ use crate::window::{Period, Series, WindowKind};
 
 pub use self::assignments::{AssignmentFilter, AssignmentPatch, NewAssignment};
 pub use self::events::{EventFilter, NewEvent, StoredEvent};
+pub use self::fallback::{FallbackOp, FallbackOutcome, Pending};
 pub use self::history::{HistoryFilter, HistoryRow};
 pub use self::limits::{LimitFilter, LimitPatch};
 pub use self::tenants::{NewTenant, TenantFilter, TenantPatch};

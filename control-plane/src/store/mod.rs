@@ -452,13 +452,33 @@ pub enum StoreError {
     /// only after it counted nothing.
     #[error("no answer from the counter store within the caller's deadline")]
     PastDeadline,
+    /// The store failed several calls in a row: calls skip it for a while
+    /// ([`crate::breaker`]).
+    #[error("the counter store is considered down (circuit open)")]
+    CircuitOpen,
 }
 
 impl StoreError {
     /// Whether the failure is about reaching the store (answer 503 and let the filter
     /// apply its failure mode) rather than a bug (answer 500).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unreachable(_) | StoreError::PastDeadline)
+        matches!(
+            self,
+            StoreError::Unreachable(_) | StoreError::PastDeadline | StoreError::CircuitOpen
+        )
+    }
+}
+
+impl StoreError {
+    /// Whether the call certainly never reached the store, so nothing of it can have
+    /// been counted: the breaker kept it back, or the connection was refused. A timeout
+    /// or a dropped connection is not such a proof (the store may have run the call).
+    pub fn never_reached_the_store(&self) -> bool {
+        match self {
+            StoreError::CircuitOpen => true,
+            StoreError::Unreachable(error) => error.is_connection_refusal(),
+            _ => false,
+        }
     }
 }
 

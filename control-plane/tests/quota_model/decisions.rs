@@ -12,11 +12,12 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tollgate_control_plane::bus::{self, Bus, MemoryBus};
+use tollgate_control_plane::config::RedisOutage;
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 
 use crate::support::{assert_invalid, assert_problem, enc, one_changed, one_removed, Api, Reply};
 
-async fn tier(api: &Api, name: &str, limits: Value) {
+pub(crate) async fn tier(api: &Api, name: &str, limits: Value) {
     api.expect(
         StatusCode::CREATED,
         Method::POST,
@@ -26,7 +27,7 @@ async fn tier(api: &Api, name: &str, limits: Value) {
     .await;
 }
 
-async fn tenant(api: &Api, body: Value) {
+pub(crate) async fn tenant(api: &Api, body: Value) {
     api.expect(
         StatusCode::CREATED,
         Method::POST,
@@ -37,7 +38,7 @@ async fn tenant(api: &Api, body: Value) {
 }
 
 /// `used` of each of `tenant`'s usage rows on `resource`, by owning level.
-async fn used(api: &Api, tenant: &str, resource: &str) -> Vec<(String, u64)> {
+pub(crate) async fn used(api: &Api, tenant: &str, resource: &str) -> Vec<(String, u64)> {
     let usage = api
         .expect(
             StatusCode::OK,
@@ -900,15 +901,22 @@ async fn a_shadow_check_past_the_hard_limit_is_counted_with_a_warning(pool: PgPo
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
-async fn a_settlement_while_redis_is_down_is_a_503_problem(pool: PgPool) {
-    let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
-    let api = Api::with_store(pool, Arc::new(down));
+async fn without_the_fallback_a_settlement_while_redis_is_down_is_a_503_problem(pool: PgPool) {
+    let api = without_fallback(pool);
     let app = metered_app(&api, "acme").await;
     let at = api.clock.now().timestamp_millis();
     let reply = settle(&api, tokens_settlement("s1", &app, 5, at)).await;
     assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.body["code"], "unavailable");
     assert_eq!(settlements(&api, "unavailable"), 1);
+}
+
+/// A control plane whose Redis is down, run with `--redis-outage fail`.
+fn without_fallback(pool: PgPool) -> Api {
+    let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
+    Api::configured(pool, Arc::new(down), Arc::new(MemoryBus::default()), |c| {
+        c.redis_outage = RedisOutage::Fail;
+    })
 }
 
 /// `POST /v1/leases` with `body`.
@@ -1251,9 +1259,8 @@ async fn an_unknown_tenant_is_leased_nothing(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
-async fn a_lease_while_redis_is_down_is_a_503_problem(pool: PgPool) {
-    let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
-    let api = Api::with_store(pool, Arc::new(down));
+async fn without_the_fallback_a_lease_while_redis_is_down_is_a_503_problem(pool: PgPool) {
+    let api = without_fallback(pool);
     let app = metered_app(&api, "acme").await;
     let reply = lease(&api, lease_of("l1", "g1", &app, "tokens", 10)).await;
     assert_problem(&reply, StatusCode::SERVICE_UNAVAILABLE);

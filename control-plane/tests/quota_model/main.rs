@@ -7,12 +7,14 @@
 //! - `decisions` — `/v1/check`, `/v1/leases`, `/v1/settle` and `/v1/release` through the
 //!   router: hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding,
 //!   several instances, settlements, budgets.
+//! - `fallback` — deciding while Redis is down, and reconciling once it is back.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_api;
 mod decisions;
+mod fallback;
 mod schema;
 mod support;
 

@@ -84,10 +84,21 @@ impl Api {
 
     /// A control plane over `pool`, `store` and `bus` (share them to make instances).
     pub fn over(pool: PgPool, store: Arc<dyn CounterStore>, bus: Arc<dyn Bus>) -> Api {
+        Api::configured(pool, store, bus, |_| {})
+    }
+
+    /// [`Api::over`] with its configuration changed by `change`.
+    pub fn configured(
+        pool: PgPool,
+        store: Arc<dyn CounterStore>,
+        bus: Arc<dyn Bus>,
+        change: impl FnOnce(&mut AppConfig),
+    ) -> Api {
         let clock = TestClock::new();
         let mut config = AppConfig::with_token(Secret::new(TOKEN));
         config.default_deadline = std::time::Duration::from_secs(5);
         config.admin_read_token = Some(TokenDigest::of(READ_TOKEN));
+        change(&mut config);
         let ticking = clock.clone();
         let state = AppState::new(config, pool, store, bus)
             .unwrap()
