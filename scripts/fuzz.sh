@@ -35,7 +35,11 @@ fi
 
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
 say "building the fuzz targets (sanitizer: $sanitizer)"
-cargo +nightly fuzz build -s "$sanitizer" $targets </dev/null
+if [ -z "${FUZZ_TARGETS:-}" ]; then
+  cargo +nightly fuzz build -s "$sanitizer" </dev/null
+else
+  for target in $targets; do cargo +nightly fuzz build -s "$sanitizer" "$target" </dev/null; done
+fi
 
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
