@@ -5,6 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::FilterConfig;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
     assert!((1..=60_000).contains(&config.control_plane.timeout_ms));
     assert!(!config.control_plane.cluster.is_empty());
     assert!(!config.matching.include_paths.is_empty());
-    assert!(config.costs.stream_reserve_bytes >= 1 && config.budgets.want >= 1);
+    // Amounts the filter asks for: the control plane counts no more than AMOUNT_MAX.
+    let amounts = 1..=AMOUNT_MAX;
+    assert!(amounts.contains(&config.costs.stream_reserve_bytes));
+    assert!(amounts.contains(&config.budgets.want));
+    assert!(config.costs.response_reserve <= AMOUNT_MAX);
     for (method, path) in [
         ("GET", "/"),
         ("", ""),

@@ -5,9 +5,11 @@
 //! and remembered rejections), with the clock anywhere up to `u64::MAX`.
 //!
 //! Never a panic (the filter must not trap the VM); every callout body is one the
-//! control plane parses; every header added is a valid value and the draft headers
-//! parse as Structured Fields; every local reply is a problem+json with a known status;
-//! every settlement and lease return serialises to a body the control plane parses.
+//! control plane parses, and asks for no amount past what it counts (it would refuse
+//! the call, and the failure mode decide); every header added is a valid value and the
+//! draft headers parse as Structured Fields; every local reply is a problem+json with a
+//! known status; every settlement and lease return serialises to a body the control
+//! plane parses.
 
 #![no_main]
 
@@ -22,6 +24,7 @@ use sfv::{List, Parser};
 use tollgate_filter::budget;
 use tollgate_filter::flow::{RefillEnd, RequestFlow};
 use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::{
     CheckRequest, CheckResponse, Decision, FilterConfig, LeaseRequest, LeaseResponse, PolicyStatus,
     RejectReason, SettleRequest,
@@ -71,9 +74,20 @@ impl Host for FakeHost {
             "/v1/check" => {
                 let check: CheckRequest = serde_json::from_slice(callout.body).unwrap();
                 assert!(tollgate_protocol::is_valid_tenant_id(&check.tenant));
+                for (resource, amount) in &check.amounts {
+                    assert!(
+                        *amount <= AMOUNT_MAX,
+                        "{resource}: {amount} is more than is counted"
+                    );
+                }
             }
             "/v1/leases" => {
-                serde_json::from_slice::<LeaseRequest>(callout.body).unwrap();
+                let lease: LeaseRequest = serde_json::from_slice(callout.body).unwrap();
+                assert!(
+                    lease.want <= AMOUNT_MAX,
+                    "want {} is more than is counted",
+                    lease.want
+                );
             }
             other => panic!("a callout to {other}"),
         }
