@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check CI runs: format, clippy (native and wasm32), the build, `envoy --mode
-# validate` on every shipped Envoy config, all unit and end-to-end tests, and the
-# protocol tests inside a wasm VM (wasm-bindgen-test under Node).
+# validate` on every shipped Envoy config, all unit and end-to-end tests, the
+# protocol tests inside a wasm VM (wasm-bindgen-test under Node), and a bounded fuzz
+# run of the parsers (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,9 @@ cargo test --workspace --locked 2>&1 | tee -a "$results"
 
 step "protocol tests inside a wasm VM (wasm-bindgen-test)"
 cargo test -p tollgate-protocol --target wasm32-unknown-unknown --locked --lib 2>&1 | tee -a "$results"
+
+step "fuzz the parsers (${FUZZ_SECONDS:-20}s per target)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 # One total over every test binary above (cargo prints one line per binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -10,6 +10,8 @@
 //! `stream_reserve_bytes`): a long upload pauses a handful of times, not once per
 //! chunk, and every pause is a chance for Envoy's buffer to fill (see envoy/README.md).
 
+use tollgate_protocol::check::AMOUNT_MAX;
+
 /// How many times `stream_reserve_bytes` one check may ask ahead at most.
 pub const MAX_GROWTH: u64 = 16;
 
@@ -72,20 +74,24 @@ impl BodyMeter {
     }
 
     /// How far the next check asks ahead: at least `base`, twice the last reservation,
-    /// at most `MAX_GROWTH` times `base`.
+    /// at most `MAX_GROWTH` times `base`, and never more than a check may ask for.
     pub fn ahead(&self, base: u64) -> u64 {
-        self.ahead.clamp(base, base.saturating_mul(MAX_GROWTH))
+        self.ahead
+            .clamp(base, base.saturating_mul(MAX_GROWTH))
+            .min(AMOUNT_MAX)
     }
 
     /// How much to ask for to cover the shortfall: exactly it once the body has ended,
     /// else at least `base` bytes ahead, growing with each check up to `MAX_GROWTH`
-    /// times `base`.
+    /// times `base`; never more than a check may ask for ([`AMOUNT_MAX`]).
     pub fn ask(&self, base: u64) -> u64 {
         let need = self.shortfall();
-        if self.ended {
-            return need;
-        }
-        need.max(self.ahead(base))
+        let ask = if self.ended {
+            need
+        } else {
+            need.max(self.ahead(base))
+        };
+        ask.min(AMOUNT_MAX)
     }
 
     /// What the settlement corrects: bytes that reached the upstream minus bytes
@@ -138,6 +144,16 @@ mod tests {
             body.reserve(ask);
         }
         assert_eq!(asks, vec![10, 20, 40, 80, 160, 160, 160]);
+    }
+
+    #[test]
+    fn asks_never_pass_what_the_control_plane_counts() {
+        let mut body = BodyMeter::default();
+        body.reserve(AMOUNT_MAX);
+        assert_eq!(body.ahead(AMOUNT_MAX), AMOUNT_MAX, "16 times the base");
+        assert_eq!(body.ask(AMOUNT_MAX), AMOUNT_MAX);
+        body.on_data(u64::MAX, true);
+        assert_eq!(body.ask(1), AMOUNT_MAX, "a shortfall past it");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use tollgate_filter::flow::{Next, RefillEnd, RequestFlow, Woken};
 use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, SettleRequest};
 
 type Headers = Vec<(String, String)>;
@@ -251,6 +252,25 @@ fn callouts_carry_the_gateway_token_only_when_one_is_configured() {
         assert_eq!(headers.contains(&bearer), expected, "{headers:?}");
         assert!(expected || !headers.iter().any(|(name, _)| name == "authorization"));
     }
+}
+
+#[test]
+fn a_content_length_past_what_the_control_plane_counts_asks_for_the_most_it_counts() {
+    // Found by fuzzing: the control plane refuses an amount past 2^63 - 1 with a 422,
+    // and the failure mode then let the request through uncounted.
+    let host = FakeHost::upload("acme", Some(u64::MAX));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    assert_eq!(host.last_check().amounts["request_bytes"], AMOUNT_MAX);
+    flow.on_check_response(&host, Some(200), &allow());
+    flow.on_request_body(&host, 100, true);
+    assert_eq!(
+        host.checks().len(),
+        1,
+        "the body is within what was counted"
+    );
+    let settle = flow.settlement(&host).unwrap();
+    assert_eq!(settle.amounts["request_bytes"], 100 - i64::MAX);
 }
 
 #[test]
@@ -670,6 +690,18 @@ fn with_budgets_the_first_request_refills_and_the_next_ones_need_no_callout() {
     RequestFlow::new(cfg).on_request_headers(&third, true);
     let ask: Value = serde_json::from_slice(&third.dispatched.borrow()[0].2).unwrap();
     assert_eq!(ask["previous"]["spent"], 2);
+}
+
+#[test]
+fn a_lease_for_the_largest_body_wants_no_more_than_the_control_plane_counts() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let host = FakeHost::upload("acme", Some(AMOUNT_MAX));
+    RequestFlow::new(cfg).on_request_headers(&host, false);
+    let ask: Value = serde_json::from_slice(&host.dispatched.borrow()[0].2).unwrap();
+    assert_eq!(
+        (ask["resource"].as_str(), ask["want"].as_u64()),
+        (Some("request_bytes"), Some(AMOUNT_MAX))
+    );
 }
 
 #[test]

@@ -25,6 +25,11 @@ pub const RELEASE_PATH: &str = "/v1/release";
 /// callout's backstop timeout, which is later than the filter's deadline.
 pub const DEADLINE_HEADER: &str = "x-tollgate-deadline-ms";
 
+/// The largest amount of one resource a check or lease may ask for: the control
+/// plane's counters are signed 64-bit and it refuses more (422). No quota is larger,
+/// so an amount past it (a `content-length` of 2^64 - 1) is asked for as this.
+pub const AMOUNT_MAX: u64 = i64::MAX as u64;
+
 /// The path of the settle endpoint, version included.
 pub const SETTLE_PATH: &str = "/v1/settle";
 

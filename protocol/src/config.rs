@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::check::AMOUNT_MAX;
 use crate::resource;
 
 /// What the filter does when it cannot get a decision.
@@ -340,8 +341,8 @@ impl FilterConfig {
             return fail("match.exclude_paths", "every entry must start with '/'");
         }
         self.validate_costs()?;
-        if self.budgets.want == 0 {
-            return fail("budgets.want", "must be at least 1");
+        if !(1..=AMOUNT_MAX).contains(&self.budgets.want) {
+            return fail("budgets.want", "must be 1..=9223372036854775807");
         }
         let h = &self.headers;
         if !h.prefix.is_empty() && !is_header_name(&h.prefix) {
@@ -406,8 +407,18 @@ impl FilterConfig {
     fn validate_costs(&self) -> Result<(), ConfigError> {
         let fail = |field, problem| Err(ConfigError::Field { field, problem });
         let c = &self.costs;
-        if c.stream_reserve_bytes == 0 {
-            return fail("costs.stream_reserve_bytes", "must be at least 1");
+        // Both are amounts the filter asks the control plane for.
+        if !(1..=AMOUNT_MAX).contains(&c.stream_reserve_bytes) {
+            return fail(
+                "costs.stream_reserve_bytes",
+                "must be 1..=9223372036854775807",
+            );
+        }
+        if c.response_reserve > AMOUNT_MAX {
+            return fail(
+                "costs.response_reserve",
+                "must be at most 9223372036854775807",
+            );
         }
         if let Some(cost) = &c.response_header {
             if !is_header_name(&cost.header) {
@@ -727,6 +738,28 @@ mod tests {
             let json = format!(r#"{{"control_plane":{{"cluster":"cp","token":{bad}}}}}"#);
             assert_eq!(field_of(&json), "control_plane.token", "{bad}");
         }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn amounts_past_what_the_control_plane_counts_are_refused_by_name() {
+        let cases = [
+            (
+                r#""costs":{"response_reserve":9223372036854775808}"#,
+                "costs.response_reserve",
+            ),
+            (
+                r#""costs":{"stream_reserve_bytes":18446744073709551615}"#,
+                "costs.stream_reserve_bytes",
+            ),
+            (r#""budgets":{"want":9223372036854775808}"#, "budgets.want"),
+        ];
+        for (part, field) in cases {
+            let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},{part}}}"#);
+            assert_eq!(field_of(&json), field, "{part}");
+        }
+        let largest = r#"{"control_plane":{"cluster":"cp"},"costs":{"response_reserve":9223372036854775807},
+            "budgets":{"want":9223372036854775807}}"#;
+        assert!(parse(largest).is_ok());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -5,6 +5,7 @@
 //! other workers, which cannot be woken from here, are checked. A request a budget
 //! cannot decide is checked (`/v1/check`).
 
+use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::lease::LEASES_PATH;
 use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn};
 
@@ -250,7 +251,8 @@ impl RequestFlow {
             .config
             .budgets
             .want
-            .max(amount.saturating_mul(LEASE_REQUESTS));
+            .max(amount.saturating_mul(LEASE_REQUESTS))
+            .min(AMOUNT_MAX);
         let request = LeaseRequest {
             id: host.unique_id(),
             gateway: host.gateway_id(),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tollgate_protocol::check::{CHECK_PATH, DEADLINE_HEADER};
+use tollgate_protocol::check::{AMOUNT_MAX, CHECK_PATH, DEADLINE_HEADER};
 use tollgate_protocol::headers::quota_headers;
 use tollgate_protocol::problem::{self, Problem};
 use tollgate_protocol::{
@@ -223,9 +223,12 @@ impl RequestFlow {
             amounts.insert(resource::REQUESTS.to_string(), 1);
         }
         if costs.request_bytes {
+            // No quota is larger than what a check may ask for; the upstream gets no
+            // more than is counted either way, and the settlement corrects to it.
             let announced = host
                 .request_header("content-length")
-                .and_then(|value| value.trim().parse::<u64>().ok());
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(|bytes| bytes.min(AMOUNT_MAX));
             self.streaming = announced.is_none() && !end_of_stream;
             let bytes = if end_of_stream {
                 0
@@ -550,7 +553,7 @@ impl RequestFlow {
             return next;
         }
         let asked = if self.exact_only {
-            shortfall
+            shortfall.min(AMOUNT_MAX)
         } else {
             self.body.ask(self.config.costs.stream_reserve_bytes)
         };
@@ -564,7 +567,7 @@ impl RequestFlow {
             }
         }
         let request = self.body_check(asked);
-        let exact = asked == shortfall;
+        let exact = asked <= shortfall;
         self.ask(host, &request, Purpose::Body { asked, exact })
     }
 

@@ -1,0 +1,491 @@
+//! Whole requests through the filter's logic (`tollgate_filter::flow::RequestFlow`)
+//! against a fake host, with the control plane's answers (check and lease bodies, and
+//! Envoy's statuses) arbitrary: well-formed answers with any numbers, or any bytes.
+//! Several requests run one after the other on one worker, sharing its data (budgets
+//! and remembered rejections), with the clock anywhere up to `u64::MAX`.
+//!
+//! Never a panic (the filter must not trap the VM); every callout body is one the
+//! control plane parses, and asks for no amount past what it counts (it would refuse
+//! the call, and the failure mode decide); every header added is a valid value and the
+//! draft headers parse as Structured Fields; every local reply is a problem+json with a
+//! known status; every settlement and lease return serialises to a body the control
+//! plane parses.
+
+#![no_main]
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use serde_json::json;
+use sfv::{List, Parser};
+use tollgate_filter::budget;
+use tollgate_filter::flow::{RefillEnd, RequestFlow};
+use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_protocol::check::AMOUNT_MAX;
+use tollgate_protocol::{
+    CheckRequest, CheckResponse, Decision, FilterConfig, LeaseRequest, LeaseResponse, PolicyStatus,
+    RejectReason, SettleRequest,
+};
+
+/// One worker's host: request headers from the input, shared data kept across requests.
+#[derive(Default)]
+struct FakeHost {
+    request_headers: RefCell<HashMap<String, String>>,
+    response_headers_in: RefCell<HashMap<String, String>>,
+    response_chunk: RefCell<Vec<u8>>,
+    refuse_dispatch: bool,
+    now_ms: RefCell<u64>,
+    /// (path, body) of every callout.
+    dispatched: RefCell<Vec<(String, Vec<u8>)>>,
+    replied: RefCell<Option<(u32, Vec<u8>)>>,
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    ids: RefCell<u64>,
+}
+
+impl Host for FakeHost {
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.request_headers.borrow().get(name).cloned()
+    }
+    fn set_request_header(&self, name: &str, value: &str) {
+        assert!(is_header_value(value), "request header {name}: {value:?}");
+        let mut headers = self.request_headers.borrow_mut();
+        headers.insert(name.to_string(), value.to_string());
+    }
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.response_headers_in.borrow().get(name).cloned()
+    }
+    fn response_body(&self, _size: usize) -> Vec<u8> {
+        self.response_chunk.borrow().clone()
+    }
+    fn dispatch(&self, callout: Callout<'_>) -> Option<u32> {
+        let path = callout
+            .headers
+            .iter()
+            .find(|(n, _)| *n == ":path")
+            .map(|(_, v)| v.to_string())
+            .expect("a callout has a :path");
+        for name in [":method", ":authority"] {
+            assert!(callout.headers.iter().any(|(n, _)| *n == name));
+        }
+        match path.as_str() {
+            "/v1/check" => {
+                let check: CheckRequest = serde_json::from_slice(callout.body).unwrap();
+                assert!(tollgate_protocol::is_valid_tenant_id(&check.tenant));
+                for (resource, amount) in &check.amounts {
+                    assert!(
+                        *amount <= AMOUNT_MAX,
+                        "{resource}: {amount} is more than is counted"
+                    );
+                }
+            }
+            "/v1/leases" => {
+                let lease: LeaseRequest = serde_json::from_slice(callout.body).unwrap();
+                assert!(
+                    lease.want <= AMOUNT_MAX,
+                    "want {} is more than is counted",
+                    lease.want
+                );
+            }
+            other => panic!("a callout to {other}"),
+        }
+        if self.refuse_dispatch {
+            return None;
+        }
+        let mut dispatched = self.dispatched.borrow_mut();
+        dispatched.push((path, callout.body.to_vec()));
+        Some(dispatched.len() as u32)
+    }
+    fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+        assert!(
+            [400, 401, 403, 429, 503].contains(&status),
+            "status {status}"
+        );
+        for (name, value) in headers {
+            check_header(name, value);
+        }
+        let problem: serde_json::Value = serde_json::from_slice(body).expect("problem JSON");
+        assert_eq!(problem["status"], status);
+        *self.replied.borrow_mut() = Some((status, body.to_vec()));
+    }
+    fn resume_request(&self) {}
+    fn add_response_header(&self, name: &str, value: &str) {
+        check_header(name, value);
+    }
+    fn now_ms(&self) -> u64 {
+        *self.now_ms.borrow()
+    }
+    fn count(&self, _metric: Metric) {}
+    fn warn(&self, _message: &str) {}
+    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.borrow().get(key).map(|(v, _)| v.clone())
+    }
+    fn shared_set(&self, key: &str, value: &[u8]) {
+        let mut shared = self.shared.borrow_mut();
+        let cas = shared.get(key).map_or(1, |(_, cas)| cas + 1);
+        shared.insert(key.to_string(), (value.to_vec(), cas));
+    }
+    fn unique_id(&self) -> String {
+        *self.ids.borrow_mut() += 1;
+        format!("g-{}", self.ids.borrow())
+    }
+    fn gateway_id(&self) -> String {
+        "g".into()
+    }
+    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        if cas.is_some() && cas != self.shared_get_cas(key).1 {
+            return false;
+        }
+        self.shared_set(key, value);
+        true
+    }
+}
+
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+fn check_header(name: &str, value: &str) {
+    assert!(is_header_value(value), "header {name}: {value:?}");
+    if name == "ratelimit" || name == "ratelimit-policy" {
+        Parser::new(value)
+            .parse::<List>()
+            .unwrap_or_else(|e| panic!("{name}: {value:?}: {e:?}"));
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Knobs {
+    from_path: bool,
+    requests: bool,
+    request_bytes: bool,
+    stream_reserve_bytes: u64,
+    response_bytes: bool,
+    response_header: bool,
+    response_json: Option<u16>,
+    response_reserve: u64,
+    concurrent_requests: bool,
+    budgets: Option<u64>,
+    closed: bool,
+    shadow: bool,
+    reject_cache_max_s: u64,
+    timeout_ms: u16,
+    draft: bool,
+    cache_quota_names: bool,
+}
+
+impl Knobs {
+    fn config(&self) -> Option<FilterConfig> {
+        let mut costs = json!({
+            "requests": self.requests,
+            "request_bytes": self.request_bytes,
+            "stream_reserve_bytes": self.stream_reserve_bytes.max(1),
+            "response_bytes": self.response_bytes,
+            "response_reserve": self.response_reserve,
+            "concurrent_requests": self.concurrent_requests,
+        });
+        if self.response_header {
+            costs["response_header"] = json!({"header": "x-usage-tokens", "resource": "tokens"});
+        }
+        if let Some(max) = self.response_json {
+            costs["response_json"] = json!({
+                "pointer": "/usage/total_tokens", "resource": "tokens",
+                "max_body_bytes": u64::from(max).max(1),
+            });
+        }
+        let tenant = if self.from_path {
+            json!({"from": "path", "path_pattern": "/tenants/{tenant}"})
+        } else {
+            json!({"from": "header"})
+        };
+        let config = json!({
+            "control_plane": {"cluster": "cp", "timeout_ms": u64::from(self.timeout_ms).clamp(1, 60_000)},
+            "tenant": tenant,
+            "costs": costs,
+            "headers": {"draft": self.draft, "cache_quota_names": self.cache_quota_names},
+            "failure_mode": if self.closed { "closed" } else { "open" },
+            "shadow": self.shadow,
+            "reject_cache_max_s": self.reject_cache_max_s,
+            "budgets": {"enabled": self.budgets.is_some(), "want": self.budgets.unwrap_or(1).max(1)},
+        });
+        FilterConfig::from_json(config.to_string().as_bytes()).ok()
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Policy {
+    name: String,
+    owner: Option<String>,
+    resource: u8,
+    quota: u64,
+    limit: u64,
+    used: u64,
+    remaining: u64,
+    reset_after_s: u64,
+    window_s: Option<u64>,
+}
+
+impl Policy {
+    fn status(&self) -> PolicyStatus {
+        let resources = ["requests", "request_bytes", "tokens", "response_bytes", "x"];
+        PolicyStatus {
+            name: self.name.clone(),
+            tenant: self.owner.clone(),
+            resource: resources[usize::from(self.resource) % resources.len()].into(),
+            quota: self.quota,
+            limit: self.limit,
+            used: self.used,
+            remaining: self.remaining,
+            reset_after_s: self.reset_after_s,
+            window_s: self.window_s,
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Body {
+    Check {
+        decision: u8,
+        reason: Option<bool>,
+        policy: Option<Policy>,
+        cache_reject_for_s: u64,
+        shadow_reject: bool,
+    },
+    Lease {
+        decision: u8,
+        reason: Option<bool>,
+        granted: u64,
+        ttl_ms: u64,
+        policy: Option<Policy>,
+        warn_after: Option<u64>,
+        cache_reject_for_s: u64,
+        refunded: u64,
+    },
+    Raw(Vec<u8>),
+}
+
+fn decision(n: u8) -> Decision {
+    [Decision::Allow, Decision::Warn, Decision::Reject][usize::from(n) % 3]
+}
+
+fn reason(r: Option<bool>) -> Option<RejectReason> {
+    r.map(|unknown| {
+        if unknown {
+            RejectReason::UnknownTenant
+        } else {
+            RejectReason::QuotaExceeded
+        }
+    })
+}
+
+impl Body {
+    fn bytes(&self, tenant: &str) -> Vec<u8> {
+        match self {
+            Body::Check {
+                decision: d,
+                reason: r,
+                policy,
+                cache_reject_for_s,
+                shadow_reject,
+            } => serde_json::to_vec(&CheckResponse {
+                decision: decision(*d),
+                reason: reason(*r),
+                tenant: tenant.into(),
+                policy: policy.as_ref().map(Policy::status),
+                cache_reject_for_s: *cache_reject_for_s,
+                shadow_reject: *shadow_reject,
+            })
+            .unwrap(),
+            Body::Lease {
+                decision: d,
+                reason: r,
+                granted,
+                ttl_ms,
+                policy,
+                warn_after,
+                cache_reject_for_s,
+                refunded,
+            } => serde_json::to_vec(&LeaseResponse {
+                decision: decision(*d),
+                reason: reason(*r),
+                tenant: tenant.into(),
+                granted: *granted,
+                ttl_ms: *ttl_ms,
+                policy: policy.as_ref().map(Policy::status),
+                warn_after: *warn_after,
+                cache_reject_for_s: *cache_reject_for_s,
+                refunded: *refunded,
+            })
+            .unwrap(),
+            Body::Raw(bytes) => bytes.clone(),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Event {
+    Body {
+        buffered: u64,
+        end: bool,
+    },
+    Trailers,
+    /// Envoy's status (`None`: no `:status`) and the body.
+    Answer {
+        status: Option<u16>,
+        body: Body,
+    },
+    Deadline,
+    RefillEnded {
+        failed: bool,
+        may_call_out: bool,
+    },
+    DecideDeferred,
+    Abandon,
+    Later(u32),
+    Clock(u64),
+    ResponseHeaders {
+        stream: bool,
+        cost: Option<String>,
+    },
+    ResponseBody(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Request {
+    method: u8,
+    /// `None`: `/tenants/acme/upload`.
+    path: Option<String>,
+    /// `None`: `acme`.
+    tenant: Option<Option<String>>,
+    content_length: Option<Result<u64, String>>,
+    request_id: Option<String>,
+    end_of_stream: bool,
+    refuse_dispatch: bool,
+    events: Vec<Event>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    knobs: Knobs,
+    start_ms: u64,
+    requests: Vec<Request>,
+}
+
+fuzz_target!(|input: Input| {
+    let Some(config) = input.knobs.config() else {
+        return;
+    };
+    let config = Rc::new(config);
+    let mut host = FakeHost::default();
+    *host.now_ms.borrow_mut() = input.start_ms;
+    for request in input.requests.iter().take(8) {
+        let methods = ["GET", "POST", "PUT", "OPTIONS"];
+        let mut headers = HashMap::from([
+            (
+                ":method".to_string(),
+                methods[usize::from(request.method) % 4].to_string(),
+            ),
+            (
+                ":path".to_string(),
+                request
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| "/tenants/acme/upload".into()),
+            ),
+        ]);
+        match &request.tenant {
+            None => drop(headers.insert("x-tenant-id".into(), "acme".into())),
+            Some(Some(tenant)) => drop(headers.insert("x-tenant-id".into(), tenant.clone())),
+            Some(None) => {}
+        }
+        match &request.content_length {
+            Some(Ok(n)) => drop(headers.insert("content-length".into(), n.to_string())),
+            Some(Err(text)) => drop(headers.insert("content-length".into(), text.clone())),
+            None => {}
+        }
+        if let Some(id) = &request.request_id {
+            headers.insert("x-request-id".into(), id.clone());
+        }
+        *host.request_headers.borrow_mut() = headers;
+        host.response_headers_in.borrow_mut().clear();
+        host.refuse_dispatch = request.refuse_dispatch;
+        *host.replied.borrow_mut() = None;
+
+        let mut flow = RequestFlow::new(config.clone());
+        flow.on_request_headers(&host, request.end_of_stream);
+        for event in request.events.iter().take(64) {
+            match event {
+                Event::Body { buffered, end } => drop(flow.on_request_body(&host, *buffered, *end)),
+                Event::Trailers => drop(flow.on_request_trailers()),
+                Event::Answer { status, body } => {
+                    let tenant = host.request_header("x-tenant-id").unwrap_or_default();
+                    let body = body.bytes(&tenant);
+                    flow.on_check_response(&host, status.map(u32::from), &body);
+                }
+                Event::Deadline => flow.on_deadline(&host),
+                Event::RefillEnded {
+                    failed,
+                    may_call_out,
+                } => {
+                    let end = if *failed {
+                        RefillEnd::Failed
+                    } else {
+                        RefillEnd::Answered
+                    };
+                    flow.on_refill_ended(&host, end, *may_call_out);
+                }
+                Event::DecideDeferred => flow.decide_deferred(&host),
+                Event::Abandon => flow.abandon(&host),
+                Event::Later(ms) => {
+                    let mut now = host.now_ms.borrow_mut();
+                    *now = now.saturating_add(u64::from(*ms));
+                }
+                Event::Clock(ms) => *host.now_ms.borrow_mut() = *ms,
+                Event::ResponseHeaders { stream, cost } => {
+                    {
+                        let mut response = host.response_headers_in.borrow_mut();
+                        let content_type = if *stream {
+                            "text/event-stream"
+                        } else {
+                            "application/json"
+                        };
+                        response.insert("content-type".into(), content_type.into());
+                        if let Some(cost) = cost {
+                            response.insert("x-usage-tokens".into(), cost.clone());
+                        }
+                    }
+                    flow.on_response_headers(&host);
+                }
+                Event::ResponseBody(chunk) => {
+                    *host.response_chunk.borrow_mut() = chunk.clone();
+                    flow.on_response_body(&host, chunk.len());
+                }
+            }
+            flow.awaiting_until();
+            // What the worker does with what the request left it.
+            let follow_ups = flow.take_follow_ups();
+            for lease in &follow_ups.returns {
+                let json = serde_json::to_vec(lease).unwrap();
+                serde_json::from_slice::<LeaseRequest>(&json).unwrap();
+            }
+            for (owner, id, _) in &follow_ups.leases {
+                budget::take_expired(&host, owner, id, host.now_ms());
+            }
+        }
+        if let Some(settle) = flow.settlement(&host) {
+            let json = serde_json::to_vec(&settle).unwrap();
+            let parsed: SettleRequest = serde_json::from_slice(&json).unwrap();
+            assert_eq!(parsed, settle);
+        }
+    }
+});
