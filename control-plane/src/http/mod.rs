@@ -39,7 +39,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
-pub use self::json::{ApiJson, ApiQuery};
+pub use self::json::{ApiJson, ApiPath, ApiQuery};
 
 /// The document's frame: title, the bearer scheme, the tags.
 #[derive(OpenApi)]

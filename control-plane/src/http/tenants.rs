@@ -3,7 +3,7 @@
 //! Tenant ids may contain `/` (`acme/research`): in paths it is written `%2F`
 //! (`/admin/v1/tenants/acme%2Fresearch`), as in any path segment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{nullable, ApiJson, ApiQuery};
+use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::{Mode, Ppm};
@@ -226,7 +226,7 @@ async fn create_tenant(
 async fn get_tenant(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TenantView>, ApiError> {
     let tenant = state
         .repo
@@ -253,7 +253,7 @@ async fn get_tenant(
 async fn update_tenant(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     if let Some(parent) = &body.parent_id {
@@ -294,7 +294,7 @@ async fn update_tenant(
 async fn delete_tenant(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .repo

@@ -237,3 +237,76 @@ async fn a_lease_of_a_gauge_names_the_resource_before_any_lookup() {
         1
     );
 }
+
+fn admin_get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn admin_patch(path: &str, body: &str) -> Request<Body> {
+    Request::patch(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// PostgreSQL is unreachable here, so a 422 (not a 503) shows the request was refused
+/// before any query: a NUL would have failed the query as a 500.
+#[tokio::test]
+async fn nul_in_a_path_query_or_body_is_a_422_naming_where_it_is_before_any_query() {
+    let state = state();
+    let cases = [
+        (admin_get("/admin/v1/tenants/a%00b"), "id"),
+        (admin_get("/admin/v1/tiers/pro%00"), "name"),
+        (admin_get("/admin/v1/tenants/a%00b/usage/history"), "id"),
+        (admin_get("/admin/v1/tenants?parent=a%00b"), "parent"),
+        (admin_get("/admin/v1/assignments?tier=%00"), "tier"),
+        (
+            post(
+                "/admin/v1/tenants",
+                r#"{"id":"acme","labels":{"team":["ok","a\u0000b"]}}"#,
+                Some(TOKEN),
+            ),
+            "labels.team[1]",
+        ),
+        (
+            admin_patch("/admin/v1/tenants/acme", r#"{"labels":{"k\u0000":1}}"#),
+            "labels",
+        ),
+        (
+            post(
+                "/admin/v1/tiers",
+                r#"{"name":"pro","description":"\u0000"}"#,
+                Some(TOKEN),
+            ),
+            "description",
+        ),
+    ];
+    for (request, field) in cases {
+        let uri = request.uri().to_string();
+        let (status, content_type, body) = send(&state, request).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{uri}");
+        assert_eq!(body["invalid-params"][0]["name"], field, "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_escaped_backslash_before_u0000_is_text_not_nul() {
+    // `\\u0000` in JSON is a backslash and "u0000": storable, so it reaches PostgreSQL
+    // (unreachable here: 503).
+    let body = r#"{"id":"acme","labels":{"path":"C:\\u0000"}}"#;
+    let (status, _, body) = send(&state(), post("/admin/v1/tenants", body, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_a_problem_naming_it() {
+    let (status, content_type, body) = send(&state(), admin_get("/admin/v1/tenants/%FF")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["invalid-params"][0]["name"], "id");
+}

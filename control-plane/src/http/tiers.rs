@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::limits::limit_def;
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
@@ -186,7 +186,7 @@ async fn create_tier(
 async fn get_tier(
     _: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TierView>, ApiError> {
     let tier = state
         .repo
@@ -212,7 +212,7 @@ async fn get_tier(
 async fn update_tier(
     admin: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTier>,
 ) -> Result<Json<TierView>, ApiError> {
     if let Some(description) = &body.description {
@@ -246,7 +246,7 @@ async fn update_tier(
 async fn delete_tier(
     admin: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .repo

@@ -1,6 +1,6 @@
 //! A tenant's effective quota, live usage, resets and adjustments, and usage history.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
 use crate::decision::{is_valid_role, resolve_fresh};
 use crate::error::{ApiError, Problem};
@@ -192,7 +192,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
 async fn effective_quota(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<QuotaReport>, ApiError> {
     let roles = roles(&query)?;
@@ -250,7 +250,7 @@ async fn effective_quota(
 async fn live_usage(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let roles = roles(&query)?;
@@ -273,7 +273,7 @@ async fn live_usage(
 async fn reset_usage(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ResetUsage>,
 ) -> Result<Json<UsageChanges>, ApiError> {
     let selection = Selection {
@@ -303,7 +303,7 @@ async fn reset_usage(
 async fn adjust_usage(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AdjustUsage>,
 ) -> Result<Json<UsageChanges>, ApiError> {
     if body.delta.unsigned_abs() > COUNTER_MAX {
@@ -342,7 +342,7 @@ async fn adjust_usage(
 async fn usage_history(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<PageView<HistoryView>>, ApiError> {
     let paging = paging(query.cursor.as_deref(), query.limit)?;
