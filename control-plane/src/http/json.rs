@@ -12,6 +12,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request}
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -111,6 +112,21 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// For `Option<DateTime<Utc>>` query fields (with `#[serde(default)]`): an RFC 3339
+/// instant, whose year has four digits. chrono also reads years like `-100000`, which a
+/// PostgreSQL `timestamptz` cannot hold, so the query would fail as a 500.
+pub fn instant<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    match Option::<DateTime<Utc>>::deserialize(deserializer)? {
+        Some(at) if !(0..=9999).contains(&at.year()) => Err(serde::de::Error::custom(
+            "an RFC 3339 instant in the years 0000 to 9999",
+        )),
+        at => Ok(at),
+    }
 }
 
 /// The field a serde "missing field `name`" message names, under `path` (`.` is the top).

@@ -310,3 +310,25 @@ async fn a_path_parameter_that_is_not_utf8_is_a_problem_naming_it() {
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(body["invalid-params"][0]["name"], "id");
 }
+
+#[tokio::test]
+async fn an_instant_postgresql_cannot_hold_is_a_422_naming_it_before_any_query() {
+    let state = state();
+    let too_early = "-100000-01-01T00:00:00Z";
+    for (path, field) in [
+        (format!("/admin/v1/events?since={too_early}"), "since"),
+        (format!("/admin/v1/events?until={too_early}"), "until"),
+        (
+            format!("/admin/v1/tenants/acme/usage/history?from={too_early}"),
+            "from",
+        ),
+        (
+            "/admin/v1/tenants/acme/usage/history?to=%2B10000-01-01T00:00:00Z".to_string(),
+            "to",
+        ),
+    ] {
+        let (status, _, body) = send(&state, admin_get(&path)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert_eq!(body["invalid-params"][0]["name"], field, "{path}: {body}");
+    }
+}

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiPath, ApiQuery};
+use super::json::{instant, ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
 use crate::decision::{is_valid_role, resolve_fresh};
 use crate::error::{ApiError, Problem};
@@ -133,8 +133,10 @@ pub struct HistoryQuery {
     /// Only this series: a period (`month`) or `rolling-<period>` buckets.
     series: Option<String>,
     /// Only windows starting at or after this instant.
+    #[serde(default, deserialize_with = "instant")]
     from: Option<DateTime<Utc>>,
     /// Only windows starting before this instant.
+    #[serde(default, deserialize_with = "instant")]
     to: Option<DateTime<Utc>>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
