@@ -1,5 +1,6 @@
 //! JSON bodies, query strings and path parameters with problem+json rejections: a
-//! malformed body, or a body not sent as JSON, is a 400; a body of the wrong shape a 422 naming the field (`limits[0].quota`), found with
+//! malformed body, or a body not sent as JSON, is a 400; a body past the size limit a
+//! 413; a body of the wrong shape a 422 naming the field (`limits[0].quota`), found with
 //! `serde_path_to_error` — a missing field too, although serde puts it in the message
 //! rather than the path. A bad query or path parameter is a 422 naming it.
 //!
@@ -11,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Datelike, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -183,9 +184,13 @@ where
                 "expected a JSON body with Content-Type: application/json".into(),
             ));
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(rejection.body_text()),
+                    _ => ApiError::BadRequest(rejection.body_text()),
+                })?;
         parse(&bytes).map(ApiJson)
     }
 }

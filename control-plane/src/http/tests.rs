@@ -332,3 +332,13 @@ async fn an_instant_postgresql_cannot_hold_is_a_422_naming_it_before_any_query()
         assert_eq!(body["invalid-params"][0]["name"], field, "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_body_past_the_size_limit_is_a_413_problem() {
+    let big = format!(r#"{{"id":"{}"}}"#, "a".repeat(3 << 20));
+    let (status, content_type, body) =
+        send(&state(), post("/admin/v1/tenants", &big, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["code"], "too_large");
+}
