@@ -342,3 +342,37 @@ async fn a_body_past_the_size_limit_is_a_413_problem() {
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(body["code"], "too_large");
 }
+
+#[tokio::test]
+async fn every_operation_documents_what_its_extractors_can_answer() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let has_parameters = parameters
+                .iter()
+                .any(|p| p["in"] == "path" || p["in"] == "query");
+            if operation["requestBody"].is_object() {
+                for status in ["400", "413", "422"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+                checked += 1;
+            }
+            if has_parameters {
+                assert!(responses["422"].is_object(), "{method} {path}: no 422");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} operations checked");
+    let responses = &document["components"]["responses"];
+    assert!(responses["TooLarge"]["content"]["application/problem+json"].is_object());
+}
