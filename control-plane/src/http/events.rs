@@ -38,6 +38,7 @@ pub struct ListEvents {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -9,8 +9,9 @@
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
 //!   admin API under `/admin/v1`, one module per resource.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document.
-//! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON and query extraction with
-//!   problem+json rejections, cursor pagination.
+//! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON, query and path extraction
+//!   with problem+json rejections, cursor pagination.
+//! - [`names`] — the schemas of tenant ids and tier names in the document.
 
 mod assignments;
 pub mod auth;
@@ -18,6 +19,7 @@ mod decisions;
 mod events;
 pub mod json;
 mod limits;
+pub mod names;
 mod ops;
 pub mod paging;
 mod tenants;

@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
+use super::names::{TenantId, TierName};
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::{Mode, Ppm};
@@ -34,14 +35,19 @@ const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits an
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The id the gateway sees: 1–128 characters of letters, digits and `._:@/-`.
+    #[schema(value_type = TenantId)]
     id: String,
     /// Its parent (team, organization); trees are at most 4 levels deep.
+    #[schema(value_type = Option<TenantId>)]
     parent_id: Option<String>,
     /// Its own tier (a direct assignment overrides it).
+    #[schema(value_type = Option<TierName>)]
     tier: Option<String>,
     /// `enforce` (default), `shadow` or `off`.
+    #[schema(pattern = "^(enforce|shadow|off)$")]
     mode: Option<String>,
     /// How far its children's quotas may sum past its own (default 1: not at all).
+    #[schema(minimum = 0.000001, maximum = 1000)]
     overcommit: Option<f64>,
     /// Free-form labels (a JSON object).
     #[schema(value_type = Option<Object>)]
@@ -54,15 +60,17 @@ pub struct CreateTenant {
 pub struct UpdateTenant {
     /// A new parent, or `null` to make it a root.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<TenantId>)]
     parent_id: Option<Option<String>>,
     /// A new own tier, or `null` for none.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<TierName>)]
     tier: Option<Option<String>>,
     /// `enforce`, `shadow` or `off`.
+    #[schema(pattern = "^(enforce|shadow|off)$")]
     mode: Option<String>,
     /// A new overcommit ratio.
+    #[schema(minimum = 0.000001, maximum = 1000)]
     overcommit: Option<f64>,
     /// New labels, replacing the old.
     #[schema(value_type = Option<Object>)]
@@ -85,6 +93,7 @@ pub struct ListTenants {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -215,7 +224,7 @@ async fn create_tenant(
 /// Get a tenant.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
         (status = 401, response = super::Unauthorized),
@@ -239,7 +248,7 @@ async fn get_tenant(
 /// Change a tenant: parent, own tier, mode, overcommit, labels.
 #[utoipa::path(
     patch, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "The changed tenant", body = TenantView),
@@ -282,7 +291,7 @@ async fn update_tenant(
 /// Its usage history and events stay.
 #[utoipa::path(
     delete, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::Unauthorized),

@@ -376,3 +376,43 @@ async fn every_operation_documents_what_its_extractors_can_answer() {
     let responses = &document["components"]["responses"];
     assert!(responses["TooLarge"]["content"]["application/problem+json"].is_object());
 }
+
+#[tokio::test]
+async fn the_document_gives_tenant_ids_tier_names_and_page_sizes_their_rules() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["TenantId"]["pattern"],
+        super::names::TENANT_ID_PATTERN
+    );
+    assert_eq!(
+        schemas["TierName"]["pattern"],
+        super::names::TIER_NAME_PATTERN
+    );
+    assert_eq!(
+        schemas["CreateTenant"]["properties"]["id"]["$ref"],
+        "#/components/schemas/TenantId"
+    );
+    assert_eq!(
+        schemas["CreateTier"]["properties"]["name"]["$ref"],
+        "#/components/schemas/TierName"
+    );
+    let paths = &document["paths"];
+    for path in ["/admin/v1/tenants/{id}", "/admin/v1/tenants/{id}/usage"] {
+        let parameter = &paths[path]["get"]["parameters"][0];
+        assert_eq!(
+            parameter["schema"]["$ref"], "#/components/schemas/TenantId",
+            "{path}"
+        );
+    }
+    let limit = paths["/admin/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(500))
+    );
+}

@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use super::auth::Admin;
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::limits::limit_def;
+use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::LimitDef;
@@ -34,6 +35,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateTier {
     /// 1–64 characters of `a-z 0-9 _ -`.
+    #[schema(value_type = TierName)]
     name: String,
     /// What it is for.
     #[serde(default)]
@@ -62,6 +64,7 @@ pub struct ListTiers {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -175,7 +178,7 @@ async fn create_tier(
 /// Get a tier with its limits.
 #[utoipa::path(
     get, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")),
+    params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 200, description = "The tier", body = TierView),
         (status = 401, response = super::Unauthorized),
@@ -199,7 +202,7 @@ async fn get_tier(
 /// Change a tier's description and/or replace its whole set of limits.
 #[utoipa::path(
     patch, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")), request_body = UpdateTier,
+    params(("name" = TierName, Path, description = "The tier name")), request_body = UpdateTier,
     responses(
         (status = 200, description = "The changed tier", body = TierView),
         (status = 401, response = super::Unauthorized),
@@ -234,7 +237,7 @@ async fn update_tier(
 /// Delete a tier and its limits; refused while a tenant or an assignment uses it.
 #[utoipa::path(
     delete, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")),
+    params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::Unauthorized),

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::json::{instant, ApiJson, ApiPath, ApiQuery};
+use super::names::TenantId;
 use super::paging::{page_view, paging, PageView};
 use crate::decision::{is_valid_role, resolve_fresh};
 use crate::error::{ApiError, Problem};
@@ -141,6 +142,7 @@ pub struct HistoryQuery {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -183,7 +185,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
 /// limits after per-tenant overrides.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/quota", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "The effective quota", body = QuotaReport),
         (status = 401, response = super::Unauthorized),
@@ -240,7 +242,7 @@ async fn effective_quota(
 /// Live usage of every limit of a tenant and of its ancestors, in the current windows.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/usage", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "Live usage", body = UsageReport),
         (status = 401, response = super::Unauthorized),
@@ -262,7 +264,7 @@ async fn live_usage(
 /// Reset the tenant's own usage (not its ancestors') in the current windows to zero.
 #[utoipa::path(
     post, path = "/admin/v1/tenants/{id}/usage:reset", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = ResetUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
@@ -292,7 +294,7 @@ async fn reset_usage(
 /// corrections).
 #[utoipa::path(
     post, path = "/admin/v1/tenants/{id}/usage:adjust", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = AdjustUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
@@ -333,7 +335,7 @@ async fn adjust_usage(
 /// The tenant's persisted usage per window, newest first: what can be billed.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/usage/history", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
     responses(
         (status = 200, description = "A page of usage history", body = PageView<HistoryView>),
         (status = 401, response = super::Unauthorized),
