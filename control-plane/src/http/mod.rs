@@ -12,10 +12,13 @@
 //! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON, query and path extraction
 //!   with problem+json rejections, cursor pagination.
 //! - [`names`] — the schemas of tenant ids and tier names in the document.
+//! - `document` — what [`openapi`] adds to the generated document: the extractors'
+//!   rejections, links.
 
 mod assignments;
 pub mod auth;
 mod decisions;
+mod document;
 mod events;
 pub mod json;
 mod limits;
@@ -34,9 +37,7 @@ use std::future::Future;
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
-use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -122,45 +123,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The OpenAPI document of [`routes`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut document = routes().split_for_parts().1;
-    document_rejections(&mut document);
+    document::complete(&mut document);
     document
-}
-
-/// Documents what the extractors answer, on every operation that uses them, so that no
-/// handler's annotation can leave it out: a body ([`ApiJson`]) can be malformed (400),
-/// too large (413) or invalid (422), a path or query parameter ([`ApiPath`],
-/// [`ApiQuery`]) invalid (422). Responses an operation documents itself are kept.
-fn document_rejections(document: &mut utoipa::openapi::OpenApi) {
-    let reference = |name: &str| RefOr::Ref(Ref::from_response_name(name));
-    for item in document.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let has_parameters = operation.parameters.iter().flatten().any(|p| {
-                matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query))
-            });
-            let has_body = operation.request_body.is_some();
-            let responses = &mut operation.responses.responses;
-            if has_body {
-                responses
-                    .entry("400".into())
-                    .or_insert_with(|| reference("Malformed"));
-                responses
-                    .entry("413".into())
-                    .or_insert_with(|| reference("TooLarge"));
-            }
-            if has_body || has_parameters {
-                responses
-                    .entry("422".into())
-                    .or_insert_with(|| reference("Invalid"));
-            }
-        }
-    }
 }
 
 /// The router: every route of [`routes`]; unknown routes and methods answer a

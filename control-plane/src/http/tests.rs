@@ -416,3 +416,51 @@ async fn the_document_gives_tenant_ids_tier_names_and_page_sizes_their_rules() {
         (&json!(1), &json!(500))
     );
 }
+
+#[tokio::test]
+async fn every_link_leads_to_an_operation_taking_its_parameter() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let mut taking = std::collections::HashMap::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let parameters: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
+            taking.insert(
+                operation["operationId"].as_str().unwrap().to_string(),
+                parameters,
+            );
+        }
+    }
+    let created = &document["paths"]["/admin/v1/tenants"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["links"]["get_tenant"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    let mut links = 0;
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let Some(answers) = operation["responses"].as_object() else {
+                continue;
+            };
+            for answer in answers.values() {
+                for link in answer["links"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|l| l.values())
+                {
+                    let target = link["operationId"].as_str().unwrap();
+                    let parameters = taking.get(target).unwrap_or_else(|| panic!("{target}"));
+                    for name in link["parameters"].as_object().unwrap().keys() {
+                        assert!(parameters.contains(name), "{target} takes no {name}");
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 17, "only {links} links");
+}
