@@ -8,13 +8,17 @@
 //! where it is: PostgreSQL's `text` and `jsonb` cannot store it, so it would otherwise
 //! fail deep in a query as a 500.
 
+use std::fmt;
+use std::marker::PhantomData;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Datelike, Utc};
-use serde::de::DeserializeOwned;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::error::Category;
 use serde_json::Value;
@@ -105,6 +109,53 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+/// `T` read from a JSON object only. serde also reads a struct from an array of its
+/// fields in order (`[null, null]` for a tier change), a form the API does not document
+/// and a client only sends by mistake.
+#[derive(Debug, Clone)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+/// For `Vec<T>` fields (with `#[serde(default)]`) whose items are objects: each is read
+/// as an [`Object`].
+pub fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<Object<T>>::deserialize(deserializer)?;
+    Ok(items.into_iter().map(|Object(item)| item).collect())
+}
+
+/// [`objects`] for `Option<Vec<T>>` fields (with `#[serde(default)]`).
+pub fn optional_objects<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Option::<Vec<Object<T>>>::deserialize(deserializer)?;
+    Ok(items.map(|items| items.into_iter().map(|Object(item)| item).collect()))
+}
+
 /// For `Option<Option<T>>` fields of PATCH bodies (with `#[serde(default)]`): absent
 /// is `None` (keep), `null` is `Some(None)` (clear), a value is `Some(Some(v))`.
 pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
@@ -140,10 +191,11 @@ fn missing_field(path: &str, message: &str) -> Option<String> {
     })
 }
 
-/// Parses `bytes` as `T`, classifying failures as 400 (not JSON) or 422 (wrong shape).
+/// Parses `bytes` as `T`, from a JSON object, classifying failures as 400 (not JSON) or
+/// 422 (wrong shape).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let Object(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
@@ -324,6 +376,16 @@ mod tests {
         let top: Value = serde_json::json!(["\0"]);
         assert_eq!(nul_path(&top, ".").as_deref(), Some("[0]"));
         assert_eq!(nul_path(&serde_json::json!({"a": "b"}), "."), None);
+    }
+
+    #[test]
+    fn a_struct_is_read_from_an_object_only() {
+        let error = parse::<Body>(br#"[[]]"#).unwrap_err();
+        assert!(
+            matches!(&error, ApiError::Validation { field: None, message } if message.contains("expected a JSON object")),
+            "{error:?}"
+        );
+        assert!(parse::<Body>(br#"{"limits":[]}"#).is_ok());
     }
 
     #[test]

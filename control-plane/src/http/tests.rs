@@ -464,3 +464,23 @@ async fn every_link_leads_to_an_operation_taking_its_parameter() {
     }
     assert!(links >= 17, "only {links} links");
 }
+
+/// PostgreSQL is unreachable here: a 422 shows the body was refused before any query.
+#[tokio::test]
+async fn a_body_or_limit_written_as_an_array_is_a_422_not_a_struct() {
+    let state = state();
+    let (status, _, body) = send(&state, admin_patch("/admin/v1/tiers/pro", "[null, null]")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("a JSON object"),
+        "{body}"
+    );
+    let positional = r#"{"name":"pro","limits":[["requests","minute",5]]}"#;
+    let (status, _, body) = send(&state, post("/admin/v1/tiers", positional, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "limits[0]", "{body}");
+    let change = r#"{"limits":[["requests","minute",5]]}"#;
+    let (status, _, body) = send(&state, admin_patch("/admin/v1/tiers/pro", change)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "limits[0]", "{body}");
+}

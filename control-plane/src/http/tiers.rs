@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiPath, ApiQuery};
+use super::json::{objects, optional_objects, ApiJson, ApiPath, ApiQuery};
 use super::limits::limit_def;
 use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
@@ -41,7 +41,7 @@ pub struct CreateTier {
     #[serde(default)]
     description: String,
     /// Its limits; at most one per resource, period and window.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     limits: Vec<LimitSpec>,
 }
 
@@ -53,6 +53,7 @@ pub struct UpdateTier {
     description: Option<String>,
     /// The complete new set of limits: limits on the same resource and span keep their
     /// id, others are added, and the ones left out are removed.
+    #[serde(default, deserialize_with = "optional_objects")]
     limits: Option<Vec<LimitSpec>>,
 }
 
