@@ -28,7 +28,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
 
-const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
+/// What a 422 says of an invalid tenant id.
+pub(super) const TENANT_RULE: &str =
+    "tenant ids are 1-128 characters of letters, digits and ._:@/-";
 
 /// A new tenant.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -484,3 +484,11 @@ async fn a_body_or_limit_written_as_an_array_is_a_422_not_a_struct() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["invalid-params"][0]["name"], "limits[0]", "{body}");
 }
+
+#[tokio::test]
+async fn usage_history_of_an_id_no_tenant_can_have_is_a_422_naming_it() {
+    let path = "/admin/v1/tenants/%C3%BCn%C3%AF/usage/history";
+    let (status, _, body) = send(&state(), admin_get(path)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "id", "{body}");
+}

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tollgate_protocol::is_valid_tenant_id;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,6 +13,7 @@ use super::auth::Admin;
 use super::json::{instant, ApiJson, ApiPath, ApiQuery};
 use super::names::TenantId;
 use super::paging::{page_view, paging, PageView};
+use super::tenants::TENANT_RULE;
 use crate::decision::{is_valid_role, resolve_fresh};
 use crate::error::{ApiError, Problem};
 use crate::repo::{HistoryFilter, HistoryRow};
@@ -349,6 +351,11 @@ async fn usage_history(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<PageView<HistoryView>>, ApiError> {
+    // History outlives its tenant, so an unknown id is an empty page, not a 404; one that
+    // no tenant can have is a mistake.
+    if !is_valid_tenant_id(&id) {
+        return Err(ApiError::field("id", TENANT_RULE));
+    }
     let paging = paging(query.cursor.as_deref(), query.limit)?;
     let filter = HistoryFilter {
         resource: query.resource,
