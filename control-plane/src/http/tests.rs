@@ -492,3 +492,24 @@ async fn usage_history_of_an_id_no_tenant_can_have_is_a_422_naming_it() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["invalid-params"][0]["name"], "id", "{body}");
 }
+
+#[tokio::test]
+async fn the_deadline_headers_are_documented_as_the_hints_they_are() {
+    // A deadline that is not a whole number is ignored, not refused
+    // (`decisions::tests`), so the document may not promise an integer.
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    for path in ["/v1/check", "/v1/leases", "/v1/settle", "/v1/release"] {
+        let parameters = document["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["x-tollgate-deadline-ms", "x-envoy-expected-rq-timeout-ms"] {
+            let header = parameters.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(header["in"], "header");
+            assert_eq!(
+                header["schema"]["type"],
+                json!(["string", "null"]),
+                "{path} {name}"
+            );
+        }
+    }
+}
