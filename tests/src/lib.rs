@@ -21,7 +21,9 @@
 //! - [`response`] — assertions on answers: headers, problem+json bodies, 429s.
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
+//! - [`admin`] — a control plane alone over its own stores, for admin API tests.
 
+pub mod admin;
 pub mod control_plane;
 pub mod envoy;
 pub mod gateway;

@@ -48,7 +48,9 @@ async fn counted<T>(
     let result = answer.await;
     let outcome = match &result {
         Ok((_, outcome)) => outcome,
-        Err(ApiError::Validation { .. } | ApiError::BadRequest(_)) => "invalid",
+        Err(ApiError::Validation { .. } | ApiError::BadRequest(_) | ApiError::TooLarge(_)) => {
+            "invalid"
+        }
         Err(ApiError::Unavailable { .. }) => "unavailable",
         Err(_) => "error",
     };

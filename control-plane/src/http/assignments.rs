@@ -1,7 +1,7 @@
 //! `/admin/v1/assignments`: which tier applies to whom — one tenant (priority 300), a
 //! role (200) or everyone (the default tier, 100) — possibly only until `expires_at`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{nullable, ApiJson, ApiQuery};
+use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::limits::parse_id;
 use super::paging::{page_view, paging, PageView};
 use crate::decision::is_valid_role;
@@ -89,6 +89,7 @@ pub struct ListAssignments {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -220,7 +221,7 @@ async fn create_assignment(
 async fn get_assignment(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AssignmentView>, ApiError> {
     let id = parse_id(&id, "assignment")?;
     let assignment = state
@@ -247,7 +248,7 @@ async fn get_assignment(
 async fn update_assignment(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateAssignment>,
 ) -> Result<Json<AssignmentView>, ApiError> {
     let id = parse_id(&id, "assignment")?;
@@ -283,7 +284,7 @@ async fn update_assignment(
 async fn delete_assignment(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "assignment")?;
     let deleted = state

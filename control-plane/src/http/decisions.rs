@@ -26,17 +26,21 @@ use tollgate_protocol::check::DEADLINE_HEADER;
 const ENVOY_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
 
 /// The deadline headers as the OpenAPI document describes them, once for every
-/// endpoint that reads them; [`deadline`] reads the headers themselves.
+/// endpoint that reads them; [`deadline`] reads the headers themselves. They are hints:
+/// one that is not a whole number of milliseconds is ignored rather than failing the
+/// decision, so the document gives them as strings.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // Never built: it only documents the headers.
 struct DeadlineHeader {
-    /// How long the filter waits for this answer; definitions are not awaited longer.
+    /// How long the filter waits for this answer, in milliseconds; definitions are not
+    /// awaited longer. Not a whole number: ignored.
     #[param(rename = "x-tollgate-deadline-ms")]
-    deadline_ms: Option<u64>,
-    /// Envoy's timeout for the callout; the shorter of the two applies.
+    deadline_ms: Option<String>,
+    /// Envoy's timeout for the callout, in milliseconds; the shorter of the two applies.
+    /// Not a whole number: ignored.
     #[param(rename = "x-envoy-expected-rq-timeout-ms")]
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<String>,
 }
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -196,6 +200,7 @@ async fn settle(
 #[utoipa::path(
     post, path = "/v1/release", tag = "decisions",
     request_body = ReleaseRequest,
+    params(DeadlineHeader),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What was released", body = ReleaseResponse),

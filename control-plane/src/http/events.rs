@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::ApiQuery;
+use super::json::{instant, ApiQuery};
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::repo::{EventFilter, StoredEvent};
@@ -30,12 +30,15 @@ pub struct ListEvents {
     /// Only this kind (`tier.created`), or a family ending in `.` (`quota.`).
     kind: Option<String>,
     /// Only events at or after this instant.
+    #[serde(default, deserialize_with = "instant")]
     since: Option<DateTime<Utc>>,
     /// Only events before this instant.
+    #[serde(default, deserialize_with = "instant")]
     until: Option<DateTime<Utc>>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -1,6 +1,6 @@
 //! `/admin/v1/limits`: limits of tiers and per-tenant overrides, one at a time.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
 use crate::decision::is_valid_resource;
 use crate::error::{ApiError, Problem};
@@ -155,6 +155,7 @@ pub struct ListLimits {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -257,7 +258,7 @@ pub(super) async fn invalidate_owner(state: &AppState, owner: &LimitOwner) {
 async fn get_limit(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<LimitView>, ApiError> {
     let id = parse_id(&id, "limit")?;
     let limit = state
@@ -290,7 +291,7 @@ pub(super) fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
 async fn update_limit(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateLimit>,
 ) -> Result<Json<LimitView>, ApiError> {
     let id = parse_id(&id, "limit")?;
@@ -334,7 +335,7 @@ async fn update_limit(
 async fn delete_limit(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "limit")?;
     let deleted = state

@@ -9,15 +9,20 @@
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
 //!   admin API under `/admin/v1`, one module per resource.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document.
-//! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON and query extraction with
-//!   problem+json rejections, cursor pagination.
+//! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON, query and path extraction
+//!   with problem+json rejections, cursor pagination.
+//! - [`names`] — the schemas of tenant ids and tier names in the document.
+//! - `document` — what [`openapi`] adds to the generated document: the extractors'
+//!   rejections, links.
 
 mod assignments;
 pub mod auth;
 mod decisions;
+mod document;
 mod events;
 pub mod json;
 mod limits;
+pub mod names;
 mod ops;
 pub mod paging;
 mod tenants;
@@ -39,7 +44,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
-pub use self::json::{ApiJson, ApiQuery};
+pub use self::json::{ApiJson, ApiPath, ApiQuery};
 
 /// The document's frame: title, the bearer scheme, the tags.
 #[derive(OpenApi)]
@@ -51,7 +56,7 @@ pub use self::json::{ApiJson, ApiQuery};
                        is application/problem+json (RFC 9457)."
     ),
     modifiers(&BearerScheme),
-    components(responses(Unauthorized, Malformed, Unavailable)),
+    components(responses(Unauthorized, Malformed, TooLarge, Invalid, Unavailable)),
     tags(
         (name = "decisions", description = "What the Envoy filter calls."),
         (name = "tiers", description = "Named bundles of limits."),
@@ -74,6 +79,16 @@ pub struct Unauthorized(pub Problem);
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct Malformed(pub Problem);
+
+/// The body is larger than the server reads (2 MiB).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct TooLarge(pub Problem);
+
+/// A value is invalid; `invalid-params` names it.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Invalid(pub Problem);
 
 /// PostgreSQL is unavailable: admin writes are refused until it is back.
 #[derive(ToResponse)]
@@ -132,7 +147,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of [`routes`]: both APIs, wherever they are served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut document = routes().split_for_parts().1;
+    document::complete(&mut document);
+    document
 }
 
 /// The router of every route of [`routes`].

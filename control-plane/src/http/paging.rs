@@ -37,6 +37,9 @@ pub fn paging(cursor: Option<&str>, limit: Option<usize>) -> Result<Paging, ApiE
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
+                // No key holds NUL (PostgreSQL text cannot), and one would fail the
+                // query rather than match nothing.
+                .filter(|key| !key.contains('\0'))
                 .ok_or_else(|| ApiError::field("cursor", "not a cursor this API gave out"))?,
         ),
     };
@@ -71,6 +74,8 @@ mod tests {
             Some("acme/research")
         );
         assert!(paging(Some("%%%"), None).is_err());
+        let with_nul = URL_SAFE_NO_PAD.encode("a\0b");
+        assert!(paging(Some(&with_nul), None).is_err());
         assert!(paging(None, Some(0)).is_err());
         assert!(paging(None, Some(501)).is_err());
         assert_eq!(paging(None, None).unwrap().limit, DEFAULT_LIMIT);

@@ -3,7 +3,7 @@
 //! Tenant ids may contain `/` (`acme/research`): in paths it is written `%2F`
 //! (`/admin/v1/tenants/acme%2Fresearch`), as in any path segment.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -13,7 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{nullable, ApiJson, ApiQuery};
+use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
+use super::names::{TenantId, TierName};
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::{Mode, Ppm};
@@ -27,21 +28,28 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
 
-const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
+/// What a 422 says of an invalid tenant id.
+pub(super) const TENANT_RULE: &str =
+    "tenant ids are 1-128 characters of letters, digits and ._:@/-";
 
 /// A new tenant.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// The id the gateway sees: 1–128 characters of letters, digits and `._:@/-`.
+    #[schema(value_type = TenantId)]
     id: String,
     /// Its parent (team, organization); trees are at most 4 levels deep.
+    #[schema(value_type = Option<TenantId>)]
     parent_id: Option<String>,
     /// Its own tier (a direct assignment overrides it).
+    #[schema(value_type = Option<TierName>)]
     tier: Option<String>,
     /// `enforce` (default), `shadow` or `off`.
+    #[schema(pattern = "^(enforce|shadow|off)$")]
     mode: Option<String>,
     /// How far its children's quotas may sum past its own (default 1: not at all).
+    #[schema(minimum = 0.000001, maximum = 1000)]
     overcommit: Option<f64>,
     /// Free-form labels (a JSON object).
     #[schema(value_type = Option<Object>)]
@@ -54,15 +62,17 @@ pub struct CreateTenant {
 pub struct UpdateTenant {
     /// A new parent, or `null` to make it a root.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<TenantId>)]
     parent_id: Option<Option<String>>,
     /// A new own tier, or `null` for none.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<TierName>)]
     tier: Option<Option<String>>,
     /// `enforce`, `shadow` or `off`.
+    #[schema(pattern = "^(enforce|shadow|off)$")]
     mode: Option<String>,
     /// A new overcommit ratio.
+    #[schema(minimum = 0.000001, maximum = 1000)]
     overcommit: Option<f64>,
     /// New labels, replacing the old.
     #[schema(value_type = Option<Object>)]
@@ -85,6 +95,7 @@ pub struct ListTenants {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -215,7 +226,7 @@ async fn create_tenant(
 /// Get a tenant.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
         (status = 401, response = super::Unauthorized),
@@ -226,7 +237,7 @@ async fn create_tenant(
 async fn get_tenant(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TenantView>, ApiError> {
     let tenant = state
         .repo
@@ -239,7 +250,7 @@ async fn get_tenant(
 /// Change a tenant: parent, own tier, mode, overcommit, labels.
 #[utoipa::path(
     patch, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "The changed tenant", body = TenantView),
@@ -253,7 +264,7 @@ async fn get_tenant(
 async fn update_tenant(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<Json<TenantView>, ApiError> {
     if let Some(parent) = &body.parent_id {
@@ -282,7 +293,7 @@ async fn update_tenant(
 /// Its usage history and events stay.
 #[utoipa::path(
     delete, path = "/admin/v1/tenants/{id}", tag = "tenants",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::Unauthorized),
@@ -294,7 +305,7 @@ async fn update_tenant(
 async fn delete_tenant(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .repo

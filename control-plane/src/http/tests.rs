@@ -243,6 +243,282 @@ async fn a_lease_of_a_gauge_names_the_resource_before_any_lookup() {
     );
 }
 
+fn admin_get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn admin_patch(path: &str, body: &str) -> Request<Body> {
+    Request::patch(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+/// PostgreSQL is unreachable here, so a 422 (not a 503) shows the request was refused
+/// before any query: a NUL would have failed the query as a 500.
+#[tokio::test]
+async fn nul_in_a_path_query_or_body_is_a_422_naming_where_it_is_before_any_query() {
+    let state = state();
+    let cases = [
+        (admin_get("/admin/v1/tenants/a%00b"), "id"),
+        (admin_get("/admin/v1/tiers/pro%00"), "name"),
+        (admin_get("/admin/v1/tenants/a%00b/usage/history"), "id"),
+        (admin_get("/admin/v1/tenants?parent=a%00b"), "parent"),
+        (admin_get("/admin/v1/assignments?tier=%00"), "tier"),
+        (
+            post(
+                "/admin/v1/tenants",
+                r#"{"id":"acme","labels":{"team":["ok","a\u0000b"]}}"#,
+                Some(TOKEN),
+            ),
+            "labels.team[1]",
+        ),
+        (
+            admin_patch("/admin/v1/tenants/acme", r#"{"labels":{"k\u0000":1}}"#),
+            "labels",
+        ),
+        (
+            post(
+                "/admin/v1/tiers",
+                r#"{"name":"pro","description":"\u0000"}"#,
+                Some(TOKEN),
+            ),
+            "description",
+        ),
+    ];
+    for (request, field) in cases {
+        let uri = request.uri().to_string();
+        let (status, content_type, body) = send(&state, request).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(content_type, "application/problem+json", "{uri}");
+        assert_eq!(body["invalid-params"][0]["name"], field, "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_escaped_backslash_before_u0000_is_text_not_nul() {
+    // `\\u0000` in JSON is a backslash and "u0000": storable, so it reaches PostgreSQL
+    // (unreachable here: 503).
+    let body = r#"{"id":"acme","labels":{"path":"C:\\u0000"}}"#;
+    let (status, _, body) = send(&state(), post("/admin/v1/tenants", body, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_is_not_utf8_is_a_problem_naming_it() {
+    let (status, content_type, body) = send(&state(), admin_get("/admin/v1/tenants/%FF")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["invalid-params"][0]["name"], "id");
+}
+
+#[tokio::test]
+async fn an_instant_postgresql_cannot_hold_is_a_422_naming_it_before_any_query() {
+    let state = state();
+    let too_early = "-100000-01-01T00:00:00Z";
+    for (path, field) in [
+        (format!("/admin/v1/events?since={too_early}"), "since"),
+        (format!("/admin/v1/events?until={too_early}"), "until"),
+        (
+            format!("/admin/v1/tenants/acme/usage/history?from={too_early}"),
+            "from",
+        ),
+        (
+            "/admin/v1/tenants/acme/usage/history?to=%2B10000-01-01T00:00:00Z".to_string(),
+            "to",
+        ),
+    ] {
+        let (status, _, body) = send(&state, admin_get(&path)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
+        assert_eq!(body["invalid-params"][0]["name"], field, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_past_the_size_limit_is_a_413_problem() {
+    let big = format!(r#"{{"id":"{}"}}"#, "a".repeat(3 << 20));
+    let (status, content_type, body) =
+        send(&state(), post("/admin/v1/tenants", &big, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(body["code"], "too_large");
+}
+
+#[tokio::test]
+async fn every_operation_documents_what_its_extractors_can_answer() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            let parameters = operation["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let has_parameters = parameters
+                .iter()
+                .any(|p| p["in"] == "path" || p["in"] == "query");
+            if operation["requestBody"].is_object() {
+                for status in ["400", "413", "422"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+                checked += 1;
+            }
+            if has_parameters {
+                assert!(responses["422"].is_object(), "{method} {path}: no 422");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} operations checked");
+    let responses = &document["components"]["responses"];
+    assert!(responses["TooLarge"]["content"]["application/problem+json"].is_object());
+}
+
+#[tokio::test]
+async fn the_document_gives_tenant_ids_tier_names_and_page_sizes_their_rules() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["TenantId"]["pattern"],
+        super::names::TENANT_ID_PATTERN
+    );
+    assert_eq!(
+        schemas["TierName"]["pattern"],
+        super::names::TIER_NAME_PATTERN
+    );
+    assert_eq!(
+        schemas["CreateTenant"]["properties"]["id"]["$ref"],
+        "#/components/schemas/TenantId"
+    );
+    assert_eq!(
+        schemas["CreateTier"]["properties"]["name"]["$ref"],
+        "#/components/schemas/TierName"
+    );
+    let paths = &document["paths"];
+    for path in ["/admin/v1/tenants/{id}", "/admin/v1/tenants/{id}/usage"] {
+        let parameter = &paths[path]["get"]["parameters"][0];
+        assert_eq!(
+            parameter["schema"]["$ref"], "#/components/schemas/TenantId",
+            "{path}"
+        );
+    }
+    let limit = paths["/admin/v1/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap();
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(500))
+    );
+}
+
+#[tokio::test]
+async fn every_link_leads_to_an_operation_taking_its_parameter() {
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    let mut taking = std::collections::HashMap::new();
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let parameters: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p["name"].as_str().unwrap().to_string())
+                .collect();
+            taking.insert(
+                operation["operationId"].as_str().unwrap().to_string(),
+                parameters,
+            );
+        }
+    }
+    let created = &document["paths"]["/admin/v1/tenants"]["post"]["responses"]["201"];
+    assert_eq!(
+        created["links"]["get_tenant"]["parameters"]["id"],
+        "$response.body#/id"
+    );
+    let mut links = 0;
+    for item in document["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            let Some(answers) = operation["responses"].as_object() else {
+                continue;
+            };
+            for answer in answers.values() {
+                for link in answer["links"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|l| l.values())
+                {
+                    let target = link["operationId"].as_str().unwrap();
+                    let parameters = taking.get(target).unwrap_or_else(|| panic!("{target}"));
+                    for name in link["parameters"].as_object().unwrap().keys() {
+                        assert!(parameters.contains(name), "{target} takes no {name}");
+                    }
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert!(links >= 17, "only {links} links");
+}
+
+/// PostgreSQL is unreachable here: a 422 shows the body was refused before any query.
+#[tokio::test]
+async fn a_body_or_limit_written_as_an_array_is_a_422_not_a_struct() {
+    let state = state();
+    let (status, _, body) = send(&state, admin_patch("/admin/v1/tiers/pro", "[null, null]")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("a JSON object"),
+        "{body}"
+    );
+    let positional = r#"{"name":"pro","limits":[["requests","minute",5]]}"#;
+    let (status, _, body) = send(&state, post("/admin/v1/tiers", positional, Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "limits[0]", "{body}");
+    let change = r#"{"limits":[["requests","minute",5]]}"#;
+    let (status, _, body) = send(&state, admin_patch("/admin/v1/tiers/pro", change)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "limits[0]", "{body}");
+}
+
+#[tokio::test]
+async fn usage_history_of_an_id_no_tenant_can_have_is_a_422_naming_it() {
+    let path = "/admin/v1/tenants/%C3%BCn%C3%AF/usage/history";
+    let (status, _, body) = send(&state(), admin_get(path)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["invalid-params"][0]["name"], "id", "{body}");
+}
+
+#[tokio::test]
+async fn the_deadline_headers_are_documented_as_the_hints_they_are() {
+    // A deadline that is not a whole number is ignored, not refused
+    // (`decisions::tests`), so the document may not promise an integer.
+    let document = serde_json::to_value(super::openapi()).unwrap();
+    for path in ["/v1/check", "/v1/leases", "/v1/settle", "/v1/release"] {
+        let parameters = document["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap();
+        for name in ["x-tollgate-deadline-ms", "x-envoy-expected-rq-timeout-ms"] {
+            let header = parameters.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(header["in"], "header");
+            assert_eq!(
+                header["schema"]["type"],
+                json!(["string", "null"]),
+                "{path} {name}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn with_a_decision_token_the_decision_api_refuses_callers_without_it() {
     let mut state = state();

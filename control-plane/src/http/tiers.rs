@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -11,8 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{objects, optional_objects, ApiJson, ApiPath, ApiQuery};
 use super::limits::limit_def;
+use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
 use crate::model::LimitDef;
@@ -34,12 +35,13 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateTier {
     /// 1–64 characters of `a-z 0-9 _ -`.
+    #[schema(value_type = TierName)]
     name: String,
     /// What it is for.
     #[serde(default)]
     description: String,
     /// Its limits; at most one per resource, period and window.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects")]
     limits: Vec<LimitSpec>,
 }
 
@@ -51,6 +53,7 @@ pub struct UpdateTier {
     description: Option<String>,
     /// The complete new set of limits: limits on the same resource and span keep their
     /// id, others are added, and the ones left out are removed.
+    #[serde(default, deserialize_with = "optional_objects")]
     limits: Option<Vec<LimitSpec>>,
 }
 
@@ -62,6 +65,7 @@ pub struct ListTiers {
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -175,7 +179,7 @@ async fn create_tier(
 /// Get a tier with its limits.
 #[utoipa::path(
     get, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")),
+    params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 200, description = "The tier", body = TierView),
         (status = 401, response = super::Unauthorized),
@@ -186,7 +190,7 @@ async fn create_tier(
 async fn get_tier(
     _: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TierView>, ApiError> {
     let tier = state
         .repo
@@ -199,7 +203,7 @@ async fn get_tier(
 /// Change a tier's description and/or replace its whole set of limits.
 #[utoipa::path(
     patch, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")), request_body = UpdateTier,
+    params(("name" = TierName, Path, description = "The tier name")), request_body = UpdateTier,
     responses(
         (status = 200, description = "The changed tier", body = TierView),
         (status = 401, response = super::Unauthorized),
@@ -212,7 +216,7 @@ async fn get_tier(
 async fn update_tier(
     admin: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateTier>,
 ) -> Result<Json<TierView>, ApiError> {
     if let Some(description) = &body.description {
@@ -234,7 +238,7 @@ async fn update_tier(
 /// Delete a tier and its limits; refused while a tenant or an assignment uses it.
 #[utoipa::path(
     delete, path = "/admin/v1/tiers/{name}", tag = "tiers",
-    params(("name" = String, Path, description = "The tier name")),
+    params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = super::Unauthorized),
@@ -246,7 +250,7 @@ async fn update_tier(
 async fn delete_tier(
     admin: Admin,
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
         .repo

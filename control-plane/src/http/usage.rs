@@ -1,16 +1,19 @@
 //! A tenant's effective quota, live usage, resets and adjustments, and usage history.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tollgate_protocol::is_valid_tenant_id;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Admin;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{instant, ApiJson, ApiPath, ApiQuery};
+use super::names::TenantId;
 use super::paging::{page_view, paging, PageView};
+use super::tenants::TENANT_RULE;
 use crate::decision::{is_valid_role, resolve_fresh};
 use crate::error::{ApiError, Problem};
 use crate::repo::{HistoryFilter, HistoryRow};
@@ -133,12 +136,15 @@ pub struct HistoryQuery {
     /// Only this series: a period (`month`) or `rolling-<period>` buckets.
     series: Option<String>,
     /// Only windows starting at or after this instant.
+    #[serde(default, deserialize_with = "instant")]
     from: Option<DateTime<Utc>>,
     /// Only windows starting before this instant.
+    #[serde(default, deserialize_with = "instant")]
     to: Option<DateTime<Utc>>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 
@@ -181,7 +187,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
 /// limits after per-tenant overrides.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/quota", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "The effective quota", body = QuotaReport),
         (status = 401, response = super::Unauthorized),
@@ -192,7 +198,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
 async fn effective_quota(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<QuotaReport>, ApiError> {
     let roles = roles(&query)?;
@@ -238,7 +244,7 @@ async fn effective_quota(
 /// Live usage of every limit of a tenant and of its ancestors, in the current windows.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/usage", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "Live usage", body = UsageReport),
         (status = 401, response = super::Unauthorized),
@@ -250,7 +256,7 @@ async fn effective_quota(
 async fn live_usage(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let roles = roles(&query)?;
@@ -260,7 +266,7 @@ async fn live_usage(
 /// Reset the tenant's own usage (not its ancestors') in the current windows to zero.
 #[utoipa::path(
     post, path = "/admin/v1/tenants/{id}/usage:reset", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = ResetUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
@@ -273,7 +279,7 @@ async fn live_usage(
 async fn reset_usage(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ResetUsage>,
 ) -> Result<Json<UsageChanges>, ApiError> {
     let selection = Selection {
@@ -290,7 +296,7 @@ async fn reset_usage(
 /// corrections).
 #[utoipa::path(
     post, path = "/admin/v1/tenants/{id}/usage:adjust", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)")),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     request_body = AdjustUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
@@ -303,7 +309,7 @@ async fn reset_usage(
 async fn adjust_usage(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AdjustUsage>,
 ) -> Result<Json<UsageChanges>, ApiError> {
     if body.delta.unsigned_abs() > COUNTER_MAX {
@@ -331,7 +337,7 @@ async fn adjust_usage(
 /// The tenant's persisted usage per window, newest first: what can be billed.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/usage/history", tag = "usage",
-    params(("id" = String, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
+    params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
     responses(
         (status = 200, description = "A page of usage history", body = PageView<HistoryView>),
         (status = 401, response = super::Unauthorized),
@@ -342,9 +348,14 @@ async fn adjust_usage(
 async fn usage_history(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<PageView<HistoryView>>, ApiError> {
+    // History outlives its tenant, so an unknown id is an empty page, not a 404; one that
+    // no tenant can have is a mistake.
+    if !is_valid_tenant_id(&id) {
+        return Err(ApiError::field("id", TENANT_RULE));
+    }
     let paging = paging(query.cursor.as_deref(), query.limit)?;
     let filter = HistoryFilter {
         resource: query.resource,
