@@ -14,7 +14,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::control_plane::{ControlPlane, ADMIN_TOKEN};
+use crate::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
 use crate::postgres::Postgres;
 use crate::raw::{read_response, RawResponse};
 use crate::redis::Redis;
@@ -60,10 +60,11 @@ impl AdminStack {
         self.http.request(method, url).bearer_auth(ADMIN_TOKEN)
     }
 
-    /// A decision request to `/v1/check` (no token: the filter's API).
+    /// A decision request to `/v1/check`, on the decision listener with the gateway
+    /// secret, as the filter sends it.
     pub fn check(&self, body: &Value) -> RequestBuilder {
-        let url = format!("{}/v1/check", self.control_plane.url());
-        self.http.post(url).json(body)
+        let url = format!("{}/v1/check", self.control_plane.decision_url());
+        self.http.post(url).bearer_auth(DECISION_TOKEN).json(body)
     }
 
     /// Sends `request`; asserts the answer is no 5xx and, when not a success, a

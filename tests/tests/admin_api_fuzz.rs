@@ -1,8 +1,10 @@
-//! The admin API driven by schemathesis from its own OpenAPI document, end to end: the
-//! real `tollgate serve` over real Redis and PostgreSQL, every check schemathesis has
-//! but positive-data acceptance, a fixed seed. No answer may be a 5xx or one the
+//! The control plane's APIs driven by schemathesis from their own OpenAPI document, end
+//! to end: the real `tollgate serve` over real Redis and PostgreSQL, every check
+//! schemathesis has but positive-data acceptance, a fixed seed. The admin API is driven
+//! on the admin listener with the admin token, the decision API (`/v1`) on the decision
+//! listener with the gateway secret, as deployed. No answer may be a 5xx or one the
 //! document does not promise, and the control plane may not panic. Run with
-//! `-- --nocapture` to see schemathesis' summary.
+//! `-- --nocapture` to see schemathesis' summaries.
 //!
 //! schemathesis comes from `scripts/setup.sh` (`.tools/schemathesis`); without it the
 //! test fails rather than skips.
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use tollgate_e2e::admin::AdminStack;
-use tollgate_e2e::control_plane::ADMIN_TOKEN;
+use tollgate_e2e::control_plane::{ADMIN_TOKEN, DECISION_TOKEN};
 use tollgate_e2e::process::{repo_root, ChildGuard};
 
 /// The run: fixed seed and examples per operation, so that CI repeats it. 200 examples
@@ -37,29 +39,41 @@ fn schemathesis() -> PathBuf {
     st
 }
 
-/// How many operations the served document describes.
-async fn openapi_operations(stack: &AdminStack) -> usize {
+/// How many operations the served document describes on paths that are (`decisions`)
+/// or are not under `/v1/`.
+async fn openapi_operations(stack: &AdminStack, decisions: bool) -> usize {
     let (_, document) = stack.send(stack.admin(Method::GET, "/openapi.json")).await;
     document["paths"]
         .as_object()
         .unwrap()
-        .values()
-        .map(|item| item.as_object().unwrap().len())
+        .iter()
+        .filter(|(path, _)| path.starts_with("/v1/") == decisions)
+        .map(|(_, item)| item.as_object().unwrap().len())
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_promise() {
-    let st = schemathesis();
-    let stack = AdminStack::start().await;
-    let mut command = Command::new(st);
+/// One listener's API: where it is served, with which token, which paths.
+struct Surface {
+    name: &'static str,
+    base_url: String,
+    token: &'static str,
+    decisions: bool,
+}
+
+/// Runs schemathesis over `surface` and checks what it reports.
+async fn drive(stack: &AdminStack, surface: &Surface) {
+    let mut command = Command::new(schemathesis());
     command
         .arg("run")
         .arg(format!(
             "{}/admin/v1/openapi.json",
             stack.control_plane.url()
         ))
-        .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["--url", &surface.base_url])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", surface.token),
+        ])
         // Every check but positive-data acceptance: the document cannot express the
         // rules that span fields (exactly one of tier and tenant, a rolling window of a
         // minute or longer), so some schema-valid requests are rightly refused.
@@ -75,7 +89,20 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
         .args(["--generation-database", "none"])
         // No schemathesis.toml of the repository or above is read.
         .current_dir(stack.dir.path());
-    let log = stack.dir.path().join("schemathesis.log");
+    let paths = if surface.decisions {
+        "--include-path-regex"
+    } else {
+        "--exclude-path-regex"
+    };
+    command.args([paths, "^/v1/"]);
+    if surface.decisions {
+        // No links between decision operations: nothing for the stateful phase.
+        command.args(["--phases", "examples,coverage,fuzzing"]);
+    }
+    let log = stack
+        .dir
+        .path()
+        .join(format!("schemathesis-{}.log", surface.name));
     let started = Instant::now();
     let mut run = ChildGuard::spawn("schemathesis", command, log.clone(), libc::SIGTERM, None)
         .expect("starting schemathesis");
@@ -97,12 +124,17 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
         .find("SUMMARY")
         .and_then(|at| output[..at].rfind('\n'))
         .map_or(output.as_str(), |at| &output[at + 1..]);
-    println!("schemathesis ({:.0?}):\n{summary}", started.elapsed());
+    println!(
+        "schemathesis, {} ({:.0?}):\n{summary}",
+        surface.name,
+        started.elapsed()
+    );
     assert!(
         status.success(),
-        "schemathesis failed ({status}):\n{output}"
+        "schemathesis failed on the {} API ({status}):\n{output}",
+        surface.name
     );
-    // It really ran: every operation of the document (schemathesis leaves out the one
+    // It really ran: every operation of the surface (schemathesis leaves out the one
     // serving the document itself), and cases that all passed.
     let after = |label: &str| {
         let mut lines = summary.lines().map(str::trim);
@@ -117,17 +149,39 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
             .trim()
             .to_string()
     };
-    let operations = openapi_operations(&stack).await - 1;
-    assert_eq!(
-        field("Selected:"),
-        format!("{operations}/{operations}"),
-        "{summary}"
-    );
+    let mut operations = openapi_operations(stack, surface.decisions).await;
+    if !surface.decisions {
+        operations -= 1;
+    }
+    let selected = field("Selected:");
+    assert!(selected.starts_with(&format!("{operations}/")), "{summary}");
     assert_eq!(field("Tested:"), operations.to_string(), "{summary}");
     let cases = after("Test cases:");
     let generated: usize = cases.split(' ').next().unwrap().parse().unwrap();
-    assert!(generated >= 1000, "{summary}");
+    assert!(generated >= 100 * operations, "{summary}");
     assert!(cases.contains(&format!("{generated} passed")), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_promise() {
+    let stack = AdminStack::start().await;
+    let surfaces = [
+        Surface {
+            name: "admin",
+            base_url: stack.control_plane.url(),
+            token: ADMIN_TOKEN,
+            decisions: false,
+        },
+        Surface {
+            name: "decision",
+            base_url: stack.control_plane.decision_url(),
+            token: DECISION_TOKEN,
+            decisions: true,
+        },
+    ];
+    for surface in &surfaces {
+        drive(&stack, surface).await;
+    }
     let log = stack.control_plane.log();
     assert!(
         !log.contains("panicked"),
