@@ -610,16 +610,18 @@ fn shadow_mode_asks_to_count_regardless_and_never_rejects() {
 }
 
 #[test]
-fn concurrency_slot_is_held_under_the_request_id_and_released_at_the_end() {
+fn concurrency_slot_is_held_under_an_id_of_the_filters_own_and_released_at_the_end() {
+    // The request carries `x-request-id: req-1`, which a client may choose: not used.
     let host = FakeHost::upload("acme", Some(0));
     let mut flow = RequestFlow::new(config(json!({"costs": {"concurrent_requests": true}})));
     flow.on_request_headers(&host, false);
     let check = host.last_check();
     assert_eq!(check.amounts["concurrent_requests"], 1);
-    assert_eq!(check.request_id.as_deref(), Some("req-1"));
+    assert_eq!(check.request_id.as_deref(), Some("s-1"));
     flow.on_check_response(&host, Some(200), &allow());
     let settle = flow.settlement(&host).unwrap();
-    assert_eq!(settle.release_request_id.as_deref(), Some("req-1"));
+    assert_eq!(settle.release_request_id.as_deref(), Some("s-1"));
+    assert!(settle.amounts.is_empty(), "nothing to correct but the slot");
 }
 
 #[test]

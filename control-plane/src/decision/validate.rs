@@ -114,8 +114,12 @@ pub(super) fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, 
     if !is_valid_tenant_id(&request.tenant) {
         return Err(ApiError::field("tenant", TENANT_RULE));
     }
-    if request.amounts.is_empty() {
-        return Err(ApiError::field("amounts", "name at least one resource"));
+    // A request whose only correction is to give back its slot sends no amounts.
+    if request.amounts.is_empty() && request.release_request_id.is_none() {
+        return Err(ApiError::field(
+            "amounts",
+            "name at least one resource, or give release_request_id",
+        ));
     }
     validate_amounts(&request.amounts, |resource, amount| {
         // concurrent_requests is a gauge under every tier: refused before any lookup.

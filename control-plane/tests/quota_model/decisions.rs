@@ -806,6 +806,26 @@ async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPoo
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_settlement_with_nothing_to_correct_still_gives_back_the_slot(pool: PgPool) {
+    // What the filter sends at the end of a request whose cost was known at the
+    // headers: no amounts, only the slot. Refused, the slot would stay held.
+    let api = Api::new(pool);
+    let app = metered_app(&api, "acme").await;
+    let at = api.clock.now().timestamp_millis();
+    for id in ["r1", "r2"] {
+        let reply = api
+            .filter_post("/v1/check", metered_check(&app, 1, id))
+            .await;
+        assert_eq!(reply.body["decision"], "allow", "{}", reply.body);
+    }
+    let release = json!({"id": "s1", "tenant": app, "amounts": {}, "checked_at_ms": at,
+                         "release_request_id": "r1"});
+    assert_eq!(settled(&api, release).await, 1);
+    let slots = used(&api, &app, "concurrent_requests").await;
+    assert_eq!(slots, vec![(app.clone(), 1)], "only r2 holds one");
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn invalid_settlements_are_refused_naming_the_field_and_change_nothing(pool: PgPool) {
     let api = Api::new(pool);
     let app = metered_app_beside_a_gauge(&api).await;

@@ -243,13 +243,11 @@ impl RequestFlow {
             }
         }
         if costs.concurrent_requests {
-            match host.request_header("x-request-id") {
-                Some(id) if !id.is_empty() => {
-                    amounts.insert(resource::CONCURRENT_REQUESTS.to_string(), 1);
-                    self.request_id = Some(id);
-                }
-                _ => host.warn("tollgate: no x-request-id: concurrent_requests not counted"),
-            }
+            // The slot is held under an id of the filter's own: a client's
+            // x-request-id could repeat (two requests sharing one slot) or be one the
+            // control plane refuses (failing the request open, uncounted).
+            amounts.insert(resource::CONCURRENT_REQUESTS.to_string(), 1);
+            self.request_id = Some(host.unique_id());
         }
         amounts
     }
