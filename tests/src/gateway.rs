@@ -9,6 +9,7 @@ use tempfile::TempDir;
 use crate::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
 use crate::envoy::{Envoy, EnvoySettings, Template};
 use crate::postgres::Postgres;
+use crate::process::free_port;
 use crate::redis::Redis;
 use crate::upstream::Upstream;
 
@@ -53,6 +54,9 @@ pub struct GatewayOptions {
     /// How many control planes run (at least one), all on the same Redis and
     /// PostgreSQL; with [`ControlPlaneTarget::Real`] the cluster has one endpoint each.
     pub control_planes: usize,
+    /// Whether Redis keeps its data on disk ([`Redis::start_durable_on`]), so that a
+    /// test can stop it and start it again with its data.
+    pub durable_redis: bool,
 }
 
 impl Default for GatewayOptions {
@@ -65,6 +69,7 @@ impl Default for GatewayOptions {
             template: Template::Gateway,
             control_plane: ControlPlaneTarget::Real,
             control_planes: 1,
+            durable_redis: false,
         }
     }
 }
@@ -97,8 +102,14 @@ impl Gateway {
         let mut dir = tempfile::Builder::new().prefix("tollgate-e2e-").tempdir()?;
         // TOLLGATE_E2E_KEEP=1 keeps every log and config for a look after the test.
         dir.disable_cleanup(std::env::var_os("TOLLGATE_E2E_KEEP").is_some());
-        let (redis, postgres) =
-            tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path()))?;
+        let redis = async {
+            if options.durable_redis {
+                Redis::start_durable_on(dir.path(), free_port()?).await
+            } else {
+                Redis::start(dir.path()).await
+            }
+        };
+        let (redis, postgres) = tokio::try_join!(redis, Postgres::start(dir.path()))?;
         let start_control_plane = || async {
             let control_plane = ControlPlane::start_with(
                 dir.path(),

@@ -26,9 +26,31 @@ impl Redis {
 
     /// Starts Redis on `port` (again, after a stop: tests of reconnection).
     pub async fn start_on(dir: &Path, port: u16) -> Result<Redis> {
+        Redis::spawn(dir, port, &["--save", "", "--appendonly", "no"]).await
+    }
+
+    /// Starts a Redis that keeps its data on disk in `dir`, every write synced before
+    /// it is answered (as production runs it): started again on the same `port` and
+    /// `dir` after a stop, it has everything it acknowledged.
+    pub async fn start_durable_on(dir: &Path, port: u16) -> Result<Redis> {
+        let data = dir.join(format!("redis-{port}-data"));
+        std::fs::create_dir_all(&data)?;
+        let data = data.display().to_string();
+        let durable = [
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ];
+        Redis::spawn(dir, port, &[&durable[..], &["--dir", &data]].concat()).await
+    }
+
+    async fn spawn(dir: &Path, port: u16, persistence: &[&str]) -> Result<Redis> {
         let mut command = Command::new("redis-server");
         command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
-        command.args(["--save", "", "--appendonly", "no"]);
+        command.args(persistence);
         let log = dir.join(format!("redis-{port}.log"));
         let mut child =
             ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;

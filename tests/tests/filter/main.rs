@@ -14,6 +14,8 @@
 //! - [`budgets`] — the fast path: budgets leased, spent without callouts, returned.
 //! - [`failures`] — a control plane that hangs or has no healthy host, and a filter
 //!   configuration Envoy must refuse.
+//! - [`faults`] — Redis, the control plane and PostgreSQL stopped and started again
+//!   under load: deadlines kept, nothing lost.
 
 // clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,6 +24,7 @@ mod answers;
 mod budgets;
 mod costs;
 mod failures;
+mod faults;
 mod identity;
 
 use std::time::Duration;

@@ -1,0 +1,326 @@
+//! Faults under load: Redis, the control plane or PostgreSQL stopped and started again
+//! while clients keep sending, through an Envoy on the per-request path and one on the
+//! budget path, both failing closed. No request may wait past its deadline, every
+//! answer is a decision or the failure mode, and once everything is back nothing
+//! admitted is missing from the usage (the bytes and requests the upstream received);
+//! what is counted beyond it is bounded by the requests the failure mode refused (a
+//! check that reached Redis just before the fault cut its answer off), and printed.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tollgate_e2e::redis::Redis;
+use tollgate_e2e::{Gateway, GatewayOptions};
+
+use super::{http, own_usage, start_with_tier};
+
+const TENANTS: [&str; 4] = ["t0", "t1", "t2", "t3"];
+const CLIENTS: usize = 16;
+const LOAD: Duration = Duration::from_secs(7);
+/// The filter's deadline; no answer may come much later than it.
+const TIMEOUT_MS: u64 = 300;
+/// What "much later" is: the deadline, Envoy's backstop of a second, and room for a
+/// loaded two-core machine. A request that hangs takes the client's 10 s.
+const NO_LATER_THAN: Duration = Duration::from_millis(TIMEOUT_MS + 1_500);
+
+/// What the clients saw through one Envoy.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Decided and admitted (200, `ok` or `warning`), per tenant: requests and bytes.
+    admitted: BTreeMap<String, (u64, u64)>,
+    /// Answered by the failure mode (503), per tenant: requests and bytes. Their
+    /// check may have been counted just before the fault cut its answer off.
+    failed: BTreeMap<String, (u64, u64)>,
+    /// Anything else: a status or an answer the failure mode does not allow.
+    wrong: Vec<String>,
+    /// The slowest answer.
+    slowest: Duration,
+}
+
+impl Seen {
+    fn absorb(&mut self, other: Seen) {
+        for (tenant, (requests, bytes)) in other.admitted {
+            let sum = self.admitted.entry(tenant).or_default();
+            sum.0 += requests;
+            sum.1 += bytes;
+        }
+        for (tenant, (requests, bytes)) in other.failed {
+            let sum = self.failed.entry(tenant).or_default();
+            sum.0 += requests;
+            sum.1 += bytes;
+        }
+        self.wrong.extend(other.wrong);
+        self.slowest = self.slowest.max(other.slowest);
+    }
+}
+
+async fn client(index: usize, url: String, until: Instant) -> Seen {
+    let http = http();
+    let mut rng = fastrand::Rng::with_seed(9_000 + index as u64);
+    let mut seen = Seen::default();
+    while Instant::now() < until {
+        let tenant = TENANTS[rng.usize(..TENANTS.len())];
+        let size = rng.usize(1..=2_048);
+        let started = Instant::now();
+        let reply = http
+            .post(format!("{url}/upload"))
+            .header("x-tenant-id", tenant)
+            .body(vec![b'x'; size])
+            .send()
+            .await;
+        let took = started.elapsed();
+        seen.slowest = seen.slowest.max(took);
+        let Ok(response) = reply else {
+            seen.wrong.push(format!("no answer after {took:?}"));
+            continue;
+        };
+        let status = response.status();
+        let quota = response
+            .headers()
+            .get("x-quota-status")
+            .and_then(|s| s.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let _ = response.bytes().await;
+        match (status, quota.as_str()) {
+            (StatusCode::OK, "ok" | "warning") => {
+                let sum = seen.admitted.entry(tenant.to_string()).or_default();
+                sum.0 += 1;
+                sum.1 += size as u64;
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, _) => {
+                let sum = seen.failed.entry(tenant.to_string()).or_default();
+                sum.0 += 1;
+                sum.1 += size as u64;
+            }
+            other => seen.wrong.push(format!("{other:?}")),
+        }
+    }
+    seen
+}
+
+/// Clients through each of `urls` for [`LOAD`]; what each Envoy's clients saw.
+fn load(urls: &[String]) -> tokio::task::JoinHandle<Vec<Seen>> {
+    let urls = urls.to_vec();
+    tokio::spawn(async move {
+        let until = Instant::now() + LOAD;
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|i| tokio::spawn(client(i, urls[i % urls.len()].clone(), until)))
+            .collect();
+        let mut seen: Vec<Seen> = urls.iter().map(|_| Seen::default()).collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            seen[i % urls.len()].absorb(task.await.unwrap());
+        }
+        seen
+    })
+}
+
+/// A gateway failing closed with the tenants on a tier far above the load, Redis on
+/// disk, leases short-lived; its Envoy checks each request, a second one spends
+/// budgets. Answers the gateway and both Envoys' URLs.
+async fn two_paths() -> (Gateway, tollgate_e2e::envoy::Envoy) {
+    let options = |filter| GatewayOptions {
+        failure_mode: "closed",
+        timeout_ms: TIMEOUT_MS,
+        control_plane_args: vec!["--lease-ttl-ms", "1000"],
+        durable_redis: true,
+        filter,
+        ..GatewayOptions::default()
+    };
+    let limits = json!([
+        {"resource": "requests", "period": "month", "quota": 100_000_000u64},
+        {"resource": "request_bytes", "period": "month", "quota": 100_000_000_000u64},
+    ]);
+    let gateway = start_with_tier(options(json!({})), "big", limits, &TENANTS).await;
+    let budgets = options(json!({"budgets": {"enabled": true, "want": 100}}));
+    let budget_envoy = gateway.another_envoy(budgets).await.unwrap();
+    (gateway, budget_envoy)
+}
+
+fn total(per_tenant: &BTreeMap<String, (u64, u64)>) -> (u64, u64) {
+    per_tenant
+        .values()
+        .fold((0, 0), |(r, b), (requests, bytes)| {
+            (r + requests, b + bytes)
+        })
+}
+
+/// Asserts what the clients saw, then waits until every tenant's usage has settled:
+/// everything admitted through both Envoys (exactly what the upstream received) is
+/// counted, and at most what was refused by the failure mode on top — a check that
+/// reached Redis just before the fault cut its answer off. Answers that excess.
+async fn assert_nothing_lost(gateway: &Gateway, seen: &[Seen], fault: &str) -> (u64, u64) {
+    let mut all = Seen::default();
+    for (path, s) in ["per-request", "budgets"].iter().zip(seen) {
+        let admitted = total(&s.admitted).0;
+        println!(
+            "{fault}, {path}: {admitted} admitted, {} failed closed, slowest {:?}",
+            total(&s.failed).0,
+            s.slowest
+        );
+        let first = &s.wrong[..s.wrong.len().min(5)];
+        assert!(s.wrong.is_empty(), "{fault}, {path}: {first:?}");
+        assert!(
+            s.slowest < NO_LATER_THAN,
+            "{fault}, {path}: an answer took {:?}",
+            s.slowest
+        );
+        assert!(admitted > 0, "{fault}, {path}: nothing admitted");
+        all.absorb(Seen {
+            admitted: s.admitted.clone(),
+            failed: s.failed.clone(),
+            ..Seen::default()
+        });
+    }
+    let mut excess = (0, 0);
+    for tenant in TENANTS {
+        let admitted = all.admitted.get(tenant).copied().unwrap_or_default();
+        let in_doubt = all.failed.get(tenant).copied().unwrap_or_default();
+        let received = gateway.upstream.received(tenant);
+        let upstream = (received.requests, received.bytes);
+        assert_eq!(
+            upstream, admitted,
+            "{fault}: {tenant} received what was admitted"
+        );
+        // Budgets come back within their second, and usage counted in PostgreSQL
+        // reaches Redis within a reconcile round: poll until it is still.
+        let counted = || async {
+            (
+                own_usage(gateway, tenant, "requests", "month").await,
+                own_usage(gateway, tenant, "request_bytes", "month").await,
+            )
+        };
+        let mut last = counted().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            let now = counted().await;
+            if now == last && now.0 >= admitted.0 && now.1 >= admitted.1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{fault}: {tenant} counted {now:?}, admitted {admitted:?}"
+            );
+            last = now;
+        }
+        let bound = (admitted.0 + in_doubt.0, admitted.1 + in_doubt.1);
+        assert!(
+            last.0 <= bound.0 && last.1 <= bound.1,
+            "{fault}: {tenant} counted {last:?}, more than admitted {admitted:?} and \
+             refused {in_doubt:?}"
+        );
+        excess = (
+            excess.0 + last.0 - admitted.0,
+            excess.1 + last.1 - admitted.1,
+        );
+    }
+    println!("{fault}: counted beyond admitted (requests, bytes): {excess:?}");
+    excess
+}
+
+/// A control plane metric's value (summed over its label sets matching `filter`).
+async fn control_plane_metric(gateway: &Gateway, name: &str, filter: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", gateway.control_plane.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(filter))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
+    let (mut gateway, budget_envoy) = two_paths().await;
+    let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let port = gateway.redis.port;
+    gateway.redis.stop();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    gateway.redis = Redis::start_durable_on(gateway.dir.path(), port)
+        .await
+        .unwrap();
+    let seen = running.await.unwrap();
+    let fallback =
+        control_plane_metric(&gateway, "tollgate_fallback_calls_total", "admitted").await;
+    assert!(fallback > 0.0, "the outage was decided from PostgreSQL");
+    assert_nothing_lost(&gateway, &seen, "Redis stopped").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_nothing() {
+    let (mut gateway, budget_envoy) = two_paths().await;
+    let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    gateway.control_plane.stop();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let restarted = Instant::now();
+    gateway.control_plane.restart().await.unwrap();
+    // Back within a second of its start: a request is decided again.
+    loop {
+        let reply = http()
+            .post(format!("{}/upload", gateway.envoy.url()))
+            .header("x-tenant-id", "t0")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        if reply.status() == StatusCode::OK {
+            let _ = reply.bytes().await;
+            // Counted like any other admitted request.
+            break;
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(5), "not back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "control plane restarted: decisions again after {:?}",
+        restarted.elapsed()
+    );
+    let mut seen = running.await.unwrap();
+    let probe = seen[0].admitted.entry("t0".into()).or_default();
+    probe.0 += 1;
+    probe.1 += 1;
+    assert!(
+        seen.iter().any(|s| !s.failed.is_empty()),
+        "the outage failed closed"
+    );
+    assert_nothing_lost(&gateway, &seen, "control plane restarted").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_stopped_under_load_changes_no_decision_and_loses_nothing() {
+    let (mut gateway, budget_envoy) = two_paths().await;
+    let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    gateway.postgres.stop();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Admin writes are refused meanwhile; decisions come from cached definitions.
+    let (status, _) = gateway
+        .admin_reply(
+            reqwest::Method::POST,
+            "/tiers",
+            Some(json!({"name": "later"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    gateway.postgres.restart().await.unwrap();
+    let seen = running.await.unwrap();
+    for s in &seen {
+        assert!(
+            s.failed.is_empty(),
+            "PostgreSQL is not on the decision path"
+        );
+    }
+    let excess = assert_nothing_lost(&gateway, &seen, "PostgreSQL stopped").await;
+    assert_eq!(excess, (0, 0), "counted exactly what was admitted");
+}
