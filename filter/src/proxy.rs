@@ -429,7 +429,7 @@ impl Context for Root {
         let Ok(mut settlements) = self.worker.settlements.try_borrow_mut() else {
             return;
         };
-        let outcome = settlements.answered(token, ok);
+        let outcome = settlements.answered(token, ok, self.host.now_ms());
         drop(settlements);
         report(&self.host, outcome);
     }
@@ -573,7 +573,7 @@ fn send_settlements(host: &ProxyHost, config: &FilterConfig, settlements: &RefCe
         return;
     };
     let cp = &config.control_plane;
-    for pending in settlements.take_queued() {
+    for pending in settlements.take_queued(host.now_ms()) {
         let callout = Callout::post(
             cp,
             pending.request.path,
@@ -584,7 +584,7 @@ fn send_settlements(host: &ProxyHost, config: &FilterConfig, settlements: &RefCe
         match host.dispatch(callout) {
             Some(token) => settlements.sent(token, pending, host.now_ms()),
             None => {
-                let outcome = settlements.not_sent(pending);
+                let outcome = settlements.not_sent(pending, host.now_ms());
                 report(host, outcome);
             }
         }
@@ -596,7 +596,9 @@ fn report(host: &ProxyHost, outcome: Outcome) {
     match outcome {
         Outcome::Settled | Outcome::Unknown => {}
         Outcome::Retrying => host.count(Metric::SettlementFailures),
-        Outcome::Dropped(Pending { request, attempts }) => {
+        Outcome::Dropped(Pending {
+            request, attempts, ..
+        }) => {
             host.count(Metric::SettlementFailures);
             let what = String::from_utf8_lossy(&request.body);
             host.warn(&format!(

@@ -3,9 +3,11 @@
 //!
 //! A request's context is gone by the time its settlement could be answered, and Envoy
 //! cancels a gone context's callouts, so settlements are sent from the root context of
-//! the worker. A failed one is retried on the next ticks, a few times; then it is logged
-//! (with its content, so an operator can reconcile) and dropped. The queue is bounded
-//! so a control plane that is down for long cannot grow a worker's memory.
+//! the worker. A failed one is retried with a growing pause (a control plane that is
+//! restarting answers every attempt of a burst at once with 503), for about half a
+//! minute; then it is logged (with its content, so an operator can reconcile) and
+//! dropped. The queue is bounded so a control plane that is down for long cannot grow a
+//! worker's memory.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -26,8 +28,9 @@ impl Outgoing {
     }
 }
 
-/// Attempts per settlement before it is dropped.
-pub const MAX_ATTEMPTS: u32 = 5;
+/// Attempts per settlement before it is dropped: with [`retry_after_ms`], the last one
+/// goes about 23 s after the first.
+pub const MAX_ATTEMPTS: u32 = 8;
 /// Settlements one worker holds at most; the oldest is dropped past it.
 pub const MAX_QUEUED: usize = 10_000;
 /// How long an answer may take before the settlement is tried again.
@@ -39,6 +42,14 @@ pub const ANSWER_WITHIN_MS: u64 = 10_000;
 /// sends the next ones.
 pub const MAX_IN_FLIGHT: usize = 64;
 
+/// How long to wait before attempt `attempts + 1`, after `attempts` failed: 200 ms,
+/// doubling, at most 10 s.
+pub fn retry_after_ms(attempts: u32) -> u64 {
+    200u64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(16))
+        .min(10_000)
+}
+
 /// A settlement and how often it was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
@@ -46,6 +57,8 @@ pub struct Pending {
     pub request: Outgoing,
     /// Attempts so far.
     pub attempts: u32,
+    /// Not sent again before this (ms, the host's clock).
+    pub not_before_ms: u64,
 }
 
 /// One worker's settlements.
@@ -74,6 +87,7 @@ impl Settlements {
         self.queue.push_back(Pending {
             request,
             attempts: 0,
+            not_before_ms: 0,
         });
         if self.queue.len() > MAX_QUEUED {
             return self.queue.pop_front();
@@ -81,11 +95,21 @@ impl Settlements {
         None
     }
 
-    /// Takes the queued settlements to send now: as many as fit in flight.
-    pub fn take_queued(&mut self) -> Vec<Pending> {
+    /// Takes the queued settlements due at `now_ms`: as many as fit in flight, oldest
+    /// first.
+    pub fn take_queued(&mut self, now_ms: u64) -> Vec<Pending> {
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
-        let n = room.min(self.queue.len());
-        self.queue.drain(..n).collect()
+        let mut due = Vec::new();
+        let mut later = VecDeque::new();
+        while let Some(pending) = self.queue.pop_front() {
+            if due.len() < room && pending.not_before_ms <= now_ms {
+                due.push(pending);
+            } else {
+                later.push_back(pending);
+            }
+        }
+        self.queue = later;
+        due
     }
 
     /// Whether anything waits to be sent.
@@ -99,18 +123,18 @@ impl Settlements {
         self.in_flight.insert(token, (now_ms, pending));
     }
 
-    /// `pending` could not be dispatched at all.
-    pub fn not_sent(&mut self, mut pending: Pending) -> Outcome {
+    /// `pending` could not be dispatched at all, at `now_ms`.
+    pub fn not_sent(&mut self, mut pending: Pending, now_ms: u64) -> Outcome {
         pending.attempts += 1;
-        self.retry(pending)
+        self.retry(pending, now_ms)
     }
 
-    /// The answer to `token` arrived; `ok` when it was a 200.
-    pub fn answered(&mut self, token: u32, ok: bool) -> Outcome {
+    /// The answer to `token` arrived at `now_ms`; `ok` when it was a 200.
+    pub fn answered(&mut self, token: u32, ok: bool, now_ms: u64) -> Outcome {
         match self.in_flight.remove(&token) {
             None => Outcome::Unknown,
             Some(_) if ok => Outcome::Settled,
-            Some((_, pending)) => self.retry(pending),
+            Some((_, pending)) => self.retry(pending, now_ms),
         }
     }
 
@@ -123,14 +147,15 @@ impl Settlements {
             .map(|(token, _)| *token)
             .collect();
         late.into_iter()
-            .map(|token| self.answered(token, false))
+            .map(|token| self.answered(token, false, now_ms))
             .collect()
     }
 
-    fn retry(&mut self, pending: Pending) -> Outcome {
+    fn retry(&mut self, mut pending: Pending, now_ms: u64) -> Outcome {
         if pending.attempts >= MAX_ATTEMPTS {
             return Outcome::Dropped(pending);
         }
+        pending.not_before_ms = now_ms.saturating_add(retry_after_ms(pending.attempts));
         self.queue.push_back(pending);
         Outcome::Retrying
     }
@@ -155,13 +180,22 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_settlement_is_retried_then_dropped() {
+    fn a_failed_settlement_is_retried_later_and_later_then_dropped() {
         let mut s = Settlements::default();
         s.push(settle("a"));
+        let mut now = 0;
         for attempt in 1..=MAX_ATTEMPTS {
-            let pending = s.take_queued().pop().unwrap();
-            s.sent(attempt, pending, 0);
-            let outcome = s.answered(attempt, false);
+            let pending = s.take_queued(now).pop().unwrap();
+            s.sent(attempt, pending, now);
+            let outcome = s.answered(attempt, false, now);
+            if attempt < MAX_ATTEMPTS {
+                let wait = retry_after_ms(attempt);
+                assert!(
+                    s.take_queued(now + wait - 1).is_empty(),
+                    "not before {wait} ms"
+                );
+                now += wait;
+            }
             if attempt < MAX_ATTEMPTS {
                 assert_eq!(outcome, Outcome::Retrying);
             } else {
@@ -175,17 +209,17 @@ mod tests {
     fn an_answered_settlement_is_done_and_unknown_tokens_are_ignored() {
         let mut s = Settlements::default();
         s.push(settle("a"));
-        let pending = s.take_queued().pop().unwrap();
+        let pending = s.take_queued(0).pop().unwrap();
         s.sent(9, pending, 0);
-        assert_eq!(s.answered(9, true), Outcome::Settled);
-        assert_eq!(s.answered(9, true), Outcome::Unknown);
+        assert_eq!(s.answered(9, true, 0), Outcome::Settled);
+        assert_eq!(s.answered(9, true, 0), Outcome::Unknown);
     }
 
     #[test]
     fn an_unanswered_settlement_is_tried_again_after_a_while() {
         let mut s = Settlements::default();
         s.push(settle("a"));
-        let pending = s.take_queued().pop().unwrap();
+        let pending = s.take_queued(0).pop().unwrap();
         s.sent(1, pending, 1_000);
         assert!(s.expire(1_000 + ANSWER_WITHIN_MS - 1).is_empty());
         assert_eq!(s.expire(1_000 + ANSWER_WITHIN_MS), vec![Outcome::Retrying]);
@@ -198,18 +232,18 @@ mod tests {
         for _ in 0..MAX_IN_FLIGHT + 10 {
             s.push(settle("a"));
         }
-        let first = s.take_queued();
+        let first = s.take_queued(0);
         assert_eq!(first.len(), MAX_IN_FLIGHT);
         for (token, pending) in (0..).zip(first) {
             s.sent(token, pending, 0);
         }
         assert!(
-            s.take_queued().is_empty(),
+            s.take_queued(0).is_empty(),
             "nothing more while all are in flight"
         );
-        assert_eq!(s.answered(0, true), Outcome::Settled);
-        assert_eq!(s.answered(1, true), Outcome::Settled);
-        assert_eq!(s.take_queued().len(), 2);
+        assert_eq!(s.answered(0, true, 0), Outcome::Settled);
+        assert_eq!(s.answered(1, true, 0), Outcome::Settled);
+        assert_eq!(s.take_queued(0).len(), 2);
         assert!(s.has_queued());
     }
 
