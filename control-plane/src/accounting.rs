@@ -23,8 +23,8 @@ use tollgate_protocol::{CheckResponse, Decision, Limit, PolicyStatus, RejectReas
 use crate::model::{LimitDef, Mode, Span};
 use crate::resolve::Resolved;
 use crate::store::{
-    counter_key, gauge_key, lease_record_key, marker_key, Call, CallMode, Lease, Op, OpKind,
-    Outcome, COUNTER_MAX,
+    check_record_key, counter_key, gauge_key, lease_record_key, marker_key, Call, CallMode, Lease,
+    Op, OpKind, Outcome, COUNTER_MAX,
 };
 use crate::window::{Series, Window};
 
@@ -183,6 +183,10 @@ pub fn plan(
             .collect(),
         ops,
         lease,
+        check_record: match (mode, request_id) {
+            (CallMode::Check, Some(id)) => Some(check_record_key(&resolved.root, id)),
+            _ => None,
+        },
         // The caller sets its own: planning knows no deadline.
         deadline_ms: None,
     };

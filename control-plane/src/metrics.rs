@@ -80,6 +80,9 @@ pub struct Metrics {
     /// `tollgate_history_dropped_total`: counter snapshots dropped because the queue
     /// was full (they are written again on the counter's next use).
     pub history_dropped: IntCounter,
+    /// `tollgate_check_refunds_units_total`: units taken back from checks the filter
+    /// refused after all (`/v1/release` with `refund`).
+    pub check_refunds: IntCounter,
     /// `tollgate_redis_circuit_open`: 1 while Redis is considered down and calls skip it.
     pub redis_circuit_open: IntGauge,
     /// `tollgate_fallback_calls_total{op,outcome}`: checks and settlements counted in
@@ -211,6 +214,11 @@ impl Metrics {
                 "tollgate_history_dropped_total",
                 "Counter snapshots dropped because the history queue was full.",
             )?,
+            check_refunds: IntCounter::new(
+                "tollgate_check_refunds_units_total",
+                "Units taken back from checks the filter refused by its failure mode \
+                 after they were counted (a late or lost answer).",
+            )?,
             redis_circuit_open: IntGauge::new(
                 "tollgate_redis_circuit_open",
                 "1 while Redis is considered down: decisions skip it (PostgreSQL fallback \
@@ -292,6 +300,7 @@ impl Metrics {
         r.register(Box::new(self.history_pending.clone()))?;
         r.register(Box::new(self.history_rows.clone()))?;
         r.register(Box::new(self.history_dropped.clone()))?;
+        r.register(Box::new(self.check_refunds.clone()))?;
         r.register(Box::new(self.redis_circuit_open.clone()))?;
         r.register(Box::new(self.fallback_calls.clone()))?;
         r.register(Box::new(self.fallback_reconciled.clone()))?;

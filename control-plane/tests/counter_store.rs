@@ -21,11 +21,11 @@ use tollgate_control_plane::model::{LimitDef, Mode, Span};
 use tollgate_control_plane::resolve::{Resolved, ResolvedLevel};
 use tollgate_control_plane::settlement;
 use tollgate_control_plane::store::{
-    budget_holders_key, budget_key, counter_key, gauge_key, lease_record_key, marker_key,
-    settlement_key, Adjustment, Budget, BudgetLevel, BudgetOutcome, BudgetReply, BudgetReturn,
-    Budgeted, Call, CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move, Op, OpKind,
-    Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement,
-    Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
+    budget_holders_key, budget_key, check_record_key, counter_key, gauge_key, lease_record_key,
+    marker_key, settlement_key, Adjustment, Budget, BudgetLevel, BudgetOutcome, BudgetReply,
+    BudgetReturn, Budgeted, Call, CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move,
+    Op, OpKind, Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled,
+    Settlement, Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
 use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
@@ -66,6 +66,7 @@ fn call(mode: CallMode, markers: Vec<String>, ops: Vec<Op>) -> Call {
         markers,
         ops,
         lease: None,
+        check_record: None,
         deadline_ms: None,
     }
 }
@@ -413,6 +414,7 @@ fn take_slot(root: &str, id: &str, slots: u64, now: i64) -> Call {
         markers: vec![],
         ops: vec![gauge(root, 1, slots)],
         lease: Some(lease(root, id)),
+        check_record: None,
         deadline_ms: None,
     }
 }
@@ -1589,6 +1591,59 @@ async fn a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back
     assert_eq!(used(store.as_ref(), &[counter]).await, vec![40]);
 }
 
+async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn CounterStore>) {
+    let root = "cancel";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let (minute, month) = (vec![key(root, root, 0)], vec![key(root, root, 1)]);
+    let check = |id: &str, amount| Call {
+        lease: Some(lease(root, id)),
+        check_record: Some(check_record_key(root, id)),
+        ..call(
+            CallMode::Check,
+            markers.clone(),
+            vec![
+                window(&minute, amount, 100),
+                window(&month, amount, 1_000),
+                gauge(root, 1, 5),
+            ],
+        )
+    };
+    assert!(run(store.as_ref(), &check("r1", 7)).await.admitted);
+    assert!(run(store.as_ref(), &check("r2", 5)).await.admitted);
+    let counters = [minute[0].clone(), month[0].clone()];
+    assert_eq!(used(store.as_ref(), &counters).await, vec![12, 12]);
+    // r1's answer never reached the filter, which refused the request: take it back.
+    let records = (lease_record_key(root, "r1"), check_record_key(root, "r1"));
+    let cancelled = store.cancel(&records.0, &records.1, "r1").await.unwrap();
+    assert_eq!(
+        (cancelled.released, cancelled.refunded, cancelled.keys.len()),
+        (1, 14, 2)
+    );
+    assert_eq!(used(store.as_ref(), &counters).await, vec![5, 5]);
+    let after = store.snapshot(&counters).await.unwrap();
+    assert!(
+        after.iter().all(|s| s.is_some_and(|s| s.epoch == 1)),
+        "{after:?}"
+    );
+    // Again (a retry), or for a check never counted: nothing changes.
+    for id in ["r1", "never"] {
+        let (lease, check) = (lease_record_key(root, id), check_record_key(root, id));
+        assert_eq!(
+            store.cancel(&lease, &check, id).await.unwrap(),
+            Default::default()
+        );
+    }
+    assert_eq!(used(store.as_ref(), &counters).await, vec![5, 5]);
+    // A rejected check records nothing to take back.
+    assert!(!run(store.as_ref(), &check("r3", 99)).await.admitted);
+    let (lease, record) = (lease_record_key(root, "r3"), check_record_key(root, "r3"));
+    assert_eq!(
+        store.cancel(&lease, &record, "r3").await.unwrap().refunded,
+        0
+    );
+    assert_eq!(used(store.as_ref(), &counters).await, vec![5, 5]);
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1660,6 +1715,7 @@ for_every_store!(
     budgets_beyond_two_to_the_53_are_split_exactly,
     a_check_the_store_gets_after_its_deadline_counts_nothing,
     a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back_the_previous,
+    a_refused_check_is_taken_back_once_with_its_slot,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {

@@ -21,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
-use tollgate_protocol::check::SETTLE_PATH;
+use tollgate_protocol::check::{RELEASE_PATH, SETTLE_PATH};
 use tollgate_protocol::lease::LEASES_PATH;
 use tollgate_protocol::{FilterConfig, LeaseRequest, LeaseReturn};
 
@@ -287,6 +287,9 @@ impl Worker {
         }
         for request in follow_ups.returns {
             queue(&self.settlements, Outgoing::json(LEASES_PATH, &request));
+        }
+        for request in follow_ups.cancels {
+            queue(&self.settlements, Outgoing::json(RELEASE_PATH, &request));
         }
         if let (Some(key), Ok(mut waiters)) = (follow_ups.waits_for, self.waiters.try_borrow_mut())
         {

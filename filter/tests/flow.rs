@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tollgate_filter::flow::{Next, RefillEnd, RequestFlow, Woken};
 use tollgate_filter::host::{Callout, Host, Metric};
 use tollgate_protocol::check::AMOUNT_MAX;
-use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, SettleRequest};
+use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, ReleaseRequest, SettleRequest};
 
 type Headers = Vec<(String, String)>;
 
@@ -722,10 +722,65 @@ fn a_failed_refill_applies_the_failure_mode_and_resends_the_return() {
     flow.on_request_headers(&next, true); // refills, returning the first lease
     flow.on_deadline(&next);
     assert_eq!(next.local().0, 503);
+    let refill: Value = serde_json::from_slice(&next.dispatched.borrow()[0].2).unwrap();
     let returns = flow.take_follow_ups().returns;
-    assert_eq!(returns.len(), 1);
-    assert_eq!(returns[0].previous.as_ref().map(|p| p.spent), Some(1));
-    assert_eq!(returns[0].want, 0);
+    let given_back: Vec<_> = (returns.iter())
+        .map(|r| {
+            let previous = r.previous.as_ref().unwrap();
+            (r.want, previous.id.clone(), previous.spent)
+        })
+        .collect();
+    // The spent lease, and the refill's own, which may have been granted unseen.
+    let first = refill["previous"]["id"].as_str().unwrap().to_string();
+    let new = refill["id"].as_str().unwrap().to_string();
+    assert_eq!(given_back, vec![(0, first, 1), (0, new, 0)]);
+}
+
+#[test]
+fn a_check_whose_client_went_away_before_its_answer_is_taken_back() {
+    let host = FakeHost::upload("acme", Some(10));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    let id = host.last_check().request_id.unwrap();
+    flow.abandon(&host);
+    let cancels = flow.take_follow_ups().cancels;
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(
+        (cancels[0].request_id.as_str(), cancels[0].refund),
+        (id.as_str(), true)
+    );
+    // Answered before the client went: admitted, nothing to take back.
+    let host = FakeHost::upload("acme", Some(10));
+    let mut flow = RequestFlow::new(config(json!({})));
+    flow.on_request_headers(&host, false);
+    flow.on_check_response(&host, Some(200), &allow());
+    flow.abandon(&host);
+    assert!(flow.take_follow_ups().cancels.is_empty());
+}
+
+#[test]
+fn a_check_refused_by_the_failure_mode_is_taken_back_and_one_let_through_is_not() {
+    for (mode, taken_back) in [("closed", true), ("open", false)] {
+        let host = FakeHost::upload("acme", Some(10));
+        let mut flow = RequestFlow::new(config(json!({"failure_mode": mode})));
+        flow.on_request_headers(&host, false);
+        let check = host.last_check();
+        let id = check.request_id.clone().expect("every check carries an id");
+        flow.on_deadline(&host);
+        let cancels = flow.take_follow_ups().cancels;
+        let expected: Vec<_> = taken_back
+            .then(|| ReleaseRequest {
+                tenant: "acme".into(),
+                request_id: id,
+                refund: true,
+            })
+            .into_iter()
+            .collect();
+        assert_eq!(cancels, expected, "failure mode {mode}");
+        // A late answer changes nothing any more.
+        flow.on_check_response(&host, Some(200), &allow());
+        assert!(flow.take_follow_ups().cancels.is_empty(), "{mode}");
+    }
 }
 
 #[test]

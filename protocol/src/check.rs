@@ -101,7 +101,8 @@ pub struct SettleResponse {
     pub released: u64,
 }
 
-/// What the filter sends when a request that holds gauge slots is done.
+/// What the filter sends when a request that holds gauge slots is done, or when it
+/// refused a request whose check may have been counted anyway (`refund`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -110,6 +111,11 @@ pub struct ReleaseRequest {
     pub tenant: String,
     /// The request id the check carried.
     pub request_id: String,
+    /// Also take back what the check counted: the filter refused the request by its
+    /// failure mode (the answer came too late, or never), so nothing of it was
+    /// admitted. Idempotent, and nothing when the check was never counted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub refund: bool,
 }
 
 /// What the control plane answers to a release.
@@ -118,6 +124,10 @@ pub struct ReleaseRequest {
 pub struct ReleaseResponse {
     /// How many gauges held a slot for the request (0 when already released).
     pub released: u64,
+    /// With `refund`: the units taken back from the counters the check counted in
+    /// (0 when it was never counted, or refunded before).
+    #[serde(default)]
+    pub refunded: u64,
 }
 
 /// Why a request was rejected.

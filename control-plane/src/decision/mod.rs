@@ -20,7 +20,8 @@ use crate::model::{Catalog, Chain};
 use crate::resolve::{resolve, Resolved};
 use crate::state::AppState;
 use crate::store::{
-    counter_key, lease_record_key, marker_key, CallMode, Outcome, Seed, Seeded, StoreError,
+    check_record_key, counter_key, lease_record_key, marker_key, CallMode, Outcome, Seed, Seeded,
+    StoreError,
 };
 use crate::window::{Series, Window};
 
@@ -418,7 +419,8 @@ fn record_events(
     }
 }
 
-/// Gives back every gauge slot a request holds. Idempotent.
+/// Gives back every gauge slot a request holds, and with `refund` what its check
+/// counted too (the filter refused the request after all). Idempotent.
 pub async fn release(
     state: &AppState,
     request: &ReleaseRequest,
@@ -430,16 +432,27 @@ pub async fn release(
         .as_deref()
         .and_then(Chain::root)
         .unwrap_or(&request.tenant);
-    let record = lease_record_key(root, &request.request_id);
-    let released = redis_call(
-        state,
-        deadline,
-        state.store.release(&record, &request.request_id),
-    )
-    .await
-    .map_err(|e| state.redis_error(e))?;
+    let id = &request.request_id;
+    let record = lease_record_key(root, id);
+    let (released, refunded) = if request.refund {
+        let check = check_record_key(root, id);
+        let cancelled = redis_call(state, deadline, state.store.cancel(&record, &check, id))
+            .await
+            .map_err(|e| state.redis_error(e))?;
+        let counters: Vec<_> = (cancelled.keys.iter())
+            .filter_map(|key| crate::settlement::Counter::from_key(key))
+            .collect();
+        state.flusher.touch_counters(&counters);
+        state.metrics.check_refunds.inc_by(cancelled.refunded);
+        (cancelled.released, cancelled.refunded)
+    } else {
+        let released = redis_call(state, deadline, state.store.release(&record, id))
+            .await
+            .map_err(|e| state.redis_error(e))?;
+        (released, 0)
+    };
     state.metrics.releases.inc_by(released);
-    Ok(ReleaseResponse { released })
+    Ok(ReleaseResponse { released, refunded })
 }
 
 /// The resolved definitions of a known tenant, read from PostgreSQL now (not from the

@@ -18,6 +18,10 @@
 -- ARGV[8]  seconds a gauge lease lives
 -- ARGV[9]  the caller's deadline, unix milliseconds ('0': none): a check that runs
 --          after it changes nothing and answers "late"
+-- ARGV[10] index of the check record key (0: none): an admitted check writes there what
+--          it counted, one "<counter key>\t<amount>\n" line per window op, so that a
+--          check the filter refused after all can be taken back
+-- ARGV[11] milliseconds the check record lives
 -- then, per op, 7 values: kind, first key index, key count, amount, cap, ttl seconds,
 --          index of its tenant's marker (0: none)
 --   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
@@ -46,6 +50,8 @@ local n_ops = tonumber(ARGV[5])
 local record_index = tonumber(ARGV[6])
 local request_id = ARGV[7]
 local lease_ttl = tonumber(ARGV[8])
+local check_record = tonumber(ARGV[10])
+local check_record_ttl = tonumber(ARGV[11])
 
 if mode == 'check' and past_deadline(ARGV[9]) then
   return { 'late', '0', '0' }
@@ -58,7 +64,7 @@ end
 
 local ops = {}
 for i = 1, n_ops do
-  local base = 9 + (i - 1) * 7
+  local base = 11 + (i - 1) * 7
   ops[i] = {
     kind = ARGV[base + 1],
     first = tonumber(ARGV[base + 2]),
@@ -175,6 +181,18 @@ if holds_gauge then
 end
 for m in pairs(refresh) do
   redis.call('EXPIRE', KEYS[m], marker_ttl)
+end
+if check_record > 0 then
+  local lines = {}
+  for i = 1, n_ops do
+    local op = ops[i]
+    if op.kind == 'w' and op.amount ~= '0' then
+      lines[#lines + 1] = KEYS[op.first] .. '\t' .. op.amount .. '\n'
+    end
+  end
+  if #lines > 0 then
+    redis.call('SET', KEYS[check_record], table.concat(lines), 'PX', check_record_ttl)
+  end
 end
 
 return reply('ok', 0)

@@ -11,9 +11,9 @@ use chrono::Utc;
 
 use super::{
     budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
-    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, Op, OpKind,
-    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
-    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Cancelled, Change, CounterStore, Grant,
+    Op, OpKind, Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot,
+    StoreError, StoreFuture, CHECK_RECORD_TTL_MS, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// One stored value and the unix second it expires at.
@@ -32,6 +32,10 @@ enum Value {
     },
     /// The id key of an applied settlement.
     Applied,
+    /// What an admitted check counted: (counter key, amount) per window op.
+    CheckRecord {
+        counted: Vec<(String, u64)>,
+    },
     /// A budget granted under a lease id.
     Budget {
         granted: u64,
@@ -306,6 +310,20 @@ impl MemoryStore {
                 }
             }
         }
+        if let Some(record) = &call.check_record {
+            let counted: Vec<(String, u64)> = (call.ops.iter())
+                .filter_map(|op| match &op.kind {
+                    OpKind::Window { keys, .. } if op.amount > 0 => {
+                        Some((keys.first()?.clone(), op.amount))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !counted.is_empty() {
+                let expires = now_wall + CHECK_RECORD_TTL_MS / 1_000;
+                entries.insert(record.clone(), (Value::CheckRecord { counted }, expires));
+            }
+        }
         done(true, None, used, oldest)
     }
 
@@ -574,6 +592,27 @@ impl MemoryStore {
         release_held(&mut self.lock(), record_key, request_id)
     }
 
+    fn cancel_now(&self, lease_record: &str, check_record: &str, request_id: &str) -> Cancelled {
+        let mut entries = self.lock();
+        let mut cancelled = Cancelled {
+            released: release_held(&mut entries, lease_record, request_id),
+            ..Cancelled::default()
+        };
+        let counted = match live(&entries, check_record) {
+            Some(Value::CheckRecord { counted }) => counted.clone(),
+            _ => Vec::new(),
+        };
+        entries.remove(check_record);
+        for (key, amount) in counted {
+            if counter(&entries, &key).0 > 0 {
+                take_back(&mut entries, &key, amount);
+                cancelled.keys.push(key);
+            }
+            cancelled.refunded = cancelled.refunded.saturating_add(amount);
+        }
+        cancelled
+    }
+
     fn snapshot_now(&self, keys: &[String]) -> Vec<Option<Snapshot>> {
         let entries = self.lock();
         keys.iter()
@@ -628,6 +667,15 @@ impl CounterStore for MemoryStore {
 
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move { Ok(self.release_now(record_key, request_id)) })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        lease_record: &'a str,
+        check_record: &'a str,
+        request_id: &'a str,
+    ) -> StoreFuture<'a, Cancelled> {
+        Box::pin(async move { Ok(self.cancel_now(lease_record, check_record, request_id)) })
     }
 
     fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {

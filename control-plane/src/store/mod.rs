@@ -15,6 +15,9 @@
 //! - `tollgate:{root}:g:<tenant>:<resource>` / `…:h:…` — a gauge's leases and holdings;
 //! - `tollgate:{root}:s:<tenant>` — the tenant's seed marker;
 //! - `tollgate:{root}:l:<request id>` — the gauges one request holds;
+//! - `tollgate:{root}:k:<request id>` — what one request's check counted, line by line
+//!   (`<counter key>\t<amount>`), so a check the filter refused after all can be taken
+//!   back;
 //! - `tollgate:{root}:d:<settlement id>` — a settlement applied lately (a retry of it is
 //!   a duplicate);
 //! - `tollgate:{root}:b:<lease id>` — a budget granted by `POST /v1/leases` and not yet
@@ -69,6 +72,15 @@ pub fn marker_key(root: &str, tenant: &str) -> String {
 pub fn lease_record_key(root: &str, request_id: &str) -> String {
     format!("tollgate:{{{root}}}:l:{request_id}")
 }
+
+/// The key of the record of what request `request_id`'s check counted.
+pub fn check_record_key(root: &str, request_id: &str) -> String {
+    format!("tollgate:{{{root}}}:k:{request_id}")
+}
+
+/// How long a check's record is kept: longer than the filter retries a take-back (about
+/// half a minute), with room for a control plane that restarts meanwhile.
+pub const CHECK_RECORD_TTL_MS: i64 = 120_000;
 
 /// The key remembering that the settlement `id` of the tree `root` was applied.
 pub fn settlement_key(root: &str, id: &str) -> String {
@@ -158,6 +170,9 @@ pub struct Call {
     pub ops: Vec<Op>,
     /// Where gauge leases are recorded; required when a gauge op has an amount.
     pub lease: Option<Lease>,
+    /// Where an admitted check records what it counted in window counters
+    /// ([`check_record_key`]), for [`CounterStore::cancel`]; kept [`CHECK_RECORD_TTL_MS`].
+    pub check_record: Option<String>,
     /// Unix milliseconds after which a check must count nothing, by the store's own
     /// clock: its caller has given up and the filter has applied its failure mode.
     /// Such a call fails with [`StoreError::PastDeadline`]. `None`: no deadline.
@@ -264,6 +279,17 @@ pub struct Settled {
     pub used: Vec<u64>,
     /// How many gauges held a slot for the released request.
     pub released: u64,
+}
+
+/// What [`CounterStore::cancel`] gave back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cancelled {
+    /// Gauges that held a slot for the request.
+    pub released: u64,
+    /// Units the check had counted, taken back.
+    pub refunded: u64,
+    /// The counters that went down.
+    pub keys: Vec<String>,
 }
 
 /// A budget given back with a lease request ([`Budget::previous`]).
@@ -528,6 +554,17 @@ pub trait CounterStore: Send + Sync {
     /// Releases every gauge the request recorded at `record_key` holds. Idempotent.
     /// Returns how many gauges it released.
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Gives back everything request `request_id`'s check took: the gauges it holds
+    /// (`lease_record`), and what it counted in window counters, as recorded at
+    /// `check_record` (each never below zero, its epoch bumped). Idempotent: the
+    /// records go with it.
+    fn cancel<'a>(
+        &'a self,
+        lease_record: &'a str,
+        check_record: &'a str,
+        request_id: &'a str,
+    ) -> StoreFuture<'a, Cancelled>;
 
     /// Each counter's usage and epoch, `None` where it does not exist. Keys may belong
     /// to different tenant trees.

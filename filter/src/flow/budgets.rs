@@ -7,7 +7,7 @@
 
 use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::lease::LEASES_PATH;
-use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn};
+use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn, ReleaseRequest};
 
 use super::*;
 use crate::budget::{self, Owner, Spend};
@@ -60,6 +60,9 @@ pub struct FollowUps {
     pub leases: Vec<(Owner, String, u64)>,
     /// Lease returns to send.
     pub returns: Vec<LeaseRequest>,
+    /// Checks to take back (`/v1/release` with `refund`): refused by the failure mode
+    /// after they may have been counted.
+    pub cancels: Vec<ReleaseRequest>,
     /// This request now waits for the refill of this budget (its slot key).
     pub waits_for: Option<String>,
     /// Tokens of the callouts this request dispatched.
@@ -236,6 +239,10 @@ impl RequestFlow {
         matches!(self.waiting, Some(w) if w.purpose == Purpose::Refill)
     }
 
+    fn waits_for_admission(&self) -> bool {
+        matches!(self.waiting, Some(w) if w.purpose == Purpose::Admission)
+    }
+
     /// Tells this request's worker that the refill of `owner`'s budget ended.
     fn refill_ended(&mut self, owner: &Owner, end: RefillEnd) {
         let key = budget::slot_key(owner);
@@ -312,19 +319,28 @@ impl RequestFlow {
     }
 
     /// No lease: give the refill up, send the previous lease's return again (it may
-    /// not have landed; a return is applied once), and apply the failure mode.
+    /// not have landed; a return is applied once), return the new lease too (it may
+    /// have been granted, its answer lost; a lease never granted refunds nothing), and
+    /// apply the failure mode.
     pub(super) fn lease_failed(&mut self, host: &dyn Host, why: &str) -> Next {
         if let Some(Refill { owner, request }) = self.refill.take() {
             budget::abandon_refill(host, &owner);
             self.refill_ended(&owner, RefillEnd::Failed);
-            if let Some(previous) = request.previous {
+            let mut give_back = |previous: LeaseReturn| {
                 self.follow_ups.returns.push(LeaseRequest {
                     id: host.unique_id(),
                     want: 0,
                     previous: Some(previous),
-                    ..request
+                    ..request.clone()
                 });
+            };
+            if let Some(previous) = request.previous.clone() {
+                give_back(previous);
             }
+            give_back(LeaseReturn {
+                id: request.id.clone(),
+                spent: 0,
+            });
         }
         self.fail(host, Purpose::Admission, why)
     }
@@ -335,6 +351,11 @@ impl RequestFlow {
     pub fn abandon(&mut self, host: &dyn Host) {
         if self.waits_for_refill() {
             self.waiting = None; // nobody to wake any more
+        }
+        // The client went away while its check was in flight: not admitted.
+        if self.waits_for_admission() {
+            self.waiting = None;
+            self.take_back_check();
         }
         let Some(Refill { owner, request }) = self.refill.take() else {
             return;

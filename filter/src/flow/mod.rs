@@ -23,7 +23,7 @@ use tollgate_protocol::headers::quota_headers;
 use tollgate_protocol::problem::{self, Problem};
 use tollgate_protocol::{
     resource, CheckRequest, CheckResponse, Decision, FailureMode, FilterConfig, PolicyStatus,
-    QuotaStatus, RejectReason, SettleRequest,
+    QuotaStatus, RejectReason, ReleaseRequest, SettleRequest,
 };
 
 mod budgets;
@@ -97,7 +97,11 @@ pub struct RequestFlow {
     path: String,
     /// What the admission check asks for: kept to know what was counted.
     amounts: BTreeMap<String, u64>,
+    /// The id of the concurrency slot the request holds, if it takes one.
     request_id: Option<String>,
+    /// The id the admission check carried (the slot's, if any): a request refused by
+    /// the failure mode after its check may have been counted is taken back under it.
+    check_id: Option<String>,
     waiting: Option<Waiting>,
     /// Whether Envoy holds the request because a callback answered `Pause`.
     paused: bool,
@@ -135,6 +139,7 @@ impl RequestFlow {
             path: String::new(),
             amounts: BTreeMap::new(),
             request_id: None,
+            check_id: None,
             waiting: None,
             paused: false,
             counted: false,
@@ -209,7 +214,9 @@ impl RequestFlow {
 
     /// Asks the control plane to decide and count this request.
     fn check(&mut self, host: &dyn Host) -> Next {
-        let request = self.check_request(self.amounts.clone(), self.request_id.clone());
+        let id = (self.request_id.clone()).unwrap_or_else(|| host.unique_id());
+        self.check_id = Some(id.clone());
+        let request = self.check_request(self.amounts.clone(), Some(id));
         self.checked_at_ms = host.now_ms();
         self.ask(host, &request, Purpose::Admission)
     }
@@ -625,6 +632,19 @@ impl RequestFlow {
     }
 
     /// No decision could be had: apply the failure mode.
+    /// The admission check may have been counted although its answer never came in
+    /// time (or nobody is left to read it), and nothing of the request is admitted:
+    /// ask for it to be taken back. Taking back a check never counted changes nothing.
+    pub(crate) fn take_back_check(&mut self) {
+        if let Some(id) = self.check_id.take() {
+            self.follow_ups.cancels.push(ReleaseRequest {
+                tenant: self.tenant().to_string(),
+                request_id: id,
+                refund: true,
+            });
+        }
+    }
+
     fn fail(&mut self, host: &dyn Host, purpose: Purpose, why: &str) -> Next {
         if self.failure_is_moot(purpose) {
             return Next::Continue;
@@ -656,6 +676,9 @@ impl RequestFlow {
             }
             FailureMode::Closed => {
                 host.count(Metric::FailedClosed);
+                if purpose == Purpose::Admission {
+                    self.take_back_check();
+                }
                 let detail = "the quota service is unavailable; try again later";
                 self.reply(
                     host,

@@ -1,10 +1,10 @@
 //! Faults under load: Redis, the control plane or PostgreSQL stopped and started again
 //! while clients keep sending, through an Envoy on the per-request path and one on the
 //! budget path, both failing closed. No request may wait past its deadline, every
-//! answer is a decision or the failure mode, and once everything is back nothing
-//! admitted is missing from the usage (the bytes and requests the upstream received);
-//! what is counted beyond it is bounded by the requests the failure mode refused (a
-//! check that reached Redis just before the fault cut its answer off), and printed.
+//! answer is a decision or the failure mode, and once everything is back the usage
+//! counted is exactly what was admitted — the bytes and requests the upstream received:
+//! nothing admitted is lost, and a check that reached Redis just before the fault cut
+//! its answer off (the request refused by the failure mode) is taken back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -252,7 +252,8 @@ async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
     let fallback =
         control_plane_metric(&gateway, "tollgate_fallback_calls_total", "admitted").await;
     assert!(fallback > 0.0, "the outage was decided from PostgreSQL");
-    assert_nothing_lost(&gateway, &seen, "Redis stopped").await;
+    let excess = assert_nothing_lost(&gateway, &seen, "Redis stopped").await;
+    assert_eq!(excess, (0, 0), "counted exactly what was admitted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,7 +294,8 @@ async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_n
         seen.iter().any(|s| !s.failed.is_empty()),
         "the outage failed closed"
     );
-    assert_nothing_lost(&gateway, &seen, "control plane restarted").await;
+    let excess = assert_nothing_lost(&gateway, &seen, "control plane restarted").await;
+    assert_eq!(excess, (0, 0), "counted exactly what was admitted");
 }
 
 #[tokio::test(flavor = "multi_thread")]

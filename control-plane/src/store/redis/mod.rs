@@ -19,9 +19,9 @@ use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{
     budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
-    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Change, CounterStore, Grant, OpKind,
-    Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError,
-    StoreFuture, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
+    BudgetOutcome, BudgetReply, Budgeted, Call, CallMode, Cancelled, Change, CounterStore, Grant,
+    OpKind, Outcome, Reply, Seed, SettleOutcome, SettleReply, Settled, Settlement, Snapshot,
+    StoreError, StoreFuture, CHECK_RECORD_TTL_MS, COUNTER_MAX, MARKER_TTL_S, SETTLEMENT_ID_TTL_S,
 };
 
 /// How many tenant trees a snapshot reads at once.
@@ -77,6 +77,7 @@ pub struct RedisStore {
     settle: Script,
     budget: Script,
     release: Script,
+    cancel: Script,
 }
 
 impl RedisStore {
@@ -142,6 +143,12 @@ impl RedisStore {
                 include_str!("../lease.lua"),
                 include_str!("../release.lua")
             )),
+            cancel: Script::new(concat!(
+                include_str!("../decimal.lua"),
+                include_str!("../refund.lua"),
+                include_str!("../lease.lua"),
+                include_str!("../cancel.lua")
+            )),
         }
     }
 
@@ -180,6 +187,14 @@ impl RedisStore {
         let record_index = match &call.lease {
             Some(lease) => {
                 script.key(&lease.record_key);
+                next_key += 1;
+                next_key - 1
+            }
+            None => 0,
+        };
+        let check_record_index = match &call.check_record {
+            Some(key) => {
+                script.key(key);
                 next_key
             }
             None => 0,
@@ -197,7 +212,9 @@ impl RedisStore {
             .arg(record_index)
             .arg(call.lease.as_ref().map_or("", |l| l.request_id.as_str()))
             .arg(call.lease.as_ref().map_or(1, |l| l.ttl_s.max(1)))
-            .arg(call.deadline_ms.unwrap_or(0).max(0));
+            .arg(call.deadline_ms.unwrap_or(0).max(0))
+            .arg(check_record_index)
+            .arg(CHECK_RECORD_TTL_MS);
         for (kind, first, count, amount, cap, ttl, marker) in op_args {
             script
                 .arg(kind.to_string())
@@ -369,6 +386,30 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         let reply: Vec<String> = script.invoke_async(&mut conn).await?;
         parse_budget_reply(&reply, budget.ops.len())
+    }
+
+    async fn cancel_check(
+        &self,
+        lease_record: &str,
+        check_record: &str,
+        request_id: &str,
+    ) -> Result<Cancelled, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .cancel
+            .key(lease_record)
+            .key(check_record)
+            .arg(request_id)
+            .invoke_async(&mut conn)
+            .await?;
+        match reply.as_slice() {
+            [released, refunded, keys @ ..] => Ok(Cancelled {
+                released: parse_count(released)?,
+                refunded: parse_count(refunded)?,
+                keys: keys.to_vec(),
+            }),
+            other => Err(StoreError::Protocol(format!("cancel replied {other:?}"))),
+        }
     }
 
     async fn release_leases(&self, record_key: &str, request_id: &str) -> Result<u64, StoreError> {
@@ -601,6 +642,15 @@ impl CounterStore for RedisStore {
 
     fn release<'a>(&'a self, record_key: &'a str, request_id: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(self.release_leases(record_key, request_id))
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        lease_record: &'a str,
+        check_record: &'a str,
+        request_id: &'a str,
+    ) -> StoreFuture<'a, Cancelled> {
+        Box::pin(self.cancel_check(lease_record, check_record, request_id))
     }
 
     fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {
