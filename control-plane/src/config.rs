@@ -95,7 +95,8 @@ pub struct ServeArgs {
     /// listener may spend any tenant's quota.
     #[arg(long, env = "TOLLGATE_DECISION_TOKEN", hide_env_values = true)]
     pub decision_token: Option<Secret>,
-    /// PostgreSQL URL holding the quota definitions.
+    /// PostgreSQL URL holding the quota definitions. For TLS that verifies the server,
+    /// add `?sslmode=verify-full&sslrootcert=/path/to/ca.pem`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
     /// Redis URL holding the live counters; with `--redis-cluster`, a comma-separated
@@ -110,6 +111,28 @@ pub struct ServeArgs {
     /// answers 503, so the filter applies its failure mode.
     #[arg(long, env = "TOLLGATE_REDIS_OUTAGE", value_enum, default_value_t = RedisOutage::Postgres)]
     pub redis_outage: RedisOutage,
+    /// A PEM file of the CA certificates that signed Redis's certificate, trusted
+    /// instead of the system's store; needs `rediss://` URLs (which alone turn TLS on).
+    #[arg(long, env = "TOLLGATE_REDIS_CA_CERT", value_name = "FILE")]
+    pub redis_ca_cert: Option<PathBuf>,
+    /// A PEM certificate chain the control plane presents to a Redis that requires
+    /// client certificates (`tls-auth-clients yes`); with `--redis-client-key`.
+    #[arg(
+        long,
+        env = "TOLLGATE_REDIS_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "redis_client_key"
+    )]
+    pub redis_client_cert: Option<PathBuf>,
+    /// The PEM private key of `--redis-client-cert` (read once at start-up, never
+    /// logged).
+    #[arg(
+        long,
+        env = "TOLLGATE_REDIS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "redis_client_cert"
+    )]
+    pub redis_client_key: Option<PathBuf>,
     /// Bearer token required by `/admin/v1`.
     #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Secret,
@@ -278,6 +301,48 @@ mod tests {
             (10_000, 2, 10_000)
         );
         assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.redis_ca_cert, None);
+    }
+
+    #[test]
+    fn a_redis_client_certificate_needs_its_key() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec![
+                "tollgate",
+                "serve",
+                "--database-url",
+                "postgres://db/x",
+                "--redis-url",
+                "rediss://r",
+                "--admin-token",
+                "t",
+                "--redis-ca-cert",
+                "/etc/tollgate/redis-ca.pem",
+            ];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        if std::env::var_os("TOLLGATE_REDIS_CLIENT_KEY").is_none() {
+            assert!(serve(&["--redis-client-cert", "/c.pem"]).is_err());
+        }
+        let cli = serve(&[
+            "--redis-client-cert",
+            "/c.pem",
+            "--redis-client-key",
+            "/k.pem",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(
+            args.redis_ca_cert.as_deref(),
+            Some(std::path::Path::new("/etc/tollgate/redis-ca.pem"))
+        );
+        assert_eq!(
+            args.redis_client_key.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
     }
 
     #[test]

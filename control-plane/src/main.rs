@@ -15,7 +15,7 @@ use tollgate_control_plane::config::{
 };
 use tollgate_control_plane::http::auth::TokenDigest;
 use tollgate_control_plane::http::Listeners;
-use tollgate_control_plane::store::{CounterStore, RedisStore};
+use tollgate_control_plane::store::{CounterStore, RedisStore, RedisTls};
 use tollgate_control_plane::{serve, AppConfig, AppState, MIGRATOR};
 use tracing_subscriber::EnvFilter;
 
@@ -119,6 +119,12 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("the admin read token must differ from the admin token");
     }
     let pool = lazy_pool(&args.database_url)?;
+    let redis_client = args
+        .redis_client_cert
+        .as_deref()
+        .zip(args.redis_client_key.as_deref());
+    let redis_tls = RedisTls::from_files(args.redis_ca_cert.as_deref(), redis_client)
+        .context("reading the Redis TLS files")?;
     let redis = if args.redis_cluster {
         let nodes: Vec<String> = args
             .redis_url
@@ -127,12 +133,14 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty())
             .collect();
-        RedisStore::cluster(&nodes).context("configuring Redis Cluster")?
+        RedisStore::cluster_with_tls(&nodes, &redis_tls).context("configuring Redis Cluster")?
     } else {
-        RedisStore::new(args.redis_url.expose()).context("configuring Redis")?
+        RedisStore::with_tls(args.redis_url.expose(), &redis_tls).context("configuring Redis")?
     };
     if let Err(error) = redis.ping().await {
-        tracing::warn!(%error, "Redis is not reachable yet; checks answer 503 until it is");
+        // With its cause: a refused certificate must be visible here.
+        let cause = std::error::Error::source(&error).map_or_else(String::new, |c| c.to_string());
+        tracing::warn!(%error, %cause, "Redis is not reachable yet; checks answer 503 until it is");
     }
     let redis = Arc::new(redis);
     let config = AppConfig {

@@ -13,6 +13,7 @@
 //! - [`process`] — spawning children tied to the test, ports, waiting.
 //! - [`redis`], [`postgres`], [`control_plane`], [`envoy`] — one real server each.
 //! - [`redis_cluster`] — a three-master Redis Cluster (sharded Redis, `CROSSSLOT`).
+//! - [`tls`] — a throwaway CA and certificates for Redis and PostgreSQL with TLS.
 //! - [`upstream`] — the backend behind Envoy; records what reached it as it streams and
 //!   answers what the test asks for (usage headers, JSON and event-stream bodies).
 //! - [`hanging`] — a "control plane" that accepts connections and never answers.
@@ -36,6 +37,7 @@ pub mod redis_cluster;
 pub mod response;
 pub mod shared;
 pub mod slow;
+pub mod tls;
 pub mod upstream;
 
 pub use envoy::Template;

@@ -1,6 +1,6 @@
 //! A throwaway PostgreSQL cluster: `initdb` into a temporary directory, `postgres` on
 //! its own port. Under root both run as the `postgres` user, because PostgreSQL refuses
-//! to run as root.
+//! to run as root. With [`Postgres::start_tls`] it takes TLS connections only.
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::process::{free_port, wait_for_port, ChildGuard};
+use crate::tls::Pki;
 
 /// A running PostgreSQL with trust authentication for `postgres` on 127.0.0.1.
 #[derive(Debug)]
@@ -17,12 +18,24 @@ pub struct Postgres {
     pub port: u16,
     dir: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// The server certificate and key (in the cluster's directory) when TLS is on.
+    ssl: Option<(PathBuf, PathBuf)>,
     child: Option<ChildGuard>,
 }
 
 impl Postgres {
     /// Creates a cluster under `dir` and starts it.
     pub async fn start(dir: &Path) -> Result<Postgres> {
+        Postgres::create(dir, None).await
+    }
+
+    /// Creates a cluster under `dir` that presents `pki`'s server certificate and
+    /// refuses connections without TLS (`hostssl` only in `pg_hba.conf`), and starts it.
+    pub async fn start_tls(dir: &Path, pki: &Pki) -> Result<Postgres> {
+        Postgres::create(dir, Some(pki)).await
+    }
+
+    async fn create(dir: &Path, pki: Option<&Pki>) -> Result<Postgres> {
         let bin = bin_dir()?;
         let home = dir.join("postgres");
         std::fs::create_dir_all(&home)?;
@@ -49,10 +62,15 @@ impl Postgres {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
+        let ssl = match pki {
+            Some(pki) => Some(enable_tls(&home, &data, pki, run_as)?),
+            None => None,
+        };
         let mut postgres = Postgres {
             port: free_port()?,
             dir: dir.to_path_buf(),
             run_as,
+            ssl,
             child: None,
         };
         postgres.restart().await?;
@@ -72,6 +90,15 @@ impl Postgres {
             .arg(&home);
         server.args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
         server.args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        if let Some((cert, key)) = &self.ssl {
+            server.args(["-c", "ssl=on"]);
+            server
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()));
+            server
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         let log = self.dir.join("postgres.log");
         // SIGINT is PostgreSQL's fast shutdown.
         let mut child =
@@ -87,12 +114,50 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The URL of the `postgres` database that insists on TLS and verifies the server
+    /// against `ca_cert` (certificate chain and host name), as an operator writes it.
+    pub fn tls_url(&self, ca_cert: &Path) -> String {
+        format!(
+            "{}?sslmode=verify-full&sslrootcert={}",
+            self.url(),
+            ca_cert.display()
+        )
+    }
+
     /// Stops the server (fast shutdown).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.stop();
         }
     }
+}
+
+/// Copies `pki`'s server certificate and key into `home` as PostgreSQL wants them (the
+/// key private to the user the server runs as) and allows TCP connections over TLS only.
+/// Returns the certificate's and the key's paths.
+fn enable_tls(
+    home: &Path,
+    data: &Path,
+    pki: &Pki,
+    run_as: Option<(u32, u32)>,
+) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let cert = home.join("server.pem");
+    let key = home.join("server-key.pem");
+    std::fs::copy(&pki.server_cert, &cert).context("copying the server certificate")?;
+    std::fs::copy(&pki.server_key, &key).context("copying the server key")?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some((uid, gid)) = run_as {
+        chown(&cert, uid, gid)?;
+        chown(&key, uid, gid)?;
+    }
+    // The Unix socket as initdb left it; over TCP, TLS or nothing.
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .context("writing pg_hba.conf")?;
+    Ok((cert, key))
 }
 
 /// Waits until the server accepts connections (it listens a moment before it does).

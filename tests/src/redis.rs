@@ -1,4 +1,5 @@
-//! A throwaway `redis-server`: no persistence, its own port.
+//! A throwaway `redis-server`: no persistence, its own port; plain, or TLS only
+//! ([`Redis::start_tls`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -9,12 +10,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::process::{free_port, wait_for_port, ChildGuard};
+use crate::tls::Pki;
 
 /// A running Redis.
 #[derive(Debug)]
 pub struct Redis {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Whether the port speaks TLS (and only TLS).
+    tls: bool,
     child: ChildGuard,
 }
 
@@ -55,12 +59,41 @@ impl Redis {
         let mut child =
             ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;
         wait_for_port(&mut child, port, &log).await?;
-        Ok(Redis { port, child })
+        Ok(Redis {
+            port,
+            tls: false,
+            child,
+        })
     }
 
-    /// The URL clients connect with.
+    /// Starts Redis with TLS only (no plain port) on a free port, presenting `pki`'s
+    /// server certificate; with `require_client_cert`, clients must present a
+    /// certificate `pki`'s CA signed (mutual TLS).
+    pub async fn start_tls(dir: &Path, pki: &Pki, require_client_cert: bool) -> Result<Redis> {
+        let port = free_port()?;
+        let mut command = Command::new("redis-server");
+        command.args(["--port", "0", "--tls-port", &port.to_string()]);
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        command.arg("--tls-cert-file").arg(&pki.server_cert);
+        command.arg("--tls-key-file").arg(&pki.server_key);
+        command.arg("--tls-ca-cert-file").arg(&pki.ca_cert);
+        let auth = if require_client_cert { "yes" } else { "no" };
+        command.args(["--tls-auth-clients", auth]);
+        let log = dir.join(format!("redis-tls-{port}.log"));
+        let mut child =
+            ChildGuard::spawn("redis-server", command, log.clone(), libc::SIGTERM, None)?;
+        wait_for_port(&mut child, port, &log).await?;
+        Ok(Redis {
+            port,
+            tls: true,
+            child,
+        })
+    }
+
+    /// The URL clients connect with (`rediss://` for a TLS Redis).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Stops the server.
@@ -70,7 +103,7 @@ impl Redis {
 
     /// Makes Redis slow: every client's commands wait `pause` before they run
     /// (`CLIENT PAUSE … ALL`), as behind a blocked or overloaded server. Returns once the
-    /// pause is in force.
+    /// pause is in force. Plain Redis only.
     pub async fn pause(&self, pause: Duration) -> Result<()> {
         let millis = pause.as_millis().to_string();
         let command = format!(

@@ -36,7 +36,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::RedisStore;
+pub use self::redis::{RedisStore, RedisTls};
 
 /// The largest value a counter can hold (Redis counters are signed 64-bit).
 pub const COUNTER_MAX: u64 = i64::MAX as u64;

@@ -4,18 +4,22 @@
 //!
 //! Connections are lazy and reconnect by themselves: the control plane starts while Redis
 //! is down, and recovers when it comes back. The same connection carries the
-//! invalidation messages between control planes ([`bus`](self::bus)).
+//! invalidation messages between control planes ([`bus`](self::bus)). `rediss://` URLs
+//! connect over TLS, with a private CA or a client certificate from [`RedisTls`].
 
 mod bus;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster::ClusterConfig;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+pub use self::tls::RedisTls;
 
 use super::{
     budget_holder, validate_budget, validate_call, validate_settlement, Adjustment, Budget,
@@ -81,9 +85,16 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store on one Redis (`redis://host:port/db`). Does not connect yet.
+    /// A store on one Redis (`redis://host:port/db`, or `rediss://` for TLS). Does not
+    /// connect yet.
     pub fn new(url: &str) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(StoreError::Command)?;
+        RedisStore::with_tls(url, &RedisTls::default())
+    }
+
+    /// [`RedisStore::new`] trusting and presenting what `tls` says (`url` must then be
+    /// `rediss://`).
+    pub fn with_tls(url: &str, tls: &RedisTls) -> Result<RedisStore, StoreError> {
+        let client = tls::client(url, tls)?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
@@ -96,7 +107,13 @@ impl RedisStore {
 
     /// A store on a Redis Cluster, given some of its nodes. Connects in the background.
     pub fn cluster(nodes: &[String]) -> Result<RedisStore, StoreError> {
-        let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+        RedisStore::cluster_with_tls(nodes, &RedisTls::default())
+    }
+
+    /// [`RedisStore::cluster`] trusting and presenting what `tls` says (the nodes must
+    /// then be `rediss://`).
+    pub fn cluster_with_tls(nodes: &[String], tls: &RedisTls) -> Result<RedisStore, StoreError> {
+        let client = tls::cluster_builder(nodes, tls)?
             .retries(2)
             .min_retry_wait(20)
             .max_retry_wait(200)
