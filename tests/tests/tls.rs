@@ -10,7 +10,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
