@@ -226,7 +226,6 @@ pub fn answer(
     })
 }
 
-/// The answer for a tenant nobody assigned a tier to: nothing leased.
 /// The answer to a lease while budgets cannot be reserved (Redis is down): none, check
 /// each request.
 pub fn per_request(tenant: &str) -> LeaseResponse {
@@ -243,17 +242,12 @@ pub fn per_request(tenant: &str) -> LeaseResponse {
     }
 }
 
+/// The answer for a tenant nobody assigned a tier to: nothing leased.
 pub fn unknown_tenant(tenant: &str) -> LeaseResponse {
     LeaseResponse {
         decision: Decision::Reject,
         reason: Some(RejectReason::UnknownTenant),
-        tenant: tenant.to_string(),
-        granted: 0,
-        ttl_ms: 0,
-        policy: None,
-        warn_after: None,
-        cache_reject_for_s: 0,
-        refunded: 0,
+        ..per_request(tenant)
     }
 }
 

@@ -320,48 +320,20 @@ impl RequestFlow {
 
     /// No lease: give the refill up, send the previous lease's return again (it may
     /// not have landed; a return is applied once), return the new lease too (it may
-    /// have been granted, its answer lost; a lease never granted refunds nothing), and
-    /// apply the failure mode.
+    /// have been granted, its answer lost), and apply the failure mode.
     pub(super) fn lease_failed(&mut self, host: &dyn Host, why: &str) -> Next {
         if let Some(Refill { owner, request }) = self.refill.take() {
             budget::abandon_refill(host, &owner);
             self.refill_ended(&owner, RefillEnd::Failed);
-            let mut give_back = |previous: LeaseReturn| {
-                self.follow_ups.returns.push(LeaseRequest {
-                    id: host.unique_id(),
-                    want: 0,
-                    previous: Some(previous),
-                    ..request.clone()
-                });
-            };
-            if let Some(previous) = request.previous.clone() {
-                give_back(previous);
-            }
-            give_back(LeaseReturn {
-                id: request.id.clone(),
-                spent: 0,
-            });
+            self.return_both(host, &request);
         }
         self.fail(host, Purpose::Admission, why)
     }
 
-    /// The request ends (the client went away) while its refill is in flight: the
-    /// answer will never be read, so return both the old lease and the new one (a
-    /// return of a lease that was never granted, or already returned, refunds nothing).
-    pub fn abandon(&mut self, host: &dyn Host) {
-        if self.waits_for_refill() {
-            self.waiting = None; // nobody to wake any more
-        }
-        // The client went away while its check was in flight: not admitted.
-        if self.waits_for_admission() {
-            self.waiting = None;
-            self.take_back_check();
-        }
-        let Some(Refill { owner, request }) = self.refill.take() else {
-            return;
-        };
-        budget::abandon_refill(host, &owner);
-        self.refill_ended(&owner, RefillEnd::Answered);
+    /// Returns the lease a refill gave back and the one it asked for, whose answer
+    /// will not be read (a return of a lease never granted, or returned before,
+    /// refunds nothing).
+    fn return_both(&mut self, host: &dyn Host, request: &LeaseRequest) {
         let mut give_back = |previous: LeaseReturn| {
             self.follow_ups.returns.push(LeaseRequest {
                 id: host.unique_id(),
@@ -377,6 +349,25 @@ impl RequestFlow {
             id: request.id.clone(),
             spent: 0,
         });
+    }
+
+    /// The request ends (the client went away) while its check or its refill is in
+    /// flight: the check is taken back, and both leases of the refill are returned.
+    pub fn abandon(&mut self, host: &dyn Host) {
+        if self.waits_for_refill() {
+            self.waiting = None; // nobody to wake any more
+        }
+        // The client went away while its check was in flight: not admitted.
+        if self.waits_for_admission() {
+            self.waiting = None;
+            self.take_back_check();
+        }
+        let Some(Refill { owner, request }) = self.refill.take() else {
+            return;
+        };
+        budget::abandon_refill(host, &owner);
+        self.refill_ended(&owner, RefillEnd::Answered);
+        self.return_both(host, &request);
     }
 
     /// What this request left for its worker since the last call.
