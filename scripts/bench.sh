@@ -21,6 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# free_ports, wait_port, stop, pg_bin_dir, start_redis, start_postgres, postmaster_pid
+. scripts/lib/services.sh
 
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
@@ -78,7 +80,7 @@ scripts/setup.sh >&2
 for tool in wrk redis-server curl python3 "$ENVOY"; do
   command -v "$tool" >/dev/null || die "$tool is missing (scripts/setup.sh installs it)"
 done
-pg_bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pg_bin=$(pg_bin_dir)
 [ -x "$pg_bin/initdb" ] || die "PostgreSQL's initdb is missing (scripts/setup.sh installs it)"
 
 log "building the control plane (release), the Tollgate filter and the no-op filter (wasm)"
@@ -94,17 +96,6 @@ cargo build --locked --manifest-path bench/noop-filter/Cargo.toml --target-dir "
 dir=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
 pids=()
 pg_pid=
-stop() { # pid...: SIGTERM, then SIGKILL after 5 s
-  local pid
-  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for pid in "$@"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && return 0
-    sleep 0.1
-  done
-  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
-}
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
@@ -123,42 +114,19 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_ports() { # n: n free TCP ports on loopback
-  python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-wait_port() { # name port
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "$1 did not come up on port $2 (BENCH_KEEP=1 keeps its log in $dir)"
+wait_for() { # name port
+  wait_port "$2" || die "$1 did not come up on port $2 (BENCH_KEEP=1 keeps its log in $dir)"
 }
 
 read -r redis_port pg_port cp_port <<<"$(free_ports 3)"
 log "starting Redis on $redis_port and PostgreSQL on $pg_port (in $dir)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
-redis_pid=$!
+start_redis "$dir" "$redis_port"
 late_pids+=("$redis_pid")
-mkdir "$dir/pg"
-as_pg=()
-if [ "$(id -u)" = 0 ]; then # PostgreSQL refuses to run as root
-  chmod 711 "$dir"
-  chown postgres "$dir/pg"
-  as_pg=(runuser -u postgres --)
-fi
-"${as_pg[@]}" "$pg_bin/initdb" -D "$dir/pg/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1
-"${as_pg[@]}" "$pg_bin/postgres" -D "$dir/pg/data" -p "$pg_port" -k "$dir/pg" \
-  -c listen_addresses=127.0.0.1 -c fsync=off >"$dir/postgres.log" 2>&1 &
-late_pids+=($!)
-wait_port redis "$redis_port"
-wait_port postgres "$pg_port"
-pg_pid=$(head -n 1 "$dir/pg/data/postmaster.pid")
+start_postgres "$dir" "$pg_port"
+late_pids+=("$postgres_pid")
+wait_for redis "$redis_port"
+wait_for postgres "$pg_port"
+pg_pid=$(postmaster_pid "$dir")
 
 log "starting the control plane (release) on $cp_port"
 "$TOLLGATE" serve --listen "127.0.0.1:$cp_port" \
