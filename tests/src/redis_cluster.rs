@@ -7,6 +7,8 @@
 //! 10000, overflows for the high ephemeral ports [`free_port`] hands out. Right after
 //! `redis-cli --cluster create` the nodes report `cluster_state:fail` for a moment, so
 //! [`RedisCluster::start`] waits for `cluster_state:ok` on every node before returning.
+//! [`RedisCluster::start_tls`] makes the same cluster speak TLS only, clients and
+//! cluster bus alike (`tls-cluster yes`, so nodes announce their TLS ports).
 
 use std::path::Path;
 use std::process::Command;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::process::{free_port, wait_for_port, ChildGuard};
+use crate::tls::Pki;
 
 /// How many masters (no replicas).
 const NODES: usize = 3;
@@ -23,6 +26,8 @@ const NODES: usize = 3;
 #[derive(Debug)]
 pub struct RedisCluster {
     ports: Vec<u16>,
+    /// `redis-cli`'s TLS flags, empty for a plain cluster.
+    cli_tls: Vec<String>,
     _nodes: Vec<ChildGuard>,
 }
 
@@ -30,6 +35,24 @@ impl RedisCluster {
     /// Starts three masters with their logs under `dir`, joins them into one cluster
     /// covering all slots and waits until every node says `cluster_state:ok`.
     pub async fn start(dir: &Path) -> Result<RedisCluster> {
+        RedisCluster::start_with(dir, None).await
+    }
+
+    /// [`RedisCluster::start`] with TLS only, presenting `pki`'s server certificate
+    /// (clients need no certificate of their own).
+    pub async fn start_tls(dir: &Path, pki: &Pki) -> Result<RedisCluster> {
+        RedisCluster::start_with(dir, Some(pki)).await
+    }
+
+    async fn start_with(dir: &Path, pki: Option<&Pki>) -> Result<RedisCluster> {
+        let cli_tls: Vec<String> = match pki {
+            Some(pki) => vec![
+                "--tls".into(),
+                "--cacert".into(),
+                pki.ca_cert.display().to_string(),
+            ],
+            None => Vec::new(),
+        };
         // Client ports and bus ports, all distinct.
         let mut free = Vec::with_capacity(2 * NODES);
         while free.len() < 2 * NODES {
@@ -46,7 +69,19 @@ impl RedisCluster {
                 .with_context(|| format!("creating {}", home.display()))?;
             let mut command = Command::new("redis-server");
             command.current_dir(&home);
-            command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+            match pki {
+                Some(pki) => {
+                    command.args(["--port", "0", "--tls-port", &port.to_string()]);
+                    command.args(["--tls-cluster", "yes", "--tls-auth-clients", "no"]);
+                    command.arg("--tls-cert-file").arg(&pki.server_cert);
+                    command.arg("--tls-key-file").arg(&pki.server_key);
+                    command.arg("--tls-ca-cert-file").arg(&pki.ca_cert);
+                }
+                None => {
+                    command.args(["--port", &port.to_string()]);
+                }
+            }
+            command.args(["--bind", "127.0.0.1"]);
             command.args([
                 "--cluster-enabled",
                 "yes",
@@ -63,6 +98,7 @@ impl RedisCluster {
         }
 
         let mut create = Command::new("redis-cli");
+        create.args(&cli_tls);
         create.args(["--cluster", "create"]);
         create.args(ports.iter().map(|port| format!("127.0.0.1:{port}")));
         create.args(["--cluster-replicas", "0", "--cluster-yes"]);
@@ -74,12 +110,25 @@ impl RedisCluster {
             libc::SIGTERM,
             None,
         )?;
-        if !creating.wait_success()? {
+        // Bounded: nodes that cannot reach each other (a cluster bus refusing their
+        // certificates) leave `redis-cli` "waiting for the cluster to join" for ever.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = creating.try_status()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("redis-cli --cluster create did not finish within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if !status.success() {
             bail!("redis-cli --cluster create failed:\n{}", tail(&log));
         }
 
         let cluster = RedisCluster {
             ports: ports.to_vec(),
+            cli_tls,
             _nodes: nodes,
         };
         cluster.wait_ok(Duration::from_secs(30)).await?;
@@ -91,11 +140,17 @@ impl RedisCluster {
         self.ports.clone()
     }
 
-    /// One URL per node (`redis://127.0.0.1:P/`), as a cluster client takes them.
+    /// One URL per node (`redis://127.0.0.1:P/`, `rediss://` with TLS), as a cluster
+    /// client takes them.
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.cli_tls.is_empty() {
+            "redis"
+        } else {
+            "rediss"
+        };
         self.ports
             .iter()
-            .map(|port| format!("redis://127.0.0.1:{port}/"))
+            .map(|port| format!("{scheme}://127.0.0.1:{port}/"))
             .collect()
     }
 
@@ -107,7 +162,7 @@ impl RedisCluster {
     /// Empties every node: a cluster that lost its data.
     pub async fn flush_all(&self) -> Result<()> {
         for &port in &self.ports {
-            let reply = cli(port, &["FLUSHALL"]).await?;
+            let reply = self.cli(port, &["FLUSHALL"]).await?;
             if reply.trim() != "OK" {
                 bail!("FLUSHALL on port {port} answered {reply:?}");
             }
@@ -122,7 +177,7 @@ impl RedisCluster {
             let mut last = String::new();
             let mut all_ok = true;
             for &port in &self.ports {
-                let info = cli(port, &["CLUSTER", "INFO"]).await?;
+                let info = self.cli(port, &["CLUSTER", "INFO"]).await?;
                 if !info.lines().any(|line| line.trim() == "cluster_state:ok") {
                     all_ok = false;
                     last = format!("port {port}:\n{info}");
@@ -138,24 +193,25 @@ impl RedisCluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
 
-/// Runs `redis-cli -h 127.0.0.1 -p port args…` and returns its standard output.
-async fn cli(port: u16, args: &[&str]) -> Result<String> {
-    let output = tokio::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .await
-        .context("running redis-cli")?;
-    if !output.status.success() {
-        bail!(
-            "redis-cli -p {port} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    /// Runs `redis-cli -h 127.0.0.1 -p port args…` and returns its standard output.
+    async fn cli(&self, port: u16, args: &[&str]) -> Result<String> {
+        let output = tokio::process::Command::new("redis-cli")
+            .args(&self.cli_tls)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .context("running redis-cli")?;
+        if !output.status.success() {
+            bail!(
+                "redis-cli -p {port} {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// The last lines of a log, for error messages.

@@ -16,7 +16,9 @@ use rcgen::{
 pub struct Pki {
     /// The CA certificate: what a client must trust.
     pub ca_cert: PathBuf,
-    /// The server's certificate (SANs `127.0.0.1`, `localhost`), signed by the CA.
+    /// The server's certificate (SANs `127.0.0.1`, `localhost`), signed by the CA. Good
+    /// for client authentication too: Redis Cluster nodes present it to each other on
+    /// the TLS cluster bus.
     pub server_cert: PathBuf,
     /// The server's private key (PKCS#8).
     pub server_key: PathBuf,
@@ -48,22 +50,28 @@ impl Pki {
         let issuer = Issuer::new(ca, ca_key);
 
         let leaf =
-            |common_name: &str, usage: ExtendedKeyUsagePurpose| -> Result<(String, String)> {
+            |common_name: &str, usage: &[ExtendedKeyUsagePurpose]| -> Result<(String, String)> {
                 let mut params =
                     CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
                 params
                     .distinguished_name
                     .push(DnType::CommonName, common_name);
-                params.extended_key_usages = vec![usage];
+                params.extended_key_usages = usage.to_vec();
                 params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
                 let key = KeyPair::generate()?;
                 let cert = params.signed_by(&key, &issuer)?;
                 Ok((cert.pem(), key.serialize_pem()))
             };
-        let (server_cert, server_key) = leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth)?;
+        let (server_cert, server_key) = leaf(
+            "127.0.0.1",
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        )?;
         let (client_cert, client_key) = leaf(
             "tollgate-control-plane",
-            ExtendedKeyUsagePurpose::ClientAuth,
+            &[ExtendedKeyUsagePurpose::ClientAuth],
         )?;
 
         let write = |file: &str, pem: &str| -> Result<PathBuf> {

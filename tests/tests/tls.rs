@@ -2,7 +2,7 @@
 //! only TLS and a PostgreSQL that admits TCP connections over TLS only, both presenting
 //! certificates of a CA made for the test. The control plane must verify them (and
 //! refuse a server its CA did not sign), and present a client certificate to a Redis
-//! that demands one.
+//! that demands one. A Redis Cluster over TLS too.
 
 // clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use tollgate_e2e::control_plane::{ControlPlane, ADMIN_TOKEN, DECISION_TOKEN};
 use tollgate_e2e::postgres::Postgres;
 use tollgate_e2e::redis::Redis;
+use tollgate_e2e::redis_cluster::RedisCluster;
 use tollgate_e2e::tls::Pki;
 
 /// How long a control plane that must not become ready is watched.
@@ -257,4 +258,29 @@ async fn a_redis_that_demands_client_certificates_admits_only_a_control_plane_wi
 {log}"
     );
     decides_and_counts(&with_certificate, "initech").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_to_a_redis_cluster_the_control_plane_is_ready_and_counts() {
+    let servers = Servers::start(false).await;
+    let cluster = RedisCluster::start_tls(servers.dir.path(), &servers.pki)
+        .await
+        .unwrap();
+    let database_url = servers.postgres.tls_url(&servers.pki.ca_cert);
+    let start = |ca_cert: &Path| {
+        let mut flags = trusting(ca_cert, &[]);
+        flags.push("--redis-cluster".to_string());
+        let (dir, database_url, nodes) = (servers.dir.path(), &database_url, cluster.url_list());
+        async move {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            ControlPlane::start_with(dir, database_url, &nodes, &flags)
+                .await
+                .unwrap()
+        }
+    };
+    let (trusting_the_ca, trusting_another) =
+        tokio::join!(start(&servers.pki.ca_cert), start(&servers.other.ca_cert));
+    let body = never_ready(&trusting_another).await;
+    assert_eq!(body["redis"], "down", "{body}");
+    decides_and_counts(&trusting_the_ca, "umbrella").await;
 }
