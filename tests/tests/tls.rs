@@ -280,7 +280,7 @@ async fn over_tls_to_a_redis_cluster_the_control_plane_is_ready_and_counts() {
     };
     let (trusting_the_ca, trusting_another) =
         tokio::join!(start(&servers.pki.ca_cert), start(&servers.other.ca_cert));
-    let body = never_ready(&trusting_another).await;
+    let body = never_ready(&trusting_another, "redis").await;
     assert_eq!(body["redis"], "down", "{body}");
     decides_and_counts(&trusting_the_ca, "umbrella").await;
 }
