@@ -26,8 +26,8 @@ pub struct BodyMeter {
     buffered: u64,
     /// Whether the body has ended.
     ended: bool,
-    /// How far the next check asks ahead: twice the last reservation.
-    ahead: u64,
+    /// The last reservation's size.
+    last_reserved: u64,
 }
 
 impl BodyMeter {
@@ -46,7 +46,7 @@ impl BodyMeter {
     /// The control plane counted `amount` more bytes for this request.
     pub fn reserve(&mut self, amount: u64) {
         self.reserved = self.reserved.saturating_add(amount);
-        self.ahead = amount.saturating_mul(2);
+        self.last_reserved = amount;
     }
 
     /// What Envoy holds goes on to the upstream.
@@ -73,10 +73,20 @@ impl BodyMeter {
             .saturating_sub(self.released.saturating_add(self.buffered))
     }
 
+    /// Whether the next reservation is due: nothing is left, or less than half of the
+    /// last one. Asking earlier would keep two reservations ahead of a slow body (a
+    /// trickle would cost a check more and hold three times what it sends); asking
+    /// later would hold a fast one while the answer travels.
+    pub fn running_low(&self) -> bool {
+        let left = self.headroom();
+        left == 0 || left < self.last_reserved / 2
+    }
+
     /// How far the next check asks ahead: at least `base`, twice the last reservation,
     /// at most `MAX_GROWTH` times `base`, and never more than a check may ask for.
     pub fn ahead(&self, base: u64) -> u64 {
-        self.ahead
+        self.last_reserved
+            .saturating_mul(2)
             .clamp(base, base.saturating_mul(MAX_GROWTH))
             .min(AMOUNT_MAX)
     }
@@ -144,6 +154,22 @@ mod tests {
             body.reserve(ask);
         }
         assert_eq!(asks, vec![10, 20, 40, 80, 160, 160, 160]);
+    }
+
+    #[test]
+    fn the_next_reservation_is_due_once_half_of_the_last_is_spent() {
+        let mut body = BodyMeter::default();
+        body.reserve(0); // the admission of a body without content-length
+        assert!(body.running_low(), "nothing is reserved yet");
+        body.reserve(1000);
+        body.on_data(500, false);
+        body.release();
+        assert!(!body.running_low(), "half is left");
+        body.on_data(1, false);
+        body.release();
+        assert!(body.running_low());
+        body.reserve(2000);
+        assert!(!body.running_low());
     }
 
     #[test]

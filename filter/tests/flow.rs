@@ -476,14 +476,17 @@ fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_l
     );
     assert!(!host.last_check().amounts.contains_key("requests"));
 
-    // A chunk before that answer is held; the answer lets it go and asks further ahead.
+    // A chunk before that answer is held; the answer lets it go. 600 of the 1000 are
+    // left: the next reservation is not due yet.
     assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(*host.resumed.borrow(), 2);
-    assert_eq!(request_bytes(&host.last_check()), 2000);
+    assert_eq!(host.checks().len(), 2);
 
-    // Within what is counted the body flows while that ask is in flight.
+    // Within what is counted the body flows; with less than half left, the next
+    // reservation, twice as large, is asked for ahead.
     assert_eq!(flow.on_request_body(&host, 500, false), Next::Continue);
+    assert_eq!(request_bytes(&host.last_check()), 2000);
     // Ahead does not fit: from now on only exactly what was seen is asked for.
     flow.on_check_response(&host, Some(200), &reject());
     assert!(host.local_response.borrow().is_none());

@@ -586,7 +586,7 @@ impl RequestFlow {
             && !self.exact_only
             && self.waiting.is_none()
             && !self.body.ended()
-            && self.body.headroom() < asked / 2;
+            && self.body.running_low();
         if wanted {
             let request = self.body_check(asked);
             // A failed ask ahead changes nothing: the next needed one holds the body.
