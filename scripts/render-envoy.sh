@@ -8,8 +8,9 @@
 #   JWKS_PATH      the JWKS file for {{JWKS_PATH}} (default tests/fixtures/jwt/jwks.json)
 #   DECISION_TOKEN the control plane's --decision-token, for {{DECISION_TOKEN}} and the
 #                  default FILTER_CONFIG (required by templates that name it)
+#   STREAM_IDLE_TIMEOUT  Envoy's stream_idle_timeout for {{STREAM_IDLE_TIMEOUT}} (default 60s)
 set -euo pipefail
-[ $# -eq 7 ] || { sed -n 2,11p "$0" >&2; exit 2; }
+[ $# -eq 7 ] || { sed -n 2,12p "$0" >&2; exit 2; }
 root=$(cd "$(dirname "$0")/.." && pwd)
 template=${TEMPLATE:-$root/envoy/gateway.yaml}
 token=${DECISION_TOKEN:-}
@@ -25,6 +26,7 @@ config=${config//'{{CONTROL_PLANE_PORT}}'/"$4"}
 config=${config//'{{WASM_PATH}}'/"$7"}
 config=${config//'{{JWKS_PATH}}'/"$jwks"}
 config=${config//'{{FILTER_CONFIG}}'/"$filter"}
+config=${config//'{{STREAM_IDLE_TIMEOUT}}'/"${STREAM_IDLE_TIMEOUT:-60s}"}
 [ -n "$token" ] && config=${config//'{{DECISION_TOKEN}}'/"$token"}
 if grep -v '^[[:space:]]*#' <<<"$config" | grep -q '{{'; then
   echo "$template: a placeholder is left unfilled" >&2

@@ -48,6 +48,9 @@ pub struct EnvoySettings {
     /// More clusters, as YAML list items (`- name: …`, at column 0); they are indented
     /// into `static_resources.clusters`.
     pub extra_clusters: String,
+    /// Envoy's `stream_idle_timeout` (`{{STREAM_IDLE_TIMEOUT}}` of the gateway template;
+    /// the reference config has its own).
+    pub stream_idle_timeout: Duration,
 }
 
 /// A running Envoy.
@@ -289,6 +292,10 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
         .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
         .replace("{{DECISION_TOKEN}}", DECISION_TOKEN)
+        .replace(
+            "{{STREAM_IDLE_TIMEOUT}}",
+            &format!("{:.3}s", settings.stream_idle_timeout.as_secs_f64()),
+        )
         .replace("{{WASM_PATH}}", &wasm.display().to_string());
     if !settings.extra_clusters.is_empty() {
         rendered = add_clusters(&rendered, &settings.extra_clusters)?;

@@ -57,6 +57,9 @@ pub struct GatewayOptions {
     /// Whether Redis keeps its data on disk ([`Redis::start_durable_on`]), so that a
     /// test can stop it and start it again with its data.
     pub durable_redis: bool,
+    /// How long Envoy lets a request's stream send nothing before it ends it with 408
+    /// (the gateway template's `stream_idle_timeout`).
+    pub stream_idle_timeout: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -70,6 +73,7 @@ impl Default for GatewayOptions {
             control_plane: ControlPlaneTarget::Real,
             control_planes: 1,
             durable_redis: false,
+            stream_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -413,6 +417,7 @@ impl GatewayOptions {
             control_plane_ports,
             filter_config: self.filter_config(),
             extra_clusters,
+            stream_idle_timeout: self.stream_idle_timeout,
         }
     }
 }

@@ -210,6 +210,7 @@ async fn envoy_refuses_an_invalid_filter_configuration_and_logs_the_field() {
             control_plane_ports: vec![free_port().unwrap()],
             filter_config,
             extra_clusters: String::new(),
+            stream_idle_timeout: Duration::from_secs(60),
         };
         let config = &settings.filter_config;
         // What `scripts/test.sh` runs on shipped configs, and what a deploy should run.

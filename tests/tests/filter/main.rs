@@ -9,6 +9,8 @@
 //!   default; missing, invalid and unknown tenants.
 //! - [`costs`] — what a request costs: a count, request bytes (chunked, or not what
 //!   content-length said), response bytes, a header, a JSON or event-stream body.
+//! - [`bodies`] — bodies no honest client sends: a negative, overflowing or absurd
+//!   content-length, a trickle that stops (slow-loris), a body that never ends.
 //! - [`answers`] — which requests count and how they are answered: header options,
 //!   excluded paths and methods, shadow mode, the reject cache, the stats.
 //! - [`budgets`] — the fast path: budgets leased, spent without callouts, returned.
@@ -21,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod answers;
+mod bodies;
 mod budgets;
 mod costs;
 mod failures;
