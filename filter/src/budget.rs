@@ -293,12 +293,27 @@ pub fn abandon_refill(host: &dyn Host, owner: &Owner) {
 
 /// Takes lease `id` out of its slot if it expired by `now_ms`: what to return.
 pub fn take_expired(host: &dyn Host, owner: &Owner, id: &str, now_ms: u64) -> Option<LeaseReturn> {
+    take_if(host, owner, id, |lease| lease.expires_ms <= now_ms)
+}
+
+/// Takes lease `id` out of its slot, expired or not (the config it was leased under is
+/// going): what to return.
+pub fn take_back(host: &dyn Host, owner: &Owner, id: &str) -> Option<LeaseReturn> {
+    take_if(host, owner, id, |_| true)
+}
+
+fn take_if(
+    host: &dyn Host,
+    owner: &Owner,
+    id: &str,
+    due: impl Fn(&Lease) -> bool,
+) -> Option<LeaseReturn> {
     update(host, owner, |slot| {
         let Some(mut slot) = mine(slot, owner) else {
             return (None, None);
         };
         match slot.lease.take() {
-            Some(lease) if lease.id == id && lease.expires_ms <= now_ms => {
+            Some(lease) if lease.id == id && due(&lease) => {
                 let back = LeaseReturn {
                     id: lease.id,
                     spent: lease.spent,
@@ -448,6 +463,24 @@ mod tests {
         assert_eq!(back.spent, 5);
         assert_eq!(take_expired(&host, &acme, "g-1", 1_000), None);
         assert_eq!(spend(&host, &acme, 1, 1_000), Spend::Empty);
+    }
+
+    #[test]
+    fn a_lease_taken_back_before_it_expires_reports_what_was_spent_once() {
+        let host = Shared::default();
+        let acme = owner("acme");
+        begin_refill(&host, &acme, 0, 200);
+        finish_refill(&host, &acme, "g-1", &granted(10, 1_000), 0);
+        assert!(matches!(spend(&host, &acme, 3, 10), Spend::Spent { .. }));
+        assert_eq!(take_back(&host, &acme, "g-2"), None, "not this lease");
+        let back = take_back(&host, &acme, "g-1").unwrap();
+        assert_eq!((back.id.as_str(), back.spent), ("g-1", 3));
+        assert_eq!(take_back(&host, &acme, "g-1"), None, "returned once");
+        assert_eq!(
+            spend(&host, &acme, 1, 20),
+            Spend::Empty,
+            "nothing left to spend"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ type SharedFlow = Rc<RefCell<RequestFlow>>;
 
 /// Envoy's timeout for a settlement callout (nothing waits on it).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a closing VM waits for the answers to its last settlements and lease
+/// returns.
+const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Expired leases taken back per tick at most, so thousands expiring together do not
 /// stall the worker in one tick (the rest wait for the next ones).
 const RETURNS_PER_TICK: usize = 256;
@@ -412,6 +415,9 @@ struct Root {
     config: Option<Rc<FilterConfig>>,
     host: ProxyHost,
     worker: Rc<Worker>,
+    /// Envoy is done with this VM (shutdown, or a config that replaced it): until when
+    /// its last settlements and lease returns may still be answered.
+    closing_until_ms: Option<u64>,
 }
 
 impl Context for Root {
@@ -435,6 +441,38 @@ impl Context for Root {
         let outcome = settlements.answered(token, ok, self.host.now_ms());
         drop(settlements);
         report(&self.host, outcome);
+        self.finish_closing();
+    }
+
+    /// Envoy is done with this VM (it shuts down, or a new filter config replaced this
+    /// one): return every lease this worker took, unspent part and all, and send what
+    /// is still queued, at once. Envoy waits for `done` until their answers are in or
+    /// [`CLOSING_GRACE`] passed; without that, the budgets would stay counted until
+    /// their windows reset.
+    fn on_done(&mut self) -> bool {
+        let leases = match self.worker.leases.try_borrow_mut() {
+            Ok(mut leases) => std::mem::take(&mut *leases).into_vec(),
+            Err(_) => Vec::new(),
+        };
+        let _ = hostcalls::log(
+            LogLevel::Info,
+            &format!("tollgate: closing, returning {} leases", leases.len()),
+        );
+        for Reverse(Taken { owner, id, .. }) in leases {
+            if let Some(previous) = budget::take_back(&self.host, &owner, &id) {
+                queue_return(&self.worker.settlements, owner, previous);
+            }
+        }
+        if let Ok(mut settlements) = self.worker.settlements.try_borrow_mut() {
+            settlements.send_all_now();
+        }
+        self.send_settlements();
+        if self.idle() {
+            return true;
+        }
+        let grace = u64::try_from(CLOSING_GRACE.as_millis()).unwrap_or(u64::MAX);
+        self.closing_until_ms = Some(self.host.now_ms().saturating_add(grace));
+        false
     }
 }
 
@@ -464,6 +502,10 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        if self.closing_until_ms.is_some() {
+            self.finish_closing();
+            return;
+        }
         self.worker.decide_deferred(&self.host, self.context_id);
         self.expire_deadlines();
         self.return_expired_leases();
@@ -472,9 +514,7 @@ impl RootContext for Root {
             drop(settlements);
             outcomes.into_iter().for_each(|o| report(&self.host, o));
         }
-        if let Some(config) = &self.config {
-            send_settlements(&self.host, config, &self.worker.settlements);
-        }
+        self.send_settlements();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -495,6 +535,37 @@ impl RootContext for Root {
 }
 
 impl Root {
+    fn send_settlements(&self) {
+        if let Some(config) = &self.config {
+            send_settlements(&self.host, config, &self.worker.settlements);
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.worker
+            .settlements
+            .try_borrow()
+            .map_or(true, |settlements| settlements.is_idle())
+    }
+
+    /// Sends what a closing VM still has queued, and tells Envoy it is done once its
+    /// callouts are answered or its grace is over (what is unanswered then stays
+    /// counted, as after a crash).
+    fn finish_closing(&mut self) {
+        let Some(until_ms) = self.closing_until_ms else {
+            return;
+        };
+        // What did not fit in flight goes as answers make room.
+        self.send_settlements();
+        if self.idle() || self.host.now_ms() >= until_ms {
+            self.closing_until_ms = None;
+            let _ = hostcalls::log(LogLevel::Info, "tollgate: closed");
+            // Envoy answers Ok for a root context whose `on_done` said false (the SDK
+            // would panic on anything else); this is the only call, and only then.
+            let _ = hostcalls::done();
+        }
+    }
+
     fn expire_deadlines(&self) {
         let Ok(mut deadlines) = self.worker.deadlines.try_borrow_mut() else {
             return;

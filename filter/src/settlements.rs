@@ -117,6 +117,19 @@ impl Settlements {
         !self.queue.is_empty()
     }
 
+    /// Makes every queued settlement due now, whatever its back-off (the VM is
+    /// closing: there is no later).
+    pub fn send_all_now(&mut self) {
+        for pending in &mut self.queue {
+            pending.not_before_ms = 0;
+        }
+    }
+
+    /// Whether nothing is queued or waiting for its answer.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty()
+    }
+
     /// `pending` was dispatched under `token` at `now_ms`.
     pub fn sent(&mut self, token: u32, mut pending: Pending, now_ms: u64) {
         pending.attempts += 1;
@@ -203,6 +216,22 @@ mod tests {
             }
         }
         assert!(!s.has_queued());
+    }
+
+    #[test]
+    fn a_closing_worker_sends_what_waits_for_its_back_off_at_once() {
+        let mut s = Settlements::default();
+        s.push(settle("a"));
+        let pending = s.take_queued(0).pop().unwrap();
+        s.sent(1, pending, 0);
+        assert!(!s.is_idle(), "in flight");
+        assert_eq!(s.answered(1, false, 0), Outcome::Retrying);
+        assert!(s.take_queued(0).is_empty(), "backing off");
+        s.send_all_now();
+        let pending = s.take_queued(0).pop().unwrap();
+        s.sent(2, pending, 0);
+        assert_eq!(s.answered(2, true, 0), Outcome::Settled);
+        assert!(s.is_idle());
     }
 
     #[test]

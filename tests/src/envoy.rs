@@ -62,6 +62,8 @@ pub struct Envoy {
     pub admin_port: u16,
     /// Its log file.
     pub log_path: PathBuf,
+    /// The file its listeners come from, when they come from one ([`Envoy::reload`]).
+    listeners_file: Option<PathBuf>,
     child: ChildGuard,
 }
 
@@ -76,10 +78,58 @@ impl Envoy {
             port: files.port,
             admin_port: files.admin_port,
             log_path: files.log,
+            listeners_file: None,
             child,
         };
         envoy.wait_ready().await?;
         Ok(envoy)
+    }
+
+    /// Like [`Envoy::start`], but the listeners come from a file Envoy watches (LDS over
+    /// the filesystem), so [`Envoy::reload`] can change the filter's config while Envoy
+    /// runs, as an xDS server would. A replaced listener's connections drain for 1 s.
+    pub async fn start_reloadable(dir: &Path, settings: &EnvoySettings) -> Result<Envoy> {
+        let files = ConfigFiles::write(dir, settings)?;
+        let rendered = std::fs::read_to_string(&files.config)?;
+        let listeners_file = dir.join(format!("listeners-{}.yaml", files.port));
+        let (bootstrap, listeners) = split_listeners(&rendered, &listeners_file)?;
+        std::fs::write(&files.config, bootstrap)?;
+        std::fs::write(&listeners_file, listeners)?;
+        let node = ["--service-node", "e2e", "--service-cluster", "e2e"];
+        let mut child = files.spawn(&[&node[..], &["--drain-time-s", "1"]].concat())?;
+        wait_for_port(&mut child, files.admin_port, &files.log).await?;
+        wait_for_port(&mut child, files.port, &files.log).await?;
+        let envoy = Envoy {
+            port: files.port,
+            admin_port: files.admin_port,
+            log_path: files.log,
+            listeners_file: Some(listeners_file),
+            child,
+        };
+        envoy.wait_ready().await?;
+        Ok(envoy)
+    }
+
+    /// Gives a [`Envoy::start_reloadable`] Envoy its listeners as `settings` render them
+    /// (same ports), replaced at once (written beside, then renamed over, the watched
+    /// file), and waits until Envoy has taken them.
+    pub async fn reload(&self, settings: &EnvoySettings) -> Result<()> {
+        let path = self
+            .listeners_file
+            .as_ref()
+            .context("this Envoy's listeners are not from a file")?;
+        let before = self.stat("listener_manager.lds.update_success").await?;
+        let (_, listeners) = split_listeners(&render(self.port, self.admin_port, settings)?, path)?;
+        let staged = path.with_extension("next");
+        std::fs::write(&staged, listeners)?;
+        std::fs::rename(&staged, path)?;
+        for _ in 0..500 {
+            if self.stat("listener_manager.lds.update_success").await? > before {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("Envoy did not take the new listeners within 10 s")
     }
 
     /// `envoy --mode validate` on the rendered config: Envoy builds everything a start
@@ -104,6 +154,11 @@ impl Envoy {
     /// Kills this Envoy (SIGKILL), as a crash would: no drain, no lease returned.
     pub fn kill(&mut self) {
         self.child.kill();
+    }
+
+    /// Stops this Envoy as an operator would (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        self.child.stop();
     }
 
     /// Base URL of the gateway listener.
@@ -338,6 +393,44 @@ fn control_plane_endpoints(template: &str, ports: &[u16]) -> Result<String> {
         lines[..start].concat(),
         lines[port_line + 1..].concat()
     ))
+}
+
+/// Splits a rendered config into a bootstrap whose listeners come from `path` and that
+/// file's contents: the template's `static_resources.listeners` (list items at column
+/// 2, ending where `clusters:` begins) as LDS `resources`.
+fn split_listeners(config: &str, path: &Path) -> Result<(String, String)> {
+    const LISTENERS: &str = "\n  listeners:\n";
+    const CLUSTERS: &str = "\n  clusters:\n";
+    let start = config
+        .find(LISTENERS)
+        .context("the config has no `  listeners:` list")?;
+    let end = config
+        .find(CLUSTERS)
+        .filter(|end| *end > start)
+        .context("the config's `  clusters:` do not follow its listeners")?;
+    let mut resources = String::from("resources:\n");
+    for line in config[start + LISTENERS.len()..=end].lines() {
+        let line = line.strip_prefix("  ").unwrap_or(line);
+        match line.strip_prefix("- ") {
+            Some(first) => {
+                resources.push_str(
+                    "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n",
+                );
+                resources.push_str(&format!("  {first}\n"));
+            }
+            None => {
+                resources.push_str(line);
+                resources.push('\n');
+            }
+        }
+    }
+    let bootstrap = format!(
+        "{}{}\ndynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n",
+        &config[..start],
+        &config[end..],
+        path.display()
+    );
+    Ok((bootstrap, resources))
 }
 
 /// Inserts `clusters` (YAML list items at column 0) first in `static_resources.clusters`.

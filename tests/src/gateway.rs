@@ -162,6 +162,13 @@ impl Gateway {
         Envoy::start(self.dir.path(), &options.envoy_settings(upstream, ports)).await
     }
 
+    /// What an Envoy started with `options` in front of this gateway's upstream and
+    /// control planes runs: for [`Envoy::start_reloadable`] and [`Envoy::reload`].
+    pub fn envoy_settings(&self, options: &GatewayOptions) -> EnvoySettings {
+        let ports = control_plane_ports(&self.control_plane, &self.more_control_planes);
+        options.envoy_settings(&self.upstream, ports)
+    }
+
     /// Every control plane: [`Gateway::control_plane`] first.
     pub fn control_planes(&self) -> impl Iterator<Item = &ControlPlane> {
         std::iter::once(&self.control_plane).chain(&self.more_control_planes)

@@ -23,11 +23,13 @@
 //!   load), budget records in Redis, its metrics.
 //! - [`exactness`] — usage exactly what was admitted, through two control planes.
 //! - [`envoy_killed`] — an Envoy killed mid-run: usage reconciled, never past a limit.
+//! - [`reloaded`] — a filter config replaced while Envoy runs: its budgets returned.
 //! - [`single_flight`] — requests waiting for the refill in flight instead of calling out.
 
 mod envoy_killed;
 mod exactness;
 mod load;
+mod reloaded;
 mod single_flight;
 mod tree;
 mod usage;
