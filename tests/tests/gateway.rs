@@ -239,14 +239,32 @@ async fn tenants_never_see_each_others_usage() {
     assert_eq!(gateway.usage("acme").await.unwrap(), 11_500);
     assert_eq!(gateway.usage("globex").await.unwrap(), 700);
     // acme at its limit does not stop globex, and globex's use does not count for acme.
+    // Twice: the second refusal comes from the rejection every worker remembers, which
+    // must answer for acme alone.
+    for _ in 0..2 {
+        let refused = gateway.send(Some("acme"), 501).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&refused, "x-quota-used"), "11500");
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(
+            (&problem["tenant"], &problem["used"]),
+            (&"acme".into(), &11_500.into())
+        );
+        assert!(!problem.to_string().contains("globex"), "{problem}");
+    }
     assert_eq!(
-        gateway.send(Some("acme"), 501).await.unwrap().status(),
-        StatusCode::TOO_MANY_REQUESTS
+        gateway
+            .envoy
+            .filter_stat("reject_cache_hits")
+            .await
+            .unwrap(),
+        1
     );
-    assert_eq!(
-        gateway.send(Some("globex"), 501).await.unwrap().status(),
-        StatusCode::OK
-    );
+    let globex = gateway.send(Some("globex"), 501).await.unwrap();
+    assert_eq!(globex.status(), StatusCode::OK);
+    assert_eq!(header(&globex, "x-quota-used"), "1201");
+    assert_eq!(header(&globex, "x-quota-remaining"), "10799");
+    assert_eq!(gateway.usage("acme").await.unwrap(), 11_500);
 }
 
 #[tokio::test(flavor = "multi_thread")]
