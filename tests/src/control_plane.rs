@@ -114,7 +114,12 @@ impl ControlPlane {
             &self.redis_url,
         ]);
         command.args(["--admin-token", ADMIN_TOKEN]);
-        command.args(TEST_FLAGS);
+        // A test's own value of a flag replaces the harness's.
+        for flag in TEST_FLAGS.chunks(2) {
+            if !self.extra_args.iter().any(|arg| *arg == flag[0]) {
+                command.args(flag);
+            }
+        }
         command.args(&self.extra_args);
         command.env("RUST_LOG", "info");
         let mut child =

@@ -568,3 +568,55 @@ async fn the_control_plane_starts_without_postgres_and_becomes_ready_when_it_can
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_stopped_with_sigterm_persists_usage_history_and_events_first() {
+    // Neither would be written within the test on its own: only the shutdown writes them.
+    let options = GatewayOptions {
+        control_plane_args: vec!["--history-flush-ms", "60000", "--events-flush-ms", "60000"],
+        ..GatewayOptions::default()
+    };
+    let mut gateway = Gateway::start(options).await.unwrap();
+    gateway
+        .create_monthly_bytes_tier("metered", 10_000, 0, 0.5)
+        .await
+        .unwrap();
+    gateway.create_tenant("acme", "metered").await.unwrap();
+    for bytes in [4_000, 2_345] {
+        assert_eq!(
+            gateway.send(Some("acme"), bytes).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let history = "/tenants/acme/usage/history?resource=request_bytes";
+    let warnings = "/events?tenant=acme&kind=quota.warning";
+    let persisted = gateway.admin(Method::GET, history, None).await.unwrap();
+    assert_eq!(
+        persisted["items"],
+        json!([]),
+        "not flushed yet: {persisted}"
+    );
+    let logged = gateway.admin(Method::GET, warnings, None).await.unwrap();
+    assert_eq!(logged["items"], json!([]), "not written yet: {logged}");
+
+    gateway.control_plane.stop();
+    assert!(
+        gateway.control_plane.log().contains("shut down"),
+        "{}",
+        gateway.control_plane.log()
+    );
+    gateway.control_plane.restart().await.unwrap();
+    gateway
+        .control_plane
+        .wait_ready(Duration::from_secs(15))
+        .await
+        .unwrap();
+    let persisted = gateway.admin(Method::GET, history, None).await.unwrap();
+    assert_eq!(persisted["items"][0]["used"], 6_345, "{persisted}");
+    let logged = gateway.admin(Method::GET, warnings, None).await.unwrap();
+    assert_eq!(
+        logged["items"].as_array().map(Vec::len),
+        Some(1),
+        "the first warning of the window: {logged}"
+    );
+}
