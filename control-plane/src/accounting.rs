@@ -28,9 +28,13 @@ use crate::store::{
 };
 use crate::window::{Series, Window};
 
-/// How long a counter outlives its window, so that recent usage stays readable and the
-/// history flusher can still read a window's final value.
-pub const COUNTER_GRACE_S: i64 = 86_400;
+/// The least a counter outlives the moment its usage stops counting: the history
+/// flusher reads its final value at the next flush (at most a minute later), or once
+/// PostgreSQL is back from an outage this short; late settlements, lease returns and
+/// take-backs arrive within two minutes.
+pub const MIN_COUNTER_GRACE_S: i64 = 300;
+/// The most a counter outlives it (the grace of day and longer windows).
+pub const MAX_COUNTER_GRACE_S: i64 = 86_400;
 
 /// One limit of one level that a call touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,10 +230,16 @@ fn op_for(planned: &Planned, marker: Option<usize>, now: DateTime<Utc>) -> Op {
 }
 
 /// Seconds a counter of `window` must live from `now`: until its usage stops counting,
-/// plus [`COUNTER_GRACE_S`].
+/// plus a grace as long as the period, between [`MIN_COUNTER_GRACE_S`] and
+/// [`MAX_COUNTER_GRACE_S`]. A grace of a day for every period kept 1,440 ended counters
+/// per tenant of a per-minute limit, and 86,400 of a per-second one.
 pub fn counter_ttl_s(series: Series, window: &Window, now: DateTime<Utc>) -> i64 {
     let counts_until = i64::try_from(series.frees_after_s(window, now)).unwrap_or(i64::MAX);
-    counts_until.saturating_add(COUNTER_GRACE_S)
+    let grace = series
+        .period
+        .rolling_len_s()
+        .clamp(MIN_COUNTER_GRACE_S, MAX_COUNTER_GRACE_S);
+    counts_until.saturating_add(grace)
 }
 
 /// A limit's status with `used` counted, as clients see it in headers.
@@ -417,6 +427,30 @@ mod tests {
     use super::*;
     use crate::test_fixtures::{amounts, level, now, resolved};
     use crate::window::{Period, WindowKind};
+
+    #[test]
+    fn an_ended_counter_lives_as_long_as_its_period_within_bounds() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 14, 15, 9, 26).unwrap();
+        let ttl = |period, kind| {
+            let series = Series { period, kind };
+            let window = series.windows_at(now).unwrap()[0];
+            counter_ttl_s(series, &window, now)
+        };
+        let calendar = WindowKind::Calendar;
+        assert_eq!(ttl(Period::Second, calendar), 1 + MIN_COUNTER_GRACE_S);
+        assert_eq!(ttl(Period::Minute, calendar), 34 + MIN_COUNTER_GRACE_S);
+        assert_eq!(ttl(Period::Hour, calendar), 3_034 + 3_600);
+        assert_eq!(ttl(Period::Day, calendar), 31_834 + MAX_COUNTER_GRACE_S);
+        assert_eq!(
+            ttl(Period::Month, calendar),
+            17 * 86_400 + 31_834 + MAX_COUNTER_GRACE_S
+        );
+        // A rolling bucket counts until it slides out of the trailing period.
+        assert_eq!(
+            ttl(Period::Minute, WindowKind::Rolling),
+            61 + MIN_COUNTER_GRACE_S
+        );
+    }
 
     fn def(resource: &str, period: Period, quota: u64, overage: u64) -> LimitDef {
         LimitDef {
