@@ -70,15 +70,23 @@ pub struct Envoy {
 impl Envoy {
     /// Renders the template into `dir` and starts Envoy on it.
     pub async fn start(dir: &Path, settings: &EnvoySettings) -> Result<Envoy> {
-        let files = ConfigFiles::write(dir, settings)?;
-        let mut child = files.spawn(&[])?;
+        Envoy::launch(ConfigFiles::write(dir, settings)?, &[], None).await
+    }
+
+    /// Runs Envoy on `files` with `args` added, and waits until it is LIVE.
+    async fn launch(
+        files: ConfigFiles,
+        args: &[&str],
+        listeners_file: Option<PathBuf>,
+    ) -> Result<Envoy> {
+        let mut child = files.spawn(args)?;
         wait_for_port(&mut child, files.admin_port, &files.log).await?;
         wait_for_port(&mut child, files.port, &files.log).await?;
         let envoy = Envoy {
             port: files.port,
             admin_port: files.admin_port,
             log_path: files.log,
-            listeners_file: None,
+            listeners_file,
             child,
         };
         envoy.wait_ready().await?;
@@ -95,19 +103,16 @@ impl Envoy {
         let (bootstrap, listeners) = split_listeners(&rendered, &listeners_file)?;
         std::fs::write(&files.config, bootstrap)?;
         std::fs::write(&listeners_file, listeners)?;
-        let node = ["--service-node", "e2e", "--service-cluster", "e2e"];
-        let mut child = files.spawn(&[&node[..], &["--drain-time-s", "1"]].concat())?;
-        wait_for_port(&mut child, files.admin_port, &files.log).await?;
-        wait_for_port(&mut child, files.port, &files.log).await?;
-        let envoy = Envoy {
-            port: files.port,
-            admin_port: files.admin_port,
-            log_path: files.log,
-            listeners_file: Some(listeners_file),
-            child,
-        };
-        envoy.wait_ready().await?;
-        Ok(envoy)
+        // LDS needs a node id; a replaced listener's connections drain for 1 s.
+        let args = [
+            "--service-node",
+            "e2e",
+            "--service-cluster",
+            "e2e",
+            "--drain-time-s",
+            "1",
+        ];
+        Envoy::launch(files, &args, Some(listeners_file)).await
     }
 
     /// Gives a [`Envoy::start_reloadable`] Envoy its listeners as `settings` render them

@@ -40,6 +40,14 @@ async fn upstream_cut_off(gateway: &Gateway, tenant: &str, aborted: u64) {
     .unwrap();
 }
 
+/// An upload of `acme`'s whose head announces `content_length`; no body sent yet.
+async fn upload_announcing(gateway: &Gateway, content_length: &str) -> RawConnection {
+    let headers = [("x-tenant-id", "acme"), ("content-length", content_length)];
+    RawConnection::start(gateway.envoy.port, "POST", "/upload", &headers)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn negative_overflowing_and_absurd_content_lengths_count_nothing() {
     let gateway = start_with_bytes_tier("bytes", 1_000_000).await;
@@ -61,14 +69,7 @@ async fn negative_overflowing_and_absurd_content_lengths_count_nothing() {
         ("1000001", 429),
     ];
     for (content_length, status) in cases {
-        let mut connection = RawConnection::start(
-            gateway.envoy.port,
-            "POST",
-            "/upload",
-            &[("x-tenant-id", "acme"), ("content-length", content_length)],
-        )
-        .await
-        .unwrap();
+        let mut connection = upload_announcing(&gateway, content_length).await;
         let response = connection.response(Duration::from_secs(10)).await.unwrap();
         eprintln!(
             "content-length {content_length:?}: {} {}",
@@ -86,14 +87,7 @@ async fn negative_overflowing_and_absurd_content_lengths_count_nothing() {
     assert_eq!(gateway.usage("acme").await.unwrap(), 0, "nothing counted");
 
     // The quota is whole: an honest upload of all of it passes, and costs its size.
-    let mut connection = RawConnection::start(
-        gateway.envoy.port,
-        "POST",
-        "/upload",
-        &[("x-tenant-id", "acme"), ("content-length", "1000000")],
-    )
-    .await
-    .unwrap();
+    let mut connection = upload_announcing(&gateway, "1000000").await;
     connection.send(&vec![b'x'; 1_000_000]).await.unwrap();
     let response = connection.response(Duration::from_secs(10)).await.unwrap();
     assert_eq!(response.status, 200, "{response:?}");
