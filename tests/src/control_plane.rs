@@ -87,6 +87,21 @@ impl ControlPlane {
         format!("http://127.0.0.1:{}", self.decision_port)
     }
 
+    /// The sum of metric `name` over its label sets that hold `labels` (e.g.
+    /// `op="cancel"`; empty: every set), from its `/metrics`.
+    pub async fn metric(&self, name: &str, labels: &str) -> Result<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url()))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok((text.lines())
+            .filter_map(|line| line.strip_prefix(name))
+            .filter(|rest| rest.starts_with(['{', ' ']) && rest.contains(labels))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -499,17 +499,9 @@ async fn with_postgres_stopped_checks_decide_from_cached_definitions_and_admin_w
         (ready["status"].clone(), ready["postgres"].clone()),
         (json!("ok"), json!("down"))
     );
-    let metrics = reqwest::get(format!("{}/metrics", gateway.control_plane.url()))
+    let age = (gateway.control_plane)
+        .metric("tollgate_definitions_age_seconds", "")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let age: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("tollgate_definitions_age_seconds "))
-        .unwrap()
-        .parse()
         .unwrap();
     assert!(age > 0.3, "the stale definitions' age is exported: {age}");
 

@@ -221,22 +221,6 @@ async fn assert_nothing_lost(gateway: &Gateway, seen: &[Seen], fault: &str) -> (
     excess
 }
 
-/// A control plane metric's value (summed over its label sets matching `filter`).
-async fn control_plane_metric(gateway: &Gateway, name: &str, filter: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", gateway.control_plane.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(filter))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
     let (mut gateway, budget_envoy) = two_paths().await;
@@ -249,8 +233,10 @@ async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
         .await
         .unwrap();
     let seen = running.await.unwrap();
-    let fallback =
-        control_plane_metric(&gateway, "tollgate_fallback_calls_total", "admitted").await;
+    let fallback = (gateway.control_plane)
+        .metric("tollgate_fallback_calls_total", "outcome=\"admitted\"")
+        .await
+        .unwrap();
     assert!(fallback > 0.0, "the outage was decided from PostgreSQL");
     let excess = assert_nothing_lost(&gateway, &seen, "Redis stopped").await;
     assert_eq!(excess, (0, 0), "counted exactly what was admitted");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::load::{load, sum_seen, through, LOAD_LIMIT, REQUESTS};
 use super::tree::{assert_limits_bound, exactness_options, past_hard, table, Tree};
-use super::usage::{control_plane_counter, outstanding, usage, watch_hard_limits, RETURN_WAIT};
+use super::usage::{outstanding, usage, watch_hard_limits, RETURN_WAIT};
 use crate::{start, stat};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -106,7 +106,10 @@ async fn under_load_through_two_control_planes_usage_is_exactly_what_was_admitte
         "{leases} leases for {REQUESTS} requests"
     );
     for control_plane in gateway.control_planes() {
-        let served = control_plane_counter(&control_plane.url(), "tollgate_leases_total").await;
+        let served = control_plane
+            .metric("tollgate_leases_total", "")
+            .await
+            .unwrap() as u64;
         assert!(
             served > 0,
             "control plane {} served no lease",

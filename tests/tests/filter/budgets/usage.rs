@@ -156,20 +156,6 @@ pub(super) fn reserved(tree: &Tree, records: &[Outstanding]) -> BTreeMap<String,
     sums
 }
 
-/// The sum of counter `name` (all label sets) in a control plane's `/metrics`.
-pub(super) async fn control_plane_counter(url: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    (text.lines())
-        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 /// Waits until `condition` holds of the budgets outstanding and the usage of every level,
 /// at most [`RETURN_WAIT`]; answers the last of both either way.
 pub(super) async fn settled(
