@@ -94,7 +94,11 @@ pub async fn check(
         return Err(redis_error);
     };
     let outcome = deadline
-        .bound(state.repo.fallback_check(&ops))
+        .bound(
+            state
+                .repo
+                .fallback_check(&ops, plan.call.check_record.as_deref()),
+        )
         .await
         .ok_or_else(|| unavailable("no answer within the deadline"))?
         .map_err(|e| {
@@ -151,6 +155,32 @@ pub async fn settle(
     let label = if applied { "admitted" } else { "duplicate" };
     calls.with_label_values(&["settle", label]).inc();
     Ok(applied)
+}
+
+/// Takes back what a check counted in PostgreSQL (the filter refused that request after
+/// all: its answer came too late), once, within `deadline`. Answers the units taken
+/// back, or `None` when no check of `check_record` was counted here.
+pub async fn cancel(
+    state: &AppState,
+    check_record: &str,
+    deadline: Deadline,
+) -> Result<Option<u64>, ApiError> {
+    let refunded = deadline
+        .bound(state.repo.fallback_cancel(check_record))
+        .await
+        .ok_or_else(|| unavailable("no answer within the deadline"))?
+        .map_err(|e| state.postgres_error(e))?;
+    let label = if refunded.is_some() {
+        "refunded"
+    } else {
+        "none"
+    };
+    state
+        .metrics
+        .fallback_calls
+        .with_label_values(&["cancel", label])
+        .inc();
+    Ok(refunded)
 }
 
 /// Remembers a budget given back while Redis is down, to be refunded once it is back.

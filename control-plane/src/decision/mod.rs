@@ -433,19 +433,10 @@ pub async fn release(
         .and_then(Chain::root)
         .unwrap_or(&request.tenant);
     let id = &request.request_id;
-    let record = lease_record_key(root, id);
     let (released, refunded) = if request.refund {
-        let check = check_record_key(root, id);
-        let cancelled = redis_call(state, deadline, state.store.cancel(&record, &check, id))
-            .await
-            .map_err(|e| state.redis_error(e))?;
-        let counters: Vec<_> = (cancelled.keys.iter())
-            .filter_map(|key| crate::settlement::Counter::from_key(key))
-            .collect();
-        state.flusher.touch_counters(&counters);
-        state.metrics.check_refunds.inc_by(cancelled.refunded);
-        (cancelled.released, cancelled.refunded)
+        cancel_check(state, root, id, deadline).await?
     } else {
+        let record = lease_record_key(root, id);
         let released = redis_call(state, deadline, state.store.release(&record, id))
             .await
             .map_err(|e| state.redis_error(e))?;
@@ -453,6 +444,54 @@ pub async fn release(
     };
     state.metrics.releases.inc_by(released);
     Ok(ReleaseResponse { released, refunded })
+}
+
+/// Takes back the check of request `id` in tenant tree `root`: its gauge slots and what
+/// it counted, in Redis, or in PostgreSQL when the check was counted there during an
+/// outage. Answers the slots released and the units taken back.
+async fn cancel_check(
+    state: &AppState,
+    root: &str,
+    id: &str,
+    deadline: Deadline,
+) -> Result<(u64, u64), ApiError> {
+    let check = check_record_key(root, id);
+    let record = lease_record_key(root, id);
+    let (released, refunded) =
+        match redis_call(state, deadline, state.store.cancel(&record, &check, id)).await {
+            Ok(cancelled) => {
+                let counters: Vec<_> = (cancelled.keys.iter())
+                    .filter_map(|key| crate::settlement::Counter::from_key(key))
+                    .collect();
+                state.flusher.touch_counters(&counters);
+                let refunded = if cancelled.refunded > 0 {
+                    cancelled.refunded
+                } else {
+                    // Not counted in Redis: perhaps in PostgreSQL, during an outage that
+                    // has ended. Redis answered, so that lookup failing loses nothing new.
+                    fallback::cancel(state, &check, deadline)
+                        .await
+                        .unwrap_or_default()
+                        .unwrap_or(0)
+                };
+                (cancelled.released, refunded)
+            }
+            Err(e) => {
+                let error = state.redis_error(e);
+                if !fallback::redis_down(state, &error) {
+                    return Err(error);
+                }
+                // A check counted in PostgreSQL took no gauge slot; one counted in Redis
+                // before the outage is taken back there once it is back (the filter
+                // retries).
+                match fallback::cancel(state, &check, deadline).await? {
+                    Some(refunded) => (0, refunded),
+                    None => return Err(error),
+                }
+            }
+        };
+    state.metrics.check_refunds.inc_by(refunded);
+    Ok((released, refunded))
 }
 
 /// The resolved definitions of a known tenant, read from PostgreSQL now (not from the

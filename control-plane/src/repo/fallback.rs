@@ -7,6 +7,10 @@
 //! all in one transaction: all or nothing, exact under any concurrency, as the Redis
 //! script is. Once Redis is back, the reconciler adds `pending` to the Redis counters
 //! (one idempotent settlement per `version`) and takes it off here.
+//!
+//! An admitted check also leaves what it counted in `fallback_checks` (migration
+//! `0004`), as it would leave a check record in Redis, so that a check the filter gave
+//! up on can be taken back.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,7 @@ use sqlx::Row;
 
 use super::{QuotaRepo, RepoError};
 use crate::settlement::Counter;
+use crate::store::CHECK_RECORD_TTL_MS;
 
 /// One limit of a fallback check.
 #[derive(Debug, Clone)]
@@ -102,6 +107,49 @@ async fn lock_usage(
     Ok(usage)
 }
 
+/// Locks the rows of `moves`' counters and adds each `(counter, change)` to its pending
+/// usage; a refund never takes a counter below zero. Answers each counter's usage after.
+async fn apply_moves(
+    tx: &mut sqlx::PgConnection,
+    moves: &[(Counter, i64)],
+) -> Result<Vec<u64>, RepoError> {
+    let counters: BTreeMap<&str, &Counter> =
+        moves.iter().map(|(c, _)| (c.key.as_str(), c)).collect();
+    let usage = lock_usage(tx, &counters).await?;
+    let mut changes = BTreeMap::new();
+    let mut after = Vec::with_capacity(moves.len());
+    for (counter, change) in moves {
+        let now = usage.get(&counter.key).copied().unwrap_or(0);
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let change = (*change).max(-now);
+        changes.insert(counter.key.clone(), change);
+        after.push(u64::try_from(now.saturating_add(change)).unwrap_or(0));
+    }
+    add_pending(tx, &changes).await?;
+    Ok(after)
+}
+
+/// Remembers what an admitted check counted (`changes`) under its check `record` key;
+/// a record already there is replaced, as Redis replaces its own.
+async fn remember_check(
+    tx: &mut sqlx::PgConnection,
+    record: &str,
+    changes: &BTreeMap<String, i64>,
+) -> Result<(), RepoError> {
+    let (keys, amounts): (Vec<&String>, Vec<i64>) = changes.iter().map(|(k, v)| (k, *v)).unzip();
+    sqlx::query(
+        "INSERT INTO fallback_checks (record_key, counter_keys, amounts) VALUES ($1, $2, $3) \
+         ON CONFLICT (record_key) DO UPDATE SET counter_keys = EXCLUDED.counter_keys, \
+             amounts = EXCLUDED.amounts, created_at = now()",
+    )
+    .bind(record)
+    .bind(keys)
+    .bind(amounts)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Adds `changes` (counter key → signed amount) to the pending usage of locked rows.
 async fn add_pending(
     tx: &mut sqlx::PgConnection,
@@ -121,8 +169,14 @@ async fn add_pending(
 
 impl QuotaRepo {
     /// Checks and counts `ops` in one transaction: either every op stays within its
-    /// cap and all are counted, or nothing changes.
-    pub async fn fallback_check(&self, ops: &[FallbackOp]) -> Result<FallbackOutcome, RepoError> {
+    /// cap and all are counted, or nothing changes. An admitted check with a `record`
+    /// (the key of its check record in Redis) also remembers what it counted there, for
+    /// [`QuotaRepo::fallback_cancel`].
+    pub async fn fallback_check(
+        &self,
+        ops: &[FallbackOp],
+        record: Option<&str>,
+    ) -> Result<FallbackOutcome, RepoError> {
         let counters: BTreeMap<&str, &Counter> = ops
             .iter()
             .flat_map(|op| op.counters.iter().map(|c| (c.key.as_str(), c)))
@@ -166,6 +220,9 @@ impl QuotaRepo {
             }
         }
         add_pending(&mut tx, &changes).await?;
+        if let Some(record) = record.filter(|_| !changes.is_empty()) {
+            remember_check(&mut tx, record, &changes).await?;
+        }
         tx.commit().await?;
         Ok(FallbackOutcome {
             admitted: true,
@@ -195,21 +252,34 @@ impl QuotaRepo {
         if !first {
             return Ok(None);
         }
-        let counters: BTreeMap<&str, &Counter> =
-            moves.iter().map(|(c, _)| (c.key.as_str(), c)).collect();
-        let usage = lock_usage(&mut tx, &counters).await?;
-        let mut changes = BTreeMap::new();
-        let mut after = Vec::with_capacity(moves.len());
-        for (counter, change) in moves {
-            let now = usage.get(&counter.key).copied().unwrap_or(0);
-            let now = i64::try_from(now).unwrap_or(i64::MAX);
-            let change = (*change).max(-now);
-            changes.insert(counter.key.clone(), change);
-            after.push(u64::try_from(now.saturating_add(change)).unwrap_or(0));
-        }
-        add_pending(&mut tx, &changes).await?;
+        let after = apply_moves(&mut tx, moves).await?;
         tx.commit().await?;
         Ok(Some(after))
+    }
+
+    /// Takes back what the check recorded at `record` counted here, once (the filter
+    /// refused that request after all): answers the units taken back, or `None` when no
+    /// check of that record was counted here (or it was taken back before).
+    pub async fn fallback_cancel(&self, record: &str) -> Result<Option<u64>, RepoError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "DELETE FROM fallback_checks WHERE record_key = $1 RETURNING counter_keys, amounts",
+        )
+        .bind(record)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let (keys, amounts): (Vec<String>, Vec<i64>) =
+            (row.try_get("counter_keys")?, row.try_get("amounts")?);
+        let moves: Vec<(Counter, i64)> = (keys.iter().zip(&amounts))
+            .filter_map(|(key, &amount)| Some((Counter::from_key(key)?, amount.saturating_neg())))
+            .collect();
+        apply_moves(&mut tx, &moves).await?;
+        tx.commit().await?;
+        let refunded = amounts.iter().map(|&a| u64::try_from(a).unwrap_or(0)).sum();
+        Ok(Some(refunded))
     }
 
     /// Up to `limit` fallback counters whose usage Redis does not have yet, oldest
@@ -297,8 +367,16 @@ impl QuotaRepo {
         Ok(())
     }
 
-    /// Forgets fallback rows with nothing pending and settlement ids older than an hour.
+    /// Forgets fallback rows with nothing pending and settlement ids older than an hour,
+    /// and check records older than Redis keeps its own.
     pub async fn fallback_forget(&self) -> Result<(), RepoError> {
+        sqlx::query(
+            "DELETE FROM fallback_checks \
+             WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)",
+        )
+        .bind(CHECK_RECORD_TTL_MS)
+        .execute(&self.pool)
+        .await?;
         sqlx::query(
             "DELETE FROM fallback_counters \
              WHERE pending = 0 AND updated_at < now() - interval '1 hour'",

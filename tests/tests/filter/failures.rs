@@ -1,6 +1,6 @@
 //! When something is wrong: a control plane that never answers, one with no healthy
-//! host, a Redis too slow for the deadline, a gateway without the decision secret, and
-//! a filter configuration that Envoy must refuse.
+//! host, a Redis too slow for the deadline, answers that come after it, a gateway
+//! without the decision secret, and a filter configuration that Envoy must refuse.
 
 use std::time::{Duration, Instant};
 
@@ -8,8 +8,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tollgate_e2e::envoy::{Envoy, EnvoySettings};
 use tollgate_e2e::hanging::Hanging;
-use tollgate_e2e::process::free_port;
+use tollgate_e2e::process::{eventually, free_port};
+use tollgate_e2e::redis::Redis;
 use tollgate_e2e::response::{header, problem};
+use tollgate_e2e::slow::Slow;
 use tollgate_e2e::{ControlPlaneTarget, GatewayOptions, Template};
 
 use super::{get, http, own_usage, per_month, start, start_with_tier, stat, upstream_status};
@@ -145,6 +147,93 @@ async fn a_check_refused_because_redis_was_too_slow_is_never_counted() {
     assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 2);
     assert_eq!(gateway.upstream.received("acme").requests, 2);
     assert_eq!(stat(&gateway.envoy, "failed_closed").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_answered_after_the_deadline_is_taken_back_from_redis_or_from_postgres() {
+    // Every callout reaches the control plane 500 ms late: it counts the check in time
+    // for its own deadline, but the filter has given up (300 ms) and failed closed.
+    let slow = Slow::start(Duration::from_millis(500)).await.unwrap();
+    let options = GatewayOptions {
+        failure_mode: "closed",
+        timeout_ms: 300,
+        control_plane: ControlPlaneTarget::Port(slow.port),
+        durable_redis: true,
+        ..GatewayOptions::default()
+    };
+    let mut gateway =
+        start_with_tier(options, "metered", per_month("requests", 100), &["acme"]).await;
+    slow.forward_to(gateway.control_plane.decision_port);
+    let direct = gateway
+        .another_envoy(GatewayOptions {
+            failure_mode: "closed",
+            ..GatewayOptions::default()
+        })
+        .await
+        .unwrap();
+    let late = || get(&gateway.envoy, "/api", &[("x-tenant-id", "acme")]);
+    let metric = |name: &'static str, labels: &'static str| {
+        let control_plane = &gateway.control_plane;
+        async move { control_plane.metric(name, labels).await.unwrap() as u64 }
+    };
+    let taken_back = || metric("tollgate_check_refunds_units_total", "");
+    // A release goes out on the filter's next tick, and is 500 ms late too.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    // Counted in Redis, then taken back there by the filter's release.
+    problem(late().await, StatusCode::SERVICE_UNAVAILABLE).await;
+    eventually(WAIT, "the check taken back from Redis", || async {
+        taken_back().await == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 0);
+
+    // With Redis stopped the control plane counts in PostgreSQL; the releases find
+    // those checks there.
+    let port = gateway.redis.port;
+    gateway.redis.stop();
+    for _ in 0..3 {
+        problem(late().await, StatusCode::SERVICE_UNAVAILABLE).await;
+    }
+    // The last check reaches the control plane 200 ms after its 503.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let counted_in_postgres = metric(
+        "tollgate_fallback_calls_total",
+        r#"op="check",outcome="admitted""#,
+    )
+    .await;
+    assert!(
+        counted_in_postgres >= 1,
+        "the outage was decided from PostgreSQL"
+    );
+    eventually(WAIT, "the checks taken back from PostgreSQL", || async {
+        metric(
+            "tollgate_fallback_calls_total",
+            r#"op="cancel",outcome="refunded""#,
+        )
+        .await
+            == counted_in_postgres
+    })
+    .await
+    .unwrap();
+
+    // Once Redis is back, what PostgreSQL counted reaches it: nothing, as nothing passed.
+    gateway.redis = Redis::start_durable_on(gateway.dir.path(), port)
+        .await
+        .unwrap();
+    assert_eq!(gateway.upstream.received("acme").requests, 0, "kept out");
+    let admitted = get(&direct, "/api", &[("x-tenant-id", "acme")]).await;
+    assert_eq!(admitted.status(), StatusCode::OK);
+    gateway
+        .wait_usage("acme", "requests", "month", 1)
+        .await
+        .unwrap();
+    // Reconciling (every 500 ms) has carried what PostgreSQL counted: nothing is left.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(own_usage(&gateway, "acme", "requests", "month").await, 1);
+    assert_eq!(gateway.upstream.received("acme").requests, 1);
+    assert_eq!(stat(&gateway.envoy, "failed_closed").await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
