@@ -1644,6 +1644,63 @@ async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn Counter
     assert_eq!(used(store.as_ref(), &counters).await, vec![5, 5]);
 }
 
+async fn a_check_that_arrives_after_its_take_back_counts_nothing(store: Arc<dyn CounterStore>) {
+    let root = "cancel-first";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = vec![key(root, root, 0)];
+    let check = |id: &str| Call {
+        check_record: Some(check_record_key(root, id)),
+        ..call(
+            CallMode::Check,
+            markers.clone(),
+            vec![window(&counter, 5, 100)],
+        )
+    };
+    // The filter gave up on c1 and its take-back got to the store first.
+    let (lease, record) = (lease_record_key(root, "c1"), check_record_key(root, "c1"));
+    let cancelled = store.cancel(&lease, &record, "c1").await.unwrap();
+    assert_eq!(cancelled, Default::default());
+    let late = store.call(&check("c1")).await;
+    assert!(
+        matches!(late, Err(StoreError::PastDeadline)),
+        "a check taken back before it ran fails: {late:?}"
+    );
+    assert_eq!(used(store.as_ref(), &counter).await, vec![0]);
+    // Other checks count, and one taken back after it ran cannot run again.
+    assert!(run(store.as_ref(), &check("c2")).await.admitted);
+    let (lease, record) = (lease_record_key(root, "c2"), check_record_key(root, "c2"));
+    assert_eq!(
+        store.cancel(&lease, &record, "c2").await.unwrap().refunded,
+        5
+    );
+    let again = store.call(&check("c2")).await;
+    assert!(matches!(again, Err(StoreError::PastDeadline)), "{again:?}");
+    assert!(run(store.as_ref(), &check("c3")).await.admitted);
+    assert_eq!(used(store.as_ref(), &counter).await, vec![5]);
+}
+
+async fn a_lease_that_arrives_after_its_return_reserves_nothing(store: Arc<dyn CounterStore>) {
+    let root = "return-first";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    let counter = key(root, root, 0);
+    let ops = vec![limit_of(&counter, 1_000, 0)];
+    let ask = |id: &str, want| budget(root, id, "g", &markers, ops.clone(), want);
+    // The gateway gave up on lease b1 and returned it; the return got there first.
+    let back = returning(ask("b0", 0), root, "b1", 0);
+    assert_eq!(leased(store.as_ref(), &back).await.refunded, 0);
+    assert_eq!(granted(store.as_ref(), &ask("b1", 100)).await, 0);
+    assert_eq!(
+        used(store.as_ref(), std::slice::from_ref(&counter)).await,
+        vec![0]
+    );
+    // A lease returned after its grant is not granted again by a late copy.
+    assert_eq!(granted(store.as_ref(), &ask("b2", 100)).await, 100);
+    let back = returning(ask("b3", 0), root, "b2", 10);
+    assert_eq!(leased(store.as_ref(), &back).await.refunded, 90);
+    assert_eq!(granted(store.as_ref(), &ask("b2", 100)).await, 0);
+    assert_eq!(used(store.as_ref(), &[counter]).await, vec![10]);
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1716,6 +1773,8 @@ for_every_store!(
     a_check_the_store_gets_after_its_deadline_counts_nothing,
     a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back_the_previous,
     a_refused_check_is_taken_back_once_with_its_slot,
+    a_check_that_arrives_after_its_take_back_counts_nothing,
+    a_lease_that_arrives_after_its_return_reserves_nothing,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {

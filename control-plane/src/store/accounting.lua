@@ -20,7 +20,9 @@
 --          after it changes nothing and answers "late"
 -- ARGV[10] index of the check record key (0: none): an admitted check writes there what
 --          it counted, one "<counter key>\t<amount>\n" line per window op, so that a
---          check the filter refused after all can be taken back
+--          check the filter refused after all can be taken back. A record already there
+--          is the mark of a take-back that came first (cancel.lua): the check changes
+--          nothing and answers "late"
 -- ARGV[11] milliseconds the check record lives
 -- then, per op, 7 values: kind, first key index, key count, amount, cap, ttl seconds,
 --          index of its tenant's marker (0: none)
@@ -54,6 +56,11 @@ local check_record = tonumber(ARGV[10])
 local check_record_ttl = tonumber(ARGV[11])
 
 if mode == 'check' and past_deadline(ARGV[9]) then
+  return { 'late', '0', '0' }
+end
+-- Taken back before it ran (the take-back overtook it on its way): the filter refused
+-- the request long ago.
+if mode == 'check' and check_record > 0 and redis.call('EXISTS', KEYS[check_record]) == 1 then
   return { 'late', '0', '0' }
 end
 

@@ -13,7 +13,10 @@
 --                 the usage history first (nothing is counted or refunded from zero).
 -- KEYS[M+1..M+K]  the counters of the resource's limits (see the ops below)
 -- KEYS[M+K+1]     the new lease's budget record, a hash: `g` granted, `w` gateway, `x`
---                 expiry (unix ms), `k` the counters charged, one per line
+--                 expiry (unix ms), `k` the counters charged, one per line; or only
+--                 `r`, the mark of a lease returned (kept as long as a record): a
+--                 return can overtake its own grant on the way, and that grant must
+--                 then reserve nothing
 -- KEYS[M+K+2..M+K+L+1]  per level whose enforced limits bound the grant, its budget
 --                 holders: a sorted set of `gateway|tenant` ids, one per gateway and
 --                 tenant at or below the level holding a budget of the resource, by the
@@ -126,8 +129,10 @@ if spent ~= '' then
         end
       end
     end
-    redis.call('DEL', previous)
   end
+  redis.call('DEL', previous)
+  redis.call('HSET', previous, 'r', '1')
+  redis.call('PEXPIRE', previous, record_ttl)
 end
 
 -- Usage of each op now.
@@ -145,8 +150,13 @@ local function reply(status, granted, left, violated)
   return with_usage(out, used, oldest, n_ops)
 end
 
--- 2. A retry of a lease granted before: the same answer, nothing reserved again.
-local mine = redis.call('HMGET', record, 'g', 'x', 'k')
+-- 2. A lease returned before it was granted: nothing to reserve.
+local mine = redis.call('HMGET', record, 'g', 'x', 'k', 'r')
+if mine[4] then
+  let_go()
+  return reply('ok', '0', ttl, 0)
+end
+-- A retry of a lease granted before: the same answer, nothing reserved again.
 if mine[1] then
   local granted = strip(mine[1])
   local charged = {}

@@ -3,7 +3,8 @@
 -- recorded it. The filter refused the request by its failure mode after the check was
 -- counted (its answer came too late, or never), so nothing of it was admitted.
 -- Idempotent: both records go with it. The counters are read from the check record and
--- share its hash tag.
+-- share its hash tag. The check record is left empty, as a mark: a check that arrives
+-- only after its take-back (they can cross on the way) then counts nothing.
 --
 -- decimal.lua (strip, add), refund.lua (take_back) and lease.lua (release_held) are
 -- prepended.
@@ -11,6 +12,7 @@
 -- KEYS[1]  the request's lease record: the set of gauge keys it holds
 -- KEYS[2]  the check record: one "<counter key>\t<amount>\n" line per counter
 -- ARGV[1]  the request id
+-- ARGV[2]  milliseconds the mark lives (as long as a check record)
 --
 -- Returns strings: { gauges released, units refunded, the counter keys lowered... }
 
@@ -27,8 +29,8 @@ if lines then
     end
     refunded = add(refunded, amount)
   end
-  redis.call('DEL', KEYS[2])
 end
+redis.call('SET', KEYS[2], '', 'PX', ARGV[2])
 local reply = { tostring(released), refunded }
 for k = 1, #lowered do
   reply[#reply + 1] = lowered[k]

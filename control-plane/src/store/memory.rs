@@ -32,10 +32,15 @@ enum Value {
     },
     /// The id key of an applied settlement.
     Applied,
-    /// What an admitted check counted: (counter key, amount) per window op.
+    /// What an admitted check counted: (counter key, amount) per window op; nothing
+    /// once it was taken back (the mark that makes a check arriving after its
+    /// take-back count nothing).
     CheckRecord {
         counted: Vec<(String, u64)>,
     },
+    /// The mark of a lease returned: a grant of that id that comes after reserves
+    /// nothing.
+    Returned,
     /// A budget granted under a lease id.
     Budget {
         granted: u64,
@@ -463,8 +468,10 @@ impl MemoryStore {
                         }
                     }
                 }
-                entries.remove(&previous.record_key);
             }
+            let record_s = (budget.record_ttl_ms.max(1) + 999) / 1000;
+            let mark = (Value::Returned, now_wall + record_s);
+            entries.insert(previous.record_key.clone(), mark);
         }
         let window_keys = |op: &Op| match &op.kind {
             OpKind::Window { keys, .. } => keys.clone(),
@@ -484,7 +491,19 @@ impl MemoryStore {
                 oldest,
             }))
         };
-        // 2. A retry of a lease granted before: the same answer, nothing reserved again.
+        // 2. A lease returned before it was granted: nothing to reserve.
+        if let Some(Value::Returned) = live(&entries, &budget.record_key) {
+            let holder = budget_holder(&budget.gateway, &budget.tenant);
+            for level in &budget.levels {
+                let_go(&mut entries, &level.holders_key, &holder, now_wall);
+            }
+            let grant = Grant::Reserved {
+                granted: 0,
+                ttl_ms: budget.ttl_ms,
+            };
+            return done(grant, used, oldest, refunded_keys);
+        }
+        // A retry of a lease granted before: the same answer, nothing reserved again.
         if let Some(Value::Budget {
             granted,
             expires_ms,
@@ -602,7 +621,11 @@ impl MemoryStore {
             Some(Value::CheckRecord { counted }) => counted.clone(),
             _ => Vec::new(),
         };
-        entries.remove(check_record);
+        let mark = Value::CheckRecord {
+            counted: Vec::new(),
+        };
+        let expires = wall_clock() + CHECK_RECORD_TTL_MS / 1_000;
+        entries.insert(check_record.to_string(), (mark, expires));
         for (key, amount) in counted {
             if counter(&entries, &key).0 > 0 {
                 take_back(&mut entries, &key, amount);
@@ -632,6 +655,10 @@ impl CounterStore for MemoryStore {
         Box::pin(async move {
             validate_call(call)?;
             if call.mode == CallMode::Check && past(call.deadline_ms) {
+                return Err(StoreError::PastDeadline);
+            }
+            let taken_back = |record: &String| live(&self.lock(), record).is_some();
+            if call.mode == CallMode::Check && call.check_record.as_ref().is_some_and(taken_back) {
                 return Err(StoreError::PastDeadline);
             }
             Ok(self.run(call))

@@ -417,6 +417,7 @@ impl RedisStore {
             .key(lease_record)
             .key(check_record)
             .arg(request_id)
+            .arg(CHECK_RECORD_TTL_MS)
             .invoke_async(&mut conn)
             .await?;
         match reply.as_slice() {

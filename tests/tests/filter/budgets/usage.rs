@@ -124,8 +124,8 @@ pub(super) async fn outstanding(gateway: &Gateway) -> Vec<Outstanding> {
             .query_async(&mut redis)
             .await
             .unwrap();
-        if fields.is_empty() {
-            continue; // returned meanwhile
+        if fields.is_empty() || fields.contains_key("r") {
+            continue; // returned (only the mark of the return is left)
         }
         records.push(Outstanding {
             gateway: fields["w"].clone(),
