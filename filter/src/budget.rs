@@ -252,32 +252,52 @@ pub fn begin_refill(
 }
 
 /// The control plane answered the refill: the new lease goes into the slot (or "check
-/// each request" until its `ttl_ms` when nothing was granted).
+/// each request" until its `ttl_ms` when nothing was granted). Answers the lease this
+/// displaces, with its owner, for the caller to return: once this refill's deadline
+/// had passed, another worker may have refilled the same budget and landed first, or
+/// another tenant taken the slot over. Nobody else would return that lease.
 pub fn finish_refill(
     host: &dyn Host,
     owner: &Owner,
     id: &str,
     answer: &LeaseResponse,
     now_ms: u64,
-) {
+) -> Option<(Owner, LeaseReturn)> {
     let expires_ms = now_ms.saturating_add(answer.ttl_ms);
     update(host, owner, |slot| {
-        let mut slot = mine(slot, owner).unwrap_or_else(|| Slot::empty(owner));
+        let (mut slot, mut displaced) = match slot {
+            Some(slot) if slot.owner == *owner => (slot, None),
+            // Another tenant's lease stays where it is unless there is one to replace it.
+            Some(other) if answer.granted == 0 && other.lease.is_some() => return (None, None),
+            Some(other) => (Slot::empty(owner), other.lease.map(|l| (other.owner, l))),
+            None => (Slot::empty(owner), None),
+        };
         slot.refill_until_ms = 0;
         if answer.granted > 0 {
-            slot.lease = Some(Lease {
+            let lease = Lease {
                 id: id.to_string(),
                 granted: answer.granted,
                 spent: 0,
                 expires_ms,
                 policy: answer.policy.clone(),
                 warn_after: answer.warn_after,
-            });
+            };
+            if let Some(old) = slot.lease.replace(lease) {
+                displaced = Some((owner.clone(), old));
+            }
         } else {
             slot.per_request_until_ms = expires_ms;
         }
-        (Some(slot), ())
-    });
+        let back = displaced.map(|(owner, lease)| {
+            let back = LeaseReturn {
+                id: lease.id,
+                spent: lease.spent,
+            };
+            (owner, back)
+        });
+        (Some(slot), back)
+    })
+    .flatten()
 }
 
 /// The refill failed: the next request may try again.
@@ -498,6 +518,50 @@ mod tests {
             Spend::Empty,
             "a failed refill frees the slot"
         );
+    }
+
+    #[test]
+    fn a_late_refill_that_lands_on_another_workers_lease_hands_that_one_back() {
+        let host = Shared::default();
+        let acme = owner("acme");
+        assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
+        // Its answer is late: past its deadline another worker refills and lands first.
+        assert_eq!(begin_refill(&host, &acme, 250, 450), Some(None));
+        let first = finish_refill(&host, &acme, "w2-1", &granted(5, 1_000), 260);
+        assert_eq!(first, None);
+        assert!(matches!(spend(&host, &acme, 2, 270), Spend::Spent { .. }));
+        let displaced = finish_refill(&host, &acme, "w1-1", &granted(3, 1_000), 280);
+        let back = LeaseReturn {
+            id: "w2-1".into(),
+            spent: 2,
+        };
+        assert_eq!(displaced, Some((acme.clone(), back)));
+        // The slot holds the late one, whole; the other worker's expiry finds nothing.
+        assert_eq!(take_expired(&host, &acme, "w2-1", 5_000), None);
+        let rest = take_expired(&host, &acme, "w1-1", 5_000).unwrap();
+        assert_eq!((rest.id.as_str(), rest.spent), ("w1-1", 0));
+    }
+
+    #[test]
+    fn a_lease_that_takes_over_a_colliding_slot_hands_the_other_tenants_back() {
+        let host = Shared::default();
+        let (acme, globex) = (owner("acme"), owner("globex"));
+        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        // Force a collision: acme's slot under globex's key.
+        let (value, _) = host.shared_get_cas(&slot_key(&acme));
+        host.shared_set(&slot_key(&globex), &value.unwrap());
+        // Nothing granted: acme's lease stays.
+        assert_eq!(
+            finish_refill(&host, &globex, "x-1", &granted(0, 500), 10),
+            None
+        );
+        let displaced = finish_refill(&host, &globex, "x-2", &granted(4, 1_000), 10);
+        let back = LeaseReturn {
+            id: "g-1".into(),
+            spent: 0,
+        };
+        assert_eq!(displaced, Some((acme, back)));
+        assert!(matches!(spend(&host, &globex, 4, 20), Spend::Spent { .. }));
     }
 
     #[test]

@@ -307,7 +307,19 @@ impl RequestFlow {
             self.apply(host, Purpose::Admission, response);
             return;
         }
-        budget::finish_refill(host, &owner, &request.id, &answer, now);
+        if let Some((displaced, back)) =
+            budget::finish_refill(host, &owner, &request.id, &answer, now)
+        {
+            self.follow_ups.returns.push(LeaseRequest {
+                id: host.unique_id(),
+                tenant: displaced.tenant,
+                roles: displaced.roles,
+                resource: displaced.resource,
+                want: 0,
+                previous: Some(back),
+                ..request.clone()
+            });
+        }
         if answer.granted > 0 {
             let expires_ms = now.saturating_add(answer.ttl_ms);
             (self.follow_ups.leases).push((owner, request.id, expires_ms));
