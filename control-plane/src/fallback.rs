@@ -11,6 +11,7 @@
 //! limit. Gauges (`concurrent_requests`) are not kept in PostgreSQL: a check that takes
 //! a slot answers 503 during an outage (the filter's failure mode).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::accounting::{counter_ttl_s, Plan};
@@ -40,10 +41,16 @@ pub fn redis_down(state: &AppState, error: &ApiError) -> bool {
     else {
         return false;
     };
-    state.config.redis_outage == crate::config::RedisOutage::Postgres
+    let down = state.config.redis_outage == crate::config::RedisOutage::Postgres
         && source
             .downcast_ref::<StoreError>()
-            .is_some_and(StoreError::never_reached_the_store)
+            .is_some_and(StoreError::never_reached_the_store);
+    if down {
+        // This instance, or another one behind the same gateways, may count checks in
+        // PostgreSQL from now on.
+        state.fallback_checks.store(true, Ordering::Relaxed);
+    }
+    down
 }
 
 fn unavailable(error: impl std::fmt::Display) -> ApiError {
@@ -364,6 +371,10 @@ pub async fn reconcile(state: AppState, every: Duration) {
         match reconcile_once(&state).await {
             Ok(0) => state.metrics.fallback_pending.set(0),
             Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "reconcile: PostgreSQL unavailable"),
+        }
+        match state.repo.fallback_checks_left().await {
+            Ok(left) => state.fallback_checks.store(left, Ordering::Relaxed),
             Err(error) => tracing::debug!(%error, "reconcile: PostgreSQL unavailable"),
         }
         if rounds.is_multiple_of(600) {

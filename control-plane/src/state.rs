@@ -1,5 +1,6 @@
 //! The one shared state of every handler and background task.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +90,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Whether decisions skip Redis for now, after it failed them.
     pub redis_breaker: Arc<Breaker>,
+    /// Whether PostgreSQL may hold checks counted there during a Redis outage: only
+    /// then does a take-back that Redis knows nothing of look for its check there. Set
+    /// when an outage is seen, cleared by the reconciler once none is left.
+    pub fallback_checks: Arc<AtomicBool>,
     /// The time.
     pub clock: Clock,
     /// This process's name on the invalidation bus.
@@ -104,6 +109,9 @@ impl AppState {
         bus: Arc<dyn Bus>,
     ) -> Result<AppState, prometheus::Error> {
         let metrics = Arc::new(Metrics::new(config.metrics_tenant_labels)?);
+        // Unknown at start (an earlier process may have left some): the reconciler's
+        // first round finds out.
+        let fallback_checks = config.redis_outage == RedisOutage::Postgres;
         Ok(AppState {
             definitions: Arc::new(DefinitionsCache::new(
                 config.definitions_ttl,
@@ -117,6 +125,7 @@ impl AppState {
             bus,
             metrics,
             redis_breaker: Arc::new(Breaker::new(REDIS_PROBE_EVERY)),
+            fallback_checks: Arc::new(AtomicBool::new(fallback_checks)),
             clock: Arc::new(Utc::now),
             instance: crate::bus::instance_id(),
         })

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use prometheus::IntCounterVec;
@@ -464,16 +465,17 @@ async fn cancel_check(
                     .filter_map(|key| crate::settlement::Counter::from_key(key))
                     .collect();
                 state.flusher.touch_counters(&counters);
-                let refunded = if cancelled.refunded > 0 {
-                    cancelled.refunded
-                } else {
-                    // Not counted in Redis: perhaps in PostgreSQL, during an outage that
-                    // has ended. Redis answered, so that lookup failing loses nothing new.
-                    fallback::cancel(state, &check, deadline)
-                        .await
-                        .unwrap_or_default()
-                        .unwrap_or(0)
-                };
+                let refunded =
+                    if cancelled.refunded > 0 || !state.fallback_checks.load(Ordering::Relaxed) {
+                        cancelled.refunded
+                    } else {
+                        // Not counted in Redis: perhaps in PostgreSQL, during an outage that
+                        // has ended. Redis answered, so that lookup failing loses nothing new.
+                        fallback::cancel(state, &check, deadline)
+                            .await
+                            .unwrap_or_default()
+                            .unwrap_or(0)
+                    };
                 (cancelled.released, refunded)
             }
             Err(e) => {

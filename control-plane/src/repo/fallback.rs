@@ -367,9 +367,9 @@ impl QuotaRepo {
         Ok(())
     }
 
-    /// Forgets fallback rows with nothing pending and settlement ids older than an hour,
-    /// and check records older than Redis keeps its own.
-    pub async fn fallback_forget(&self) -> Result<(), RepoError> {
+    /// Forgets check records older than Redis keeps its own, and answers whether any
+    /// is left (a take-back may then find its check here).
+    pub async fn fallback_checks_left(&self) -> Result<bool, RepoError> {
         sqlx::query(
             "DELETE FROM fallback_checks \
              WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)",
@@ -377,6 +377,14 @@ impl QuotaRepo {
         .bind(CHECK_RECORD_TTL_MS)
         .execute(&self.pool)
         .await?;
+        let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM fallback_checks) AS present")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("present")?)
+    }
+
+    /// Forgets fallback rows with nothing pending and settlement ids older than an hour.
+    pub async fn fallback_forget(&self) -> Result<(), RepoError> {
         sqlx::query(
             "DELETE FROM fallback_counters \
              WHERE pending = 0 AND updated_at < now() - interval '1 hour'",
