@@ -16,6 +16,7 @@ use tollgate_e2e::redis::Redis;
 use tollgate_e2e::redis_cluster::RedisCluster;
 use tollgate_e2e::response::header;
 use tollgate_e2e::{eventually, Gateway, GatewayOptions};
+use tollgate_protocol::check::DEADLINE_HEADER;
 
 async fn post(gateway: &Gateway, path: &str, body: Value) {
     gateway.admin(Method::POST, path, Some(body)).await.unwrap();
@@ -280,6 +281,9 @@ async fn two_instances_count_exactly_together(one: &ControlPlane, two: &ControlP
                 let reply: Value = http
                     .post(format!("{url}/v1/check"))
                     .bearer_auth(DECISION_TOKEN)
+                    // Exactness is what is tested, not speed: 32 callers on two cores
+                    // can take longer than the default 200 ms to a decision.
+                    .header(DEADLINE_HEADER, "5000")
                     .json(&json!({"tenant": tenant, "amounts": {"request_bytes": amount}}))
                     .send()
                     .await
