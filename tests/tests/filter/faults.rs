@@ -14,7 +14,7 @@ use serde_json::json;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::{Gateway, GatewayOptions};
 
-use super::{http, own_usage, start_with_tier};
+use super::{http, own_usage, start_with_tier, UNDER_LOAD};
 
 const TENANTS: [&str; 4] = ["t0", "t1", "t2", "t3"];
 const CLIENTS: usize = 16;
@@ -223,6 +223,7 @@ async fn assert_nothing_lost(gateway: &Gateway, seen: &[Seen], fault: &str) -> (
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
+    let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -244,6 +245,7 @@ async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_nothing() {
+    let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -286,6 +288,7 @@ async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_n
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_stopped_under_load_changes_no_decision_and_loses_nothing() {
+    let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -306,7 +309,9 @@ async fn postgres_stopped_under_load_changes_no_decision_and_loses_nothing() {
     for s in &seen {
         assert!(
             s.failed.is_empty(),
-            "PostgreSQL is not on the decision path"
+            "PostgreSQL is not on the decision path: {:?} failed closed, slowest {:?}",
+            s.failed,
+            s.slowest
         );
     }
     let excess = assert_nothing_lost(&gateway, &seen, "PostgreSQL stopped").await;

@@ -37,6 +37,12 @@ use serde_json::{json, Value};
 use tollgate_e2e::envoy::Envoy;
 use tollgate_e2e::{Gateway, GatewayOptions};
 
+/// Held by each test that drives load through the gateway for seconds (the faults, the
+/// budget exactness and killed-Envoy tests): on two cores, two of them side by side
+/// starve each other's callouts past their deadlines, and a test of what a fault does
+/// would see what the machine did. The other tests still run beside them.
+static UNDER_LOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A client that gives up after 10 s, so a hanging request fails the test instead of
 /// hanging it.
 fn http() -> reqwest::Client {

@@ -35,11 +35,12 @@ use tollgate_e2e::upstream::Upstream;
 use super::load::{load, sum_seen, through, REQUESTS};
 use super::tree::{add, exactness_options, past_hard, table, Tree, LEASE_TTL_MS, RESOURCES};
 use super::usage::{received, reserved, settled, watch_hard_limits};
-use crate::{start, stat, Envoy};
+use crate::{start, stat, Envoy, UNDER_LOAD};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envoy_killed_under_load_leaves_usage_under_every_hard_limit_and_never_under_what_passed(
 ) {
+    let _alone = UNDER_LOAD.lock().await;
     let options = exactness_options();
     let gateway = start(options.clone()).await;
     let tree = Tree::new();

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use super::load::{load, sum_seen, through, LOAD_LIMIT, REQUESTS};
 use super::tree::{assert_limits_bound, exactness_options, past_hard, table, Tree};
 use super::usage::{outstanding, usage, watch_hard_limits, RETURN_WAIT};
-use crate::{start, stat};
+use crate::{start, stat, UNDER_LOAD};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn under_load_through_two_control_planes_usage_is_exactly_what_was_admitted_at_every_level() {
+    let _alone = UNDER_LOAD.lock().await;
     let gateway = start(exactness_options()).await;
     let tree = Tree::new();
     tree.create(&gateway).await;
