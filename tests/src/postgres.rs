@@ -73,8 +73,28 @@ impl Postgres {
             ssl,
             child: None,
         };
+        // A free port is only free when it is picked: another process may bind it
+        // before PostgreSQL does. Then PostgreSQL exits, and another port is tried.
+        for _ in 0..2 {
+            match postgres.restart().await {
+                Err(error) if postgres.port_was_taken() => {
+                    eprintln!(
+                        "PostgreSQL lost port {} ({error:#}); another",
+                        postgres.port
+                    );
+                    postgres.port = free_port()?;
+                }
+                result => return result.map(|()| postgres),
+            }
+        }
         postgres.restart().await?;
         Ok(postgres)
+    }
+
+    /// Whether the last start failed because something else listened on the port.
+    fn port_was_taken(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("postgres.log"))
+            .is_ok_and(|log| log.contains("could not bind") || log.contains("already in use"))
     }
 
     /// Starts the server (again) on the same data and port: tests of PostgreSQL outages.
@@ -104,7 +124,7 @@ impl Postgres {
         let mut child =
             ChildGuard::spawn("postgres", server, log.clone(), libc::SIGINT, self.run_as)?;
         wait_for_port(&mut child, self.port, &log).await?;
-        wait_accepting(&bin, self.port).await?;
+        wait_accepting(&mut child, &log, &bin, self.port).await?;
         self.child = Some(child);
         Ok(())
     }
@@ -160,9 +180,13 @@ fn enable_tls(
     Ok((cert, key))
 }
 
-/// Waits until the server accepts connections (it listens a moment before it does).
-async fn wait_accepting(bin: &Path, port: u16) -> Result<()> {
-    for _ in 0..300 {
+/// Waits until the server accepts connections (it listens a moment before it does),
+/// failing at once, with its log, if it exits: a port that another process listens on
+/// looks open even when PostgreSQL could not bind it.
+async fn wait_accepting(server: &mut ChildGuard, log: &Path, bin: &Path, port: u16) -> Result<()> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        server.check_alive(log)?;
         let ready = Command::new(bin.join("pg_isready"))
             .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
             .status()
@@ -172,7 +196,9 @@ async fn wait_accepting(bin: &Path, port: u16) -> Result<()> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    bail!("PostgreSQL on port {port} did not accept connections within 15 s")
+    server.check_alive(log)?;
+    let output = std::fs::read_to_string(log).unwrap_or_default();
+    bail!("PostgreSQL on port {port} did not accept connections within 60 s:\n{output}")
 }
 
 /// Where Debian keeps `initdb` and `postgres` (not on PATH): `pg_config --bindir`, else
