@@ -4,6 +4,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -25,10 +26,38 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target"))
 }
 
-/// A loopback port nobody listens on right now.
+/// The lowest port [`free_port`] hands out.
+const FIRST_PORT: u16 = 16_384;
+/// How many ports this process has handed out.
+static PORTS_HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+
+/// A loopback port nobody listens on right now, for a child to listen on.
+///
+/// A port is only free when it is picked: the child binds it a moment later. Ports come
+/// from below the kernel's ephemeral range, where `bind(0)` and every outgoing
+/// connection pick theirs, so no connection takes one meanwhile, and each is handed out
+/// once per process (from an offset of the pid's), so two tests running at once never
+/// get the same one. Where no such range is left, the kernel picks.
 pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(listener.local_addr()?.port())
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u32::from(ephemeral_low.saturating_sub(FIRST_PORT));
+    if span < 1_024 {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+        return Ok(listener.local_addr()?.port());
+    }
+    let offset = std::process::id().wrapping_mul(7_919);
+    for _ in 0..span {
+        let n = PORTS_HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        let port = u32::from(FIRST_PORT) + offset.wrapping_add(n) % span;
+        let port = u16::try_from(port).context("a port past 65535")?;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {FIRST_PORT}..{ephemeral_low}")
 }
 
 /// Whether something accepts connections on `port`.

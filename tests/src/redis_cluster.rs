@@ -4,7 +4,7 @@
 //!
 //! Each node runs in its own sub-directory, because each writes its own `nodes.conf`.
 //! The cluster bus port is given explicitly (`--cluster-port`): the default, port +
-//! 10000, overflows for the high ephemeral ports [`free_port`] hands out. Right after
+//! 10000, could overflow or land on another test's port. Right after
 //! `redis-cli --cluster create` the nodes report `cluster_state:fail` for a moment, so
 //! [`RedisCluster::start`] waits for `cluster_state:ok` on every node before returning.
 //! [`RedisCluster::start_tls`] makes the same cluster speak TLS only, clients and
