@@ -14,7 +14,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
-use tollgate_protocol::{LeaseResponse, LeaseReturn, PolicyStatus};
+use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn, PolicyStatus};
 
 use crate::host::Host;
 
@@ -34,6 +34,22 @@ pub struct Owner {
     pub roles: Vec<String>,
     /// The resource budgeted.
     pub resource: String,
+}
+
+impl Owner {
+    /// The lease call (`id`, from `gateway`) that only gives `lease` back: it asks for
+    /// nothing more, so the control plane refunds what was not spent.
+    pub fn giving_back(self, id: String, gateway: String, lease: LeaseReturn) -> LeaseRequest {
+        LeaseRequest {
+            id,
+            gateway,
+            tenant: self.tenant,
+            roles: self.roles,
+            resource: self.resource,
+            want: 0,
+            previous: Some(lease),
+        }
+    }
 }
 
 /// A lease being spent.

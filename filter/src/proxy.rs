@@ -23,7 +23,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 use tollgate_protocol::check::{RELEASE_PATH, SETTLE_PATH};
 use tollgate_protocol::lease::LEASES_PATH;
-use tollgate_protocol::{FilterConfig, LeaseRequest, LeaseReturn};
+use tollgate_protocol::{FilterConfig, LeaseReturn};
 
 use crate::budget::{self, Owner};
 use crate::deadlines::Deadlines;
@@ -621,15 +621,7 @@ impl Root {
 
 /// Queues a lease's return (a lease call that asks for nothing more).
 fn queue_return(settlements: &RefCell<Settlements>, owner: Owner, previous: LeaseReturn) {
-    let request = LeaseRequest {
-        id: unique_id(),
-        gateway: gateway_id(),
-        tenant: owner.tenant,
-        roles: owner.roles,
-        resource: owner.resource,
-        want: 0,
-        previous: Some(previous),
-    };
+    let request = owner.giving_back(unique_id(), gateway_id(), previous);
     queue(settlements, Outgoing::json(LEASES_PATH, &request));
 }
 

@@ -310,15 +310,8 @@ impl RequestFlow {
         if let Some((displaced, back)) =
             budget::finish_refill(host, &owner, &request.id, &answer, now)
         {
-            self.follow_ups.returns.push(LeaseRequest {
-                id: host.unique_id(),
-                tenant: displaced.tenant,
-                roles: displaced.roles,
-                resource: displaced.resource,
-                want: 0,
-                previous: Some(back),
-                ..request.clone()
-            });
+            let back = displaced.giving_back(host.unique_id(), host.gateway_id(), back);
+            self.follow_ups.returns.push(back);
         }
         if answer.granted > 0 {
             let expires_ms = now.saturating_add(answer.ttl_ms);
@@ -337,7 +330,7 @@ impl RequestFlow {
         if let Some(Refill { owner, request }) = self.refill.take() {
             budget::abandon_refill(host, &owner);
             self.refill_ended(&owner, RefillEnd::Failed);
-            self.return_both(host, &request);
+            self.return_both(host, owner, &request);
         }
         self.fail(host, Purpose::Admission, why)
     }
@@ -345,14 +338,12 @@ impl RequestFlow {
     /// Returns the lease a refill gave back and the one it asked for, whose answer
     /// will not be read (a return of a lease never granted, or returned before,
     /// refunds nothing).
-    fn return_both(&mut self, host: &dyn Host, request: &LeaseRequest) {
+    fn return_both(&mut self, host: &dyn Host, owner: Owner, request: &LeaseRequest) {
         let mut give_back = |previous: LeaseReturn| {
-            self.follow_ups.returns.push(LeaseRequest {
-                id: host.unique_id(),
-                want: 0,
-                previous: Some(previous),
-                ..request.clone()
-            });
+            let back = owner
+                .clone()
+                .giving_back(host.unique_id(), host.gateway_id(), previous);
+            self.follow_ups.returns.push(back);
         };
         if let Some(previous) = request.previous.clone() {
             give_back(previous);
@@ -379,7 +370,7 @@ impl RequestFlow {
         };
         budget::abandon_refill(host, &owner);
         self.refill_ended(&owner, RefillEnd::Answered);
-        self.return_both(host, &request);
+        self.return_both(host, owner, &request);
     }
 
     /// What this request left for its worker since the last call.
