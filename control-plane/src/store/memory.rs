@@ -223,11 +223,17 @@ impl MemoryStore {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn run(&self, call: &Call) -> Reply {
+    fn run(&self, call: &Call) -> Result<Reply, StoreError> {
         let mut entries = self.lock();
+        // Under the same lock as the count: a take-back that got here first leaves a
+        // record, and its check then counts nothing (accounting.lua's "late").
+        let taken_back = |record: &String| live(&entries, record).is_some();
+        if call.mode == CallMode::Check && call.check_record.as_ref().is_some_and(taken_back) {
+            return Err(StoreError::PastDeadline);
+        }
         let missing = missing_markers(&entries, &call.markers);
         if !missing.is_empty() {
-            return Reply::NeedsSeed(missing);
+            return Ok(Reply::NeedsSeed(missing));
         }
         let request_id = call.lease.as_ref().map(|l| l.request_id.as_str());
         let mut used = Vec::with_capacity(call.ops.len());
@@ -254,12 +260,12 @@ impl MemoryStore {
             }
         }
         let done = |admitted, violated, used, oldest| {
-            Reply::Done(Outcome {
+            Ok(Reply::Done(Outcome {
                 admitted,
                 violated,
                 used,
                 oldest,
-            })
+            }))
         };
         if call.mode == CallMode::Read {
             return done(true, None, used, oldest);
@@ -657,11 +663,7 @@ impl CounterStore for MemoryStore {
             if call.mode == CallMode::Check && past(call.deadline_ms) {
                 return Err(StoreError::PastDeadline);
             }
-            let taken_back = |record: &String| live(&self.lock(), record).is_some();
-            if call.mode == CallMode::Check && call.check_record.as_ref().is_some_and(taken_back) {
-                return Err(StoreError::PastDeadline);
-            }
-            Ok(self.run(call))
+            self.run(call)
         })
     }
 
