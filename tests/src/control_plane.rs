@@ -114,6 +114,13 @@ impl ControlPlane {
         }
     }
 
+    /// Kills the process (SIGKILL), as a crash does: nothing drained, nothing flushed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
     /// Starts the process again (or for the first time) and waits until `/health` answers.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop();

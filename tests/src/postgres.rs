@@ -150,6 +150,15 @@ impl Postgres {
             child.stop();
         }
     }
+
+    /// Stops the server as a crash does: immediate shutdown (SIGQUIT), every backend
+    /// gone at once, no checkpoint, so the next start runs crash recovery. (A SIGKILL of
+    /// the postmaster alone would leave its backends running and block the restart.)
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.stop_with(libc::SIGQUIT);
+        }
+    }
 }
 
 /// Copies `pki`'s server certificate and key into `home` as PostgreSQL wants them (the

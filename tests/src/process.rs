@@ -178,13 +178,18 @@ impl ChildGuard {
 
     /// Stops the child and waits for it.
     pub fn stop(&mut self) {
+        self.stop_with(self.stop_signal);
+    }
+
+    /// Sends the child `signal` and waits for it to exit (SIGKILL after 10 s).
+    pub fn stop_with(&mut self, signal: i32) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: signalling our own child by its pid.
             unsafe {
-                libc::kill(pid, self.stop_signal);
+                libc::kill(pid, signal);
             }
         }
         let deadline = Instant::now() + Duration::from_secs(10);

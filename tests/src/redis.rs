@@ -101,6 +101,11 @@ impl Redis {
         self.child.stop();
     }
 
+    /// Kills the server (SIGKILL), as a crash does: only what it wrote to disk survives.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
     /// Makes Redis slow: every client's commands wait `pause` before they run
     /// (`CLIENT PAUSE … ALL`), as behind a blocked or overloaded server. Returns once the
     /// pause is in force. Plain Redis only.

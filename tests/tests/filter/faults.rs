@@ -1,5 +1,5 @@
-//! Faults under load: Redis, the control plane or PostgreSQL stopped and started again
-//! while clients keep sending, through an Envoy on the per-request path and one on the
+//! Faults under load: Redis, the control plane or PostgreSQL killed (or stopped) and
+//! started again while clients keep sending, through an Envoy on the per-request path and one on the
 //! budget path, both failing closed. No request may wait past its deadline, every
 //! answer is a decision or the failure mode, and once everything is back the usage
 //! counted is exactly what was admitted — the bytes and requests the upstream received:
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use tollgate_e2e::control_plane::ControlPlane;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::{Gateway, GatewayOptions};
 
@@ -222,13 +223,14 @@ async fn assert_nothing_lost(gateway: &Gateway, seen: &[Seen], fault: &str) -> (
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
+async fn redis_killed_under_load_decides_from_postgres_and_loses_nothing() {
     let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let port = gateway.redis.port;
-    gateway.redis.stop();
+    // A crash: it keeps only what it synced, which is all it acknowledged.
+    gateway.redis.kill();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     gateway.redis = Redis::start_durable_on(gateway.dir.path(), port)
         .await
@@ -239,17 +241,31 @@ async fn redis_stopped_under_load_decides_from_postgres_and_loses_nothing() {
         .await
         .unwrap();
     assert!(fallback > 0.0, "the outage was decided from PostgreSQL");
-    let excess = assert_nothing_lost(&gateway, &seen, "Redis stopped").await;
+    let excess = assert_nothing_lost(&gateway, &seen, "Redis killed").await;
     assert_eq!(excess, (0, 0), "counted exactly what was admitted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_nothing() {
+async fn a_control_plane_killed_under_load_fails_closed_meanwhile_and_loses_nothing() {
+    // A crash: the checks it was deciding are answered by nobody, the filter refuses
+    // them by its failure mode, and takes back what Redis counted for them.
+    control_plane_down_under_load("control plane killed", ControlPlane::kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_plane_stopped_under_load_fails_closed_meanwhile_and_loses_nothing() {
+    // SIGTERM: it answers what it is deciding, then goes.
+    control_plane_down_under_load("control plane stopped", ControlPlane::stop).await;
+}
+
+/// The control plane taken down by `take_down` 1.5 s into the load and started again
+/// 1.5 s later: the failure mode meanwhile, decisions again at once, nothing lost.
+async fn control_plane_down_under_load(fault: &str, take_down: fn(&mut ControlPlane)) {
     let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    gateway.control_plane.stop();
+    take_down(&mut gateway.control_plane);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let restarted = Instant::now();
     gateway.control_plane.restart().await.unwrap();
@@ -270,10 +286,7 @@ async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_n
         assert!(restarted.elapsed() < Duration::from_secs(5), "not back");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!(
-        "control plane restarted: decisions again after {:?}",
-        restarted.elapsed()
-    );
+    println!("{fault}: decisions again after {:?}", restarted.elapsed());
     let mut seen = running.await.unwrap();
     let probe = seen[0].admitted.entry("t0".into()).or_default();
     probe.0 += 1;
@@ -282,17 +295,17 @@ async fn a_control_plane_restarted_under_load_fails_closed_meanwhile_and_loses_n
         seen.iter().any(|s| !s.failed.is_empty()),
         "the outage failed closed"
     );
-    let excess = assert_nothing_lost(&gateway, &seen, "control plane restarted").await;
+    let excess = assert_nothing_lost(&gateway, &seen, fault).await;
     assert_eq!(excess, (0, 0), "counted exactly what was admitted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn postgres_stopped_under_load_changes_no_decision_and_loses_nothing() {
+async fn postgres_crashed_under_load_changes_no_decision_and_loses_nothing() {
     let _alone = UNDER_LOAD.lock().await;
     let (mut gateway, budget_envoy) = two_paths().await;
     let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    gateway.postgres.stop();
+    gateway.postgres.crash();
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Admin writes are refused meanwhile; decisions come from cached definitions.
     let (status, _) = gateway
@@ -314,6 +327,6 @@ async fn postgres_stopped_under_load_changes_no_decision_and_loses_nothing() {
             s.slowest
         );
     }
-    let excess = assert_nothing_lost(&gateway, &seen, "PostgreSQL stopped").await;
+    let excess = assert_nothing_lost(&gateway, &seen, "PostgreSQL crashed").await;
     assert_eq!(excess, (0, 0), "counted exactly what was admitted");
 }
