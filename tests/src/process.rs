@@ -181,17 +181,26 @@ impl ChildGuard {
         self.stop_with(self.stop_signal);
     }
 
+    /// Sends the running child `signal` (nothing once it has exited).
+    pub fn signal(&self, signal: i32) {
+        let Some(pid) = self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()) else {
+            return;
+        };
+        // SAFETY: signalling our own child by its pid; the guard lets go of a child
+        // once it has exited, so the pid is not another process's.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
     /// Sends the child `signal` and waits for it to exit (SIGKILL after 10 s).
     pub fn stop_with(&mut self, signal: i32) {
+        self.signal(signal);
+        // A frozen child (SIGSTOP) acts on it only once it runs again.
+        self.signal(libc::SIGCONT);
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: signalling our own child by its pid.
-            unsafe {
-                libc::kill(pid, signal);
-            }
-        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -106,6 +106,18 @@ impl Redis {
         self.child.kill();
     }
 
+    /// Freezes the server (SIGSTOP), as a stalled host or a network that drops packets
+    /// does: connections stay open, and commands wait unanswered until [`Redis::thaw`].
+    pub fn freeze(&self) {
+        self.child.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server run again (SIGCONT): it then runs every command it was sent
+    /// meanwhile, in order.
+    pub fn thaw(&self) {
+        self.child.signal(libc::SIGCONT);
+    }
+
     /// Makes Redis slow: every client's commands wait `pause` before they run
     /// (`CLIENT PAUSE … ALL`), as behind a blocked or overloaded server. Returns once the
     /// pause is in force. Plain Redis only.

@@ -246,6 +246,28 @@ async fn redis_killed_under_load_decides_from_postgres_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn redis_frozen_under_load_counts_nothing_it_runs_past_the_deadline() {
+    // Frozen, Redis answers nothing: calls wait out their deadline, the breaker opens,
+    // and checks are counted in PostgreSQL. Thawed, it runs every call it was sent
+    // meanwhile, long after the filter refused those requests: none may count.
+    let _alone = UNDER_LOAD.lock().await;
+    let (gateway, budget_envoy) = two_paths().await;
+    let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    gateway.redis.freeze();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    gateway.redis.thaw();
+    let seen = running.await.unwrap();
+    let fallback = (gateway.control_plane)
+        .metric("tollgate_fallback_calls_total", "outcome=\"admitted\"")
+        .await
+        .unwrap();
+    assert!(fallback > 0.0, "the stall was decided from PostgreSQL");
+    let excess = assert_nothing_lost(&gateway, &seen, "Redis frozen").await;
+    assert_eq!(excess, (0, 0), "counted exactly what was admitted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_control_plane_killed_under_load_fails_closed_meanwhile_and_loses_nothing() {
     // A crash: the checks it was deciding are answered by nobody, the filter refuses
     // them by its failure mode, and takes back what Redis counted for them.
