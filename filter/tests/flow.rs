@@ -960,3 +960,75 @@ fn a_waiter_the_new_budget_cannot_pay_is_deferred_to_the_root_and_then_refills()
     assert!(headers.contains(&(":path".into(), "/v1/leases".into())));
     assert_eq!(waiting.take_follow_ups().dispatched.len(), 1);
 }
+
+/// The same request's host, `elapsed_ms` later.
+fn later(host: &FakeHost, elapsed_ms: u64) -> FakeHost {
+    FakeHost {
+        request_headers: host.request_headers.clone(),
+        shared: host.shared.clone(),
+        worker: host.worker,
+        now_ms: host.now_ms + elapsed_ms,
+        ..FakeHost::default()
+    }
+}
+
+fn deadline_header(host: &FakeHost) -> Option<String> {
+    let (_, headers, _) = host.dispatched.borrow().last()?.clone();
+    let (_, value) = headers
+        .into_iter()
+        .find(|(name, _)| name == "x-tollgate-deadline-ms")?;
+    Some(value)
+}
+
+#[test]
+fn a_refill_then_a_check_share_one_deadline() {
+    let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
+    let start = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&start, true);
+    assert_eq!(deadline_header(&start).as_deref(), Some("150"));
+    assert_eq!(flow.awaiting_until(), Some(1_150));
+
+    // The lease comes 100 ms later with nothing granted: the check gets what is left.
+    let answered = later(&start, 100);
+    flow.on_check_response(&answered, Some(200), &lease(0));
+    let (_, headers, _) = answered.dispatched.borrow()[0].clone();
+    assert!(headers.contains(&(":path".into(), "/v1/check".into())));
+    assert_eq!(deadline_header(&answered).as_deref(), Some("50"));
+    assert_eq!(flow.awaiting_until(), Some(1_150), "the same deadline");
+
+    // Answered at the deadline itself, no check is sent: the failure mode decides.
+    let mut flow = RequestFlow::new(cfg);
+    let start = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    flow.on_request_headers(&start, true);
+    assert_eq!(deadline_header(&start).as_deref(), Some("150"));
+    let too_late = later(&start, 150);
+    flow.on_check_response(&too_late, Some(200), &lease(0));
+    assert!(too_late.dispatched.borrow().is_empty());
+    assert_eq!(too_late.local().0, 503);
+}
+
+#[test]
+fn a_waiter_decided_by_the_root_calls_out_within_what_is_left_of_its_deadline() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let refiller =
+        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let mut refilling = RequestFlow::new(cfg.clone());
+    refilling.on_request_headers(&refiller, true);
+    let waiter = sharing(&refiller, "g");
+    let mut waiting = RequestFlow::new(cfg);
+    waiting.on_request_headers(&waiter, true);
+    assert_eq!(waiting.awaiting_until(), Some(1_150));
+
+    // The refill is answered 120 ms later with one unit, which its own request spends.
+    refilling.on_check_response(&later(&refiller, 120), Some(200), &lease(1));
+    let woken = later(&waiter, 120);
+    assert_eq!(
+        waiting.on_refill_ended(&woken, RefillEnd::Answered, false),
+        Woken::Deferred
+    );
+    let decided = later(&waiter, 125);
+    waiting.decide_deferred(&decided);
+    assert_eq!(deadline_header(&decided).as_deref(), Some("25"));
+    assert_eq!(waiting.awaiting_until(), Some(1_150));
+}

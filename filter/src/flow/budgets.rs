@@ -120,7 +120,7 @@ impl RequestFlow {
                     match outcome {
                         _ if !may_call_out => {}
                         Spend::Empty if !self.refilled => {
-                            let until = now.saturating_add(self.config.control_plane.timeout_ms);
+                            let until = self.deadline_for(host, Purpose::Lease);
                             if let Some(previous) = budget::begin_refill(host, &owner, now, until) {
                                 return Some(self.ask_lease(host, owner, previous));
                             }
@@ -178,10 +178,9 @@ impl RequestFlow {
         host.count(Metric::BudgetWaits);
         self.waited = true;
         self.follow_ups.waits_for = Some(budget::slot_key(owner));
-        let timeout = self.config.control_plane.timeout_ms;
         self.waiting = Some(Waiting {
             purpose: Purpose::Refill,
-            deadline_ms: host.now_ms().saturating_add(timeout),
+            deadline_ms: self.deadline_for(host, Purpose::Refill),
         });
         self.hold()
     }

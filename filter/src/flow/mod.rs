@@ -124,6 +124,10 @@ pub struct RequestFlow {
     refilled: bool,
     /// This request already waited for another's refill (once at most).
     waited: bool,
+    /// When the admission must be decided: set by its first wait, so that the waits
+    /// one admission can chain (a refill, or another's refill, then a check) share one
+    /// deadline instead of each taking a whole one.
+    admission_by_ms: Option<u64>,
     /// What the worker is to pick up after this callback.
     follow_ups: FollowUps,
 }
@@ -154,7 +158,22 @@ impl RequestFlow {
             refill: None,
             refilled: false,
             waited: false,
+            admission_by_ms: None,
             follow_ups: FollowUps::default(),
+        }
+    }
+
+    /// Until when a wait for `purpose` that starts now may last: the admission's one
+    /// deadline, or for a body's check a whole timeout from now.
+    fn deadline_for(&mut self, host: &dyn Host, purpose: Purpose) -> u64 {
+        let fresh = host
+            .now_ms()
+            .saturating_add(self.config.control_plane.timeout_ms);
+        match purpose {
+            Purpose::Admission | Purpose::Lease | Purpose::Refill => {
+                *self.admission_by_ms.get_or_insert(fresh)
+            }
+            Purpose::Body { .. } | Purpose::Ahead { .. } => fresh,
         }
     }
 
@@ -436,10 +455,17 @@ impl RequestFlow {
             host.count(Metric::CalloutFailures);
             return Err("could not encode the request");
         };
+        let deadline_ms = self.deadline_for(host, purpose);
+        let left_ms = deadline_ms.saturating_sub(host.now_ms());
+        if left_ms == 0 {
+            host.count(Metric::CalloutTimeouts);
+            return Err("no time left within the deadline");
+        }
         let cp = &self.config.control_plane;
-        let backstop = Duration::from_millis(cp.timeout_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
+        let backstop = Duration::from_millis(left_ms + ENVOY_TIMEOUT_BACKSTOP_MS);
         let mut callout = Callout::post(cp, path, &body, backstop);
-        let deadline = cp.timeout_ms.to_string();
+        // The control plane bounds its own work by what is left of the deadline.
+        let deadline = left_ms.to_string();
         callout.headers.push((DEADLINE_HEADER, &deadline));
         host.count(Metric::Callouts);
         let Some(token) = host.dispatch(callout) else {
@@ -449,7 +475,7 @@ impl RequestFlow {
         self.follow_ups.dispatched.push(token);
         self.waiting = Some(Waiting {
             purpose,
-            deadline_ms: host.now_ms().saturating_add(cp.timeout_ms),
+            deadline_ms,
         });
         Ok(())
     }
