@@ -268,6 +268,30 @@ async fn redis_frozen_under_load_counts_nothing_it_runs_past_the_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn redis_and_postgres_lost_together_fail_closed_and_lose_nothing() {
+    // Nothing left to count in: checks get the failure mode, budgets already granted
+    // are spent until they expire, and what was admitted is all that is counted.
+    let _alone = UNDER_LOAD.lock().await;
+    let (mut gateway, budget_envoy) = two_paths().await;
+    let running = load(&[gateway.envoy.url(), budget_envoy.url()]);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let port = gateway.redis.port;
+    gateway.redis.kill();
+    gateway.postgres.crash();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    gateway.postgres.restart().await.unwrap();
+    gateway.redis = Redis::start_durable_on(gateway.dir.path(), port)
+        .await
+        .unwrap();
+    let seen = running.await.unwrap();
+    for (path, s) in ["per-request", "budgets"].iter().zip(&seen) {
+        assert!(!s.failed.is_empty(), "{path}: the outage failed closed");
+    }
+    let excess = assert_nothing_lost(&gateway, &seen, "Redis and PostgreSQL lost").await;
+    assert_eq!(excess, (0, 0), "counted exactly what was admitted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_control_plane_killed_under_load_fails_closed_meanwhile_and_loses_nothing() {
     // A crash: the checks it was deciding are answered by nobody, the filter refuses
     // them by its failure mode, and takes back what Redis counted for them.
