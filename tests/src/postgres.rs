@@ -79,7 +79,7 @@ impl Postgres {
             match postgres.restart().await {
                 Err(error) if postgres.port_was_taken() => {
                     eprintln!(
-                        "PostgreSQL lost port {} ({error:#}); another",
+                        "PostgreSQL lost port {} ({error:#}); trying another",
                         postgres.port
                     );
                     postgres.port = free_port()?;
