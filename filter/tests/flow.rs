@@ -850,18 +850,26 @@ fn sharing(first: &FakeHost, worker: &'static str) -> FakeHost {
     }
 }
 
-#[test]
-fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_new_budget() {
-    let cfg = config(json!({"budgets": {"enabled": true}}));
+/// A request of worker `g` that refills acme's budget under `cfg`, and another of the
+/// same worker that waits for that refill; both are held.
+fn a_refill_and_its_waiter(
+    cfg: &Rc<FilterConfig>,
+) -> (FakeHost, RequestFlow, FakeHost, RequestFlow) {
     let refiller =
         FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
     let mut refilling = RequestFlow::new(cfg.clone());
     assert_eq!(refilling.on_request_headers(&refiller, true), Next::Pause);
-
-    // Same worker: waits, no callout of its own.
     let waiter = sharing(&refiller, "g");
     let mut waiting = RequestFlow::new(cfg.clone());
     assert_eq!(waiting.on_request_headers(&waiter, true), Next::Pause);
+    (refiller, refilling, waiter, waiting)
+}
+
+#[test]
+fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_new_budget() {
+    let cfg = config(json!({"budgets": {"enabled": true}}));
+    let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
+    // Same worker: waits, no callout of its own.
     assert!(waiter.dispatched.borrow().is_empty());
     assert_eq!(waiter.counted(Metric::BudgetWaits), 1);
     let key = waiting
@@ -898,13 +906,7 @@ fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_ne
 #[test]
 fn waiters_of_a_refill_that_failed_apply_the_failure_mode_and_a_late_wake_is_ignored() {
     let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
-    let refiller =
-        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
-    let mut refilling = RequestFlow::new(cfg.clone());
-    refilling.on_request_headers(&refiller, true);
-    let waiter = sharing(&refiller, "g");
-    let mut waiting = RequestFlow::new(cfg.clone());
-    waiting.on_request_headers(&waiter, true);
+    let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
     let impatient = sharing(&refiller, "g");
     let mut first_to_give_up = RequestFlow::new(cfg);
     first_to_give_up.on_request_headers(&impatient, true);
@@ -933,13 +935,7 @@ fn waiters_of_a_refill_that_failed_apply_the_failure_mode_and_a_late_wake_is_ign
 #[test]
 fn a_waiter_the_new_budget_cannot_pay_is_deferred_to_the_root_and_then_refills() {
     let cfg = config(json!({"budgets": {"enabled": true}}));
-    let refiller =
-        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
-    let mut refilling = RequestFlow::new(cfg.clone());
-    refilling.on_request_headers(&refiller, true);
-    let waiter = sharing(&refiller, "g");
-    let mut waiting = RequestFlow::new(cfg);
-    waiting.on_request_headers(&waiter, true);
+    let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
     waiting.take_follow_ups();
 
     // One unit granted, and the refilling request spends it.
@@ -1011,13 +1007,7 @@ fn a_refill_then_a_check_share_one_deadline() {
 #[test]
 fn a_waiter_decided_by_the_root_calls_out_within_what_is_left_of_its_deadline() {
     let cfg = config(json!({"budgets": {"enabled": true}}));
-    let refiller =
-        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
-    let mut refilling = RequestFlow::new(cfg.clone());
-    refilling.on_request_headers(&refiller, true);
-    let waiter = sharing(&refiller, "g");
-    let mut waiting = RequestFlow::new(cfg);
-    waiting.on_request_headers(&waiter, true);
+    let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
     assert_eq!(waiting.awaiting_until(), Some(1_150));
 
     // The refill is answered 120 ms later with one unit, which its own request spends.
