@@ -73,28 +73,8 @@ impl Postgres {
             ssl,
             child: None,
         };
-        // A free port is only free when it is picked: another process may bind it
-        // before PostgreSQL does. Then PostgreSQL exits, and another port is tried.
-        for _ in 0..2 {
-            match postgres.restart().await {
-                Err(error) if postgres.port_was_taken() => {
-                    eprintln!(
-                        "PostgreSQL lost port {} ({error:#}); trying another",
-                        postgres.port
-                    );
-                    postgres.port = free_port()?;
-                }
-                result => return result.map(|()| postgres),
-            }
-        }
         postgres.restart().await?;
         Ok(postgres)
-    }
-
-    /// Whether the last start failed because something else listened on the port.
-    fn port_was_taken(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("postgres.log"))
-            .is_ok_and(|log| log.contains("could not bind") || log.contains("already in use"))
     }
 
     /// Starts the server (again) on the same data and port: tests of PostgreSQL outages.
