@@ -20,13 +20,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tollgate_protocol::{CheckResponse, Decision, Limit, PolicyStatus, RejectReason};
 
+use crate::model::resolve::Resolved;
+use crate::model::window::{Series, Window};
 use crate::model::{LimitDef, Mode, Span};
-use crate::resolve::Resolved;
 use crate::store::{
     check_record_key, counter_key, gauge_key, lease_record_key, marker_key, Call, CallMode, Lease,
     Op, OpKind, Outcome, COUNTER_MAX,
 };
-use crate::window::{Series, Window};
 
 /// The least a counter outlives the moment its usage stops counting: the history
 /// flusher reads its final value at the next flush (at most a minute later), or once
@@ -266,8 +266,8 @@ pub fn policy_status(
                 .and_then(|i| planned.windows.get(i))
                 .unwrap_or(current);
             match series.kind {
-                crate::window::WindowKind::Calendar => current.reset_after_s(now),
-                crate::window::WindowKind::Rolling => series.frees_after_s(window, now),
+                crate::model::window::WindowKind::Calendar => current.reset_after_s(now),
+                crate::model::window::WindowKind::Rolling => series.frees_after_s(window, now),
             }
         }
         // A gauge frees up when a holder finishes: no time can be promised.
@@ -425,8 +425,8 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+    use crate::model::window::{Period, WindowKind};
     use crate::test_fixtures::{amounts, level, now, resolved};
-    use crate::window::{Period, WindowKind};
 
     #[test]
     fn an_ended_counter_lives_as_long_as_its_period_within_bounds() {

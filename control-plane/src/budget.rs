@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use tollgate_protocol::{Decision, LeaseRequest, LeaseResponse, Limit, RejectReason};
 
 use crate::accounting::{self, decide, PlanError, Planned, Select};
+use crate::model::resolve::Resolved;
 use crate::model::Mode;
-use crate::resolve::Resolved;
 use crate::settlement::is_gauge;
 use crate::store::{
     budget_holders_key, budget_key, Budget, BudgetLevel, BudgetReturn, Budgeted, CallMode, Grant,
@@ -257,10 +257,10 @@ mod tests {
     use tollgate_protocol::{LeaseReturn, WarnAt};
 
     use super::*;
+    use crate::model::window::{Period, Series, WindowKind};
     use crate::model::{LimitDef, Mode, Span as LimitSpan};
     use crate::store::{OpKind, COUNTER_MAX};
     use crate::test_fixtures::{level, now, resolved};
-    use crate::window::{Period, Series, WindowKind};
 
     fn def(resource: &str, series: Series, quota: u64) -> LimitDef {
         LimitDef {

@@ -35,15 +35,12 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod repo;
-pub mod resolve;
 pub mod settlement;
 pub mod state;
 pub mod store;
 #[cfg(test)]
 mod test_fixtures;
 pub mod usage;
-pub mod views;
-pub mod window;
 
 /// The migrations in `control-plane/migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

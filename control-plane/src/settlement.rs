@@ -29,12 +29,12 @@ use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 
 use crate::accounting::{counter_ttl_s, Planned};
+use crate::model::resolve::Resolved;
+use crate::model::window::{Series, Window};
 use crate::model::{Mode, Span};
-use crate::resolve::Resolved;
 use crate::store::{
     counter_key, marker_key, settlement_key, Change, Move, Release, Settlement, COUNTER_MAX,
 };
-use crate::window::{Series, Window};
 
 /// A window counter a settlement moves, as the history flusher persists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,9 +230,9 @@ mod tests {
     use tollgate_protocol::{Limit, WarnAt};
 
     use super::*;
+    use crate::model::window::{Period, WindowKind};
     use crate::model::LimitDef;
     use crate::test_fixtures::{amounts, level, now, resolved};
-    use crate::window::{Period, WindowKind};
 
     fn def(resource: &str, span: Span) -> LimitDef {
         LimitDef {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::model::resolve::{Resolved, ResolvedLevel};
 use crate::model::{LimitDef, Mode};
-use crate::resolve::{Resolved, ResolvedLevel};
 
 /// One level of a chain: `tenant`'s `limits`, acting in `mode`, from no particular tier.
 pub fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {

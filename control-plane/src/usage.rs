@@ -10,13 +10,13 @@ use utoipa::ToSchema;
 use crate::accounting::{plan, policy_status, Planned, Select};
 use crate::decision::{resolve_fresh, run};
 use crate::error::ApiError;
+use crate::model::resolve::Resolved;
+use crate::model::views::LimitSpec;
+use crate::model::window::WindowKind;
 use crate::model::Span;
 use crate::repo::NewEvent;
-use crate::resolve::Resolved;
 use crate::state::AppState;
 use crate::store::{Adjustment, CallMode};
-use crate::views::LimitSpec;
-use crate::window::WindowKind;
 
 /// Live usage of a tenant and its ancestors.
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,8 +17,9 @@ use chrono::{DateTime, Utc};
 use tempfile::TempDir;
 use tollgate_control_plane::accounting::{self, Select};
 use tollgate_control_plane::bus::{Bus, MemoryBus};
+use tollgate_control_plane::model::resolve::{Resolved, ResolvedLevel};
+use tollgate_control_plane::model::window::{Period, Series, WindowKind};
 use tollgate_control_plane::model::{LimitDef, Mode, Span};
-use tollgate_control_plane::resolve::{Resolved, ResolvedLevel};
 use tollgate_control_plane::settlement;
 use tollgate_control_plane::store::{
     budget_holders_key, budget_key, check_record_key, counter_key, gauge_key, lease_record_key,
@@ -27,7 +28,6 @@ use tollgate_control_plane::store::{
     Op, OpKind, Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled,
     Settlement, Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
-use tollgate_control_plane::window::{Period, Series, WindowKind};
 use tollgate_e2e::process::free_port;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::shared;

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use serde_json::{json, Value};
 use tollgate_protocol::WarnAt;
 
-use crate::decision::is_valid_resource;
+use crate::model::names::is_valid_resource;
+use crate::model::window::{Period, WindowKind};
 use crate::store::COUNTER_MAX;
-use crate::window::{Period, WindowKind};
 
 /// What identifies a limit among a tier's or a tenant's: resource, period (`None` for a
 /// gauge) and window.
@@ -124,7 +124,7 @@ impl LimitSpec {
         let window: WindowKind = raw
             .window
             .parse()
-            .map_err(|e: crate::window::UnknownWindowKind| wrong("window", e.to_string()))?;
+            .map_err(|e: crate::model::window::UnknownWindowKind| wrong("window", e.to_string()))?;
         let (period, window) = period_and_window(raw.period, window)?;
         LimitSpec {
             resource: raw.resource.to_string(),

@@ -9,7 +9,7 @@ use super::client::{segment, Client};
 use super::error::CliError;
 use super::limit::parse_period;
 use super::output::{cell, print_json, print_table};
-use crate::window::WindowKind;
+use crate::model::window::WindowKind;
 
 /// `tollgate usage`.
 #[derive(Debug, Args)]

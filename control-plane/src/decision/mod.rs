@@ -17,14 +17,14 @@ use crate::breaker::State as BreakerState;
 use crate::definitions::Freshness;
 use crate::error::ApiError;
 use crate::fallback;
+use crate::model::resolve::{resolve, Resolved};
+use crate::model::window::{Series, Window};
 use crate::model::{Catalog, Chain};
-use crate::resolve::{resolve, Resolved};
 use crate::state::AppState;
 use crate::store::{
     check_record_key, counter_key, lease_record_key, marker_key, CallMode, Outcome, Seed, Seeded,
     StoreError,
 };
-use crate::window::{Series, Window};
 
 mod deadline;
 mod lease;
@@ -34,7 +34,6 @@ mod validate;
 pub use deadline::Deadline;
 pub use lease::{count_lease, lease};
 pub use settle::{count_settlement, settle};
-pub use validate::{is_valid_request_id, is_valid_resource, is_valid_role};
 use validate::{validate, validate_release};
 
 /// How far back usage history can still count (the longest rolling period and a bucket).

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
-use tollgate_protocol::{
-    is_valid_tenant_id, CheckRequest, LeaseRequest, ReleaseRequest, SettleRequest,
-};
+use tollgate_protocol::{CheckRequest, LeaseRequest, ReleaseRequest, SettleRequest};
 
 use crate::budget::BudgetError;
 use crate::error::ApiError;
+use crate::model::names::{
+    is_valid_request_id, is_valid_resource, is_valid_role, is_valid_tenant_id, GATEWAY_RULE,
+    LEASE_ID_RULE, REQUEST_ID_RULE, RESOURCE_RULE, ROLE_RULE, SETTLEMENT_ID_RULE, TENANT_RULE,
+};
 use crate::settlement::SettleError;
 use crate::store::COUNTER_MAX;
 
@@ -18,35 +20,6 @@ use crate::store::COUNTER_MAX;
 const MAX_RESOURCES: usize = 32;
 /// At most this many roles in one check.
 const MAX_ROLES: usize = 32;
-
-/// Whether `name` may name a resource: 1–64 characters of `a-z 0-9 _ . -`. No `:`, so
-/// counter keys stay unambiguous.
-pub fn is_valid_resource(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-'
-        })
-}
-
-/// Whether `role` may name a role: 1–128 printable ASCII characters without spaces.
-pub fn is_valid_role(role: &str) -> bool {
-    (1..=128).contains(&role.len()) && role.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Whether `id` may be a request id: 1–128 characters of letters, digits and `._:-`.
-pub fn is_valid_request_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-const TENANT_RULE: &str = "tenant ids are 1-128 characters of letters, digits and ._:@/-";
-const RESOURCE_RULE: &str = "resource names are 1-64 characters of a-z, 0-9, _, . and -";
-const REQUEST_ID_RULE: &str = "request ids are 1-128 characters of letters, digits and ._:-";
-const SETTLEMENT_ID_RULE: &str = "settlement ids are 1-128 characters of letters, digits and ._:-";
-const LEASE_ID_RULE: &str = "lease ids are 1-128 characters of letters, digits and ._:-";
-const GATEWAY_RULE: &str = "gateway ids are 1-128 characters of letters, digits and ._:-";
 
 /// Checks the resources of `amounts`, in order: at most [`MAX_RESOURCES`], each a valid
 /// name whose amount `amount_rule` accepts (it answers why not, for the endpoint's own
@@ -81,10 +54,7 @@ fn validate_roles(roles: &[String]) -> Result<(), ApiError> {
         ));
     }
     if let Some(i) = roles.iter().position(|r| !is_valid_role(r)) {
-        return Err(ApiError::field(
-            format!("roles[{i}]"),
-            "roles are 1-128 printable characters without spaces",
-        ));
+        return Err(ApiError::field(format!("roles[{i}]"), ROLE_RULE));
     }
     Ok(())
 }

@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use tollgate_protocol::is_valid_tenant_id;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,12 +14,12 @@ use super::auth::Admin;
 use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::limits::parse_id;
 use super::paging::{page_view, paging, PageView};
-use crate::decision::is_valid_role;
 use crate::error::{ApiError, Problem};
+use crate::model::names::{is_valid_role, is_valid_tenant_id};
+use crate::model::views::AssignmentView;
 use crate::model::{Assignment, Subject};
 use crate::repo::{AssignmentFilter, AssignmentPatch, NewAssignment};
 use crate::state::AppState;
-use crate::views::AssignmentView;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

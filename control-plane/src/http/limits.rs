@@ -12,14 +12,14 @@ use utoipa_axum::routes;
 use super::auth::Admin;
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
-use crate::decision::is_valid_resource;
 use crate::error::{ApiError, Problem};
+use crate::model::names::is_valid_resource;
+use crate::model::views::{LimitSpec, LimitView};
+use crate::model::window::{Period, Series, WindowKind};
 use crate::model::{LimitDef, LimitOwner, Span};
 use crate::repo::LimitFilter;
 use crate::state::AppState;
 use crate::store::COUNTER_MAX;
-use crate::views::{LimitSpec, LimitView};
-use crate::window::{Period, Series, WindowKind};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,12 +36,12 @@ pub(super) fn limit_def(spec: &LimitSpec, prefix: &str) -> Result<LimitDef, ApiE
             "1-64 characters of a-z, 0-9, _, . and -",
         ));
     }
-    let kind: WindowKind = spec
-        .window
-        .parse()
-        .map_err(|e: crate::window::UnknownWindowKind| {
-            ApiError::field(field("window"), e.to_string())
-        })?;
+    let kind: WindowKind =
+        spec.window
+            .parse()
+            .map_err(|e: crate::model::window::UnknownWindowKind| {
+                ApiError::field(field("window"), e.to_string())
+            })?;
     let span = if spec.period == "none" {
         if kind == WindowKind::Rolling {
             return Err(ApiError::field(

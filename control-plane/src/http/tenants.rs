@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use tollgate_protocol::is_valid_tenant_id;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,20 +16,17 @@ use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::names::{TenantId, TierName};
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
+use crate::model::names::{is_valid_tenant_id, TENANT_RULE};
+use crate::model::views::TenantView;
 use crate::model::{Mode, Ppm};
 use crate::repo::{NewTenant, TenantFilter, TenantPatch};
 use crate::state::AppState;
-use crate::views::TenantView;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
 }
-
-/// What a 422 says of an invalid tenant id.
-pub(super) const TENANT_RULE: &str =
-    "tenant ids are 1-128 characters of letters, digits and ._:@/-";
 
 /// A new tenant.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -16,10 +16,10 @@ use super::limits::limit_def;
 use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
 use crate::error::{ApiError, Problem};
+use crate::model::views::{LimitSpec, TierView};
 use crate::model::LimitDef;
 use crate::repo::{NewTier, TierPatch};
 use crate::state::AppState;
-use crate::views::{LimitSpec, TierView};
 
 /// At most this many limits per tier: each is a counter on every matching request.
 const MAX_LIMITS: usize = 64;
@@ -352,7 +352,7 @@ mod tests {
         );
         assert_eq!(
             defs[0].span.window_kind(),
-            crate::window::WindowKind::Calendar
+            crate::model::window::WindowKind::Calendar
         );
     }
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tollgate_protocol::is_valid_tenant_id;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,16 +12,16 @@ use super::auth::Admin;
 use super::json::{instant, ApiJson, ApiPath, ApiQuery};
 use super::names::TenantId;
 use super::paging::{page_view, paging, PageView};
-use super::tenants::TENANT_RULE;
-use crate::decision::{is_valid_role, resolve_fresh};
+use crate::decision::resolve_fresh;
 use crate::error::{ApiError, Problem};
+use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
+use crate::model::resolve::Source;
+use crate::model::views::LimitSpec;
+use crate::model::window::WindowKind;
 use crate::repo::{HistoryFilter, HistoryRow};
-use crate::resolve::Source;
 use crate::state::AppState;
 use crate::store::{Adjustment, COUNTER_MAX};
 use crate::usage::{self, Selection, UsageChanges, UsageReport};
-use crate::views::LimitSpec;
-use crate::window::WindowKind;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -178,7 +177,9 @@ impl From<&HistoryRow> for HistoryView {
 fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
     text.map(|w| {
         w.parse()
-            .map_err(|e: crate::window::UnknownWindowKind| ApiError::field("window", e.to_string()))
+            .map_err(|e: crate::model::window::UnknownWindowKind| {
+                ApiError::field("window", e.to_string())
+            })
     })
     .transpose()
 }

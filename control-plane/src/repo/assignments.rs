@@ -6,8 +6,8 @@ use sqlx::PgConnection;
 use super::catalog::{assignment_from_row, ASSIGNMENT_COLUMNS};
 use super::events::NewEvent;
 use super::{rules, Page, Paging, QuotaRepo, RepoError};
+use crate::model::views::{to_json, AssignmentView};
 use crate::model::{Assignment, Subject};
-use crate::views::{to_json, AssignmentView};
 
 /// An assignment to create, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use super::{
     limit_columns, limit_from_row, unique_as_conflict, Page, Paging, QuotaRepo, RepoError,
     LIMIT_COLUMNS,
 };
+use crate::model::views::{to_json, LimitView};
 use crate::model::{LimitDef, LimitOwner, StoredLimit};
-use crate::views::{to_json, LimitView};
 
 /// Which limits to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -27,8 +27,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tollgate_protocol::{Limit, WarnAt};
 
+use crate::model::window::{Period, Series, WindowKind};
 use crate::model::{LimitDef, LimitOwner, Span, StoredLimit};
-use crate::window::{Period, Series, WindowKind};
 
 pub use self::assignments::{AssignmentFilter, AssignmentPatch, NewAssignment};
 pub use self::events::{EventFilter, NewEvent, StoredEvent};

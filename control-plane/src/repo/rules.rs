@@ -15,8 +15,8 @@ use sqlx::{PgConnection, Row};
 
 use super::catalog::{level_from_row, LEVEL_JSON_COLUMNS};
 use super::{limit_from_row, RepoError, LIMIT_COLUMNS};
+use crate::model::resolve::resolve_level;
 use crate::model::{Catalog, LimitOwner, Ppm, MAX_DEPTH};
-use crate::resolve::resolve_level;
 
 /// Refuses to put `tenant` (with its subtree) under `parent` when that would make a
 /// cycle or a tree deeper than [`MAX_DEPTH`].

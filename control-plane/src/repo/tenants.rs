@@ -7,8 +7,8 @@ use sqlx::{PgConnection, Row};
 
 use super::events::NewEvent;
 use super::{rules, unique_as_conflict, Page, Paging, QuotaRepo, RepoError};
+use crate::model::views::{to_json, TenantView};
 use crate::model::{Mode, Ppm, Tenant};
-use crate::views::{to_json, TenantView};
 
 /// A tenant to create, already validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,8 +8,8 @@ use sqlx::{PgConnection, Row};
 
 use super::events::NewEvent;
 use super::{limit_from_row, limits, rules, Page, Paging, QuotaRepo, RepoError, LIMIT_COLUMNS};
+use crate::model::views::{to_json, TierView};
 use crate::model::{LimitDef, LimitOwner, Tier};
-use crate::views::{to_json, TierView};
 
 /// A tier to create, already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,13 +5,13 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::PgPool;
+use tollgate_control_plane::model::resolve::resolve;
+use tollgate_control_plane::model::window::{Period, Series};
 use tollgate_control_plane::model::{LimitDef, LimitOwner, Mode, Ppm, Span, Subject};
 use tollgate_control_plane::repo::{
     AssignmentPatch, EventFilter, HistoryFilter, HistoryRow, NewAssignment, NewTenant, NewTier,
     Paging, QuotaRepo, RepoError, TenantPatch, TierPatch,
 };
-use tollgate_control_plane::resolve::resolve;
-use tollgate_control_plane::window::{Period, Series};
 use tollgate_protocol::{Limit, WarnAt};
 
 const ACTOR: &str = "alice@test";

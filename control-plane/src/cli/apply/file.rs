@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
-use tollgate_protocol::{is_valid_tenant_id, WarnAt};
+use tollgate_protocol::WarnAt;
 
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
-use crate::decision::is_valid_role;
+use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
 use crate::model::{Mode, Ppm, Subject};
 
 /// The file as written.
@@ -122,7 +122,6 @@ pub fn is_valid_tier_name(name: &str) -> bool {
 }
 
 const TIER_RULE: &str = "1-64 characters of a-z, 0-9, _ and -";
-const TENANT_RULE: &str = "1-128 characters of letters, digits and ._:@/-";
 
 /// Parses and checks the YAML `text`; on failure, every problem found as `path: what`.
 pub fn parse(text: &str) -> Result<Desired, Vec<String>> {

@@ -1,114 +1,10 @@
-//! The quota model as the control plane holds it in memory (SPEC §1): tiers and their
-//! limits, tenants in a hierarchy, assignments of tiers to tenants, roles and everyone;
-//! and the two cached shapes `/v1/check` decides from — the [`Catalog`] (every tier and
-//! every assignment not tied to one tenant) and a tenant's [`Chain`] (it and its
-//! ancestors).
+//! Tenants in a hierarchy, how their limits act (mode), and the assignments that give
+//! them, their roles or everyone a tier.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use tollgate_protocol::Limit;
-
-use crate::window::{Period, Series, WindowKind};
-
-/// What a limit counts usage in: windows of a period, or a gauge of what is held now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Span {
-    /// Usage per window (calendar or rolling).
-    Window(Series),
-    /// A gauge (`concurrent_requests`): acquired on check, given back on release.
-    Gauge,
-}
-
-impl Span {
-    /// The period, or `None` for a gauge.
-    pub fn period(self) -> Option<Period> {
-        match self {
-            Span::Window(series) => Some(series.period),
-            Span::Gauge => None,
-        }
-    }
-
-    /// The window kind (`calendar` for gauges, which have none).
-    pub fn window_kind(self) -> WindowKind {
-        match self {
-            Span::Window(series) => series.kind,
-            Span::Gauge => WindowKind::Calendar,
-        }
-    }
-
-    /// The period name as the API writes it: `month`, …, or `none` for a gauge.
-    pub fn period_name(self) -> &'static str {
-        self.period().map_or("none", Period::as_str)
-    }
-
-    /// The policy name clients see in headers (`monthly`, `rolling-hour`, `concurrent`).
-    pub fn policy_name(self) -> String {
-        match self {
-            Span::Window(series) => series.policy_name(),
-            Span::Gauge => "concurrent".to_string(),
-        }
-    }
-}
-
-/// One limit: what is limited, over which span, and how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitDef {
-    /// The resource name (`requests`, `request_bytes`, or an operator-defined one).
-    pub resource: String,
-    /// The windows (or gauge) it counts in.
-    pub span: Span,
-    /// Quota, overage, warning threshold and the unlimited flag, as the decision needs.
-    pub limit: Limit,
-}
-
-impl LimitDef {
-    /// What a per-tenant override replaces: the tier limit on the same resource and span.
-    pub fn slot(&self) -> (&str, Span) {
-        (&self.resource, self.span)
-    }
-}
-
-/// A stored limit with its id and owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredLimit {
-    /// Its id in the admin API.
-    pub id: i64,
-    /// The tier it belongs to, or the tenant it overrides limits for.
-    pub owner: LimitOwner,
-    /// The limit.
-    pub def: LimitDef,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// Whose a limit is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitOwner {
-    /// Part of a tier.
-    Tier(String),
-    /// A per-tenant override.
-    Tenant(String),
-}
-
-/// A named bundle of limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tier {
-    /// The tier name (`free`, `pro`, …).
-    pub name: String,
-    /// What it is for, for operators.
-    pub description: String,
-    /// Its limits, with their ids.
-    pub limits: Vec<StoredLimit>,
-    /// When the tier was created.
-    pub created_at: DateTime<Utc>,
-    /// When the tier last changed.
-    pub updated_at: DateTime<Utc>,
-}
 
 /// How a tenant's own limits act (SPEC §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -255,55 +151,6 @@ impl Assignment {
         self.enabled && self.expires_at.is_none_or(|end| now < end)
     }
 }
-
-/// Every tier's limits and every assignment not tied to one tenant: small, loaded and
-/// cached as a whole.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Catalog {
-    /// Tier name → its limits.
-    pub tiers: HashMap<String, Vec<LimitDef>>,
-    /// Role and default assignments.
-    pub assignments: Vec<Assignment>,
-}
-
-/// One tenant of a chain, with what is tied to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainLevel {
-    /// The tenant id.
-    pub id: String,
-    /// How its limits act.
-    pub mode: Mode,
-    /// Its own tier.
-    pub tier: Option<String>,
-    /// Assignments made directly to it.
-    pub assignments: Vec<Assignment>,
-    /// Its per-tenant limit overrides.
-    pub overrides: Vec<LimitDef>,
-}
-
-/// A known tenant and its ancestors, the tenant first and the root last: every level a
-/// request is counted against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    /// The levels, at least one, at most [`MAX_DEPTH`].
-    pub levels: Vec<ChainLevel>,
-}
-
-impl Chain {
-    /// The root of the tree: the hash tag of every counter key of the chain, so that one
-    /// tree lives on one Redis Cluster slot.
-    pub fn root(&self) -> Option<&str> {
-        self.levels.last().map(|level| level.id.as_str())
-    }
-
-    /// Whether `tenant` is one of the levels.
-    pub fn contains(&self, tenant: &str) -> bool {
-        self.levels.iter().any(|level| level.id == tenant)
-    }
-}
-
-/// The deepest a tenant tree may be: organization → team → user → one more.
-pub const MAX_DEPTH: usize = 4;
 
 #[cfg(test)]
 mod tests {

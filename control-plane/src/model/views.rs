@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use tollgate_protocol::WarnAt;
 use utoipa::ToSchema;
 
-use crate::model::{Assignment, LimitDef, LimitOwner, StoredLimit, Subject, Tenant, Tier};
+use super::limit::{LimitDef, LimitOwner, StoredLimit, Tier};
+use super::tenant::{Assignment, Subject, Tenant};
 
 /// A limit, on a tier or as a per-tenant override.
 #[derive(Debug, Clone, Serialize, ToSchema)]

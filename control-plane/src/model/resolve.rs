@@ -20,7 +20,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Assignment, Catalog, Chain, ChainLevel, LimitDef, Mode, Subject};
+use super::chain::{Catalog, Chain, ChainLevel};
+use super::limit::LimitDef;
+use super::tenant::{Assignment, Mode, Subject};
 
 /// Where a level's tier came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,8 +248,8 @@ mod tests {
     use tollgate_protocol::{Limit, WarnAt};
 
     use super::*;
+    use crate::model::window::{Period, Series};
     use crate::model::Span;
-    use crate::window::{Period, Series};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 17, 12, 0, 0).unwrap()
