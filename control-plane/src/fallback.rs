@@ -14,15 +14,16 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::accounting::{counter_ttl_s, Plan};
 use crate::decision::{self, Deadline};
 use crate::error::ApiError;
+use crate::plan::settlement::SettlePlan;
+use crate::plan::{counter_ttl_s, Plan};
 use crate::repo::{FallbackOp, Pending};
-use crate::settlement::{Counter, SettlePlan};
 use crate::state::AppState;
+use crate::store::Counter;
 use crate::store::{
-    budget_key, marker_key, settlement_key, Budget, BudgetOutcome, BudgetReturn, Change, Move,
-    OpKind, Outcome, Seeded, SettleOutcome, Settlement, StoreError,
+    lease_key, marker_key, settlement_key, Change, LeaseCall, LeaseOutcome, Move, OpKind, Outcome,
+    ReturnedLease, Seeded, SettleOutcome, Settlement, StoreError,
 };
 
 /// How many pending counters one reconcile round carries to Redis.
@@ -193,7 +194,7 @@ pub async fn cancel(
 /// Remembers a budget given back while Redis is down, to be refunded once it is back.
 pub async fn remember_return(
     state: &AppState,
-    previous: &BudgetReturn,
+    previous: &ReturnedLease,
     deadline: Deadline,
     redis_error: ApiError,
 ) -> Result<(), ApiError> {
@@ -219,11 +220,11 @@ pub async fn remember_return(
 async fn give_back(state: &AppState, record_key: &str, spent: u64) -> Result<(), ApiError> {
     let root = root_of(record_key)
         .ok_or_else(|| ApiError::internal(format!("not a lease record: {record_key}")))?;
-    let budget = Budget {
+    let budget = LeaseCall {
         now_ms: state.now().timestamp_millis(),
         markers: Vec::new(),
         ops: Vec::new(),
-        record_key: budget_key(root, &format!("fallback-return:{record_key}")),
+        record_key: lease_key(root, &format!("fallback-return:{record_key}")),
         levels: Vec::new(),
         gateway: String::new(),
         tenant: String::new(),
@@ -231,17 +232,17 @@ async fn give_back(state: &AppState, record_key: &str, spent: u64) -> Result<(),
         min_grant: 1,
         ttl_ms: 0,
         record_ttl_ms: 1,
-        previous: Some(BudgetReturn {
+        previous: Some(ReturnedLease {
             record_key: record_key.to_string(),
             spent,
         }),
         deadline_ms: None,
     };
     let deadline = Deadline::after(Duration::from_secs(5));
-    let answer = decision::redis_call(state, deadline, state.store.budget(&budget))
+    let answer = decision::redis_call(state, deadline, state.store.lease(&budget))
         .await
         .map_err(|e| state.redis_error(e))?;
-    if let Seeded::Done(BudgetOutcome::Done(done)) = &answer {
+    if let Seeded::Done(LeaseOutcome::Done(done)) = &answer {
         state
             .metrics
             .lease_units

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::accounting::Planned;
 use crate::metrics::Metrics;
+use crate::plan::Planned;
 use crate::repo::{HistoryRow, QuotaRepo, RepoError};
-use crate::settlement::Counter;
+use crate::store::Counter;
 use crate::store::{CounterStore, StoreError};
 
 /// At most this many counters wait to be persisted.

@@ -19,10 +19,8 @@
 //! - [`metrics`] — the Prometheus registry; [`error`] — problem+json errors.
 //! - [`cli`] — the admin subcommands and `tollgate apply`.
 
-pub mod accounting;
 pub mod audit;
 pub mod breaker;
-pub mod budget;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -34,12 +32,10 @@ pub mod flusher;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod repo;
-pub mod settlement;
 pub mod state;
 pub mod store;
-#[cfg(test)]
-mod test_fixtures;
 pub mod usage;
 
 /// The migrations in `control-plane/migrations/`, embedded at build time.

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use tollgate_control_plane::budget::LeaseSettings;
-use tollgate_control_plane::bus::{self, Bus};
+use tollgate_control_plane::bus;
 use tollgate_control_plane::config::{
     Cli, Command, LogFormat, MigrateArgs, RedisOutage, Secret, ServeArgs,
 };
 use tollgate_control_plane::http::auth::TokenDigest;
 use tollgate_control_plane::http::Listeners;
+use tollgate_control_plane::plan::lease::LeaseSettings;
+use tollgate_control_plane::store::bus::Bus;
 use tollgate_control_plane::store::{CounterStore, RedisStore, RedisTls};
 use tollgate_control_plane::{serve, AppConfig, AppState, MIGRATOR};
 use tracing_subscriber::EnvFilter;

@@ -9,15 +9,15 @@ use sqlx::PgPool;
 
 use crate::audit::EventSink;
 use crate::breaker::Breaker;
-use crate::budget::LeaseSettings;
-use crate::bus::Bus;
 use crate::config::{RedisOutage, Secret};
 use crate::definitions::DefinitionsCache;
 use crate::error::ApiError;
 use crate::flusher::UsageFlusher;
 use crate::http::auth::TokenDigest;
 use crate::metrics::Metrics;
+use crate::plan::lease::LeaseSettings;
 use crate::repo::{QuotaRepo, RepoError};
+use crate::store::bus::Bus;
 use crate::store::{CounterStore, StoreError};
 
 /// What the handlers need from the configuration.

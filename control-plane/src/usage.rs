@@ -7,13 +7,13 @@ use serde_json::json;
 use tollgate_protocol::Decision;
 use utoipa::ToSchema;
 
-use crate::accounting::{plan, policy_status, Planned, Select};
 use crate::decision::{resolve_fresh, run};
 use crate::error::ApiError;
 use crate::model::resolve::Resolved;
 use crate::model::views::LimitSpec;
 use crate::model::window::WindowKind;
 use crate::model::Span;
+use crate::plan::{plan, policy_status, Planned, Select};
 use crate::repo::NewEvent;
 use crate::state::AppState;
 use crate::store::{Adjustment, CallMode};
@@ -190,7 +190,7 @@ pub async fn change(
         let (Some(series), Some(current)) = (p.series(), p.windows.first()) else {
             continue;
         };
-        let ttl = crate::accounting::counter_ttl_s(series, current, now);
+        let ttl = crate::plan::counter_ttl_s(series, current, now);
         let (before, after) = state
             .store
             .adjust(&p.keys, adjustment, ttl)

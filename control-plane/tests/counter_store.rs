@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
-use tollgate_control_plane::accounting::{self, Select};
-use tollgate_control_plane::bus::{Bus, MemoryBus};
 use tollgate_control_plane::model::resolve::{Resolved, ResolvedLevel};
 use tollgate_control_plane::model::window::{Period, Series, WindowKind};
 use tollgate_control_plane::model::{LimitDef, Mode, Span};
-use tollgate_control_plane::settlement;
+use tollgate_control_plane::plan::settlement;
+use tollgate_control_plane::plan::{self, Select};
+use tollgate_control_plane::store::bus::{Bus, MemoryBus};
 use tollgate_control_plane::store::{
-    budget_holders_key, budget_key, check_record_key, counter_key, gauge_key, lease_record_key,
-    marker_key, settlement_key, Adjustment, Budget, BudgetLevel, BudgetOutcome, BudgetReply,
-    BudgetReturn, Budgeted, Call, CallMode, Change, CounterStore, Grant, Lease, MemoryStore, Move,
-    Op, OpKind, Outcome, RedisStore, Release, Reply, Seed, SettleOutcome, SettleReply, Settled,
+    check_record_key, counter_key, gauge_key, hold_record_key, lease_holders_key, lease_key,
+    marker_key, settlement_key, Adjustment, Call, CallMode, Change, CounterStore, Grant, Hold,
+    LeaseCall, LeaseLevel, LeaseOutcome, LeaseReply, Leased, MemoryStore, Move, Op, OpKind,
+    Outcome, RedisStore, Release, Reply, ReturnedLease, Seed, SettleOutcome, SettleReply, Settled,
     Settlement, Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
 };
 use tollgate_e2e::process::free_port;
@@ -65,7 +65,7 @@ fn call(mode: CallMode, markers: Vec<String>, ops: Vec<Op>) -> Call {
         now: Utc::now().timestamp(),
         markers,
         ops,
-        lease: None,
+        hold: None,
         check_record: None,
         deadline_ms: None,
     }
@@ -398,10 +398,10 @@ async fn a_rolling_window_is_the_sum_of_its_buckets(store: Arc<dyn CounterStore>
     );
 }
 
-fn lease(root: &str, id: &str) -> Lease {
-    Lease {
+fn hold(root: &str, id: &str) -> Hold {
+    Hold {
         request_id: id.into(),
-        record_key: lease_record_key(root, id),
+        record_key: hold_record_key(root, id),
         ttl_s: 60,
     }
 }
@@ -413,7 +413,7 @@ fn take_slot(root: &str, id: &str, slots: u64, now: i64) -> Call {
         now,
         markers: vec![],
         ops: vec![gauge(root, 1, slots)],
-        lease: Some(lease(root, id)),
+        hold: Some(hold(root, id)),
         check_record: None,
         deadline_ms: None,
     }
@@ -432,14 +432,14 @@ async fn gauge_slots_are_held_until_released(store: Arc<dyn CounterStore>) {
     assert_eq!(full.used, vec![2]);
     assert_eq!(
         store
-            .release(&lease_record_key(root, "a"), "a")
+            .release(&hold_record_key(root, "a"), "a")
             .await
             .unwrap(),
         1
     );
     assert_eq!(
         store
-            .release(&lease_record_key(root, "a"), "a")
+            .release(&hold_record_key(root, "a"), "a")
             .await
             .unwrap(),
         0,
@@ -565,7 +565,7 @@ fn settlement(root: &str, id: &str, markers: Vec<String>, moves: Vec<Move>) -> S
 /// What a settlement gives back of the gauge slots request `id` of `root` holds.
 fn release_of(root: &str, id: &str) -> Release {
     Release {
-        record_key: lease_record_key(root, id),
+        record_key: hold_record_key(root, id),
         request_id: id.into(),
     }
 }
@@ -720,7 +720,7 @@ async fn check_tokens(
     at: DateTime<Utc>,
 ) {
     let amounts = BTreeMap::from([("tokens".to_string(), amount)]);
-    let plan = accounting::plan(
+    let plan = plan::plan(
         resolved,
         Select::Amounts(&amounts),
         CallMode::Check,
@@ -1033,7 +1033,7 @@ fn limit_of(key: &str, cap: u64, marker: usize) -> Op {
     }
 }
 
-/// Lease `id` of `root`'s `requests` by `gateway`: up to `want` under `ops` (all of one
+/// Hold `id` of `root`'s `requests` by `gateway`: up to `want` under `ops` (all of one
 /// level, `root`'s), for 10 s, returning nothing.
 fn budget(
     root: &str,
@@ -1042,13 +1042,13 @@ fn budget(
     markers: &[String],
     ops: Vec<Op>,
     want: u64,
-) -> Budget {
-    Budget {
+) -> LeaseCall {
+    LeaseCall {
         now_ms: Utc::now().timestamp_millis(),
         markers: markers.to_vec(),
-        record_key: budget_key(root, id),
-        levels: vec![BudgetLevel {
-            holders_key: budget_holders_key(root, root, "requests"),
+        record_key: lease_key(root, id),
+        levels: vec![LeaseLevel {
+            holders_key: lease_holders_key(root, root, "requests"),
             ops: (0..ops.len()).collect(),
         }],
         ops,
@@ -1064,10 +1064,10 @@ fn budget(
 }
 
 /// `budget` giving back lease `id` of its tree, of which `spent` was spent.
-fn returning(budget: Budget, root: &str, id: &str, spent: u64) -> Budget {
-    Budget {
-        previous: Some(BudgetReturn {
-            record_key: budget_key(root, id),
+fn returning(budget: LeaseCall, root: &str, id: &str, spent: u64) -> LeaseCall {
+    LeaseCall {
+        previous: Some(ReturnedLease {
+            record_key: lease_key(root, id),
             spent,
         }),
         ..budget
@@ -1075,15 +1075,15 @@ fn returning(budget: Budget, root: &str, id: &str, spent: u64) -> Budget {
 }
 
 /// Runs `budget`, which must find its markers and return no overspent lease.
-async fn leased(store: &dyn CounterStore, budget: &Budget) -> Budgeted {
-    match store.budget(budget).await.unwrap() {
-        BudgetReply::Done(BudgetOutcome::Done(budgeted)) => budgeted,
+async fn leased(store: &dyn CounterStore, budget: &LeaseCall) -> Leased {
+    match store.lease(budget).await.unwrap() {
+        LeaseReply::Done(LeaseOutcome::Done(budgeted)) => budgeted,
         other => panic!("{other:?} for {budget:?}"),
     }
 }
 
 /// What `budget` reserved now (a duplicate or an exhausted limit fails the test).
-async fn granted(store: &dyn CounterStore, budget: &Budget) -> u64 {
+async fn granted(store: &dyn CounterStore, budget: &LeaseCall) -> u64 {
     match leased(store, budget).await.grant {
         Grant::Reserved { granted, .. } => granted,
         other => panic!("{other:?} for {budget:?}"),
@@ -1120,7 +1120,7 @@ async fn a_budget_is_reserved_at_every_level_at_once(store: Arc<dyn CounterStore
     let done = leased(store.as_ref(), &lease).await;
     assert_eq!(
         done,
-        Budgeted {
+        Leased {
             grant: Grant::Reserved {
                 granted: 30,
                 ttl_ms: 10_000
@@ -1206,13 +1206,13 @@ async fn headroom_is_split_between_the_gateways_holding_budgets(store: Arc<dyn C
         vec![718]
     );
     // Once their leases are over, gateways no longer count: c is alone, 282 / 2.
-    let later = Budget {
+    let later = LeaseCall {
         now_ms: next.now_ms + 10_001,
         ..ask("c1", "c")
     };
     assert_eq!(granted(store.as_ref(), &later).await, 141);
     // At most what was asked for.
-    let small = Budget {
+    let small = LeaseCall {
         want: 3,
         ..ask("c2", "c")
     };
@@ -1244,7 +1244,7 @@ async fn near_the_limit_a_budget_is_zero_and_nothing_is_reserved(store: Arc<dyn 
         );
     }
     // A request for nothing (a return only) reserves nothing either.
-    let nothing = Budget {
+    let nothing = LeaseCall {
         want: 0,
         ..ask("n3")
     };
@@ -1291,8 +1291,8 @@ async fn a_returned_budget_refunds_its_unspent_part_once(store: Arc<dyn CounterS
     assert_eq!(granted(store.as_ref(), &ask("r4", 50)).await, 50);
     let over = returning(ask("r5", 50), root, "r4", 51);
     assert_eq!(
-        store.budget(&over).await.unwrap(),
-        BudgetReply::Done(BudgetOutcome::Overspent { granted: 50 })
+        store.lease(&over).await.unwrap(),
+        LeaseReply::Done(LeaseOutcome::Overspent { granted: 50 })
     );
     assert_eq!(used(store.as_ref(), &keys).await, vec![80, 80]);
     // Usage reset meanwhile: the refund never takes a counter below zero.
@@ -1316,7 +1316,7 @@ async fn a_retried_lease_is_answered_again_without_a_second_reservation(
     let first = budget(root, "t1", "g", &markers, ops, 40);
     assert_eq!(granted(store.as_ref(), &first).await, 40);
     // The answer was lost; the gateway asks again, 4 s later, with the same id.
-    let retry = Budget {
+    let retry = LeaseCall {
         now_ms: first.now_ms + 4_000,
         ..first.clone()
     };
@@ -1338,7 +1338,7 @@ async fn a_retried_lease_is_answered_again_without_a_second_reservation(
         vec![45]
     );
     // Past its time, a retry is answered with no time left.
-    let late = Budget {
+    let late = LeaseCall {
         now_ms: first.now_ms + 20_000,
         ..first
     };
@@ -1358,7 +1358,7 @@ async fn a_budget_returned_after_its_record_expired_refunds_nothing(store: Arc<d
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let counter = key(root, root, 0);
     let ops = vec![limit_of(&counter, 1_000, 0)];
-    let short = Budget {
+    let short = LeaseCall {
         ttl_ms: 1_000,
         record_ttl_ms: 1_000,
         ..budget(root, "e1", "g", &markers, ops.clone(), 100)
@@ -1382,8 +1382,8 @@ async fn a_budget_on_a_store_that_lost_its_counters_is_reseeded_first(
     let ops = vec![limit_of(&user, 1_000, 0), limit_of(&org, 1_000, 1)];
     let lease = budget(root, "s1", "g", &markers, ops, 10_000);
     assert_eq!(
-        store.budget(&lease).await.unwrap(),
-        BudgetReply::NeedsSeed(vec![0, 1])
+        store.lease(&lease).await.unwrap(),
+        LeaseReply::NeedsSeed(vec![0, 1])
     );
     let keys = [user.clone(), org.clone()];
     assert_eq!(store.snapshot(&keys).await.unwrap(), vec![None, None]);
@@ -1407,7 +1407,7 @@ async fn a_budget_on_a_store_that_lost_its_counters_is_reseeded_first(
     assert_eq!(used(store.as_ref(), &keys).await, vec![950, 850]);
 }
 
-/// Lease `id` of `tenant`'s `requests` (a child of `root`) by `gateway`: up to `want`,
+/// Hold `id` of `tenant`'s `requests` (a child of `root`) by `gateway`: up to `want`,
 /// under the tenant's own limit of `own` and the org's of `org_hard`, each level sharing
 /// its headroom between its own holders.
 fn child_budget(
@@ -1416,20 +1416,20 @@ fn child_budget(
     (id, gateway): (&str, &str),
     (own, org_hard): (u64, u64),
     want: u64,
-) -> Budget {
+) -> LeaseCall {
     let markers = vec![marker_key(root, tenant), marker_key(root, root)];
     let ops = vec![
         limit_of(&key(root, tenant, 0), own, 0),
         limit_of(&key(root, root, 0), org_hard, 1),
     ];
-    Budget {
+    LeaseCall {
         levels: vec![
-            BudgetLevel {
-                holders_key: budget_holders_key(root, tenant, "requests"),
+            LeaseLevel {
+                holders_key: lease_holders_key(root, tenant, "requests"),
                 ops: vec![0],
             },
-            BudgetLevel {
-                holders_key: budget_holders_key(root, root, "requests"),
+            LeaseLevel {
+                holders_key: lease_holders_key(root, root, "requests"),
                 ops: vec![1],
             },
         ],
@@ -1495,7 +1495,7 @@ async fn siblings_share_their_parents_headroom_instead_of_starving_it(
     assert_eq!(done.used, vec![0, 295 + total]);
     // Once their leases are over, holders no longer count, at any level: g0 is alone.
     let mut left = headroom - total - 2;
-    let later = |tenant: usize, id: &str| Budget {
+    let later = |tenant: usize, id: &str| LeaseCall {
         now_ms: last.now_ms + 10_001,
         ..child_budget(root, &tenants[tenant], (id, "g0"), (OWN, ORG_HARD), 50_000)
     };
@@ -1578,7 +1578,7 @@ async fn a_lease_the_store_gets_after_its_deadline_grants_nothing_but_takes_back
     let ops = vec![limit_of(&counter, 1_000, 0)];
     let first = budget(root, "l1", "g", &markers, ops.clone(), 100);
     assert_eq!(granted(store.as_ref(), &first).await, 100);
-    let late = Budget {
+    let late = LeaseCall {
         deadline_ms: deadline_in(-1),
         ..returning(budget(root, "l2", "g", &markers, ops, 100), root, "l1", 40)
     };
@@ -1596,7 +1596,7 @@ async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn Counter
     let markers = seeded(store.as_ref(), root, &[root]).await;
     let (minute, month) = (vec![key(root, root, 0)], vec![key(root, root, 1)]);
     let check = |id: &str, amount| Call {
-        lease: Some(lease(root, id)),
+        hold: Some(hold(root, id)),
         check_record: Some(check_record_key(root, id)),
         ..call(
             CallMode::Check,
@@ -1613,7 +1613,7 @@ async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn Counter
     let counters = [minute[0].clone(), month[0].clone()];
     assert_eq!(used(store.as_ref(), &counters).await, vec![12, 12]);
     // r1's answer never reached the filter, which refused the request: take it back.
-    let records = (lease_record_key(root, "r1"), check_record_key(root, "r1"));
+    let records = (hold_record_key(root, "r1"), check_record_key(root, "r1"));
     let cancelled = store.cancel(&records.0, &records.1, "r1").await.unwrap();
     assert_eq!(
         (cancelled.released, cancelled.refunded, cancelled.keys.len()),
@@ -1627,7 +1627,7 @@ async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn Counter
     );
     // Again (a retry), or for a check never counted: nothing changes.
     for id in ["r1", "never"] {
-        let (lease, check) = (lease_record_key(root, id), check_record_key(root, id));
+        let (lease, check) = (hold_record_key(root, id), check_record_key(root, id));
         assert_eq!(
             store.cancel(&lease, &check, id).await.unwrap(),
             Default::default()
@@ -1636,7 +1636,7 @@ async fn a_refused_check_is_taken_back_once_with_its_slot(store: Arc<dyn Counter
     assert_eq!(used(store.as_ref(), &counters).await, vec![5, 5]);
     // A rejected check records nothing to take back.
     assert!(!run(store.as_ref(), &check("r3", 99)).await.admitted);
-    let (lease, record) = (lease_record_key(root, "r3"), check_record_key(root, "r3"));
+    let (lease, record) = (hold_record_key(root, "r3"), check_record_key(root, "r3"));
     assert_eq!(
         store.cancel(&lease, &record, "r3").await.unwrap().refunded,
         0
@@ -1657,7 +1657,7 @@ async fn a_check_that_arrives_after_its_take_back_counts_nothing(store: Arc<dyn 
         )
     };
     // The filter gave up on c1 and its take-back got to the store first.
-    let (lease, record) = (lease_record_key(root, "c1"), check_record_key(root, "c1"));
+    let (lease, record) = (hold_record_key(root, "c1"), check_record_key(root, "c1"));
     let cancelled = store.cancel(&lease, &record, "c1").await.unwrap();
     assert_eq!(cancelled, Default::default());
     let late = store.call(&check("c1")).await;
@@ -1668,7 +1668,7 @@ async fn a_check_that_arrives_after_its_take_back_counts_nothing(store: Arc<dyn 
     assert_eq!(used(store.as_ref(), &counter).await, vec![0]);
     // Other checks count, and one taken back after it ran cannot run again.
     assert!(run(store.as_ref(), &check("c2")).await.admitted);
-    let (lease, record) = (lease_record_key(root, "c2"), check_record_key(root, "c2"));
+    let (lease, record) = (hold_record_key(root, "c2"), check_record_key(root, "c2"));
     assert_eq!(
         store.cancel(&lease, &record, "c2").await.unwrap().refunded,
         5

@@ -5,13 +5,13 @@ use tollgate_protocol::{LeaseRequest, LeaseResponse};
 
 use super::validate::validate_lease;
 use super::{counted, record_events, reseeding, resolve_cached, Deadline};
-use crate::accounting::{crosses_warning, Planned};
-use crate::budget::{self, BudgetError};
 use crate::error::ApiError;
 use crate::fallback;
-use crate::settlement::Counter;
+use crate::plan::lease::{self as lease_plan, LeaseError};
+use crate::plan::{crosses_warning, Planned};
 use crate::state::AppState;
-use crate::store::{BudgetOutcome, Budgeted, Grant};
+use crate::store::Counter;
+use crate::store::{Grant, LeaseOutcome, Leased};
 
 /// Gives back `request.previous` and reserves a budget, counting the outcome.
 pub async fn lease(
@@ -42,37 +42,37 @@ async fn lease_counted(
         resolve_cached(state, &request.tenant, &request.roles, deadline).await?
     else {
         // Nothing was ever leased to it: nothing to give back either.
-        return Ok((budget::unknown_tenant(&request.tenant), "rejected"));
+        return Ok((lease_plan::unknown_tenant(&request.tenant), "rejected"));
     };
-    let plan = budget::plan(&resolved, request, &state.config.leases, now);
+    let plan = lease_plan::plan(&resolved, request, &state.config.leases, now);
     let mut plan = plan.map_err(|error| match &error {
-        BudgetError::Gauge(_) => ApiError::field("resource", error.to_string()),
-        BudgetError::NoWindow(_) => ApiError::internal(error.to_string()),
+        LeaseError::Gauge(_) => ApiError::field("resource", error.to_string()),
+        LeaseError::NoWindow(_) => ApiError::internal(error.to_string()),
     })?;
-    plan.budget.deadline_ms = Some(deadline.unix_ms());
+    plan.call.deadline_ms = Some(deadline.unix_ms());
     let outcome = reseeding(
         state,
         &resolved.root,
         &plan.marker_tenants,
         deadline,
         "lease",
-        || state.store.budget(&plan.budget),
+        || state.store.lease(&plan.call),
     )
     .await;
     let outcome = match outcome {
         // No budgets while Redis is down: the gateway checks each request, and the
         // fallback counts them; the returned lease is refunded once Redis is back.
         Err(error) if fallback::redis_down(state, &error) => {
-            if let Some(previous) = &plan.budget.previous {
+            if let Some(previous) = &plan.call.previous {
                 fallback::remember_return(state, previous, deadline, error).await?;
             }
-            return Ok((budget::per_request(&request.tenant), "per_request"));
+            return Ok((lease_plan::per_request(&request.tenant), "per_request"));
         }
         outcome => outcome?,
     };
     let budgeted = match outcome {
-        BudgetOutcome::Done(budgeted) => budgeted,
-        BudgetOutcome::Overspent { granted } => {
+        LeaseOutcome::Done(budgeted) => budgeted,
+        LeaseOutcome::Overspent { granted } => {
             return Err(ApiError::field(
                 "previous.spent",
                 format!("more than the lease granted ({granted}); nothing changed"),
@@ -80,7 +80,7 @@ async fn lease_counted(
         }
     };
     record(state, &request.tenant, &plan.planned, &budgeted, now);
-    let response = budget::answer(&request.tenant, &plan.planned, &budgeted, now)
+    let response = lease_plan::answer(&request.tenant, &plan.planned, &budgeted, now)
         .map_err(ApiError::internal)?;
     let outcome = match budgeted.grant {
         Grant::Duplicate { .. } => "duplicate",
@@ -99,7 +99,7 @@ fn record(
     state: &AppState,
     tenant: &str,
     planned: &[Planned],
-    budgeted: &Budgeted,
+    budgeted: &Leased,
     now: DateTime<Utc>,
 ) {
     let mut moved: Vec<Counter> = (budgeted.refunded_keys.iter())
@@ -113,7 +113,7 @@ fn record(
         }
         Grant::Reserved { granted: g, .. } if g > 0 => {
             granted = g;
-            moved.extend(planned.iter().filter_map(Counter::current));
+            moved.extend(planned.iter().filter_map(Planned::current_counter));
             let crossed: Vec<usize> = (planned.iter().zip(used).enumerate())
                 .filter(|(_, (p, &used))| crosses_warning(&p.def.limit, used, granted))
                 .map(|(i, _)| i)

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use prometheus::IntCounterVec;
 use tollgate_protocol::{CheckRequest, CheckResponse, Decision, ReleaseRequest, ReleaseResponse};
 
-use crate::accounting::{self, counter_ttl_s, decide, plan, Plan, PlanError, Planned, Select};
 use crate::audit::LimitRef;
 use crate::breaker::State as BreakerState;
 use crate::definitions::Freshness;
@@ -20,9 +19,12 @@ use crate::fallback;
 use crate::model::resolve::{resolve, Resolved};
 use crate::model::window::{Series, Window};
 use crate::model::{Catalog, Chain};
+use crate::plan::{
+    self as accounting, counter_ttl_s, decide, plan, Plan, PlanError, Planned, Select,
+};
 use crate::state::AppState;
 use crate::store::{
-    check_record_key, counter_key, lease_record_key, marker_key, CallMode, Outcome, Seed, Seeded,
+    check_record_key, counter_key, hold_record_key, marker_key, CallMode, Outcome, Seed, Seeded,
     StoreError,
 };
 
@@ -436,7 +438,7 @@ pub async fn release(
     let (released, refunded) = if request.refund {
         cancel_check(state, root, id, deadline).await?
     } else {
-        let record = lease_record_key(root, id);
+        let record = hold_record_key(root, id);
         let released = redis_call(state, deadline, state.store.release(&record, id))
             .await
             .map_err(|e| state.redis_error(e))?;
@@ -456,12 +458,12 @@ async fn cancel_check(
     deadline: Deadline,
 ) -> Result<(u64, u64), ApiError> {
     let check = check_record_key(root, id);
-    let record = lease_record_key(root, id);
+    let record = hold_record_key(root, id);
     let (released, refunded) =
         match redis_call(state, deadline, state.store.cancel(&record, &check, id)).await {
             Ok(cancelled) => {
                 let counters: Vec<_> = (cancelled.keys.iter())
-                    .filter_map(|key| crate::settlement::Counter::from_key(key))
+                    .filter_map(|key| crate::store::Counter::from_key(key))
                     .collect();
                 state.flusher.touch_counters(&counters);
                 let refunded =

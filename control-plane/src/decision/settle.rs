@@ -6,9 +6,9 @@ use super::validate::validate_settle;
 use super::{counted, reseeding, resolve_cached, Deadline};
 use crate::error::ApiError;
 use crate::fallback;
-use crate::settlement::{self, SettleError};
+use crate::plan::settlement::{self, SettleError};
 use crate::state::AppState;
-use crate::store::{lease_record_key, Release, SettleOutcome};
+use crate::store::{hold_record_key, Release, SettleOutcome};
 
 /// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
 pub async fn settle(
@@ -46,7 +46,7 @@ async fn settle_counted(
         return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
     };
     let release = request.release_request_id.as_ref().map(|id| Release {
-        record_key: lease_record_key(&resolved.root, id),
+        record_key: hold_record_key(&resolved.root, id),
         request_id: id.clone(),
     });
     let plan = settlement::plan(

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 use tollgate_protocol::{CheckRequest, LeaseRequest, ReleaseRequest, SettleRequest};
 
-use crate::budget::BudgetError;
 use crate::error::ApiError;
 use crate::model::names::{
     is_valid_request_id, is_valid_resource, is_valid_role, is_valid_tenant_id, GATEWAY_RULE,
     LEASE_ID_RULE, REQUEST_ID_RULE, RESOURCE_RULE, ROLE_RULE, SETTLEMENT_ID_RULE, TENANT_RULE,
 };
-use crate::settlement::SettleError;
+use crate::plan::lease::LeaseError;
+use crate::plan::settlement::SettleError;
 use crate::store::COUNTER_MAX;
 
 /// At most this many resources in one check.
@@ -143,7 +143,7 @@ pub(super) fn validate_lease(request: &LeaseRequest) -> Result<(), ApiError> {
         // A gauge under every tier: refused before any lookup.
         return Err(ApiError::field(
             "resource",
-            BudgetError::Gauge(request.resource.clone()).to_string(),
+            LeaseError::Gauge(request.resource.clone()).to_string(),
         ));
     }
     if request.want > COUNTER_MAX {

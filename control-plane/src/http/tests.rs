@@ -12,10 +12,10 @@ use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
 use super::{app, app_for, Surface};
-use crate::bus::MemoryBus;
 use crate::config::Secret;
 use crate::http::auth::TokenDigest;
 use crate::state::{AppConfig, AppState};
+use crate::store::bus::MemoryBus;
 use crate::store::MemoryStore;
 
 const TOKEN: &str = "test-admin-token";

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 
 use super::{QuotaRepo, RepoError};
-use crate::settlement::Counter;
+use crate::store::Counter;
 use crate::store::CHECK_RECORD_TTL_MS;
 
 /// One limit of a fallback check.

@@ -11,8 +11,9 @@ use axum::http::{Method, StatusCode};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tollgate_control_plane::bus::{self, Bus, MemoryBus};
+use tollgate_control_plane::bus;
 use tollgate_control_plane::config::RedisOutage;
+use tollgate_control_plane::store::bus::{Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 
 use crate::support::{assert_invalid, assert_problem, enc, one_changed, one_removed, Api, Reply};

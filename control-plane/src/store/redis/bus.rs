@@ -1,10 +1,10 @@
 //! The invalidation bus on Redis: a stream every control plane appends to and reads
-//! from (see [`crate::bus`]).
+//! from (see `store::bus`).
 
-use crate::bus::{Bus, Message, STREAM_KEY, STREAM_MAX_LEN};
-use crate::store::StoreFuture;
+use crate::store::bus::{Bus, Message, STREAM_KEY, STREAM_MAX_LEN};
+use crate::store::counter_store::StoreFuture;
 
-use super::RedisStore;
+use super::store::RedisStore;
 
 /// The entries of one stream as XREAD and XREVRANGE answer them: (id, [field, value]).
 type StreamEntries = Vec<(String, Vec<String>)>;

@@ -11,7 +11,7 @@ use redis::{
     TlsCertificates,
 };
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// What a `rediss://` connection trusts and presents beyond the defaults, as PEM read
 /// once at start-up. The default (nothing set) leaves the URL to decide: plain for

@@ -1,5 +1,4 @@
-//! What the unit tests of the pure planners ([`accounting`](crate::accounting) and
-//! [`settlement`](crate::settlement)) share: resolved tenant chains built by hand, one
+//! What the unit tests of the pure planners share: resolved tenant chains built by hand, one
 //! fixed instant, amounts by resource.
 
 use std::collections::BTreeMap;
@@ -7,7 +6,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::model::resolve::{Resolved, ResolvedLevel};
-use crate::model::{LimitDef, Mode};
+use crate::model::window::{Period, Series};
+use crate::model::{LimitDef, Mode, Span};
+use tollgate_protocol::{Limit, WarnAt};
 
 /// One level of a chain: `tenant`'s `limits`, acting in `mode`, from no particular tier.
 pub fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {
@@ -36,4 +37,19 @@ pub fn now() -> DateTime<Utc> {
 /// Amounts by resource (unsigned for checks, signed for settlements).
 pub fn amounts<T: Copy>(items: &[(&str, T)]) -> BTreeMap<String, T> {
     items.iter().map(|(r, a)| (r.to_string(), *a)).collect()
+}
+
+/// A calendar limit of `quota` and `overage` per `period` on `resource`, warning at
+/// the default threshold.
+pub fn def(resource: &str, period: Period, quota: u64, overage: u64) -> LimitDef {
+    LimitDef {
+        resource: resource.into(),
+        span: Span::Window(Series::calendar(period)),
+        limit: Limit {
+            quota,
+            overage,
+            warn_at: WarnAt::DEFAULT,
+            unlimited: false,
+        },
+    }
 }

@@ -10,7 +10,7 @@
 //! Its size is the store's to decide, from the headroom it reads in the same step
 //! ([`Budget`]): each level of the chain with an enforced limit of the resource shares
 //! its own headroom between the budgets held at or below it — every gateway and tenant
-//! holding one ([`BudgetLevel`]) — so that the many tenants of one parent split the
+//! holding one ([`LeaseLevel`]) — so that the many tenants of one parent split the
 //! parent's headroom instead of each taking half of it. What is planned here are those
 //! levels, the most a budget may be and how long it lasts: at most the configured lease
 //! TTL, and never past the end of a charged counter's window (for a rolling limit, its
@@ -24,13 +24,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tollgate_protocol::{Decision, LeaseRequest, LeaseResponse, Limit, RejectReason};
 
-use crate::accounting::{self, decide, PlanError, Planned, Select};
+use super::answer::decide;
+use super::check::{plan as plan_check, Plan, PlanError, Planned, Select};
+use super::settlement::is_gauge;
 use crate::model::resolve::Resolved;
 use crate::model::Mode;
-use crate::settlement::is_gauge;
 use crate::store::{
-    budget_holders_key, budget_key, Budget, BudgetLevel, BudgetReturn, Budgeted, CallMode, Grant,
-    Outcome,
+    lease_holders_key, lease_key, CallMode, Grant, LeaseCall, LeaseLevel, Leased, Outcome,
+    ReturnedLease,
 };
 
 /// A lease shorter than this is not worth granting: the gateway checks each request.
@@ -64,11 +65,11 @@ impl Default for LeaseSettings {
     }
 }
 
-/// A planned budget call and what each of its ops is.
+/// A planned lease call and what each of its ops is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BudgetPlan {
+pub struct LeasePlan {
     /// The store call.
-    pub budget: Budget,
+    pub call: LeaseCall,
     /// One entry per op of the call (their amounts are 0: the store decides the grant).
     pub planned: Vec<Planned>,
     /// The tenant of each seed marker of the call.
@@ -77,7 +78,7 @@ pub struct BudgetPlan {
 
 /// Why a lease cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BudgetError {
+pub enum LeaseError {
     /// The resource is a gauge: it holds slots per request, it cannot be leased.
     #[error("resource {0} is a gauge (no period): it cannot be leased; check each request")]
     Gauge(String),
@@ -86,23 +87,23 @@ pub enum BudgetError {
     NoWindow(String),
 }
 
-/// The budget call for `request` by a tenant resolved as `resolved`, at `now`.
+/// The lease call for `request` by a tenant resolved as `resolved`, at `now`.
 pub fn plan(
     resolved: &Resolved,
     request: &LeaseRequest,
     settings: &LeaseSettings,
     now: DateTime<Utc>,
-) -> Result<BudgetPlan, BudgetError> {
+) -> Result<LeasePlan, LeaseError> {
     if is_gauge(resolved, &request.resource) {
-        return Err(BudgetError::Gauge(request.resource.clone()));
+        return Err(LeaseError::Gauge(request.resource.clone()));
     }
     // The counters a check of the resource counts in, with nothing added.
     let amounts = BTreeMap::from([(request.resource.clone(), 0)]);
-    let accounting::Plan {
-        call,
+    let Plan {
+        call: check,
         planned,
         marker_tenants,
-    } = accounting::plan(
+    } = plan_check(
         resolved,
         Select::Amounts(&amounts),
         CallMode::Check,
@@ -111,8 +112,8 @@ pub fn plan(
         now,
     )
     .map_err(|error| match error {
-        PlanError::GaugeNeedsRequestId(resource) => BudgetError::Gauge(resource),
-        PlanError::NoWindow(series) => BudgetError::NoWindow(series),
+        PlanError::GaugeNeedsRequestId(resource) => LeaseError::Gauge(resource),
+        PlanError::NoWindow(series) => LeaseError::NoWindow(series),
     })?;
     let lease_ttl_ms = i64::try_from(settings.ttl.as_millis()).unwrap_or(i64::MAX);
     let ttl_ms = planned
@@ -127,11 +128,11 @@ pub fn plan(
         request.want.min(settings.max_budget)
     };
     let root = &resolved.root;
-    let budget = Budget {
+    let lease = LeaseCall {
         now_ms: now.timestamp_millis(),
-        markers: call.markers,
-        ops: call.ops,
-        record_key: budget_key(root, &request.id),
+        markers: check.markers,
+        ops: check.ops,
+        record_key: lease_key(root, &request.id),
         levels: levels(root, &request.resource, &planned),
         gateway: request.gateway.clone(),
         tenant: request.tenant.clone(),
@@ -139,15 +140,15 @@ pub fn plan(
         min_grant: settings.min_grant,
         ttl_ms,
         record_ttl_ms: ttl_ms.saturating_add(RECORD_GRACE_MS),
-        previous: request.previous.as_ref().map(|previous| BudgetReturn {
-            record_key: budget_key(root, &previous.id),
+        previous: request.previous.as_ref().map(|previous| ReturnedLease {
+            record_key: lease_key(root, &previous.id),
             spent: previous.spent,
         }),
         // The caller sets its own: planning knows no deadline.
         deadline_ms: None,
     };
-    Ok(BudgetPlan {
-        budget,
+    Ok(LeasePlan {
+        call: lease,
         planned,
         marker_tenants,
     })
@@ -156,8 +157,8 @@ pub fn plan(
 /// The levels whose enforced limits bound a budget of `resource` whose ops were
 /// `planned` (in chain order, one op per planned limit): a level in shadow mode, and an
 /// unlimited limit, bound nothing.
-fn levels(root: &str, resource: &str, planned: &[Planned]) -> Vec<BudgetLevel> {
-    let mut levels: Vec<(&str, BudgetLevel)> = Vec::new();
+fn levels(root: &str, resource: &str, planned: &[Planned]) -> Vec<LeaseLevel> {
+    let mut levels: Vec<(&str, LeaseLevel)> = Vec::new();
     let enforced = planned
         .iter()
         .enumerate()
@@ -167,8 +168,8 @@ fn levels(root: &str, resource: &str, planned: &[Planned]) -> Vec<BudgetLevel> {
             Some((_, level)) => level.ops.push(i),
             None => levels.push((
                 &p.tenant,
-                BudgetLevel {
-                    holders_key: budget_holders_key(root, &p.tenant, resource),
+                LeaseLevel {
+                    holders_key: lease_holders_key(root, &p.tenant, resource),
                     ops: vec![i],
                 },
             )),
@@ -194,7 +195,7 @@ pub fn warn_after(limit: &Limit) -> Option<u64> {
 pub fn answer(
     tenant: &str,
     planned: &[Planned],
-    budgeted: &Budgeted,
+    budgeted: &Leased,
     now: DateTime<Utc>,
 ) -> Result<LeaseResponse, String> {
     let (granted, ttl_ms, violated) = match budgeted.grant {
@@ -259,8 +260,8 @@ mod tests {
     use super::*;
     use crate::model::window::{Period, Series, WindowKind};
     use crate::model::{LimitDef, Mode, Span as LimitSpan};
+    use crate::plan::fixtures::{level, now, resolved};
     use crate::store::{OpKind, COUNTER_MAX};
-    use crate::test_fixtures::{level, now, resolved};
 
     fn def(resource: &str, series: Series, quota: u64) -> LimitDef {
         LimitDef {
@@ -313,30 +314,30 @@ mod tests {
         let settings = LeaseSettings::default();
         let p = plan(&chain(), &request(50_000), &settings, now()).unwrap();
         assert_eq!(p.planned.len(), 2, "request_bytes is not leased");
-        let caps: Vec<u64> = p.budget.ops.iter().map(|op| op.cap).collect();
+        let caps: Vec<u64> = p.call.ops.iter().map(|op| op.cap).collect();
         assert_eq!(caps, vec![100, COUNTER_MAX], "a shadow level never bounds");
-        assert!(p.budget.ops.iter().all(|op| op.amount == 0));
-        assert_eq!(p.budget.want, 10_000, "at most the configured maximum");
-        assert_eq!(p.budget.record_key, "tollgate:{acme}:b:g1-2");
+        assert!(p.call.ops.iter().all(|op| op.amount == 0));
+        assert_eq!(p.call.want, 10_000, "at most the configured maximum");
+        assert_eq!(p.call.record_key, "tollgate:{acme}:b:g1-2");
         assert_eq!(
-            p.budget.levels,
-            vec![BudgetLevel {
+            p.call.levels,
+            vec![LeaseLevel {
                 holders_key: "tollgate:{acme}:p:acme/app:requests".into(),
                 ops: vec![0],
             }],
             "the shadow level shares nothing"
         );
         assert_eq!(
-            (p.budget.gateway.as_str(), p.budget.tenant.as_str()),
+            (p.call.gateway.as_str(), p.call.tenant.as_str()),
             ("g1", "acme/app")
         );
-        let previous = p.budget.previous.unwrap();
+        let previous = p.call.previous.unwrap();
         assert_eq!(
             (previous.record_key.as_str(), previous.spent),
             ("tollgate:{acme}:b:g1-1", 3)
         );
         assert_eq!(p.marker_tenants, vec!["acme/app", "acme"]);
-        assert_eq!(p.budget.now_ms, now().timestamp_millis());
+        assert_eq!(p.call.now_ms, now().timestamp_millis());
     }
 
     #[test]
@@ -370,15 +371,15 @@ mod tests {
         let p = plan(&r, &app, &LeaseSettings::default(), now()).unwrap();
         assert_eq!(p.planned.len(), 4);
         assert_eq!(
-            p.budget.levels,
-            vec![BudgetLevel {
+            p.call.levels,
+            vec![LeaseLevel {
                 holders_key: "tollgate:{acme}:p:acme:requests".into(),
                 ops: vec![2, 3],
             }],
             "only the org's limits bound the grant: an unlimited limit and a shadow level \
              share nothing"
         );
-        assert_eq!(p.budget.tenant, "acme/team/app");
+        assert_eq!(p.call.tenant, "acme/team/app");
         // The app's own limit enforced too: a level of its own, first.
         let r = resolved(vec![
             level(
@@ -393,7 +394,7 @@ mod tests {
             ),
         ]);
         let p = plan(&r, &request(10), &LeaseSettings::default(), now()).unwrap();
-        let keys: Vec<(&str, &[usize])> = (p.budget.levels.iter())
+        let keys: Vec<(&str, &[usize])> = (p.call.levels.iter())
             .map(|l| (l.holders_key.as_str(), l.ops.as_slice()))
             .collect();
         assert_eq!(
@@ -410,14 +411,14 @@ mod tests {
         let settings = LeaseSettings::default();
         // 13:05:09: the minute resets in 51 s, past the 10 s lease.
         let p = plan(&chain(), &request(10), &settings, now()).unwrap();
-        assert_eq!(p.budget.ttl_ms, 10_000);
-        assert_eq!(p.budget.record_ttl_ms, 10_000 + RECORD_GRACE_MS);
+        assert_eq!(p.call.ttl_ms, 10_000);
+        assert_eq!(p.call.record_ttl_ms, 10_000 + RECORD_GRACE_MS);
         let near = Utc.with_ymd_and_hms(2026, 11, 17, 13, 5, 57).unwrap() + Span::milliseconds(250);
         let p = plan(&chain(), &request(10), &settings, near).unwrap();
-        assert_eq!((p.budget.ttl_ms, p.budget.want), (2_750, 10));
+        assert_eq!((p.call.ttl_ms, p.call.want), (2_750, 10));
         let too_near = near + Span::milliseconds(2_000);
         let p = plan(&chain(), &request(10), &settings, too_near).unwrap();
-        assert_eq!((p.budget.ttl_ms, p.budget.want), (750, 0), "no lease");
+        assert_eq!((p.call.ttl_ms, p.call.want), (750, 0), "no lease");
         // A rolling hour's current bucket is one minute.
         let rolling = Series {
             period: Period::Hour,
@@ -429,10 +430,10 @@ mod tests {
             vec![def("requests", rolling, 100)],
         )]);
         let p = plan(&r, &request(10), &settings, near).unwrap();
-        let OpKind::Window { keys, .. } = &p.budget.ops[0].kind else {
+        let OpKind::Window { keys, .. } = &p.call.ops[0].kind else {
             panic!("a window op");
         };
-        assert_eq!((keys.len(), p.budget.ttl_ms), (61, 2_750));
+        assert_eq!((keys.len(), p.call.ttl_ms), (61, 2_750));
     }
 
     #[test]
@@ -447,16 +448,16 @@ mod tests {
         let settings = LeaseSettings::default();
         assert_eq!(
             plan(&r, &slots, &settings, now()),
-            Err(BudgetError::Gauge("slots".into()))
+            Err(LeaseError::Gauge("slots".into()))
         );
         slots.resource = "concurrent_requests".into();
         assert!(matches!(
             plan(&r, &slots, &settings, now()),
-            Err(BudgetError::Gauge(_))
+            Err(LeaseError::Gauge(_))
         ));
         let p = plan(&r, &request(5), &settings, now()).unwrap();
-        assert!(p.budget.ops.is_empty() && p.budget.markers.is_empty());
-        assert_eq!(p.budget.want, 5);
+        assert!(p.call.ops.is_empty() && p.call.markers.is_empty());
+        assert_eq!(p.call.want, 5);
     }
 
     #[test]
@@ -472,8 +473,8 @@ mod tests {
         assert_eq!(warn_after(&limit), None);
     }
 
-    fn budgeted(grant: Grant, used: Vec<u64>) -> Budgeted {
-        Budgeted {
+    fn budgeted(grant: Grant, used: Vec<u64>) -> Leased {
+        Leased {
             grant,
             refunded: 4,
             refunded_keys: vec![],

@@ -1,5 +1,5 @@
-//! From a resolved tenant chain and a request's amounts to one atomic store call, and
-//! from the store's outcome to a decision — without I/O.
+//! From a resolved tenant chain and a request's amounts to one atomic store call —
+//! without I/O.
 //!
 //! Every limit of every requested resource at every level (user → team → organization)
 //! becomes one op of a single store call, so the request is counted everywhere or
@@ -8,31 +8,28 @@
 //! - A level in `off` mode is neither checked nor counted.
 //! - A level in `shadow` mode is counted but never rejects: its ops have no cap, and
 //!   passing its hard limit only marks the answer `shadow_reject` (status warning).
-//! - Per op the decision is [`Limit::decide`] on the usage before the request; the store
-//!   admits by the same rule (`used + amount <= hard`), so a request is counted exactly
-//!   when no enforced limit rejects it.
-//!
-//! [`Limit::decide`]: tollgate_protocol::Limit::decide
+//! - Each op's cap is the hard limit, which the store admits by
+//!   [`fits`](tollgate_protocol::decision::fits): a request is counted exactly when no
+//!   enforced limit rejects it ([`answer`](super::answer) decides from what it found).
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use tollgate_protocol::{CheckResponse, Decision, Limit, PolicyStatus, RejectReason};
 
 use crate::model::resolve::Resolved;
 use crate::model::window::{Series, Window};
 use crate::model::{LimitDef, Mode, Span};
-use crate::store::{
-    check_record_key, counter_key, gauge_key, lease_record_key, marker_key, Call, CallMode, Lease,
-    Op, OpKind, Outcome, COUNTER_MAX,
+use crate::store::keys::{
+    check_record_key, counter_key, gauge_key, hold_record_key, marker_key, Counter,
 };
+use crate::store::{Call, CallMode, Hold, Op, OpKind, COUNTER_MAX};
 
 /// The least a counter outlives the moment its usage stops counting: the history
 /// flusher reads its final value at the next flush (at most a minute later), or once
 /// PostgreSQL is back from an outage this short; late settlements, lease returns and
 /// take-backs arrive within two minutes.
 pub const MIN_COUNTER_GRACE_S: i64 = 300;
+
 /// The most a counter outlives it (the grace of day and longer windows).
 pub const MAX_COUNTER_GRACE_S: i64 = 86_400;
 
@@ -100,7 +97,7 @@ pub fn plan(
     select: Select<'_>,
     mode: CallMode,
     request_id: Option<&str>,
-    lease_ttl_s: i64,
+    hold_ttl_s: i64,
     now: DateTime<Utc>,
 ) -> Result<Plan, PlanError> {
     let mut planned = Vec::new();
@@ -170,11 +167,11 @@ pub fn plan(
             op_for(p, marker, now)
         })
         .collect();
-    let lease = match request_id {
-        Some(id) if holds_gauge => Some(Lease {
+    let hold = match request_id {
+        Some(id) if holds_gauge => Some(Hold {
             request_id: id.to_string(),
-            record_key: lease_record_key(&resolved.root, id),
-            ttl_s: lease_ttl_s,
+            record_key: hold_record_key(&resolved.root, id),
+            ttl_s: hold_ttl_s,
         }),
         _ => None,
     };
@@ -186,7 +183,7 @@ pub fn plan(
             .map(|t| marker_key(&resolved.root, t))
             .collect(),
         ops,
-        lease,
+        hold,
         check_record: match (mode, request_id) {
             (CallMode::Check, Some(id)) => Some(check_record_key(&resolved.root, id)),
             _ => None,
@@ -242,178 +239,16 @@ pub fn counter_ttl_s(series: Series, window: &Window, now: DateTime<Utc>) -> i64
     counts_until.saturating_add(grace)
 }
 
-/// A limit's status with `used` counted, as clients see it in headers.
-///
-/// For an `unlimited` limit, `limit` is the quota and `remaining` counts down to it
-/// (never negative): usage stays visible against the included amount, and nothing
-/// rejects at zero. Unlimited limits only bind a response when no other limit applies.
-pub fn policy_status(
-    planned: &Planned,
-    used: u64,
-    oldest: Option<usize>,
-    now: DateTime<Utc>,
-) -> PolicyStatus {
-    let def = &planned.def;
-    let limit = if def.limit.unlimited {
-        def.limit.quota
-    } else {
-        def.limit.hard()
-    };
-    let reset_after_s = match (planned.series(), planned.windows.as_slice()) {
-        (Some(series), [current, ..]) => {
-            // A rolling window frees up when its oldest used bucket slides out.
-            let window = oldest
-                .and_then(|i| planned.windows.get(i))
-                .unwrap_or(current);
-            match series.kind {
-                crate::model::window::WindowKind::Calendar => current.reset_after_s(now),
-                crate::model::window::WindowKind::Rolling => series.frees_after_s(window, now),
-            }
-        }
-        // A gauge frees up when a holder finishes: no time can be promised.
-        _ => 1,
-    };
-    PolicyStatus {
-        name: def.span.policy_name(),
-        tenant: Some(planned.tenant.clone()),
-        resource: def.resource.clone(),
-        quota: def.limit.quota,
-        limit,
-        used,
-        remaining: limit.saturating_sub(used),
-        reset_after_s,
-        window_s: match def.span {
-            Span::Window(series) => series.window_len_s(),
-            Span::Gauge => None,
-        },
-    }
-}
-
-/// Orders statuses by headroom, least first: bounded limits before unlimited ones, then
-/// by `remaining / limit` compared exactly (a zero limit has no headroom).
-fn headroom(a: (&PolicyStatus, bool), b: (&PolicyStatus, bool)) -> Ordering {
-    let ratio = |s: &PolicyStatus| {
-        if s.limit == 0 {
-            (0u128, 1u128)
-        } else {
-            (u128::from(s.remaining), u128::from(s.limit))
-        }
-    };
-    let ((an, ad), (bn, bd)) = (ratio(a.0), ratio(b.0));
-    a.1.cmp(&b.1).then((an * bd).cmp(&(bn * ad)))
-}
-
-/// Whether counting `amount` onto `before` takes `limit` past its warning threshold just
-/// now: the first warning of its window.
-pub fn crosses_warning(limit: &Limit, before: u64, amount: u64) -> bool {
-    amount > 0
-        && limit.decide(before, 0) == Decision::Allow
-        && limit.decide(before, amount) != Decision::Allow
-}
-
-/// A decision and what the control plane records about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decided {
-    /// The answer to the filter.
-    pub response: CheckResponse,
-    /// Ops whose usage crossed their warning threshold with this request: the first
-    /// warning of their window.
-    pub crossed_warning: Vec<usize>,
-    /// The op that rejected the request.
-    pub rejected_by: Option<usize>,
-    /// The op whose status the response names.
-    pub binding: Option<usize>,
-}
-
-/// The answer to a check of `tenant` whose ops were `planned` and whose store call
-/// returned `outcome`.
-pub fn decide(
-    tenant: &str,
-    planned: &[Planned],
-    outcome: &Outcome,
-    now: DateTime<Utc>,
-) -> Result<Decided, String> {
-    if outcome.used.len() != planned.len() || outcome.oldest.len() != planned.len() {
-        return Err("store answered for the wrong number of limits".into());
-    }
-    if !outcome.admitted {
-        let index = outcome
-            .violated
-            .filter(|&i| i < planned.len())
-            .ok_or("rejected check names no limit")?;
-        let policy = policy_status(
-            &planned[index],
-            outcome.used[index],
-            outcome.oldest[index],
-            now,
-        );
-        return Ok(Decided {
-            response: CheckResponse {
-                decision: Decision::Reject,
-                reason: Some(RejectReason::QuotaExceeded),
-                tenant: tenant.to_string(),
-                cache_reject_for_s: policy.reset_after_s,
-                policy: Some(policy),
-                shadow_reject: false,
-            },
-            crossed_warning: Vec::new(),
-            rejected_by: Some(index),
-            binding: Some(index),
-        });
-    }
-    let mut decision = Decision::Allow;
-    let mut shadow_reject = false;
-    let mut crossed_warning = Vec::new();
-    let mut binding: Option<(PolicyStatus, bool, usize)> = None;
-    for (i, (p, &used)) in planned.iter().zip(&outcome.used).enumerate() {
-        let before = used.saturating_sub(p.amount);
-        let mut own = p.def.limit.decide(before, p.amount);
-        if own == Decision::Reject {
-            // Only a shadow level can be past its hard limit after admission.
-            shadow_reject = true;
-            own = Decision::Warn;
-        }
-        if crosses_warning(&p.def.limit, before, p.amount) {
-            crossed_warning.push(i);
-        }
-        decision = decision.worst(own);
-        let status = policy_status(p, used, outcome.oldest[i], now);
-        let candidate = (status, p.def.limit.unlimited, i);
-        let tighter = match &binding {
-            None => true,
-            Some((best, unlimited, _)) => {
-                headroom((&candidate.0, candidate.1), (best, *unlimited)) == Ordering::Less
-            }
-        };
-        if tighter {
-            binding = Some(candidate);
-        }
-    }
-    let (policy, binding) = binding.map_or((None, None), |(status, _, i)| (Some(status), Some(i)));
-    Ok(Decided {
-        response: CheckResponse {
-            decision,
-            reason: None,
-            tenant: tenant.to_string(),
-            policy,
-            cache_reject_for_s: 0,
-            shadow_reject,
-        },
-        crossed_warning,
-        rejected_by: None,
-        binding,
-    })
-}
-
-/// The answer for a tenant nobody assigned a tier to.
-pub fn unknown_tenant(tenant: &str) -> CheckResponse {
-    CheckResponse {
-        decision: Decision::Reject,
-        reason: Some(RejectReason::UnknownTenant),
-        tenant: tenant.to_string(),
-        policy: None,
-        cache_reject_for_s: 0,
-        shadow_reject: false,
+impl Planned {
+    /// The current counter of a windowed limit; `None` for gauges.
+    pub fn current_counter(&self) -> Option<Counter> {
+        Some(Counter {
+            key: self.keys.first()?.clone(),
+            tenant: self.tenant.clone(),
+            resource: self.def.resource.clone(),
+            series: self.series()?,
+            window: *self.windows.first()?,
+        })
     }
 }
 
@@ -426,7 +261,9 @@ mod tests {
 
     use super::*;
     use crate::model::window::{Period, WindowKind};
-    use crate::test_fixtures::{amounts, level, now, resolved};
+    use crate::plan::answer::decide;
+    use crate::plan::fixtures::{amounts, def, level, now, resolved};
+    use crate::store::Outcome;
 
     #[test]
     fn an_ended_counter_lives_as_long_as_its_period_within_bounds() {
@@ -450,28 +287,6 @@ mod tests {
             ttl(Period::Minute, WindowKind::Rolling),
             61 + MIN_COUNTER_GRACE_S
         );
-    }
-
-    fn def(resource: &str, period: Period, quota: u64, overage: u64) -> LimitDef {
-        LimitDef {
-            resource: resource.into(),
-            span: Span::Window(Series::calendar(period)),
-            limit: Limit {
-                quota,
-                overage,
-                warn_at: WarnAt::DEFAULT,
-                unlimited: false,
-            },
-        }
-    }
-
-    fn outcome(admitted: bool, violated: Option<usize>, used: Vec<u64>) -> Outcome {
-        Outcome {
-            admitted,
-            violated,
-            oldest: used.iter().map(|&u| (u > 0).then_some(0)).collect(),
-            used,
-        }
     }
 
     fn check_plan(r: &Resolved, a: &BTreeMap<String, u64>) -> Plan {
@@ -577,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn gauge_needs_a_request_id_and_records_its_lease() {
+    fn gauge_needs_a_request_id_and_records_its_hold() {
         let gauge = LimitDef {
             resource: "concurrent_requests".into(),
             span: Span::Gauge,
@@ -604,96 +419,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.call.lease.as_ref().unwrap().record_key,
+            p.call.hold.as_ref().unwrap().record_key,
             "tollgate:{acme}:l:req-1"
         );
         assert!(p.call.markers.is_empty(), "gauges are not re-seeded");
-    }
-
-    #[test]
-    fn admitted_check_reports_the_limit_with_least_headroom_at_any_level() {
-        let r = resolved(vec![
-            level(
-                "acme/alice",
-                Mode::Enforce,
-                vec![def("requests", Period::Minute, 100, 0)],
-            ),
-            level(
-                "acme",
-                Mode::Enforce,
-                vec![def("requests", Period::Month, 10, 0)],
-            ),
-        ]);
-        let p = check_plan(&r, &amounts(&[("requests", 1)]));
-        let decided = decide(
-            "acme/alice",
-            &p.planned,
-            &outcome(true, None, vec![50, 9]),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(decided.response.decision, Decision::Warn);
-        let policy = decided.response.policy.unwrap();
-        assert_eq!(policy.name, "monthly");
-        assert_eq!(policy.tenant.as_deref(), Some("acme"));
-        assert_eq!((policy.used, policy.remaining, policy.limit), (9, 1, 10));
-        assert_eq!(
-            decided.crossed_warning,
-            vec![1],
-            "9 of 10 passes 80 % just now"
-        );
-    }
-
-    #[test]
-    fn rejected_check_reports_the_violating_limit_unchanged() {
-        let r = resolved(vec![level(
-            "acme",
-            Mode::Enforce,
-            vec![def("requests", Period::Minute, 10, 2)],
-        )]);
-        let p = check_plan(&r, &amounts(&[("requests", 5)]));
-        let decided = decide("acme", &p.planned, &outcome(false, Some(0), vec![9]), now()).unwrap();
-        assert_eq!(decided.response.decision, Decision::Reject);
-        assert_eq!(decided.rejected_by, Some(0));
-        let policy = decided.response.policy.unwrap();
-        assert_eq!((policy.used, policy.limit, policy.remaining), (9, 12, 3));
-        assert_eq!(policy.reset_after_s, 51);
-        assert_eq!(decided.response.cache_reject_for_s, 51);
-        assert_eq!(policy.window_s, Some(60));
-    }
-
-    #[test]
-    fn shadow_level_past_its_limit_admits_with_a_warning_and_says_so() {
-        let r = resolved(vec![level(
-            "acme",
-            Mode::Shadow,
-            vec![def("requests", Period::Minute, 10, 0)],
-        )]);
-        let p = check_plan(&r, &amounts(&[("requests", 1)]));
-        let decided = decide("acme", &p.planned, &outcome(true, None, vec![11]), now()).unwrap();
-        assert_eq!(decided.response.decision, Decision::Warn);
-        assert!(decided.response.shadow_reject);
-    }
-
-    #[test]
-    fn unlimited_limit_binds_only_when_nothing_else_applies() {
-        let mut unlimited = def("requests", Period::Day, 0, 0);
-        unlimited.limit.unlimited = true;
-        let r = resolved(vec![level(
-            "acme",
-            Mode::Enforce,
-            vec![unlimited, def("requests", Period::Month, 1000, 0)],
-        )]);
-        let p = check_plan(&r, &amounts(&[("requests", 1)]));
-        assert_eq!(p.call.ops[0].cap, COUNTER_MAX);
-        let decided = decide(
-            "acme",
-            &p.planned,
-            &outcome(true, None, vec![500, 1]),
-            now(),
-        )
-        .unwrap();
-        assert_eq!(decided.response.decision, Decision::Allow);
-        assert_eq!(decided.response.policy.unwrap().name, "monthly");
     }
 }

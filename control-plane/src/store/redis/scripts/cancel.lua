@@ -6,10 +6,10 @@
 -- share its hash tag. The check record is left empty, as a mark: a check that arrives
 -- only after its take-back (they can cross on the way) then counts nothing.
 --
--- decimal.lua (strip, add), refund.lua (take_back) and lease.lua (release_held) are
+-- decimal.lua (strip, add), refund.lua (take_back) and hold.lua (release_held) are
 -- prepended.
 --
--- KEYS[1]  the request's lease record: the set of gauge keys it holds
+-- KEYS[1]  the request's hold record: the set of gauge keys it holds
 -- KEYS[2]  the check record: one "<counter key>\t<amount>\n" line per counter
 -- ARGV[1]  the request id
 -- ARGV[2]  milliseconds the mark lives (as long as a check record)

@@ -28,28 +28,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
 
-use crate::accounting::{counter_ttl_s, Planned};
+use super::check::counter_ttl_s;
 use crate::model::resolve::Resolved;
 use crate::model::window::{Series, Window};
 use crate::model::{Mode, Span};
+use crate::store::Counter;
 use crate::store::{
     counter_key, marker_key, settlement_key, Change, Move, Release, Settlement, COUNTER_MAX,
 };
-
-/// A window counter a settlement moves, as the history flusher persists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counter {
-    /// The counter key.
-    pub key: String,
-    /// Whose counter it is.
-    pub tenant: String,
-    /// The resource it counts.
-    pub resource: String,
-    /// Its series.
-    pub series: Series,
-    /// Its window (or rolling bucket).
-    pub window: Window,
-}
 
 /// A planned settlement and what each of its moves is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,40 +67,6 @@ pub enum SettleError {
     /// A window does not exist at this instant (the edge of the calendar's range).
     #[error("no window of {0} at this time")]
     NoWindow(String),
-}
-
-impl Counter {
-    /// The current counter of a windowed limit a call touches; `None` for gauges.
-    pub fn current(planned: &Planned) -> Option<Counter> {
-        Some(Counter {
-            key: planned.keys.first()?.clone(),
-            tenant: planned.tenant.clone(),
-            resource: planned.def.resource.clone(),
-            series: planned.series()?,
-            window: *planned.windows.first()?,
-        })
-    }
-
-    /// The counter a [`counter_key`] names; `None` when it names none.
-    pub fn from_key(key: &str) -> Option<Counter> {
-        // The root has no braces; tenant ids may hold `:`, resources and series cannot.
-        let (_, rest) = key.strip_prefix("tollgate:{")?.split_once('}')?;
-        let mut parts = rest.strip_prefix(":c:")?.rsplitn(4, ':');
-        let start: i64 = parts.next()?.parse().ok()?;
-        let series = Series::parse(parts.next()?)?;
-        let resource = parts.next()?.to_string();
-        let tenant = parts.next()?.to_string();
-        let window = *series
-            .windows_at(DateTime::from_timestamp(start, 0)?)?
-            .first()?;
-        (window.start.timestamp() == start).then(|| Counter {
-            key: key.to_string(),
-            tenant,
-            resource,
-            series,
-            window,
-        })
-    }
 }
 
 /// Whether `resource` is a gauge anywhere in `resolved`.
@@ -232,7 +184,7 @@ mod tests {
     use super::*;
     use crate::model::window::{Period, WindowKind};
     use crate::model::LimitDef;
-    use crate::test_fixtures::{amounts, level, now, resolved};
+    use crate::plan::fixtures::{amounts, level, now, resolved};
 
     fn def(resource: &str, span: Span) -> LimitDef {
         LimitDef {

@@ -5,7 +5,7 @@
 -- Every key shares the hash tag of one tenant tree, so the script runs on Redis Cluster.
 --
 -- ARGV[1]  mode: "check" or "read"
--- ARGV[2]  now, unix seconds (gauge leases expire against it)
+-- ARGV[2]  now, unix seconds (gauge holds expire against it)
 -- ARGV[3]  M: the first M keys are seed markers, one per tenant of the chain. A missing
 --          marker means this Redis has lost (or never had) that tenant's counters: the
 --          script changes nothing and answers "seed", and the caller re-seeds them from
@@ -13,9 +13,9 @@
 -- ARGV[4]  seconds a marker lives; refreshed when a check counts the first usage of a
 --          window (a new counter), so a marker always outlives its tenant's counters
 -- ARGV[5]  N: the number of limits (ops)
--- ARGV[6]  index of the lease record key (0: none): the set of gauges this request holds
+-- ARGV[6]  index of the hold record key (0: none): the set of gauges this request holds
 -- ARGV[7]  the request id ('' when none)
--- ARGV[8]  seconds a gauge lease lives
+-- ARGV[8]  seconds a gauge hold lives
 -- ARGV[9]  the caller's deadline, unix milliseconds ('0': none): a check that runs
 --          after it changes nothing and answers "late"
 -- ARGV[10] index of the check record key (0: none): an admitted check writes there what
@@ -29,7 +29,7 @@
 --   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
 --            calendar window, or the buckets of a rolling window, current first); the
 --            amount is added to the first key, which then expires after ttl seconds.
---   kind "g", a gauge: one key, a sorted set of request ids by lease expiry; beside it
+--   kind "g", a gauge: one key, a sorted set of request ids by hold expiry; beside it
 --            (the same key with ":g:" made ":h:") a hash of each holder's amount
 --            ("r:<id>") and their total ("#").
 --
@@ -51,7 +51,7 @@ local marker_ttl = tonumber(ARGV[4])
 local n_ops = tonumber(ARGV[5])
 local record_index = tonumber(ARGV[6])
 local request_id = ARGV[7]
-local lease_ttl = tonumber(ARGV[8])
+local hold_ttl = tonumber(ARGV[8])
 local check_record = tonumber(ARGV[10])
 local check_record_ttl = tonumber(ARGV[11])
 
@@ -83,22 +83,22 @@ for i = 1, n_ops do
   }
 end
 
-local function holdings_key(leases)
-  return (string.gsub(leases, '}:g:', '}:h:', 1))
+local function holdings_key(holds)
+  return (string.gsub(holds, '}:g:', '}:h:', 1))
 end
 
 -- Usage of each op now; for gauges, what this request already holds (a retried check
--- replaces its own lease instead of adding a second one) and the expired leases.
+-- replaces its own hold instead of adding a second one) and the expired holds.
 local used, oldest, held, expired, current = {}, {}, {}, {}, {}
 for i = 1, n_ops do
   local op = ops[i]
   if op.kind == 'w' then
     used[i], oldest[i], current[i] = window_usage(op.first, op.count)
   else
-    local leases = KEYS[op.first]
-    local holdings = holdings_key(leases)
+    local holds = KEYS[op.first]
+    local holdings = holdings_key(holds)
     local total = strip(redis.call('HGET', holdings, '#') or '0')
-    local gone = redis.call('ZRANGEBYSCORE', leases, '-inf', now)
+    local gone = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
     for k = 1, #gone do
       local amount = redis.call('HGET', holdings, 'r:' .. gone[k])
       if amount then
@@ -108,7 +108,7 @@ for i = 1, n_ops do
     expired[i] = gone
     held[i] = '0'
     if request_id ~= '' then
-      local mine = redis.call('ZSCORE', leases, request_id)
+      local mine = redis.call('ZSCORE', holds, request_id)
       if mine and tonumber(mine) > now then
         held[i] = strip(redis.call('HGET', holdings, 'r:' .. request_id) or '0')
       end
@@ -155,15 +155,15 @@ for i = 1, n_ops do
       end
     end
   else
-    local leases = KEYS[op.first]
-    local holdings = holdings_key(leases)
+    local holds = KEYS[op.first]
+    local holdings = holdings_key(holds)
     for k = 1, #expired[i] do
       local amount = redis.call('HGET', holdings, 'r:' .. expired[i][k])
       if amount then
         redis.call('HINCRBY', holdings, '#', '-' .. strip(amount))
         redis.call('HDEL', holdings, 'r:' .. expired[i][k])
       end
-      redis.call('ZREM', leases, expired[i][k])
+      redis.call('ZREM', holds, expired[i][k])
     end
     if op.amount ~= '0' and request_id ~= '' then
       local before = held[i]
@@ -172,19 +172,19 @@ for i = 1, n_ops do
         redis.call('HINCRBY', holdings, '#', '-' .. before)
       end
       redis.call('HSET', holdings, 'r:' .. request_id, op.amount)
-      redis.call('ZADD', leases, now + lease_ttl, request_id)
-      redis.call('EXPIRE', leases, lease_ttl)
-      redis.call('EXPIRE', holdings, lease_ttl)
+      redis.call('ZADD', holds, now + hold_ttl, request_id)
+      redis.call('EXPIRE', holds, hold_ttl)
+      redis.call('EXPIRE', holdings, hold_ttl)
       used[i] = add(sub(used[i], before), op.amount)
       if record_index > 0 then
-        redis.call('SADD', KEYS[record_index], leases)
+        redis.call('SADD', KEYS[record_index], holds)
         holds_gauge = true
       end
     end
   end
 end
 if holds_gauge then
-  redis.call('EXPIRE', KEYS[record_index], lease_ttl)
+  redis.call('EXPIRE', KEYS[record_index], hold_ttl)
 end
 for m in pairs(refresh) do
   redis.call('EXPIRE', KEYS[m], marker_ttl)

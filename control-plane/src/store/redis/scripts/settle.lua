@@ -18,7 +18,7 @@
 --                  usage history first (a correction is never applied to zero).
 -- KEYS[M+1..M+N]   the counters moved, one per move (hashes: `u` usage, `e` epoch)
 -- KEYS[M+N+1]      the settlement's id key: exists while the settlement counts as applied
--- KEYS[M+N+2]      the lease record of the request to release, when ARGV[5] is not ''
+-- KEYS[M+N+2]      the hold record of the request to release, when ARGV[5] is not ''
 -- ARGV[1]  M
 -- ARGV[2]  seconds a marker lives (refreshed when an addition starts a counter)
 -- ARGV[3]  N
@@ -30,7 +30,7 @@
 --   "-"  take the amount back, never below zero, from a counter that exists
 --        (take_back: its epoch is bumped, its expiry kept)
 --
--- Arithmetic: decimal.lua; take_back: refund.lua; release_held: lease.lua;
+-- Arithmetic: decimal.lua; take_back: refund.lua; release_held: hold.lua;
 -- reseed_reply: marker.lua — all prepended.
 -- Returns strings: { "duplicate" }, { "seed", K, K marker indices } or
 -- { "ok", released, used_1..used_N } where used is each counter's usage afterwards.

@@ -1,5 +1,5 @@
 -- Re-seed a tenant's counters from the persisted usage history, then mark the tenant as
--- seeded so that checks go ahead (see accounting.lua).
+-- seeded so that checks go ahead (see check.lua).
 --
 -- KEYS[1..M]    seed markers, one per tenant being seeded
 -- KEYS[M+1..]   counters of those tenants' current windows
