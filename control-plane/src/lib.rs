@@ -19,27 +19,19 @@
 //! - [`metrics`] — the Prometheus registry; [`error`] — problem+json errors.
 //! - [`cli`] — the admin subcommands and `tollgate apply`.
 
-pub mod audit;
-pub mod breaker;
-pub mod bus;
 pub mod cli;
-pub mod config;
-pub mod decision;
-pub mod definitions;
+pub mod engine;
 pub mod error;
-pub mod fallback;
-pub mod flusher;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod repo;
-pub mod state;
+pub mod server;
 pub mod store;
-pub mod usage;
 
 /// The migrations in `control-plane/migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+pub use http::state::{AppConfig, AppState};
 pub use http::{app, serve};
-pub use state::{AppConfig, AppState};

@@ -2,9 +2,10 @@
 //! and whether to print JSON.
 
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::error::CliError;
-use crate::config::Secret;
+use crate::server::config::secret;
 
 /// How to reach a running control plane's admin API.
 #[derive(Debug, Clone, Args)]
@@ -23,9 +24,10 @@ pub struct ServerArgs {
         long,
         env = "TOLLGATE_ADMIN_TOKEN",
         global = true,
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = secret
     )]
-    pub token: Option<Secret>,
+    pub token: Option<SecretString>,
     /// Who acts, recorded in the audit log [default: $USER@<hostname>, else `cli`].
     #[arg(long, env = "TOLLGATE_ACTOR", global = true)]
     pub actor: Option<String>,
@@ -40,10 +42,10 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The token, or a usage error naming both ways to give it.
-    pub fn token(&self) -> Result<&Secret, CliError> {
+    pub fn token(&self) -> Result<&SecretString, CliError> {
         self.token
             .as_ref()
-            .filter(|token| !token.expose().trim().is_empty())
+            .filter(|token| !token.expose_secret().trim().is_empty())
             .ok_or_else(|| {
                 CliError::usage("an admin token is required: --token or TOLLGATE_ADMIN_TOKEN")
             })
@@ -83,7 +85,7 @@ mod tests {
 
     use super::*;
     use crate::cli::assignment::AssignmentCommand;
-    use crate::config::{Cli, Command};
+    use crate::cli::{Cli, Command};
 
     fn parse(args: &[&str]) -> Result<Command, clap::Error> {
         Cli::try_parse_from(std::iter::once("tollgate").chain(args.iter().copied()))
@@ -106,7 +108,7 @@ mod tests {
         };
         assert_eq!(args.server.server, "http://cp:1");
         assert!(args.server.json);
-        assert_eq!(args.server.token().unwrap().expose(), "s3cret");
+        assert_eq!(args.server.token().unwrap().expose_secret(), "s3cret");
         assert!(!format!("{args:?}").contains("s3cret"));
     }
 

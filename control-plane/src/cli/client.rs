@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::Method;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::args::ServerArgs;
 use super::error::{ApiProblem, CliError};
-use crate::config::Secret;
 
 /// Everything but the unreserved characters of RFC 3986 is encoded, so an id is always
 /// exactly one path segment (`acme/research` → `acme%2Fresearch`).
@@ -37,7 +37,7 @@ pub fn segment(value: &str) -> Result<String, CliError> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: Secret,
+    token: SecretString,
     actor: String,
     page_size: usize,
 }
@@ -99,7 +99,7 @@ impl Client {
         let mut request = self
             .http
             .request(method.clone(), &url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(self.token.expose_secret())
             .header("x-tollgate-actor", &self.actor);
         if !query.is_empty() {
             request = request.query(query);

@@ -7,6 +7,7 @@
 //! the network) refused, 2 for a usage error (a bad flag, limit spec or file).
 //!
 //! # Layout
+//! - [`command`] — [`Cli`]: the top-level parser, and running a subcommand.
 //! - [`args`] — the options every admin subcommand shares (`--server`, `--token`, …).
 //! - [`error`] — [`CliError`], how it is printed and which exit code it gives.
 //! - [`client`] — the HTTP client: bearer token, actor header, problem+json, paging.
@@ -19,6 +20,7 @@ pub mod apply;
 pub mod args;
 pub mod assignment;
 pub mod client;
+pub mod command;
 pub mod error;
 pub mod events;
 pub mod limit;
@@ -27,6 +29,7 @@ pub mod tenant;
 pub mod tier;
 pub mod usage;
 
+pub use self::command::{run, Cli, Command};
 pub use self::error::CliError;
 
 /// Ends the process the way an admin subcommand's `result` says: prints the error to

@@ -14,12 +14,12 @@ use super::auth::Admin;
 use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::limits::parse_id;
 use super::paging::{page_view, paging, PageView};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::model::names::{is_valid_role, is_valid_tenant_id};
 use crate::model::views::AssignmentView;
 use crate::model::{Assignment, Subject};
 use crate::repo::{AssignmentFilter, AssignmentPatch, NewAssignment};
-use crate::state::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -94,7 +94,7 @@ pub struct ListAssignments {
 
 fn future(state: &AppState, expires_at: Option<DateTime<Utc>>) -> Result<(), ApiError> {
     match expires_at {
-        Some(at) if at <= state.now() => {
+        Some(at) if at <= state.engine.now() => {
             Err(ApiError::field("expires_at", "must be in the future"))
         }
         _ => Ok(()),
@@ -104,8 +104,8 @@ fn future(state: &AppState, expires_at: Option<DateTime<Utc>>) -> Result<(), Api
 /// Drops what a change to `assignment` makes stale, here and on other instances.
 async fn invalidate(state: &AppState, assignment: &Assignment) {
     match &assignment.subject {
-        Subject::Tenant(tenant) => state.invalidate_tenant(tenant).await,
-        _ => state.invalidate_catalog().await,
+        Subject::Tenant(tenant) => state.engine.invalidate_tenant(tenant).await,
+        _ => state.engine.invalidate_catalog().await,
     }
 }
 
@@ -135,13 +135,14 @@ async fn list_assignments(
         tenant: query.tenant,
         role: query.role,
         kind: query.kind,
-        active_at: query.active.map(|active| (active, state.now())),
+        active_at: query.active.map(|active| (active, state.engine.now())),
     };
     let page = state
+        .engine
         .repo
         .list_assignments(&filter, &paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }
 
@@ -198,10 +199,11 @@ async fn create_assignment(
         expires_at: body.expires_at,
     };
     let created = state
+        .engine
         .repo
-        .create_assignment(&admin.actor, &new, state.now())
+        .create_assignment(&admin.actor, &new, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate(&state, &created).await;
     Ok((StatusCode::CREATED, Json(AssignmentView::from(&created))))
 }
@@ -224,10 +226,11 @@ async fn get_assignment(
 ) -> Result<Json<AssignmentView>, ApiError> {
     let id = parse_id(&id, "assignment")?;
     let assignment = state
+        .engine
         .repo
         .get_assignment(id)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(AssignmentView::from(&assignment)))
 }
 
@@ -260,10 +263,11 @@ async fn update_assignment(
         expires_at: body.expires_at,
     };
     let updated = state
+        .engine
         .repo
-        .update_assignment(&admin.actor, id, &patch, state.now())
+        .update_assignment(&admin.actor, id, &patch, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate(&state, &updated).await;
     Ok(Json(AssignmentView::from(&updated)))
 }
@@ -287,10 +291,11 @@ async fn delete_assignment(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "assignment")?;
     let deleted = state
+        .engine
         .repo
-        .delete_assignment(&admin.actor, id, state.now())
+        .delete_assignment(&admin.actor, id, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate(&state, &deleted).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The header a client may name the acting person or system with (`alice@laptop`); the
 /// token is shared, so this is what the audit log can tell apart.

@@ -16,9 +16,9 @@ use utoipa_axum::routes;
 
 use super::auth::Gateway;
 use super::json::ApiJson;
-use crate::decision;
+use super::state::AppState;
+use crate::engine;
 use crate::error::{ApiError, Problem};
-use crate::state::AppState;
 use tollgate_protocol::check::DEADLINE_HEADER;
 
 /// The header Envoy puts on callouts with its timeout for them (the filter sets that
@@ -54,8 +54,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// When this request's caller stops waiting: after the shorter of the filter's deadline
 /// and Envoy's timeout, whichever it sends (clamped to 10 ms – 10 s), else the
 /// configured default.
-fn deadline(state: &AppState, headers: &HeaderMap) -> decision::Deadline {
-    decision::Deadline::after(caller_deadline(headers).unwrap_or(state.config.default_deadline))
+fn deadline(state: &AppState, headers: &HeaderMap) -> engine::Deadline {
+    engine::Deadline::after(caller_deadline(headers).unwrap_or(state.config.default_deadline))
 }
 
 fn caller_deadline(headers: &HeaderMap) -> Option<Duration> {
@@ -97,8 +97,8 @@ async fn check(
     headers: HeaderMap,
     ApiJson(request): ApiJson<CheckRequest>,
 ) -> Result<Json<CheckResponse>, ApiError> {
-    let timer = state.metrics.check_duration.start_timer();
-    let result = decision::check(&state, &request, deadline(&state, &headers)).await;
+    let timer = state.engine.metrics.check_duration.start_timer();
+    let result = engine::check(&state.engine, &request, deadline(&state, &headers)).await;
     timer.observe_duration();
     result.map(Json)
 }
@@ -148,8 +148,8 @@ async fn lease(
     headers: HeaderMap,
     body: Result<ApiJson<LeaseRequest>, ApiError>,
 ) -> Result<Json<LeaseResponse>, ApiError> {
-    let ApiJson(request) = body.inspect_err(|_| decision::count_lease(&state, "invalid"))?;
-    decision::lease(&state, &request, deadline(&state, &headers))
+    let ApiJson(request) = body.inspect_err(|_| engine::count_lease(&state.engine, "invalid"))?;
+    engine::lease(&state.engine, &request, deadline(&state, &headers))
         .await
         .map(Json)
 }
@@ -188,8 +188,9 @@ async fn settle(
     body: Result<ApiJson<SettleRequest>, ApiError>,
 ) -> Result<Json<SettleResponse>, ApiError> {
     // A body that does not parse is counted too: a filter sending them loses billing.
-    let ApiJson(request) = body.inspect_err(|_| decision::count_settlement(&state, "invalid"))?;
-    decision::settle(&state, &request, deadline(&state, &headers))
+    let ApiJson(request) =
+        body.inspect_err(|_| engine::count_settlement(&state.engine, "invalid"))?;
+    engine::settle(&state.engine, &request, deadline(&state, &headers))
         .await
         .map(Json)
 }
@@ -216,7 +217,7 @@ async fn release(
     headers: HeaderMap,
     ApiJson(request): ApiJson<ReleaseRequest>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
-    decision::release(&state, &request, deadline(&state, &headers))
+    engine::release(&state.engine, &request, deadline(&state, &headers))
         .await
         .map(Json)
 }

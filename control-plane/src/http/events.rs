@@ -12,9 +12,9 @@ use utoipa_axum::routes;
 use super::auth::Admin;
 use super::json::{instant, ApiQuery};
 use super::paging::{page_view, paging, PageView};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::repo::{EventFilter, StoredEvent};
-use crate::state::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_events))
@@ -108,9 +108,10 @@ async fn list_events(
         until: query.until,
     };
     let page = state
+        .engine
         .repo
         .list_events(&filter, &paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }

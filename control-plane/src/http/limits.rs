@@ -12,13 +12,13 @@ use utoipa_axum::routes;
 use super::auth::Admin;
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{page_view, paging, PageView};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::model::names::is_valid_resource;
 use crate::model::views::{LimitSpec, LimitView};
 use crate::model::window::{Period, Series, WindowKind};
 use crate::model::{LimitDef, LimitOwner, Span};
 use crate::repo::LimitFilter;
-use crate::state::AppState;
 use crate::store::COUNTER_MAX;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -181,10 +181,11 @@ async fn list_limits(
         resource: query.resource,
     };
     let page = state
+        .engine
         .repo
         .list_limits(&filter, &paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }
 
@@ -228,10 +229,11 @@ async fn create_limit(
     };
     let def = limit_def(&spec, "")?;
     let created = state
+        .engine
         .repo
-        .create_limit(&admin.actor, &owner, &def, state.now())
+        .create_limit(&admin.actor, &owner, &def, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate_owner(&state, &created.owner).await;
     Ok((StatusCode::CREATED, Json(LimitView::from(&created))))
 }
@@ -239,8 +241,8 @@ async fn create_limit(
 /// Drops the cached definitions a change to `owner`'s limits affects.
 pub(super) async fn invalidate_owner(state: &AppState, owner: &LimitOwner) {
     match owner {
-        LimitOwner::Tier(_) => state.invalidate_catalog().await,
-        LimitOwner::Tenant(tenant) => state.invalidate_tenant(tenant).await,
+        LimitOwner::Tier(_) => state.engine.invalidate_catalog().await,
+        LimitOwner::Tenant(tenant) => state.engine.invalidate_tenant(tenant).await,
     }
 }
 
@@ -262,10 +264,11 @@ async fn get_limit(
 ) -> Result<Json<LimitView>, ApiError> {
     let id = parse_id(&id, "limit")?;
     let limit = state
+        .engine
         .repo
         .get_limit(id)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(LimitView::from(&limit)))
 }
 
@@ -296,10 +299,11 @@ async fn update_limit(
 ) -> Result<Json<LimitView>, ApiError> {
     let id = parse_id(&id, "limit")?;
     let current = state
+        .engine
         .repo
         .get_limit(id)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     let now = LimitSpec::from(&current.def);
     let spec = LimitSpec {
         resource: body.resource.unwrap_or(now.resource),
@@ -312,10 +316,11 @@ async fn update_limit(
     };
     let def = limit_def(&spec, "")?;
     let updated = state
+        .engine
         .repo
-        .update_limit(&admin.actor, id, &def, state.now())
+        .update_limit(&admin.actor, id, &def, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate_owner(&state, &updated.owner).await;
     Ok(Json(LimitView::from(&updated)))
 }
@@ -339,10 +344,11 @@ async fn delete_limit(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "limit")?;
     let deleted = state
+        .engine
         .repo
-        .delete_limit(&admin.actor, id, state.now())
+        .delete_limit(&admin.actor, id, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     invalidate_owner(&state, &deleted.owner).await;
     Ok(StatusCode::NO_CONTENT)
 }

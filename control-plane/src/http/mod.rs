@@ -25,6 +25,7 @@ mod limits;
 pub mod names;
 mod ops;
 pub mod paging;
+pub mod state;
 mod tenants;
 mod tiers;
 mod usage;
@@ -41,8 +42,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 use utoipa_axum::router::OpenApiRouter;
 
+use self::state::AppState;
 use crate::error::{ApiError, Problem};
-use crate::state::AppState;
 
 pub use self::json::{ApiJson, ApiPath, ApiQuery};
 

@@ -14,9 +14,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::RedisOutage;
+use super::state::AppState;
+use crate::engine::RedisOutage;
 use crate::error::{ApiError, Problem};
-use crate::state::AppState;
 
 /// How long `/ready` waits for each store.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,16 +75,19 @@ async fn health() -> Json<Health> {
     ))]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (redis, postgres) = tokio::join!(
-        tokio::time::timeout(PROBE_TIMEOUT, state.store.ping()),
-        tokio::time::timeout(PROBE_TIMEOUT, state.repo.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.engine.store.ping()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.engine.repo.ping()),
     );
     let redis_up = matches!(redis, Ok(Ok(())));
     let postgres_up = matches!(postgres, Ok(Ok(())));
-    let definitions = tokio::time::timeout(PROBE_TIMEOUT, state.definitions.catalog(&state.repo))
-        .await
-        .is_ok_and(|loaded| loaded.is_ok());
+    let definitions = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        state.engine.definitions.catalog(&state.engine.repo),
+    )
+    .await
+    .is_ok_and(|loaded| loaded.is_ok());
     let word = |up: bool| if up { "ok" } else { "down" }.to_string();
-    let fallback = state.config.redis_outage == RedisOutage::Postgres && postgres_up;
+    let fallback = state.engine.settings.redis_outage == RedisOutage::Postgres && postgres_up;
     let counting = match (redis_up, fallback) {
         (true, _) => "redis",
         (false, true) => "postgres",
@@ -110,14 +113,16 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    if let Some(age) = state.definitions.catalog_age().await {
-        state.metrics.definitions_age.set(age.as_secs_f64());
+    if let Some(age) = state.engine.definitions.catalog_age().await {
+        state.engine.metrics.definitions_age.set(age.as_secs_f64());
     }
     state
+        .engine
         .metrics
         .history_lag
-        .set(state.flusher.lag().as_secs_f64());
+        .set(state.engine.flusher.lag().as_secs_f64());
     let text = state
+        .engine
         .metrics
         .render()
         .map_err(|e| ApiError::Internal(Box::new(e)))?;

@@ -15,12 +15,12 @@ use super::auth::Admin;
 use super::json::{nullable, ApiJson, ApiPath, ApiQuery};
 use super::names::{TenantId, TierName};
 use super::paging::{page_view, paging, PageView};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::model::names::{is_valid_tenant_id, TENANT_RULE};
 use crate::model::views::TenantView;
 use crate::model::{Mode, Ppm};
 use crate::repo::{NewTenant, TenantFilter, TenantPatch};
-use crate::state::AppState;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -157,10 +157,11 @@ async fn list_tenants(
         label,
     };
     let page = state
+        .engine
         .repo
         .list_tenants(&filter, &paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }
 
@@ -209,12 +210,13 @@ async fn create_tenant(
         labels: labels_value,
     };
     let tenant = state
+        .engine
         .repo
-        .create_tenant(&admin.actor, &new, state.now())
+        .create_tenant(&admin.actor, &new, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     // A negative cache entry for this id (an unknown tenant) must go.
-    state.invalidate_tenant(&tenant.id).await;
+    state.engine.invalidate_tenant(&tenant.id).await;
     tracing::info!(tenant = %tenant.id, "tenant created");
     Ok((StatusCode::CREATED, Json(TenantView::from(&tenant))))
 }
@@ -236,10 +238,11 @@ async fn get_tenant(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<TenantView>, ApiError> {
     let tenant = state
+        .engine
         .repo
         .get_tenant(&id)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -277,11 +280,12 @@ async fn update_tenant(
         labels: body.labels,
     };
     let tenant = state
+        .engine
         .repo
-        .update_tenant(&admin.actor, &id, &patch, state.now())
+        .update_tenant(&admin.actor, &id, &patch, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
-    state.invalidate_tenant(&id).await;
+        .map_err(|e| state.engine.postgres_error(e))?;
+    state.engine.invalidate_tenant(&id).await;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -304,10 +308,11 @@ async fn delete_tenant(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
+        .engine
         .repo
         .delete_tenant(&admin.actor, &id)
         .await
-        .map_err(|e| state.postgres_error(e))?;
-    state.invalidate_tenant(&id).await;
+        .map_err(|e| state.engine.postgres_error(e))?;
+    state.engine.invalidate_tenant(&id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,9 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
 use super::{app, app_for, Surface};
-use crate::config::Secret;
 use crate::http::auth::TokenDigest;
-use crate::state::{AppConfig, AppState};
+use crate::http::state::{AppConfig, AppState};
 use crate::store::bus::MemoryBus;
 use crate::store::MemoryStore;
 
@@ -25,7 +24,7 @@ fn state() -> AppState {
         .acquire_timeout(Duration::from_millis(300))
         .connect_lazy("postgres://tollgate@127.0.0.1:1/tollgate")
         .unwrap();
-    let config = AppConfig::with_token(Secret::new(TOKEN));
+    let config = AppConfig::with_token(TOKEN);
     AppState::new(
         config,
         pool,
@@ -238,7 +237,12 @@ async fn a_lease_of_a_gauge_names_the_resource_before_any_lookup() {
     assert_eq!(content_type, "application/problem+json");
     assert_eq!(body["invalid-params"][0]["name"], "resource");
     assert_eq!(
-        state.metrics.leases.with_label_values(&["invalid"]).get(),
+        state
+            .engine
+            .metrics
+            .leases
+            .with_label_values(&["invalid"])
+            .get(),
         1
     );
 }

@@ -15,11 +15,11 @@ use super::json::{objects, optional_objects, ApiJson, ApiPath, ApiQuery};
 use super::limits::limit_def;
 use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
+use super::state::AppState;
 use crate::error::{ApiError, Problem};
 use crate::model::views::{LimitSpec, TierView};
 use crate::model::LimitDef;
 use crate::repo::{NewTier, TierPatch};
-use crate::state::AppState;
 
 /// At most this many limits per tier: each is a counter on every matching request.
 const MAX_LIMITS: usize = 64;
@@ -129,10 +129,11 @@ async fn list_tiers(
 ) -> Result<Json<PageView<TierView>>, ApiError> {
     let paging = paging(query.cursor.as_deref(), query.limit)?;
     let page = state
+        .engine
         .repo
         .list_tiers(&paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }
 
@@ -167,11 +168,12 @@ async fn create_tier(
         description: body.description,
     };
     let tier = state
+        .engine
         .repo
         .create_tier(&admin.actor, &new)
         .await
-        .map_err(|e| state.postgres_error(e))?;
-    state.invalidate_catalog().await;
+        .map_err(|e| state.engine.postgres_error(e))?;
+    state.engine.invalidate_catalog().await;
     tracing::info!(tier = %tier.name, limits = tier.limits.len(), "tier created");
     Ok((StatusCode::CREATED, Json(TierView::from(&tier))))
 }
@@ -193,10 +195,11 @@ async fn get_tier(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TierView>, ApiError> {
     let tier = state
+        .engine
         .repo
         .get_tier(&name)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(TierView::from(&tier)))
 }
 
@@ -227,11 +230,12 @@ async fn update_tier(
         limits: body.limits.as_deref().map(validate_limits).transpose()?,
     };
     let tier = state
+        .engine
         .repo
-        .update_tier(&admin.actor, &name, &patch, state.now())
+        .update_tier(&admin.actor, &name, &patch, state.engine.now())
         .await
-        .map_err(|e| state.postgres_error(e))?;
-    state.invalidate_catalog().await;
+        .map_err(|e| state.engine.postgres_error(e))?;
+    state.engine.invalidate_catalog().await;
     Ok(Json(TierView::from(&tier)))
 }
 
@@ -253,11 +257,12 @@ async fn delete_tier(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
+        .engine
         .repo
         .delete_tier(&admin.actor, &name)
         .await
-        .map_err(|e| state.postgres_error(e))?;
-    state.invalidate_catalog().await;
+        .map_err(|e| state.engine.postgres_error(e))?;
+    state.engine.invalidate_catalog().await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,16 +12,16 @@ use super::auth::Admin;
 use super::json::{instant, ApiJson, ApiPath, ApiQuery};
 use super::names::TenantId;
 use super::paging::{page_view, paging, PageView};
-use crate::decision::resolve_fresh;
+use super::state::AppState;
+use crate::engine::resolve_fresh;
+use crate::engine::usage::{self, Selection, UsageChanges, UsageReport};
 use crate::error::{ApiError, Problem};
 use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
 use crate::model::resolve::Source;
 use crate::model::views::LimitSpec;
 use crate::model::window::WindowKind;
 use crate::repo::{HistoryFilter, HistoryRow};
-use crate::state::AppState;
 use crate::store::{Adjustment, COUNTER_MAX};
-use crate::usage::{self, Selection, UsageChanges, UsageReport};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -203,7 +203,7 @@ async fn effective_quota(
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<QuotaReport>, ApiError> {
     let roles = roles(&query)?;
-    let (resolved, chain) = resolve_fresh(&state, &id, &roles).await?;
+    let (resolved, chain) = resolve_fresh(&state.engine, &id, &roles).await?;
     let levels = resolved
         .levels
         .iter()
@@ -261,7 +261,7 @@ async fn live_usage(
     ApiQuery(query): ApiQuery<RolesQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let roles = roles(&query)?;
-    usage::report(&state, &id, &roles).await.map(Json)
+    usage::report(&state.engine, &id, &roles).await.map(Json)
 }
 
 /// Reset the tenant's own usage (not its ancestors') in the current windows to zero.
@@ -288,9 +288,15 @@ async fn reset_usage(
         period: body.period,
         window: window_kind(body.window.as_deref())?,
     };
-    usage::change(&state, &admin.actor, &id, &selection, Adjustment::To(0))
-        .await
-        .map(Json)
+    usage::change(
+        &state.engine,
+        &admin.actor,
+        &id,
+        &selection,
+        Adjustment::To(0),
+    )
+    .await
+    .map(Json)
 }
 
 /// Adjust one limit's usage in its current window by a signed delta (credits and
@@ -325,7 +331,7 @@ async fn adjust_usage(
         window: Some(window_kind(body.window.as_deref())?.unwrap_or_default()),
     };
     usage::change(
-        &state,
+        &state.engine,
         &admin.actor,
         &id,
         &selection,
@@ -365,9 +371,10 @@ async fn usage_history(
         to: query.to,
     };
     let page = state
+        .engine
         .repo
         .list_history(&id, &filter, &paging)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| state.engine.postgres_error(e))?;
     Ok(Json(page_view(page)))
 }

@@ -240,6 +240,22 @@ pub fn counter_ttl_s(series: Series, window: &Window, now: DateTime<Utc>) -> i64
 }
 
 impl Planned {
+    /// Every counter of a windowed limit, current first; none for gauges.
+    pub fn counters(&self) -> Vec<Counter> {
+        let Some(series) = self.series() else {
+            return Vec::new();
+        };
+        (self.keys.iter().zip(&self.windows))
+            .map(|(key, window)| Counter {
+                key: key.clone(),
+                tenant: self.tenant.clone(),
+                resource: self.def.resource.clone(),
+                series,
+                window: *window,
+            })
+            .collect()
+    }
+
     /// The current counter of a windowed limit; `None` for gauges.
     pub fn current_counter(&self) -> Option<Counter> {
         Some(Counter {

@@ -4,8 +4,11 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::catalog::{assignment_from_row, ASSIGNMENT_COLUMNS};
+use super::connection::QuotaRepo;
+use super::error::RepoError;
 use super::events::NewEvent;
-use super::{rules, Page, Paging, QuotaRepo, RepoError};
+use super::page::{Page, Paging};
+use super::rules;
 use crate::model::views::{to_json, AssignmentView};
 use crate::model::{Assignment, Subject};
 

@@ -10,7 +10,9 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::Row;
 
-use super::{limit_def, limit_from_row, QuotaRepo, RepoError, LIMIT_COLUMNS};
+use super::connection::QuotaRepo;
+use super::error::RepoError;
+use super::limit_rows::{limit_def, limit_from_row, LIMIT_COLUMNS};
 use crate::model::{
     Assignment, Catalog, Chain, ChainLevel, LimitDef, LimitOwner, Mode, Subject, MAX_DEPTH,
 };

@@ -3,12 +3,12 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::connection::QuotaRepo;
+use super::error::{unique_as_conflict, RepoError};
 use super::events::NewEvent;
+use super::limit_rows::{limit_columns, limit_from_row, LIMIT_COLUMNS};
+use super::page::{Page, Paging};
 use super::rules;
-use super::{
-    limit_columns, limit_from_row, unique_as_conflict, Page, Paging, QuotaRepo, RepoError,
-    LIMIT_COLUMNS,
-};
 use crate::model::views::{to_json, LimitView};
 use crate::model::{LimitDef, LimitOwner, StoredLimit};
 

@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::catalog::{level_from_row, LEVEL_JSON_COLUMNS};
-use super::{limit_from_row, RepoError, LIMIT_COLUMNS};
+use super::error::RepoError;
+use super::limit_rows::{limit_from_row, LIMIT_COLUMNS};
 use crate::model::resolve::resolve_level;
 use crate::model::{Catalog, LimitOwner, Ppm, MAX_DEPTH};
 

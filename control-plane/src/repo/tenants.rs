@@ -5,8 +5,11 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
+use super::connection::QuotaRepo;
+use super::error::{unique_as_conflict, RepoError};
 use super::events::NewEvent;
-use super::{rules, unique_as_conflict, Page, Paging, QuotaRepo, RepoError};
+use super::page::{Page, Paging};
+use super::rules;
 use crate::model::views::{to_json, TenantView};
 use crate::model::{Mode, Ppm, Tenant};
 

@@ -6,8 +6,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use super::connection::QuotaRepo;
+use super::error::RepoError;
 use super::events::NewEvent;
-use super::{limit_from_row, limits, rules, Page, Paging, QuotaRepo, RepoError, LIMIT_COLUMNS};
+use super::limit_rows::{limit_from_row, LIMIT_COLUMNS};
+use super::page::{Page, Paging};
+use super::{limits, rules};
 use crate::model::views::{to_json, TierView};
 use crate::model::{LimitDef, LimitOwner, Tier};
 

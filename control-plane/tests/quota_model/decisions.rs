@@ -11,8 +11,8 @@ use axum::http::{Method, StatusCode};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tollgate_control_plane::bus;
-use tollgate_control_plane::config::RedisOutage;
+use tollgate_control_plane::engine::definitions::listen;
+use tollgate_control_plane::engine::RedisOutage;
 use tollgate_control_plane::store::bus::{Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 
@@ -414,7 +414,7 @@ async fn the_first_warning_of_a_window_and_aggregated_rejections_are_logged(pool
     for _ in 0..15 {
         api.check("acme", json!({"requests": 1})).await;
     }
-    api.state.events.flush(&api.state.repo).await;
+    api.state.engine.events.flush(&api.state.engine.repo).await;
     let events = api
         .expect(
             StatusCode::OK,
@@ -518,10 +518,10 @@ async fn an_admin_write_on_one_instance_reaches_the_others_cache_within_a_second
     let shared_bus: Arc<dyn Bus> = Arc::new(MemoryBus::default());
     let one = Api::over(pool.clone(), store.clone(), shared_bus.clone());
     let two = Api::over(pool, store, shared_bus.clone());
-    tokio::spawn(bus::listen(
+    tokio::spawn(listen(
         shared_bus,
-        two.state.definitions.clone(),
-        two.state.instance.clone(),
+        two.state.engine.definitions.clone(),
+        two.state.engine.instance.clone(),
         Duration::from_millis(50),
     ));
     tier(
@@ -587,6 +587,7 @@ async fn settled(api: &Api, body: Value) -> u64 {
 /// How many settlements `api` counted under `outcome` (`tollgate_settlements_total`).
 fn settlements(api: &Api, outcome: &str) -> u64 {
     api.state
+        .engine
         .metrics
         .settlements
         .with_label_values(&[outcome])
@@ -767,7 +768,7 @@ async fn a_settlement_posted_twice_counts_once(api: Api, org: &str) {
     assert_eq!(app_and_org_tokens(&api, &app).await, (70, 70));
     assert_eq!(settlements(&api, "settled"), 2);
     assert_eq!(settlements(&api, "duplicate"), 2);
-    assert_eq!(api.state.metrics.releases.get(), 1, "released once");
+    assert_eq!(api.state.engine.metrics.releases.get(), 1, "released once");
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
@@ -791,7 +792,7 @@ async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPoo
     // Redis restarts empty: the settlement is refused for a re-seed inside the control
     // plane, which re-seeds from the history and applies it — once.
     store.clear();
-    let seeds_before = api.state.metrics.seeds.get();
+    let seeds_before = api.state.engine.metrics.seeds.get();
     let body = tokens_settlement("s-lost", &app, 5, checked_at);
     for _ in 0..2 {
         assert_eq!(settled(&api, body.clone()).await, 0);
@@ -800,7 +801,7 @@ async fn a_settlement_on_lost_counters_is_reseeded_then_applied_once(pool: PgPoo
     assert_eq!(settlements(&api, "settled"), 1);
     assert_eq!(settlements(&api, "duplicate"), 1);
     assert_eq!(
-        api.state.metrics.seeds.get() - seeds_before,
+        api.state.engine.metrics.seeds.get() - seeds_before,
         2,
         "the app and its organization, re-seeded once"
     );
@@ -936,7 +937,7 @@ async fn without_the_fallback_a_settlement_while_redis_is_down_is_a_503_problem(
 fn without_fallback(pool: PgPool) -> Api {
     let down = RedisStore::new("redis://127.0.0.1:1/").unwrap();
     Api::configured(pool, Arc::new(down), Arc::new(MemoryBus::default()), |c| {
-        c.redis_outage = RedisOutage::Fail;
+        c.engine.redis_outage = RedisOutage::Fail;
     })
 }
 
@@ -965,12 +966,18 @@ fn giving_back(mut body: Value, id: &str, spent: u64) -> Value {
 
 /// How many lease requests `api` counted under `outcome` (`tollgate_leases_total`).
 fn leases(api: &Api, outcome: &str) -> u64 {
-    api.state.metrics.leases.with_label_values(&[outcome]).get()
+    api.state
+        .engine
+        .metrics
+        .leases
+        .with_label_values(&[outcome])
+        .get()
 }
 
 /// Units of budget `api` counted as `kind` (`tollgate_lease_units_total`).
 fn lease_units(api: &Api, kind: &str) -> u64 {
     api.state
+        .engine
         .metrics
         .lease_units
         .with_label_values(&[kind])
@@ -1271,7 +1278,7 @@ async fn an_unknown_tenant_is_leased_nothing(pool: PgPool) {
         (json!("reject"), json!("unknown_tenant"), json!(0))
     );
     assert_eq!(leases(&api, "rejected"), 1);
-    let metrics = api.state.metrics.render().unwrap();
+    let metrics = api.state.engine.metrics.render().unwrap();
     assert!(
         metrics.contains("tollgate_leases_total{outcome=\"rejected\"} 1"),
         "{metrics}"
@@ -1310,7 +1317,7 @@ async fn a_budget_crossing_the_warning_and_a_refused_one_are_logged(pool: PgPool
     api.check("acme", json!({"requests": 15})).await;
     let refused = leased(&api, lease_of("l2", "g2", "acme", "requests", 100)).await;
     assert_eq!(refused["decision"], "reject");
-    api.state.events.flush(&api.state.repo).await;
+    api.state.engine.events.flush(&api.state.engine.repo).await;
     let events = api
         .expect(
             StatusCode::OK,

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tempfile::TempDir;
-use tollgate_control_plane::fallback;
+use tollgate_control_plane::engine::fallback;
 use tollgate_control_plane::store::RedisStore;
 use tollgate_e2e::redis::Redis;
 
@@ -80,7 +80,7 @@ fn admitted(decisions: &[String]) -> usize {
 /// Runs reconcile rounds until nothing is pending.
 async fn reconcile(api: &Api) {
     for _ in 0..50 {
-        if fallback::reconcile_once(&api.state).await.unwrap() == 0 {
+        if fallback::reconcile_once(&api.state.engine).await.unwrap() == 0 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -90,6 +90,7 @@ async fn reconcile(api: &Api) {
 
 fn metric(api: &Api, line: &str) -> bool {
     api.state
+        .engine
         .metrics
         .render()
         .unwrap()

@@ -9,7 +9,6 @@ use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
-use tollgate_control_plane::config::Secret;
 use tollgate_control_plane::http::auth::TokenDigest;
 use tollgate_control_plane::store::bus::{Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
@@ -95,7 +94,7 @@ impl Api {
         change: impl FnOnce(&mut AppConfig),
     ) -> Api {
         let clock = TestClock::new();
-        let mut config = AppConfig::with_token(Secret::new(TOKEN));
+        let mut config = AppConfig::with_token(TOKEN);
         config.default_deadline = std::time::Duration::from_secs(5);
         config.admin_read_token = Some(TokenDigest::of(READ_TOKEN));
         change(&mut config);
@@ -183,8 +182,9 @@ impl Api {
     /// background.
     pub async fn flush_usage(&self) {
         self.state
+            .engine
             .flusher
-            .flush(self.state.store.as_ref(), &self.state.repo)
+            .flush(self.state.engine.store.as_ref(), &self.state.engine.repo)
             .await;
     }
 }

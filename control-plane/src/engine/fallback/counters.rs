@@ -16,9 +16,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::{QuotaRepo, RepoError};
-use crate::store::Counter;
-use crate::store::CHECK_RECORD_TTL_MS;
+use crate::repo::{QuotaRepo, RepoError};
+use crate::store::{Counter, CHECK_RECORD_TTL_MS};
 
 /// One limit of a fallback check.
 #[derive(Debug, Clone)]
@@ -167,12 +166,23 @@ async fn add_pending(
     Ok(())
 }
 
-impl QuotaRepo {
+/// The fallback counters' tables, over the repository's pool.
+#[derive(Debug, Clone)]
+pub struct FallbackCounters {
+    repo: QuotaRepo,
+}
+
+impl FallbackCounters {
+    /// The tables in `repo`'s database (migrations `0003` and `0004`).
+    pub fn new(repo: QuotaRepo) -> FallbackCounters {
+        FallbackCounters { repo }
+    }
+
     /// Checks and counts `ops` in one transaction: either every op stays within its
     /// cap and all are counted, or nothing changes. An admitted check with a `record`
     /// (the key of its check record in Redis) also remembers what it counted there, for
     /// [`QuotaRepo::fallback_cancel`].
-    pub async fn fallback_check(
+    pub async fn check(
         &self,
         ops: &[FallbackOp],
         record: Option<&str>,
@@ -181,7 +191,7 @@ impl QuotaRepo {
             .iter()
             .flat_map(|op| op.counters.iter().map(|c| (c.key.as_str(), c)))
             .collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.repo.pool().begin().await?;
         let usage = lock_usage(&mut tx, &counters).await?;
         let value = |c: &Counter| usage.get(&c.key).copied().unwrap_or(0);
         let mut used: Vec<u64> = Vec::with_capacity(ops.len());
@@ -235,12 +245,12 @@ impl QuotaRepo {
     /// Applies settlement `id` to fallback counters, once: each `(counter, change)`
     /// adds `change` (a refund never takes a counter below zero). Answers each
     /// counter's usage afterwards, or `None` when `id` was applied before.
-    pub async fn fallback_settle(
+    pub async fn settle(
         &self,
         id: &str,
         moves: &[(Counter, i64)],
     ) -> Result<Option<Vec<u64>>, RepoError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.repo.pool().begin().await?;
         let first = sqlx::query(
             "INSERT INTO fallback_settlements (id) VALUES ($1) ON CONFLICT (id) DO NOTHING",
         )
@@ -260,8 +270,8 @@ impl QuotaRepo {
     /// Takes back what the check recorded at `record` counted here, once (the filter
     /// refused that request after all): answers the units taken back, or `None` when no
     /// check of that record was counted here (or it was taken back before).
-    pub async fn fallback_cancel(&self, record: &str) -> Result<Option<u64>, RepoError> {
-        let mut tx = self.pool.begin().await?;
+    pub async fn cancel(&self, record: &str) -> Result<Option<u64>, RepoError> {
+        let mut tx = self.repo.pool().begin().await?;
         let Some(row) = sqlx::query(
             "DELETE FROM fallback_checks WHERE record_key = $1 RETURNING counter_keys, amounts",
         )
@@ -284,13 +294,13 @@ impl QuotaRepo {
 
     /// Up to `limit` fallback counters whose usage Redis does not have yet, oldest
     /// first.
-    pub async fn fallback_pending(&self, limit: i64) -> Result<Vec<Pending>, RepoError> {
+    pub async fn pending(&self, limit: i64) -> Result<Vec<Pending>, RepoError> {
         let rows = sqlx::query(
             "SELECT counter_key, pending, version FROM fallback_counters \
              WHERE pending <> 0 ORDER BY updated_at LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.repo.pool())
         .await?;
         rows.iter()
             .map(|row| {
@@ -306,7 +316,7 @@ impl QuotaRepo {
     /// Takes `applied` off the pending usage of `counter_key` once step `version` has
     /// reached Redis, and starts the next step. `false` when another instance took it
     /// off first (nothing changed).
-    pub async fn fallback_reconciled(
+    pub async fn reconciled(
         &self,
         counter_key: &str,
         version: i64,
@@ -320,32 +330,32 @@ impl QuotaRepo {
         .bind(counter_key)
         .bind(version)
         .bind(applied)
-        .execute(&self.pool)
+        .execute(self.repo.pool())
         .await?
         .rows_affected();
         Ok(done == 1)
     }
 
     /// Remembers a budget given back while Redis was down, to refund once it is back.
-    pub async fn fallback_return(&self, record_key: &str, spent: u64) -> Result<(), RepoError> {
+    pub async fn remember_return(&self, record_key: &str, spent: u64) -> Result<(), RepoError> {
         sqlx::query(
             "INSERT INTO fallback_returns (record_key, spent) VALUES ($1, $2) \
              ON CONFLICT (record_key) DO NOTHING",
         )
         .bind(record_key)
         .bind(i64::try_from(spent).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(self.repo.pool())
         .await?;
         Ok(())
     }
 
     /// Up to `limit` budgets given back during an outage: (record key, spent).
-    pub async fn fallback_returns(&self, limit: i64) -> Result<Vec<(String, u64)>, RepoError> {
+    pub async fn returns(&self, limit: i64) -> Result<Vec<(String, u64)>, RepoError> {
         let rows = sqlx::query(
             "SELECT record_key, spent FROM fallback_returns ORDER BY created_at LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.repo.pool())
         .await?;
         rows.iter()
             .map(|row| {
@@ -359,42 +369,42 @@ impl QuotaRepo {
     }
 
     /// Forgets a budget return that reached Redis.
-    pub async fn fallback_returned(&self, record_key: &str) -> Result<(), RepoError> {
+    pub async fn returned(&self, record_key: &str) -> Result<(), RepoError> {
         sqlx::query("DELETE FROM fallback_returns WHERE record_key = $1")
             .bind(record_key)
-            .execute(&self.pool)
+            .execute(self.repo.pool())
             .await?;
         Ok(())
     }
 
     /// Forgets check records older than Redis keeps its own, and answers whether any
     /// is left (a take-back may then find its check here).
-    pub async fn fallback_checks_left(&self) -> Result<bool, RepoError> {
+    pub async fn checks_left(&self) -> Result<bool, RepoError> {
         sqlx::query(
             "DELETE FROM fallback_checks \
              WHERE created_at < now() - make_interval(secs => $1::double precision / 1000)",
         )
         .bind(CHECK_RECORD_TTL_MS)
-        .execute(&self.pool)
+        .execute(self.repo.pool())
         .await?;
         let row = sqlx::query("SELECT EXISTS (SELECT 1 FROM fallback_checks) AS present")
-            .fetch_one(&self.pool)
+            .fetch_one(self.repo.pool())
             .await?;
         Ok(row.try_get("present")?)
     }
 
     /// Forgets fallback rows with nothing pending and settlement ids older than an hour.
-    pub async fn fallback_forget(&self) -> Result<(), RepoError> {
+    pub async fn forget(&self) -> Result<(), RepoError> {
         sqlx::query(
             "DELETE FROM fallback_counters \
              WHERE pending = 0 AND updated_at < now() - interval '1 hour'",
         )
-        .execute(&self.pool)
+        .execute(self.repo.pool())
         .await?;
         sqlx::query(
             "DELETE FROM fallback_settlements WHERE created_at < now() - interval '1 hour'",
         )
-        .execute(&self.pool)
+        .execute(self.repo.pool())
         .await?;
         Ok(())
     }

@@ -1,70 +1,74 @@
-//! `/v1/leases`: give back a gateway's budget and reserve its next one (see [`budget`]).
+//! `POST /v1/leases`: give back a gateway's lease and reserve its next budget —
+//! resolve the tenant, plan the lease call ([`crate::plan::lease`] sizes it), run it
+//! (no budgets while Redis is down: the gateway checks each request), answer, record.
 
 use chrono::{DateTime, Utc};
 use tollgate_protocol::{LeaseRequest, LeaseResponse};
 
+use super::count::reseeding;
+use super::deadline::Deadline;
+use super::fallback;
+use super::lookup::resolve_cached;
+use super::record::{counted, record_events};
+use super::state::Engine;
 use super::validate::validate_lease;
-use super::{counted, record_events, reseeding, resolve_cached, Deadline};
 use crate::error::ApiError;
-use crate::fallback;
 use crate::plan::lease::{self as lease_plan, LeaseError};
 use crate::plan::{crosses_warning, Planned};
-use crate::state::AppState;
-use crate::store::Counter;
-use crate::store::{Grant, LeaseOutcome, Leased};
+use crate::store::{Counter, Grant, LeaseOutcome, Leased};
 
 /// Gives back `request.previous` and reserves a budget, counting the outcome.
 pub async fn lease(
-    state: &AppState,
+    engine: &Engine,
     request: &LeaseRequest,
     deadline: Deadline,
 ) -> Result<LeaseResponse, ApiError> {
     counted(
-        &state.metrics.leases,
-        lease_counted(state, request, deadline),
+        &engine.metrics.leases,
+        lease_counted(engine, request, deadline),
     )
     .await
 }
 
 /// Counts one lease request under `outcome` (`tollgate_leases_total`).
-pub fn count_lease(state: &AppState, outcome: &str) {
-    state.metrics.leases.with_label_values(&[outcome]).inc();
+pub fn count_lease(engine: &Engine, outcome: &str) {
+    engine.metrics.leases.with_label_values(&[outcome]).inc();
 }
 
 /// Answers one lease request; also answers the `outcome` label it is counted under.
 async fn lease_counted(
-    state: &AppState,
+    engine: &Engine,
     request: &LeaseRequest,
     deadline: Deadline,
 ) -> Result<(LeaseResponse, &'static str), ApiError> {
     validate_lease(request)?;
     let Some((resolved, now)) =
-        resolve_cached(state, &request.tenant, &request.roles, deadline).await?
+        resolve_cached(engine, &request.tenant, &request.roles, deadline).await?
     else {
         // Nothing was ever leased to it: nothing to give back either.
         return Ok((lease_plan::unknown_tenant(&request.tenant), "rejected"));
     };
-    let plan = lease_plan::plan(&resolved, request, &state.config.leases, now);
+    let plan = lease_plan::plan(&resolved, request, &engine.settings.leases, now);
     let mut plan = plan.map_err(|error| match &error {
         LeaseError::Gauge(_) => ApiError::field("resource", error.to_string()),
         LeaseError::NoWindow(_) => ApiError::internal(error.to_string()),
     })?;
     plan.call.deadline_ms = Some(deadline.unix_ms());
     let outcome = reseeding(
-        state,
+        engine,
         &resolved.root,
         &plan.marker_tenants,
         deadline,
         "lease",
-        || state.store.lease(&plan.call),
+        || engine.store.lease(&plan.call),
     )
     .await;
     let outcome = match outcome {
         // No budgets while Redis is down: the gateway checks each request, and the
         // fallback counts them; the returned lease is refunded once Redis is back.
-        Err(error) if fallback::redis_down(state, &error) => {
+        Err(error) if fallback::redis_down(engine, &error) => {
             if let Some(previous) = &plan.call.previous {
-                fallback::remember_return(state, previous, deadline, error).await?;
+                fallback::remember_return(engine, previous, deadline, error).await?;
             }
             return Ok((lease_plan::per_request(&request.tenant), "per_request"));
         }
@@ -79,7 +83,7 @@ async fn lease_counted(
             ))
         }
     };
-    record(state, &request.tenant, &plan.planned, &budgeted, now);
+    record(engine, &request.tenant, &plan.planned, &budgeted, now);
     let response = lease_plan::answer(&request.tenant, &plan.planned, &budgeted, now)
         .map_err(ApiError::internal)?;
     let outcome = match budgeted.grant {
@@ -96,7 +100,7 @@ async fn lease_counted(
 /// events of the check its budget stands for (a first warning crossed by the
 /// reservation, a rejection), the units granted and refunded.
 fn record(
-    state: &AppState,
+    engine: &Engine,
     tenant: &str,
     planned: &[Planned],
     budgeted: &Leased,
@@ -109,7 +113,7 @@ fn record(
     let mut granted = 0;
     match budgeted.grant {
         Grant::Exhausted { violated } => {
-            record_events(state, tenant, planned, used, &[], Some(violated), now);
+            record_events(engine, tenant, planned, used, &[], Some(violated), now);
         }
         Grant::Reserved { granted: g, .. } if g > 0 => {
             granted = g;
@@ -119,12 +123,12 @@ fn record(
                 .map(|(i, _)| i)
                 .collect();
             let after: Vec<u64> = used.iter().map(|u| u.saturating_add(granted)).collect();
-            record_events(state, tenant, planned, &after, &crossed, None, now);
+            record_events(engine, tenant, planned, &after, &crossed, None, now);
         }
         Grant::Reserved { .. } | Grant::Duplicate { .. } => {}
     }
-    state.flusher.touch_counters(&moved);
-    let units = &state.metrics.lease_units;
+    engine.flusher.touch_counters(&moved);
+    let units = &engine.metrics.lease_units;
     units.with_label_values(&["granted"]).inc_by(granted);
     units
         .with_label_values(&["refunded"])

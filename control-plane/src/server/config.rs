@@ -1,47 +1,23 @@
-//! Command line and environment: `tollgate serve` and `tollgate migrate`.
+//! The server's configuration: the flags of `tollgate serve` and `tollgate migrate`.
 //!
 //! Every flag can also come from the environment (see `tollgate.env.example`), or from a
 //! file of the same `KEY=VALUE` lines named by `--config` (or `TOLLGATE_CONFIG`): flags
 //! win over the environment, which wins over the file.
-//! Secrets — the admin token and URLs that may carry passwords — print as
-//! `<redacted>` in `Debug`, so logging the configuration cannot leak them.
+//! Secrets — the tokens and URLs that may carry passwords — are [`SecretString`]s: they
+//! print as `[REDACTED]` in `Debug`, so logging the configuration cannot leak them.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
 
-/// Tollgate's control plane: quota definitions, live counters, decision and admin APIs.
-#[derive(Debug, Parser)]
-#[command(name = "tollgate", version, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
+use crate::engine::RedisOutage;
 
-/// The subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Apply migrations, then serve the decision, admin and metrics APIs.
-    Serve(ServeArgs),
-    /// Apply pending migrations to the database and exit.
-    Migrate(MigrateArgs),
-    /// Manage tiers (named bundles of limits) on a running server.
-    Tier(crate::cli::tier::TierArgs),
-    /// Manage tenants and see their effective quota on a running server.
-    Tenant(crate::cli::tenant::TenantArgs),
-    /// Manage assignments of tiers to tenants, roles and everyone on a running server.
-    Assignment(crate::cli::assignment::AssignmentArgs),
-    /// See, reset and adjust a tenant's usage on a running server.
-    Usage(crate::cli::usage::UsageArgs),
-    /// Read the audit log of a running server.
-    Events(crate::cli::events::EventsArgs),
-    /// Make a running server's tiers, tenants and assignments match a YAML file.
-    Apply(crate::cli::apply::ApplyArgs),
+/// Reads a secret from the command line or the environment.
+pub fn secret(value: &str) -> Result<SecretString, Infallible> {
+    Ok(SecretString::from(value))
 }
 
 /// The config-file flag, read before the rest of the command line (see
@@ -67,12 +43,24 @@ pub fn load_config_file(args: &[String]) -> Result<Option<PathBuf>, dotenvy::Err
             named = Some(PathBuf::from(path));
         }
     }
-    match named {
+    let loaded = match named {
         Some(path) => {
             dotenvy::from_path(&path)?;
-            Ok(Some(path))
+            Some(path)
         }
-        None => Ok(None),
+        None => None,
+    };
+    rename_env("TOLLGATE_GAUGE_LEASE_S", "TOLLGATE_GAUGE_HOLD_S");
+    Ok(loaded)
+}
+
+/// Reads a variable under its former name `old` as `new`, unless `new` is set: a
+/// deployment written before a rename keeps working.
+fn rename_env(old: &str, new: &str) {
+    if std::env::var_os(new).is_none() {
+        if let Some(value) = std::env::var_os(old) {
+            std::env::set_var(new, value);
+        }
     }
 }
 
@@ -93,16 +81,16 @@ pub struct ServeArgs {
     /// The secret gateways must present to the decision API (`authorization: Bearer`,
     /// the filter's `control_plane.token`). Without it, whoever reaches the decision
     /// listener may spend any tenant's quota.
-    #[arg(long, env = "TOLLGATE_DECISION_TOKEN", hide_env_values = true)]
-    pub decision_token: Option<Secret>,
+    #[arg(long, env = "TOLLGATE_DECISION_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub decision_token: Option<SecretString>,
     /// PostgreSQL URL holding the quota definitions. For TLS that verifies the server,
     /// add `?sslmode=verify-full&sslrootcert=/path/to/ca.pem`.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: SecretString,
     /// Redis URL holding the live counters; with `--redis-cluster`, a comma-separated
     /// list of some of the cluster's nodes.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Secret,
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = secret)]
+    pub redis_url: SecretString,
     /// Whether `--redis-url` names the nodes of a Redis Cluster.
     #[arg(long, env = "TOLLGATE_REDIS_CLUSTER")]
     pub redis_cluster: bool,
@@ -134,11 +122,11 @@ pub struct ServeArgs {
     )]
     pub redis_client_key: Option<PathBuf>,
     /// Bearer token required by `/admin/v1`.
-    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Secret,
+    #[arg(long, env = "TOLLGATE_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub admin_token: SecretString,
     /// A second bearer token of `/admin/v1` that may only read (`GET`, `HEAD`).
-    #[arg(long, env = "TOLLGATE_ADMIN_READ_TOKEN", hide_env_values = true)]
-    pub admin_read_token: Option<Secret>,
+    #[arg(long, env = "TOLLGATE_ADMIN_READ_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub admin_read_token: Option<SecretString>,
     /// How long cached quota definitions are fresh, in milliseconds; after that they are
     /// still used while a background load refreshes them.
     #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
@@ -160,10 +148,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_INVALIDATION_POLL_MS", default_value_t = 250,
           value_parser = clap::value_parser!(u64).range(10..=1_000))]
     pub invalidation_poll_ms: u64,
-    /// How long an unreleased gauge slot (`concurrent_requests`) is held, in seconds.
-    #[arg(long, env = "TOLLGATE_GAUGE_LEASE_S", default_value_t = 300,
+    /// How long an unreleased gauge hold (a `concurrent_requests` slot) lasts, in
+    /// seconds. Its former names `--gauge-lease-s` and `TOLLGATE_GAUGE_LEASE_S` still work.
+    #[arg(long, alias = "gauge-lease-s", env = "TOLLGATE_GAUGE_HOLD_S", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub gauge_lease_s: u64,
+    pub gauge_hold_s: u64,
     /// The largest budget `/v1/leases` grants, in units of the resource, however far the
     /// tenant is from its limits.
     #[arg(long, env = "TOLLGATE_LEASE_MAX_BUDGET", default_value_t = 10_000,
@@ -193,20 +182,11 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub config: ConfigFile,
     /// PostgreSQL URL to migrate.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Secret,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: SecretString,
     /// Log format.
     #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-}
-
-/// What decides while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RedisOutage {
-    /// Count in PostgreSQL; reconcile into Redis once it is back.
-    Postgres,
-    /// Answer 503: the filter applies its failure mode.
-    Fail,
 }
 
 /// How log lines are written.
@@ -218,45 +198,13 @@ pub enum LogFormat {
     Json,
 }
 
-/// A string that must never reach a log: `Debug` and `Display` print `<redacted>`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The value, for the one place that uses it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = Infallible;
-
-    fn from_str(s: &str) -> Result<Secret, Infallible> {
-        Ok(Secret(s.to_string()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret;
+
     use super::*;
+    use crate::cli::{Cli, Command};
 
     #[test]
     fn debug_output_of_serve_args_hides_every_secret() {
@@ -288,7 +236,7 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve");
         };
-        assert_eq!(args.admin_token.expose(), "s3cret-token");
+        assert_eq!(args.admin_token.expose_secret(), "s3cret-token");
         assert_eq!(args.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(args.decision_listen, None);
         assert_eq!(args.definitions_ttl_ms, 5000);

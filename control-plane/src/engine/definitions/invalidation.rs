@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::definitions::DefinitionsCache;
+use super::cache::DefinitionsCache;
 use crate::store::bus::Bus;
 
 /// The message for a change to `tenant`.

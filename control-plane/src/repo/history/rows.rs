@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{Page, Paging, QuotaRepo, RepoError};
+use crate::repo::connection::QuotaRepo;
+use crate::repo::error::RepoError;
+use crate::repo::page::{Page, Paging};
 
 /// One counter window's persisted usage.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,31 +1,36 @@
-//! `/v1/settle`: apply what a counted request really cost, once it is over.
+//! `POST /v1/settle`: apply what a counted request really cost, once it is over —
+//! resolve the tenant, plan the moves ([`crate::plan::settlement`]), apply them once
+//! per id (in PostgreSQL while Redis is down), record.
 
 use tollgate_protocol::{SettleRequest, SettleResponse};
 
+use super::count::reseeding;
+use super::deadline::Deadline;
+use super::fallback;
+use super::lookup::resolve_cached;
+use super::record::counted;
+use super::state::Engine;
 use super::validate::validate_settle;
-use super::{counted, reseeding, resolve_cached, Deadline};
 use crate::error::ApiError;
-use crate::fallback;
 use crate::plan::settlement::{self, SettleError};
-use crate::state::AppState;
 use crate::store::{hold_record_key, Release, SettleOutcome};
 
 /// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
 pub async fn settle(
-    state: &AppState,
+    engine: &Engine,
     request: &SettleRequest,
     deadline: Deadline,
 ) -> Result<SettleResponse, ApiError> {
     counted(
-        &state.metrics.settlements,
-        settle_counted(state, request, deadline),
+        &engine.metrics.settlements,
+        settle_counted(engine, request, deadline),
     )
     .await
 }
 
 /// Counts one settlement under `outcome` (`tollgate_settlements_total`).
-pub fn count_settlement(state: &AppState, outcome: &str) {
-    state
+pub fn count_settlement(engine: &Engine, outcome: &str) {
+    engine
         .metrics
         .settlements
         .with_label_values(&[outcome])
@@ -34,13 +39,13 @@ pub fn count_settlement(state: &AppState, outcome: &str) {
 
 /// Settles one request; also answers the `outcome` label it is counted under.
 async fn settle_counted(
-    state: &AppState,
+    engine: &Engine,
     request: &SettleRequest,
     deadline: Deadline,
 ) -> Result<(SettleResponse, &'static str), ApiError> {
     let checked_at = validate_settle(request)?;
     let Some((resolved, now)) =
-        resolve_cached(state, &request.tenant, &request.roles, deadline).await?
+        resolve_cached(engine, &request.tenant, &request.roles, deadline).await?
     else {
         // Its check was refused: nothing was counted or held.
         return Ok((SettleResponse { released: 0 }, "unknown_tenant"));
@@ -67,17 +72,17 @@ async fn settle_counted(
         return Ok((SettleResponse { released: 0 }, "settled"));
     }
     let outcome = reseeding(
-        state,
+        engine,
         &resolved.root,
         &plan.marker_tenants,
         deadline,
         "settle",
-        || state.store.settle(&plan.settlement),
+        || engine.store.settle(&plan.settlement),
     )
     .await;
     let outcome = match outcome {
-        Err(error) if fallback::redis_down(state, &error) => {
-            let applied = fallback::settle(state, &request.id, &plan, deadline, error).await?;
+        Err(error) if fallback::redis_down(engine, &error) => {
+            let applied = fallback::settle(engine, &request.id, &plan, deadline, error).await?;
             let outcome = if applied { "settled" } else { "duplicate" };
             return Ok((SettleResponse { released: 0 }, outcome));
         }
@@ -96,8 +101,8 @@ async fn settle_counted(
             return Ok((SettleResponse { released: 0 }, "duplicate"));
         }
     };
-    state.flusher.touch_counters(&plan.counters);
-    state.metrics.releases.inc_by(settled.released);
+    engine.flusher.touch_counters(&plan.counters);
+    engine.metrics.releases.inc_by(settled.released);
     Ok((
         SettleResponse {
             released: settled.released,

@@ -7,7 +7,9 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
-use super::{Page, Paging, QuotaRepo, RepoError};
+use crate::repo::connection::QuotaRepo;
+use crate::repo::error::RepoError;
+use crate::repo::page::{Page, Paging};
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -95,7 +97,10 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, RepoError> {
 }
 
 /// Appends one event on `conn` (inside the admin transaction).
-pub(super) async fn insert(conn: &mut PgConnection, event: &NewEvent) -> Result<(), RepoError> {
+pub(in crate::repo) async fn insert(
+    conn: &mut PgConnection,
+    event: &NewEvent,
+) -> Result<(), RepoError> {
     sqlx::query(
         "INSERT INTO events (kind, tenant_id, actor, subject, data, before, after) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -1,4 +1,6 @@
-//! The one shared state of every handler and background task.
+//! [`Engine`]: what every decision needs — the stores, the caches, the background
+//! writers, the breaker and the settings — shared by the decision API, the admin API's
+//! usage views and the background tasks.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -7,36 +9,34 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use crate::audit::EventSink;
-use crate::breaker::Breaker;
-use crate::config::{RedisOutage, Secret};
-use crate::definitions::DefinitionsCache;
+use super::breaker::Breaker;
+use super::definitions::{instance_id, DefinitionsCache};
+use super::fallback::FallbackCounters;
 use crate::error::ApiError;
-use crate::flusher::UsageFlusher;
-use crate::http::auth::TokenDigest;
 use crate::metrics::Metrics;
 use crate::plan::lease::LeaseSettings;
+use crate::repo::events::EventSink;
+use crate::repo::history::UsageFlusher;
 use crate::repo::{QuotaRepo, RepoError};
 use crate::store::bus::Bus;
 use crate::store::{CounterStore, StoreError};
 
-/// What the handlers need from the configuration.
+/// What decides while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisOutage {
+    /// Count in PostgreSQL; reconcile into Redis once it is back.
+    Postgres,
+    /// Answer 503: the filter applies its failure mode.
+    Fail,
+}
+
+/// How decisions are made, from the configuration.
 #[derive(Debug, Clone)]
-pub struct AppConfig {
-    /// The bearer token of `/admin/v1`, as a digest.
-    pub admin_token: TokenDigest,
-    /// A bearer token of `/admin/v1` that may only read, as a digest.
-    pub admin_read_token: Option<TokenDigest>,
-    /// The secret gateways present to `/v1` (the decision API), as a digest; `None`:
-    /// the decision API is open to whoever reaches its listener.
-    pub decision_token: Option<TokenDigest>,
+pub struct EngineSettings {
     /// How long quota definitions are fresh in the cache.
     pub definitions_ttl: Duration,
-    /// How long a check may wait for definitions when the filter does not say
-    /// (`x-tollgate-deadline-ms`, `x-envoy-expected-rq-timeout-ms`).
-    pub default_deadline: Duration,
-    /// How long an unreleased gauge slot is held.
-    pub gauge_lease: Duration,
+    /// How long an unreleased gauge hold lasts (a crashed gateway cannot leak slots).
+    pub gauge_hold: Duration,
     /// Whether metrics carry per-tenant labels.
     pub metrics_tenant_labels: bool,
     /// How budgets of `/v1/leases` are sized.
@@ -45,16 +45,12 @@ pub struct AppConfig {
     pub redis_outage: RedisOutage,
 }
 
-impl AppConfig {
-    /// A configuration with the defaults of `tollgate serve` and this admin token.
-    pub fn with_token(admin_token: Secret) -> AppConfig {
-        AppConfig {
-            admin_token: TokenDigest::of(admin_token.expose()),
-            admin_read_token: None,
-            decision_token: None,
+impl Default for EngineSettings {
+    /// The defaults of `tollgate serve`.
+    fn default() -> EngineSettings {
+        EngineSettings {
             definitions_ttl: Duration::from_secs(5),
-            default_deadline: Duration::from_millis(200),
-            gauge_lease: Duration::from_secs(300),
+            gauge_hold: Duration::from_secs(300),
             metrics_tenant_labels: false,
             leases: LeaseSettings::default(),
             redis_outage: RedisOutage::Postgres,
@@ -69,23 +65,25 @@ const REDIS_PROBE_EVERY: Duration = Duration::from_millis(250);
 /// Where "now" comes from: the system clock, or a test's.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// Shared by every handler; cheap to clone.
+/// Everything a decision needs; cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
-    /// Immutable configuration.
-    pub config: Arc<AppConfig>,
+pub struct Engine {
+    /// Immutable settings.
+    pub settings: Arc<EngineSettings>,
     /// Quota definitions, events and usage history in PostgreSQL.
     pub repo: QuotaRepo,
     /// Live counters (Redis in production, memory in tests).
     pub store: Arc<dyn CounterStore>,
     /// Invalidation messages to and from other instances.
     pub bus: Arc<dyn Bus>,
-    /// Quota definitions cached for `/v1/check`.
+    /// Quota definitions cached for the decisions.
     pub definitions: Arc<DefinitionsCache>,
     /// Events of the decision path, written in the background.
     pub events: Arc<EventSink>,
     /// Counters to persist to the usage history.
     pub flusher: Arc<UsageFlusher>,
+    /// Counters kept in PostgreSQL while Redis is unreachable.
+    pub fallback: FallbackCounters,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Whether decisions skip Redis for now, after it failed them.
@@ -100,39 +98,41 @@ pub struct AppState {
     pub instance: String,
 }
 
-impl AppState {
-    /// State over a pool, a counter store and a bus, with fresh metrics and caches.
+impl Engine {
+    /// An engine over a pool, a counter store and a bus, with fresh metrics and caches.
     pub fn new(
-        config: AppConfig,
+        settings: EngineSettings,
         pool: PgPool,
         store: Arc<dyn CounterStore>,
         bus: Arc<dyn Bus>,
-    ) -> Result<AppState, prometheus::Error> {
-        let metrics = Arc::new(Metrics::new(config.metrics_tenant_labels)?);
+    ) -> Result<Engine, prometheus::Error> {
+        let metrics = Arc::new(Metrics::new(settings.metrics_tenant_labels)?);
         // Unknown at start (an earlier process may have left some): the reconciler's
         // first round finds out.
-        let fallback_checks = config.redis_outage == RedisOutage::Postgres;
-        Ok(AppState {
+        let fallback_checks = settings.redis_outage == RedisOutage::Postgres;
+        let repo = QuotaRepo::new(pool);
+        Ok(Engine {
             definitions: Arc::new(DefinitionsCache::new(
-                config.definitions_ttl,
+                settings.definitions_ttl,
                 metrics.store_duration.clone(),
             )),
             events: Arc::new(EventSink::new(metrics.clone())),
             flusher: Arc::new(UsageFlusher::new(metrics.clone())),
-            config: Arc::new(config),
-            repo: QuotaRepo::new(pool),
+            fallback: FallbackCounters::new(repo.clone()),
+            settings: Arc::new(settings),
+            repo,
             store,
             bus,
             metrics,
             redis_breaker: Arc::new(Breaker::new(REDIS_PROBE_EVERY)),
             fallback_checks: Arc::new(AtomicBool::new(fallback_checks)),
             clock: Arc::new(Utc::now),
-            instance: crate::bus::instance_id(),
+            instance: instance_id(),
         })
     }
 
-    /// The same state on another clock.
-    pub fn with_clock(mut self, clock: Clock) -> AppState {
+    /// The same engine on another clock.
+    pub fn with_clock(mut self, clock: Clock) -> Engine {
         self.clock = clock;
         self
     }
@@ -169,7 +169,8 @@ impl AppState {
             .invalidations
             .with_label_values(&["tenant"])
             .inc();
-        self.broadcast(&crate::bus::tenant_message(tenant)).await;
+        self.broadcast(&super::definitions::tenant_message(tenant))
+            .await;
     }
 
     /// Drops the cached catalog here and tells the other instances.
@@ -179,7 +180,7 @@ impl AppState {
             .invalidations
             .with_label_values(&["catalog"])
             .inc();
-        self.broadcast(crate::bus::CATALOG_MESSAGE).await;
+        self.broadcast(super::definitions::CATALOG_MESSAGE).await;
     }
 
     async fn broadcast(&self, message: &str) {

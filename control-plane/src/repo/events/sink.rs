@@ -14,8 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::log::NewEvent;
 use crate::metrics::Metrics;
-use crate::repo::{NewEvent, QuotaRepo};
+use crate::repo::connection::QuotaRepo;
 
 /// At most this many events wait to be written.
 const MAX_PENDING: usize = 10_000;

@@ -1,4 +1,4 @@
-//! Persists usage from Redis to PostgreSQL (SPEC §1, usage history): so that usage
+//! Persists usage from Redis to PostgreSQL: so that usage
 //! survives a Redis loss (counters are re-seeded from it) and can be billed.
 //!
 //! Every counted window counter is marked dirty; every flush interval (at most a minute)
@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use super::rows::HistoryRow;
 use crate::metrics::Metrics;
-use crate::plan::Planned;
-use crate::repo::{HistoryRow, QuotaRepo, RepoError};
-use crate::store::Counter;
-use crate::store::{CounterStore, StoreError};
+use crate::repo::connection::QuotaRepo;
+use crate::repo::error::RepoError;
+use crate::store::{Counter, CounterStore, StoreError};
 
 /// At most this many counters wait to be persisted.
 const MAX_DIRTY: usize = 500_000;
@@ -105,24 +105,9 @@ impl UsageFlusher {
         self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Marks the current counters of the windowed ops that counted something.
-    pub fn touch(&self, planned: &[Planned]) {
-        self.mark(planned.iter().filter(|p| p.amount > 0).filter_map(|p| {
-            let (series, window, key) = (p.series()?, p.windows.first()?, p.keys.first()?);
-            let meta = move || CounterMeta {
-                tenant_id: p.tenant.clone(),
-                resource: p.def.resource.clone(),
-                series: series.name(),
-                window_start: window.start,
-                window_end: window.end,
-            };
-            Some((key, meta))
-        }));
-    }
-
     /// Marks the counters a settlement moved (a refund's may be an older rolling bucket).
     pub fn touch_counters(&self, counters: &[Counter]) {
-        self.mark(counters.iter().map(|c| (&c.key, move || meta_of(c))));
+        self.mark(counters.iter().map(|c| (&c.key, move || Some(meta_of(c)))));
     }
 
     /// Persists `counters` now (usage counted during a Redis outage that just reached
@@ -140,9 +125,16 @@ impl UsageFlusher {
         persist(&batch, store, repo).await
     }
 
-    /// Marks each counter not yet marked; its history row is built only then (checks
-    /// mostly touch counters that are already dirty).
-    fn mark<'k, M: FnOnce() -> CounterMeta>(
+    /// Marks each counter not yet marked; `counter` names it and is called only then
+    /// (checks mostly touch counters that are already dirty).
+    pub fn touch<'k, C: FnOnce() -> Option<Counter>>(
+        &self,
+        counters: impl Iterator<Item = (&'k String, C)>,
+    ) {
+        self.mark(counters.map(|(key, counter)| (key, move || counter().as_ref().map(meta_of))));
+    }
+
+    fn mark<'k, M: FnOnce() -> Option<CounterMeta>>(
         &self,
         counters: impl Iterator<Item = (&'k String, M)>,
     ) {
@@ -155,7 +147,9 @@ impl UsageFlusher {
                 self.metrics.history_dropped.inc();
                 continue;
             }
-            dirty.insert(key.clone(), meta());
+            if let Some(meta) = meta() {
+                dirty.insert(key.clone(), meta);
+            }
         }
         self.metrics.history_pending.set(dirty.len() as i64);
     }
@@ -189,33 +183,6 @@ impl UsageFlusher {
                 0
             }
         }
-    }
-
-    /// Persists every window of `planned` now (after a reset or adjustment, whose new
-    /// epoch must reach the history before anyone relies on it).
-    pub async fn persist_now(
-        &self,
-        store: &dyn CounterStore,
-        repo: &QuotaRepo,
-        planned: &[&Planned],
-    ) -> Result<u64, impl std::error::Error> {
-        let batch: Vec<(String, CounterMeta)> = planned
-            .iter()
-            .filter_map(|p| Some((p, p.series()?)))
-            .flat_map(|(p, series)| {
-                p.keys.iter().zip(&p.windows).map(move |(key, window)| {
-                    let meta = CounterMeta {
-                        tenant_id: p.tenant.clone(),
-                        resource: p.def.resource.clone(),
-                        series: series.name(),
-                        window_start: window.start,
-                        window_end: window.end,
-                    };
-                    (key.clone(), meta)
-                })
-            })
-            .collect();
-        persist(&batch, store, repo).await
     }
 
     fn succeeded(&self) {

@@ -1,13 +1,18 @@
 //! A tenant's usage for operators: live usage of every limit at every level, the
 //! effective quota with why each tier applies, and hand-made resets and adjustments.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use tollgate_protocol::Decision;
 use utoipa::ToSchema;
 
-use crate::decision::{resolve_fresh, run};
+use super::count::run;
+use super::deadline::Deadline;
+use super::lookup::resolve_fresh;
+use super::state::Engine;
 use crate::error::ApiError;
 use crate::model::resolve::Resolved;
 use crate::model::views::LimitSpec;
@@ -15,8 +20,11 @@ use crate::model::window::WindowKind;
 use crate::model::Span;
 use crate::plan::{plan, policy_status, Planned, Select};
 use crate::repo::NewEvent;
-use crate::state::AppState;
 use crate::store::{Adjustment, CallMode};
+
+/// How long an operator's read or change may wait on the stores: no filter waits on it,
+/// so it may take longer than a check.
+const OPERATOR_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Live usage of a tenant and its ancestors.
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,18 +94,17 @@ pub struct UsageChanges {
 }
 
 async fn read_all(
-    state: &AppState,
+    engine: &Engine,
     resolved: &Resolved,
 ) -> Result<(Vec<Planned>, Vec<u64>, Vec<Option<usize>>), ApiError> {
-    let now = state.now();
+    let now = engine.now();
     let plan = plan(resolved, Select::Everything, CallMode::Read, None, 1, now)
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let outcome = run(
-        state,
+        engine,
         &plan,
         &resolved.root,
-        // An operator's read: no filter waits on it, so it may take longer.
-        crate::decision::Deadline::after(state.config.default_deadline * 10),
+        Deadline::after(OPERATOR_DEADLINE),
     )
     .await?;
     Ok((plan.planned, outcome.used, outcome.oldest))
@@ -105,13 +112,13 @@ async fn read_all(
 
 /// Live usage of every limit of `tenant` and its ancestors.
 pub async fn report(
-    state: &AppState,
+    engine: &Engine,
     tenant: &str,
     roles: &[String],
 ) -> Result<UsageReport, ApiError> {
-    let (resolved, _) = resolve_fresh(state, tenant, roles).await?;
-    let (planned, used, oldest) = read_all(state, &resolved).await?;
-    let now = state.now();
+    let (resolved, _) = resolve_fresh(engine, tenant, roles).await?;
+    let (planned, used, oldest) = read_all(engine, &resolved).await?;
+    let now = engine.now();
     let usage = planned
         .iter()
         .zip(used)
@@ -167,14 +174,14 @@ fn selected(p: &Planned, tenant: &str, selection: &Selection) -> bool {
 /// Applies `adjustment` to the selected limits of `tenant`'s own level (not its
 /// ancestors'), persists the result and records it in the event log.
 pub async fn change(
-    state: &AppState,
+    engine: &Engine,
     actor: &str,
     tenant: &str,
     selection: &Selection,
     adjustment: Adjustment,
 ) -> Result<UsageChanges, ApiError> {
-    let (resolved, _) = resolve_fresh(state, tenant, &[]).await?;
-    let (planned, _, _) = read_all(state, &resolved).await?;
+    let (resolved, _) = resolve_fresh(engine, tenant, &[]).await?;
+    let (planned, _, _) = read_all(engine, &resolved).await?;
     let chosen: Vec<&Planned> = planned
         .iter()
         .filter(|p| selected(p, tenant, selection))
@@ -184,27 +191,31 @@ pub async fn change(
             "a windowed limit of tenant {tenant} matching the selection"
         )));
     }
-    let now = state.now();
+    let now = engine.now();
     let mut changes = Vec::with_capacity(chosen.len());
     for p in &chosen {
         let (Some(series), Some(current)) = (p.series(), p.windows.first()) else {
             continue;
         };
         let ttl = crate::plan::counter_ttl_s(series, current, now);
-        let (before, after) = state
+        let (before, after) = engine
             .store
             .adjust(&p.keys, adjustment, ttl)
             .await
-            .map_err(|e| state.redis_error(e))?;
+            .map_err(|e| engine.redis_error(e))?;
         changes.push(UsageChange {
             spec: LimitSpec::from(&p.def),
             before,
             after,
         });
     }
-    state
+    engine
         .flusher
-        .persist_now(state.store.as_ref(), &state.repo, &chosen)
+        .persist_counters(
+            engine.store.as_ref(),
+            &engine.repo,
+            &chosen.iter().flat_map(|p| p.counters()).collect::<Vec<_>>(),
+        )
         .await
         .map_err(|e| ApiError::unavailable("postgres", e.to_string()))?;
     let (kind, delta) = match adjustment {
@@ -218,11 +229,11 @@ pub async fn change(
         data: json!({ "delta": delta, "changes": changes }),
         ..NewEvent::default()
     };
-    state
+    engine
         .repo
         .record(actor, event)
         .await
-        .map_err(|e| state.postgres_error(e))?;
+        .map_err(|e| engine.postgres_error(e))?;
     Ok(UsageChanges {
         tenant: tenant.to_string(),
         changes,

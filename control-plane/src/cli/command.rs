@@ -1,0 +1,51 @@
+//! `tollgate`: the top-level command line, and running whichever subcommand it names.
+
+use clap::{Parser, Subcommand};
+
+use super::{apply, assignment, events, tenant, tier, usage};
+use crate::server::config::{MigrateArgs, ServeArgs};
+
+/// Tollgate's control plane: quota definitions, live counters, decision and admin APIs.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations, then serve the decision, admin and metrics APIs.
+    Serve(ServeArgs),
+    /// Apply pending migrations to the database and exit.
+    Migrate(MigrateArgs),
+    /// Manage tiers (named bundles of limits) on a running server.
+    Tier(tier::TierArgs),
+    /// Manage tenants and see their effective quota on a running server.
+    Tenant(tenant::TenantArgs),
+    /// Manage assignments of tiers to tenants, roles and everyone on a running server.
+    Assignment(assignment::AssignmentArgs),
+    /// See, reset and adjust a tenant's usage on a running server.
+    Usage(usage::UsageArgs),
+    /// Read the audit log of a running server.
+    Events(events::EventsArgs),
+    /// Make a running server's tiers, tenants and assignments match a YAML file.
+    Apply(apply::ApplyArgs),
+}
+
+/// Runs `command`: serves or migrates until done (an error is the process's), or runs an
+/// admin command against a running server and exits with its code.
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => crate::server::serve(args).await,
+        Command::Migrate(args) => crate::server::migrate(args).await,
+        Command::Tier(args) => super::exit(tier::run(args).await),
+        Command::Tenant(args) => super::exit(tenant::run(args).await),
+        Command::Assignment(args) => super::exit(assignment::run(args).await),
+        Command::Usage(args) => super::exit(usage::run(args).await),
+        Command::Events(args) => super::exit(events::run(args).await),
+        Command::Apply(args) => super::exit(apply::run(args).await),
+    }
+}

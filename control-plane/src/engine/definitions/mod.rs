@@ -1,0 +1,14 @@
+//! Quota definitions as the decisions read them: cached in process (so a check does not
+//! query PostgreSQL on the hot path, and keeps deciding while PostgreSQL is slow or
+//! down), and invalidated on every instance within a second of an admin write.
+//!
+//! # Layout
+//! - [`cache`] — [`DefinitionsCache`]: the catalog and tenant chains, single flight,
+//!   stale-while-revalidate and stale-while-error.
+//! - [`invalidation`] — the messages between instances and the task that applies them.
+
+pub mod cache;
+pub mod invalidation;
+
+pub use cache::{DefinitionsCache, Freshness, LoadError};
+pub use invalidation::{instance_id, listen, tenant_message, CATALOG_MESSAGE};

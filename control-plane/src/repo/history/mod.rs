@@ -1,0 +1,14 @@
+//! Usage history: per tenant, resource and counter window, the usage persisted from
+//! Redis, so that usage survives a Redis loss (counters are re-seeded from it) and can be
+//! billed.
+//!
+//! # Layout
+//! - [`rows`] — the `usage_history` table: upserts that only move forward, reads for
+//!   re-seeding, listings.
+//! - [`flusher`] — [`UsageFlusher`]: which counters changed, persisted every interval.
+
+pub mod flusher;
+pub mod rows;
+
+pub use flusher::UsageFlusher;
+pub use rows::{HistoryFilter, HistoryRow};
