@@ -344,6 +344,7 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
     let wasm = wasm_path()?;
+    let (failure_mode, timeout_ms) = failure_mode_and_timeout(&settings.filter_config);
     let mut rendered = control_plane_endpoints(&template, &settings.control_plane_ports)?
         .replace("{{LISTEN_PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
@@ -352,6 +353,8 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
         .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
         .replace("{{DECISION_TOKEN}}", DECISION_TOKEN)
+        .replace("{{FAILURE_MODE}}", &failure_mode)
+        .replace("{{TIMEOUT_MS}}", &timeout_ms)
         .replace(
             "{{STREAM_IDLE_TIMEOUT}}",
             &format!("{:.3}s", settings.stream_idle_timeout.as_secs_f64()),
@@ -370,6 +373,17 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         );
     }
     Ok(rendered)
+}
+
+/// The failure mode and decision deadline of a filter config (their defaults where it
+/// has none), for a template whose filter config is written out in it and takes only
+/// these (`reference.yaml`'s `{{FAILURE_MODE}}` and `{{TIMEOUT_MS}}`).
+fn failure_mode_and_timeout(filter_config: &Value) -> (String, String) {
+    let failure_mode = filter_config["failure_mode"].as_str().unwrap_or("open");
+    let timeout_ms = filter_config["control_plane"]["timeout_ms"]
+        .as_u64()
+        .unwrap_or(200);
+    (failure_mode.to_string(), timeout_ms.to_string())
 }
 
 /// Fills in the control-plane cluster's endpoint: the templates have one, an
