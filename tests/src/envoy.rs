@@ -73,6 +73,31 @@ impl Envoy {
         Envoy::launch(ConfigFiles::write(dir, settings)?, &[], None).await
     }
 
+    /// Starts Envoy on a config rendered elsewhere (by `scripts/render-envoy.sh`, say),
+    /// whose gateway listener and admin interface are on `port` and `admin_port`, and
+    /// waits until it is LIVE. Its log goes into `dir`.
+    pub async fn start_rendered(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        admin_port: u16,
+    ) -> Result<Envoy> {
+        Envoy::launch(
+            ConfigFiles::rendered(dir, config, port, admin_port),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `envoy --mode validate` on a config rendered elsewhere (see [`Envoy::validate`]).
+    /// Its log goes into `dir`.
+    pub async fn validate_rendered(dir: &Path, config: &Path) -> Result<Exit> {
+        // Validation binds nothing: no port is watched.
+        let files = ConfigFiles::rendered(dir, config, 0, 0);
+        files.watch(&["--mode", "validate"], VALIDATE_WAIT).await
+    }
+
     /// Runs Envoy on `files` with `args` added, and waits until it is LIVE.
     async fn launch(
         files: ConfigFiles,
@@ -270,6 +295,17 @@ impl ConfigFiles {
         })
     }
 
+    /// A config already rendered, and the ports it names.
+    fn rendered(dir: &Path, config: &Path, port: u16, admin_port: u16) -> ConfigFiles {
+        let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+        ConfigFiles {
+            port,
+            admin_port,
+            config: config.to_path_buf(),
+            log: dir.join(format!("envoy-{stem}.log")),
+        }
+    }
+
     /// Envoy on this config, with `args` added.
     fn spawn(&self, args: &[&str]) -> Result<ChildGuard> {
         let mut command = Command::new(binary()?);
@@ -294,7 +330,7 @@ impl ConfigFiles {
             if let Some(status) = child.try_status()? {
                 break Some(status);
             }
-            listened = is_listening(self.port);
+            listened = self.port != 0 && is_listening(self.port);
             if listened || start.elapsed() > within {
                 break None;
             }
