@@ -21,8 +21,9 @@
 #                   field at its default. One given here replaces that, so it takes them
 #                   where they go: "timeout_ms": {{TIMEOUT_MS}}, "failure_mode":
 #                   "{{FAILURE_MODE}}", "token": "{{DECISION_TOKEN}}"
-#   JWKS_PATH       the JWKS file for reference.yaml's {{JWKS_PATH}} (default: the test
-#                   keys' tests/fixtures/jwt/jwks.json)
+#   JWKS_PATH       the JWKS file for reference.yaml's {{JWKS_PATH}}: the keys that sign
+#                   your tokens (required there; tests/fixtures/jwt/jwks.json holds the
+#                   test keys, whose private half is in the repository)
 #   STREAM_IDLE_TIMEOUT  Envoy's stream_idle_timeout, e.g. 60s (the default)
 # Every argument, and every setting that is set, must land in the config: one the
 # template (or FILTER_CONFIG) has no placeholder for is refused, and so is a
@@ -98,7 +99,7 @@ fill CONTROL_PLANE_PORT "$4" "CONTROL_PLANE_PORT (argument 4)"
 fill FAILURE_MODE "$5" "FAILURE_MODE (argument 5, $5)"
 fill TIMEOUT_MS "$6" "TIMEOUT_MS (argument 6, $6)"
 fill WASM_PATH "$7" "WASM_PATH (argument 7)"
-fill JWKS_PATH "${JWKS_PATH:-$root/tests/fixtures/jwt/jwks.json}" "${JWKS_PATH:+JWKS_PATH}"
+[ -z "${JWKS_PATH+set}" ] || fill JWKS_PATH "$JWKS_PATH" JWKS_PATH
 fill STREAM_IDLE_TIMEOUT "${STREAM_IDLE_TIMEOUT:-60s}" "${STREAM_IDLE_TIMEOUT:+STREAM_IDLE_TIMEOUT}"
 if [ -n "${DECISION_TOKEN+set}" ]; then
   fill DECISION_TOKEN "$DECISION_TOKEN" DECISION_TOKEN
@@ -149,6 +150,8 @@ if [ -n "$unfilled" ]; then
     case $placeholder in
       '{{DECISION_TOKEN}}')
         echo "$me: {{DECISION_TOKEN}} is left unfilled: set DECISION_TOKEN=… (the control plane's --decision-token)" >&2 ;;
+      '{{JWKS_PATH}}')
+        echo "$me: {{JWKS_PATH}} is left unfilled: set JWKS_PATH=… (the JWKS of the keys that sign your tokens)" >&2 ;;
       *)
         echo "$me: $placeholder is left unfilled: $me fills no such placeholder (a typo in $shown${FILTER_CONFIG+ or FILTER_CONFIG}?)" >&2 ;;
     esac

@@ -173,12 +173,17 @@ fn own_filter_config_that_would_drop_an_argument_is_refused_with_where_it_goes()
 }
 
 #[test]
-fn reference_template_without_a_decision_token_names_the_placeholder_and_the_setting() {
+fn reference_template_without_a_decision_token_or_jwks_names_the_placeholders_and_settings() {
     let stderr = refused(&ARGS, &[("TEMPLATE", "envoy/reference.yaml")], 1);
 
     assert_says(
         &stderr,
         "render-envoy.sh: {{DECISION_TOKEN}} is left unfilled: set DECISION_TOKEN=",
+    );
+    // Not the test keys by default: their private half is in the repository.
+    assert_says(
+        &stderr,
+        "render-envoy.sh: {{JWKS_PATH}} is left unfilled: set JWKS_PATH=",
     );
 }
 
