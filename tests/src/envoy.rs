@@ -73,6 +73,31 @@ impl Envoy {
         Envoy::launch(ConfigFiles::write(dir, settings)?, &[], None).await
     }
 
+    /// Starts Envoy on a config rendered elsewhere (by `scripts/render-envoy.sh`, say),
+    /// whose gateway listener and admin interface are on `port` and `admin_port`, and
+    /// waits until it is LIVE. Its log goes into `dir`.
+    pub async fn start_rendered(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        admin_port: u16,
+    ) -> Result<Envoy> {
+        Envoy::launch(
+            ConfigFiles::rendered(dir, config, port, admin_port),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// `envoy --mode validate` on a config rendered elsewhere (see [`Envoy::validate`]).
+    /// Its log goes into `dir`.
+    pub async fn validate_rendered(dir: &Path, config: &Path) -> Result<Exit> {
+        // Validation binds nothing: no port is watched.
+        let files = ConfigFiles::rendered(dir, config, 0, 0);
+        files.watch(&["--mode", "validate"], VALIDATE_WAIT).await
+    }
+
     /// Runs Envoy on `files` with `args` added, and waits until it is LIVE.
     async fn launch(
         files: ConfigFiles,
@@ -270,6 +295,17 @@ impl ConfigFiles {
         })
     }
 
+    /// A config already rendered, and the ports it names.
+    fn rendered(dir: &Path, config: &Path, port: u16, admin_port: u16) -> ConfigFiles {
+        let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+        ConfigFiles {
+            port,
+            admin_port,
+            config: config.to_path_buf(),
+            log: dir.join(format!("envoy-{stem}.log")),
+        }
+    }
+
     /// Envoy on this config, with `args` added.
     fn spawn(&self, args: &[&str]) -> Result<ChildGuard> {
         let mut command = Command::new(binary()?);
@@ -294,7 +330,7 @@ impl ConfigFiles {
             if let Some(status) = child.try_status()? {
                 break Some(status);
             }
-            listened = is_listening(self.port);
+            listened = self.port != 0 && is_listening(self.port);
             if listened || start.elapsed() > within {
                 break None;
             }
@@ -344,6 +380,7 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("reading {}", template_path.display()))?;
     let wasm = wasm_path()?;
+    let (failure_mode, timeout_ms) = failure_mode_and_timeout(&settings.filter_config);
     let mut rendered = control_plane_endpoints(&template, &settings.control_plane_ports)?
         .replace("{{LISTEN_PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
@@ -352,6 +389,8 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         .replace("{{FILTER_CONFIG}}", &settings.filter_config.to_string())
         .replace("{{JWKS_PATH}}", &jwks_path().display().to_string())
         .replace("{{DECISION_TOKEN}}", DECISION_TOKEN)
+        .replace("{{FAILURE_MODE}}", &failure_mode)
+        .replace("{{TIMEOUT_MS}}", &timeout_ms)
         .replace(
             "{{STREAM_IDLE_TIMEOUT}}",
             &format!("{:.3}s", settings.stream_idle_timeout.as_secs_f64()),
@@ -370,6 +409,17 @@ pub fn render(port: u16, admin_port: u16, settings: &EnvoySettings) -> Result<St
         );
     }
     Ok(rendered)
+}
+
+/// The failure mode and decision deadline of a filter config (their defaults where it
+/// has none), for a template whose filter config is written out in it and takes only
+/// these (`reference.yaml`'s `{{FAILURE_MODE}}` and `{{TIMEOUT_MS}}`).
+fn failure_mode_and_timeout(filter_config: &Value) -> (String, String) {
+    let failure_mode = filter_config["failure_mode"].as_str().unwrap_or("open");
+    let timeout_ms = filter_config["control_plane"]["timeout_ms"]
+        .as_u64()
+        .unwrap_or(200);
+    (failure_mode.to_string(), timeout_ms.to_string())
 }
 
 /// Fills in the control-plane cluster's endpoint: the templates have one, an

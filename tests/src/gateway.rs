@@ -45,7 +45,7 @@ pub struct GatewayOptions {
     /// Filter config merged (objects key by key) over the default
     /// `{"control_plane": {"cluster": …, "timeout_ms": timeout_ms},
     /// "failure_mode": failure_mode}`. Ignored by [`Template::Reference`], whose filter
-    /// config is the documented one.
+    /// config is the documented one (it takes only the failure mode and the deadline).
     pub filter: Value,
     /// Which shipped Envoy config runs.
     pub template: Template,

@@ -19,6 +19,7 @@
 //! - [`hanging`] — a "control plane" that accepts connections and never answers.
 //! - [`slow`] — a proxy that makes the control plane answer late.
 //! - [`raw`] — a raw HTTP/1.1 client (chunk-by-chunk uploads, bodies cut short).
+//! - [`rendered`] — what a rendered Envoy config holds (its filters, the filter config).
 //! - [`response`] — assertions on answers: headers, problem+json bodies, 429s.
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
@@ -34,6 +35,7 @@ pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod redis_cluster;
+pub mod rendered;
 pub mod response;
 pub mod shared;
 pub mod slow;
