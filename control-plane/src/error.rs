@@ -49,6 +49,14 @@ pub enum ApiError {
     /// The addressed object or route does not exist (404).
     #[error("{0} not found")]
     NotFound(String),
+    /// A decision call (`/v1`) sent to the admin listener, which does not serve it when
+    /// the decision API has a listener of its own (404): a gateway configured with the
+    /// wrong port would otherwise only see a bare 404.
+    #[error(
+        "the decision API (/v1) is not served on the admin listener: send it to the decision \
+         listener (tollgate serve --decision-listen)"
+    )]
+    WrongListener,
     /// The route exists but not with this method (405).
     #[error("method not allowed on this route")]
     MethodNotAllowed,
@@ -89,7 +97,8 @@ pub struct Problem {
     /// What went wrong with this request.
     pub detail: String,
     /// A stable machine-readable code: `validation`, `too_large`, `unauthorized`,
-    /// `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `unavailable`, `internal`.
+    /// `forbidden`, `not_found`, `wrong_listener`, `method_not_allowed`, `conflict`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// The offending fields, for 400 and 422.
     #[serde(rename = "invalid-params", skip_serializing_if = "Vec::is_empty")]
@@ -135,7 +144,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::WrongListener => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -151,6 +160,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::WrongListener => "wrong_listener",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable { .. } => "unavailable",

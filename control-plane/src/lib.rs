@@ -30,8 +30,5 @@ pub mod repo;
 pub mod server;
 pub mod store;
 
-/// The migrations in `control-plane/migrations/`, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-pub use http::state::{AppConfig, AppState};
-pub use http::{app, serve};
+pub use http::{app, serve, AppConfig, AppState};
+pub use repo::MIGRATOR;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+use super::error::CliError;
 use super::{apply, assignment, events, tenant, tier, usage};
 use crate::server::config::{MigrateArgs, ServeArgs};
 
@@ -41,11 +42,25 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Migrate(args) => crate::server::migrate(args).await,
-        Command::Tier(args) => super::exit(tier::run(args).await),
-        Command::Tenant(args) => super::exit(tenant::run(args).await),
-        Command::Assignment(args) => super::exit(assignment::run(args).await),
-        Command::Usage(args) => super::exit(usage::run(args).await),
-        Command::Events(args) => super::exit(events::run(args).await),
-        Command::Apply(args) => super::exit(apply::run(args).await),
+        Command::Tier(args) => exit(tier::run(args).await),
+        Command::Tenant(args) => exit(tenant::run(args).await),
+        Command::Assignment(args) => exit(assignment::run(args).await),
+        Command::Usage(args) => exit(usage::run(args).await),
+        Command::Events(args) => exit(events::run(args).await),
+        Command::Apply(args) => exit(apply::run(args).await),
+    }
+}
+
+/// Ends the process the way an admin subcommand's `result` says: prints the error to
+/// stderr and exits 1 (the server refused) or 2 (a usage error), or exits 0.
+fn exit(result: Result<(), CliError>) -> ! {
+    // `process::exit` runs no destructors: write out what is buffered first.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(error.exit_code())
+        }
     }
 }

@@ -31,17 +31,3 @@ pub mod usage;
 
 pub use self::command::{run, Cli, Command};
 pub use self::error::CliError;
-
-/// Ends the process the way an admin subcommand's `result` says: prints the error to
-/// stderr and exits 1 (the server refused) or 2 (a usage error), or exits 0.
-pub fn exit(result: Result<(), CliError>) -> ! {
-    // `process::exit` runs no destructors: write out what is buffered first.
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(error.exit_code())
-        }
-    }
-}

@@ -114,7 +114,7 @@ async fn invalidate(state: &AppState, assignment: &Assignment) {
     get, path = "/admin/v1/assignments", tag = "assignments", params(ListAssignments),
     responses(
         (status = 200, description = "A page of assignments", body = PageView<AssignmentView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -151,11 +151,11 @@ async fn list_assignments(
     post, path = "/admin/v1/assignments", tag = "assignments", request_body = CreateAssignment,
     responses(
         (status = 201, description = "Created", body = AssignmentView),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value, an unknown tier or tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = super::Unavailable),
+        (status = 503, response = super::responses::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -214,7 +214,7 @@ async fn create_assignment(
     params(("id" = i64, Path, description = "The assignment id")),
     responses(
         (status = 200, description = "The assignment", body = AssignmentView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such assignment", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -240,7 +240,7 @@ async fn get_assignment(
     params(("id" = i64, Path, description = "The assignment id")), request_body = UpdateAssignment,
     responses(
         (status = 200, description = "The changed assignment", body = AssignmentView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such assignment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value or an unknown tier", body = Problem, content_type = "application/problem+json"),
@@ -278,7 +278,7 @@ async fn update_assignment(
     params(("id" = i64, Path, description = "The assignment id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such assignment", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
     ),

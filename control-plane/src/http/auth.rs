@@ -4,18 +4,14 @@
 //! secret when one is configured, through the [`Gateway`] extractor of every decision
 //! handler.
 //!
-//! Tokens are kept only as SHA-256 digests ([`TokenDigest`]) and compared in constant
-//! time; none is ever logged.
-
-use std::fmt;
+//! Tokens are kept only as SHA-256 digests ([`TokenDigest`](super::token::TokenDigest))
+//! and compared in constant time; none is ever logged.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::state::AppState;
 use crate::error::ApiError;
@@ -23,32 +19,6 @@ use crate::error::ApiError;
 /// The header a client may name the acting person or system with (`alice@laptop`); the
 /// token is shared, so this is what the audit log can tell apart.
 pub const ACTOR_HEADER: &str = "x-tollgate-actor";
-
-/// A token as the control plane keeps it: its SHA-256 digest, never the token itself,
-/// so neither a memory dump nor a `Debug` print shows it. Digests of equal length are
-/// compared in constant time, so neither the response time nor a length check tells how
-/// much of a guessed token was right.
-#[derive(Clone)]
-pub struct TokenDigest([u8; 32]);
-
-impl TokenDigest {
-    /// The digest of `token`.
-    pub fn of(token: &str) -> TokenDigest {
-        TokenDigest(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// Whether `presented` is the token.
-    pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        bool::from(presented.ct_eq(&self.0))
-    }
-}
-
-impl fmt::Debug for TokenDigest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<token digest>")
-    }
-}
 
 /// What an admin token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +120,7 @@ impl FromRequestParts<AppState> for Gateway {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::http::token::TokenDigest;
 
     #[test]
     fn a_digest_matches_its_token_and_nothing_else() {

@@ -84,8 +84,8 @@ fn caller_deadline(headers: &HeaderMap) -> Option<Duration> {
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The decision", body = CheckResponse),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable: the filter applies its failure mode",
             body = Problem, content_type = "application/problem+json"),
@@ -134,8 +134,8 @@ async fn check(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The budget (possibly 0) and the refund", body = LeaseResponse),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "An invalid value (a gauge resource, a bad id, `previous.spent` above its grant); nothing changed",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable: the filter checks each request (or applies its failure mode)",
@@ -173,8 +173,8 @@ async fn lease(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Settled", body = SettleResponse),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "An invalid value (a gauge resource, no checked_at_ms, a bad id); nothing changed",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or the definitions unavailable; nothing changed",
@@ -205,8 +205,8 @@ async fn settle(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "What was released", body = ReleaseResponse),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
     )

@@ -90,7 +90,7 @@ impl From<&StoredEvent> for EventView {
     get, path = "/admin/v1/events", tag = "events", params(ListEvents),
     responses(
         (status = 200, description = "A page of events", body = PageView<EventView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

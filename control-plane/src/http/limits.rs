@@ -164,7 +164,7 @@ pub struct ListLimits {
     get, path = "/admin/v1/limits", tag = "limits", params(ListLimits),
     responses(
         (status = 200, description = "A page of limits", body = PageView<LimitView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -194,12 +194,12 @@ async fn list_limits(
     post, path = "/admin/v1/limits", tag = "limits", request_body = CreateLimit,
     responses(
         (status = 201, description = "Created", body = LimitView),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 409, description = "A limit on this resource and span exists, or a parent's overcommit would be passed",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value or an unknown tier/tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = super::Unavailable),
+        (status = 503, response = super::responses::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -252,7 +252,7 @@ pub(super) async fn invalidate_owner(state: &AppState, owner: &LimitOwner) {
     params(("id" = i64, Path, description = "The limit id")),
     responses(
         (status = 200, description = "The limit", body = LimitView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -284,7 +284,7 @@ pub(super) fn parse_id(text: &str, what: &str) -> Result<i64, ApiError> {
     params(("id" = i64, Path, description = "The limit id")), request_body = UpdateLimit,
     responses(
         (status = 200, description = "The changed limit", body = LimitView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Clashes with another limit, or passes a parent's overcommit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
@@ -331,7 +331,7 @@ async fn update_limit(
     params(("id" = i64, Path, description = "The limit id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such limit", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Removing an override would pass a parent's overcommit", body = Problem, content_type = "application/problem+json"),
     ),

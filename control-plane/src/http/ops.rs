@@ -129,6 +129,10 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
+/// The OpenAPI document as JSON, rendered once by the route table, which knows every
+/// route (see [`super::routes::app_for`]).
+pub(super) static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
+
 /// This document: the OpenAPI 3.1 description of every route, generated from the code.
 #[utoipa::path(get, path = "/admin/v1/openapi.json", tag = "operations",
     responses(
@@ -136,10 +140,9 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         (status = 500, description = "It could not be rendered", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn openapi_document() -> Result<impl IntoResponse, ApiError> {
-    static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
-    let document = DOCUMENT.get_or_init(|| super::openapi().to_json().map_err(|e| e.to_string()));
-    match document {
-        Ok(json) => Ok(([(CONTENT_TYPE, "application/json")], json.clone())),
-        Err(error) => Err(ApiError::internal(error.clone())),
+    match DOCUMENT.get() {
+        Some(Ok(json)) => Ok(([(CONTENT_TYPE, "application/json")], json.clone())),
+        Some(Err(error)) => Err(ApiError::internal(error.clone())),
+        None => Err(ApiError::internal("the OpenAPI document was not rendered")),
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use super::auth::TokenDigest;
+use super::token::TokenDigest;
 use crate::engine::{Clock, Engine, EngineSettings};
 use crate::store::bus::Bus;
 use crate::store::CounterStore;

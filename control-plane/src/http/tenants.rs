@@ -130,7 +130,7 @@ fn optional_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
     get, path = "/admin/v1/tenants", tag = "tenants", params(ListTenants),
     responses(
         (status = 200, description = "A page of tenants", body = PageView<TenantView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -170,12 +170,12 @@ async fn list_tenants(
     post, path = "/admin/v1/tenants", tag = "tenants", request_body = CreateTenant,
     responses(
         (status = 201, description = "Created", body = TenantView),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 409, description = "The tenant exists, the tree would be too deep, or the parent's overcommit would be passed",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = super::Unavailable),
+        (status = 503, response = super::responses::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -227,7 +227,7 @@ async fn create_tenant(
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 200, description = "The tenant", body = TenantView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -253,7 +253,7 @@ async fn get_tenant(
     request_body = UpdateTenant,
     responses(
         (status = 200, description = "The changed tenant", body = TenantView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A cycle, a tree too deep, or a parent's overcommit passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value, an unknown parent or tier", body = Problem, content_type = "application/problem+json"),
@@ -296,7 +296,7 @@ async fn update_tenant(
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has children", body = Problem, content_type = "application/problem+json"),
     ),

@@ -12,8 +12,8 @@ use sqlx::postgres::PgPoolOptions;
 use tower::ServiceExt;
 
 use super::{app, app_for, Surface};
-use crate::http::auth::TokenDigest;
 use crate::http::state::{AppConfig, AppState};
+use crate::http::token::TokenDigest;
 use crate::store::bus::MemoryBus;
 use crate::store::MemoryStore;
 
@@ -568,11 +568,24 @@ async fn the_decision_and_admin_listeners_each_serve_only_their_own_api() {
             "{path} on the decision listener"
         );
     }
-    let (status, _, _) = send_to(admin(), post("/v1/check", check, None)).await;
+    // A gateway pointed at the admin listener is told where the decision API is.
+    for path in ["/v1/check", "/v1/leases", "/v1"] {
+        let (status, content_type, body) = send_to(admin(), post(path, check, None)).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{path} on the admin listener"
+        );
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(body["code"], "wrong_listener", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("--decision-listen"), "{detail}");
+    }
+    let (status, _, body) = send_to(admin(), get("/v2/check")).await;
     assert_eq!(
-        status,
-        StatusCode::NOT_FOUND,
-        "/v1/check on the admin listener"
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found")),
+        "other unknown routes stay a plain 404"
     );
     let (status, _, document) = send_to(admin(), get("/admin/v1/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);

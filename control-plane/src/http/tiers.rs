@@ -117,7 +117,7 @@ fn validate_limits(limits: &[LimitSpec]) -> Result<Vec<LimitDef>, ApiError> {
     get, path = "/admin/v1/tiers", tag = "tiers", params(ListTiers),
     responses(
         (status = 200, description = "A page of tiers", body = PageView<TierView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad cursor or page size", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -142,11 +142,11 @@ async fn list_tiers(
     post, path = "/admin/v1/tiers", tag = "tiers", request_body = CreateTier,
     responses(
         (status = 201, description = "Created", body = TierView),
-        (status = 400, response = super::Malformed),
-        (status = 401, response = super::Unauthorized),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 409, description = "The tier exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
-        (status = 503, response = super::Unavailable),
+        (status = 503, response = super::responses::Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -184,7 +184,7 @@ async fn create_tier(
     params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 200, description = "The tier", body = TierView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -209,7 +209,7 @@ async fn get_tier(
     params(("name" = TierName, Path, description = "The tier name")), request_body = UpdateTier,
     responses(
         (status = 200, description = "The changed tier", body = TierView),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A parent's overcommit would be passed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
@@ -245,7 +245,7 @@ async fn update_tier(
     params(("name" = TierName, Path, description = "The tier name")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tier", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tier is in use", body = Problem, content_type = "application/problem+json"),
     ),

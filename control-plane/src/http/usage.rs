@@ -191,7 +191,7 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "The effective quota", body = QuotaReport),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -248,7 +248,7 @@ async fn effective_quota(
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
     responses(
         (status = 200, description = "Live usage", body = UsageReport),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -271,7 +271,7 @@ async fn live_usage(
     request_body = ResetUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
     ),
@@ -307,7 +307,7 @@ async fn reset_usage(
     request_body = AdjustUsage,
     responses(
         (status = 200, description = "What changed", body = UsageChanges),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 404, description = "No such tenant or no matching limit", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
     ),
@@ -347,7 +347,7 @@ async fn adjust_usage(
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), HistoryQuery),
     responses(
         (status = 200, description = "A page of usage history", body = PageView<HistoryView>),
-        (status = 401, response = super::Unauthorized),
+        (status = 401, response = super::responses::Unauthorized),
         (status = 422, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

@@ -8,7 +8,10 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::error::RepoError;
-use super::events::log::{insert, NewEvent};
+use super::events::event::{insert, NewEvent};
+
+/// The migrations in `control-plane/migrations/`, embedded at build time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// The queries over the quota model; cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ mod tenants;
 mod tiers;
 
 pub use assignments::{AssignmentFilter, AssignmentPatch, NewAssignment};
-pub use connection::{AdminTx, QuotaRepo};
+pub use connection::{AdminTx, QuotaRepo, MIGRATOR};
 pub use error::RepoError;
 pub use events::{EventFilter, NewEvent, StoredEvent};
 pub use history::{HistoryFilter, HistoryRow};

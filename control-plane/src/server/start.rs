@@ -18,13 +18,13 @@ use super::shutdown::shutdown_signal;
 use crate::engine::definitions::listen;
 use crate::engine::fallback::reconcile;
 use crate::engine::{EngineSettings, RedisOutage};
-use crate::http::auth::TokenDigest;
+use crate::http::serve::{serve as serve_http, Listeners};
 use crate::http::state::{AppConfig, AppState};
-use crate::http::{serve as serve_http, Listeners};
+use crate::http::token::TokenDigest;
 use crate::plan::lease::LeaseSettings;
+use crate::repo::MIGRATOR;
 use crate::store::bus::Bus;
 use crate::store::{CounterStore, RedisStore, RedisTls};
-use crate::MIGRATOR;
 
 /// `tollgate migrate`: applies pending migrations and returns.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use axum::Router;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
-use tollgate_control_plane::http::auth::TokenDigest;
+use tollgate_control_plane::http::token::TokenDigest;
 use tollgate_control_plane::store::bus::{Bus, MemoryBus};
 use tollgate_control_plane::store::{CounterStore, MemoryStore, RedisStore};
 use tollgate_control_plane::{app, AppConfig, AppState};

@@ -4,11 +4,13 @@
 //! so that a check never waits on PostgreSQL).
 //!
 //! # Layout
-//! - [`log`] — the `events` table: appends and listings.
+//! - [`event`] — an event, appended or stored; the append inside an admin transaction.
+//! - [`log`] — the `events` table: batches of appends and listings.
 //! - [`sink`] — [`EventSink`]: events of the decision path, queued and written in batches.
 
+pub mod event;
 pub mod log;
 pub mod sink;
 
-pub use log::{EventFilter, NewEvent, StoredEvent};
+pub use event::{EventFilter, NewEvent, StoredEvent};
 pub use sink::{EventSink, LimitRef};

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::log::NewEvent;
+use super::event::NewEvent;
 use crate::metrics::Metrics;
 use crate::repo::connection::QuotaRepo;
 
