@@ -1,4 +1,4 @@
-//! The counter-store contract (SPEC §2): one test body per property, run against every
+//! The counter-store contract: one test body per property, run against every
 //! store — memory, a real `redis-server`, and a real three-master Redis Cluster — plus
 //! what only a real Redis can do wrong (restarts, script flushes, expiry).
 //!
@@ -31,7 +31,8 @@ use tollgate_control_plane::store::{
 use tollgate_e2e::process::free_port;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::shared;
-use tollgate_protocol::{Limit, WarnAt};
+use tollgate_protocol::decision::fits;
+use tollgate_protocol::{Decision, Limit, WarnAt};
 
 fn key(root: &str, tenant: &str, window: i64) -> String {
     counter_key(root, tenant, "requests", "minute", window)
@@ -218,6 +219,73 @@ async fn concurrent_checks_count_exactly_the_admitted_amounts(store: Arc<dyn Cou
     );
     assert!(admitted <= HARD);
     assert!(rejected > 0, "the test must drive the counter to its limit");
+}
+
+/// The cases of the one admission rule, [`fits`]: `(used, amount, cap)`, at the edges
+/// of zero, of the cap, of 2^53 (where Lua's doubles stop being exact) and of the
+/// largest counter.
+const RULE_CASES: &[(u64, u64, u64)] = &[
+    (0, 0, 0),
+    (0, 1, 0),
+    (0, 1, 1),
+    (9, 1, 10),
+    (9, 2, 10),
+    (10, 0, 10),
+    (10, 1, 10),
+    (11, 0, 10),
+    (1 << 53, 1, (1 << 53) + 1),
+    (1 << 53, 2, (1 << 53) + 1),
+    ((1 << 53) + 1, 1, (1 << 53) + 1),
+    ((1 << 53) - 1, 1, 1 << 53),
+    (1 << 53, 1 << 53, 1 << 54),
+    (1 << 53, (1 << 53) + 1, 1 << 54),
+    (COUNTER_MAX - 1, 1, COUNTER_MAX),
+    (COUNTER_MAX - 1, 2, COUNTER_MAX),
+    (COUNTER_MAX, 0, COUNTER_MAX),
+    (COUNTER_MAX, 1, COUNTER_MAX),
+    (COUNTER_MAX, COUNTER_MAX, COUNTER_MAX),
+    (1, COUNTER_MAX, COUNTER_MAX),
+    (0, COUNTER_MAX, COUNTER_MAX),
+];
+
+/// The store admits a check exactly when the decision rule does, and then counts the
+/// amount exactly; a rejected one changes nothing. The same table is held against
+/// [`Limit::decide`], so the rule, the memory store and the Lua mirror cannot drift.
+async fn the_store_admits_exactly_what_the_decision_rule_admits(store: Arc<dyn CounterStore>) {
+    let root = "rule";
+    let markers = seeded(store.as_ref(), root, &[root]).await;
+    for (i, &(before, amount, cap)) in RULE_CASES.iter().enumerate() {
+        let expected = fits(before, amount, cap);
+        let limit = Limit {
+            quota: cap,
+            overage: 0,
+            warn_at: WarnAt::DEFAULT,
+            unlimited: false,
+        };
+        assert_eq!(
+            limit.decide(before, amount) != Decision::Reject,
+            expected,
+            "Limit::decide on case {i}: {before} + {amount} <= {cap}"
+        );
+        let counter = vec![key(root, root, i as i64 + 1)];
+        store
+            .adjust(&counter, Adjustment::To(before), 3_600)
+            .await
+            .unwrap();
+        let ops = vec![window(&counter, amount, cap)];
+        let outcome = run(store.as_ref(), &call(CallMode::Check, markers.clone(), ops)).await;
+        assert_eq!(
+            outcome.admitted, expected,
+            "store on case {i}: {before} + {amount} <= {cap}"
+        );
+        let after = if expected { before + amount } else { before };
+        assert_eq!(outcome.used, vec![after], "case {i}");
+        assert_eq!(
+            used(store.as_ref(), &counter).await,
+            vec![after],
+            "case {i}"
+        );
+    }
 }
 
 async fn amounts_beyond_two_to_the_53_are_counted_exactly(store: Arc<dyn CounterStore>) {
@@ -1744,6 +1812,7 @@ for_every_store!(
     a_check_over_three_levels_is_all_or_nothing,
     concurrent_checks_count_exactly_the_admitted_amounts,
     amounts_beyond_two_to_the_53_are_counted_exactly,
+    the_store_admits_exactly_what_the_decision_rule_admits,
     zero_amount_and_read_mode_report_usage_without_writing,
     a_store_that_lost_its_counters_asks_to_be_reseeded,
     a_rolling_window_is_the_sum_of_its_buckets,

@@ -70,11 +70,11 @@ impl Limit {
 
     /// The decision for a request costing `amount` when `used` is already counted.
     pub fn decide(&self, used: u64, amount: u64) -> Decision {
-        let after = u128::from(used) + u128::from(amount);
         if self.unlimited {
             return Decision::Allow;
         }
-        if after > u128::from(self.hard()) {
+        let after = u128::from(used) + u128::from(amount);
+        if !fits(used, amount, self.hard()) {
             Decision::Reject
         } else if after * PPM <= u128::from(self.warn_at.ppm()) * u128::from(self.quota) {
             Decision::Allow
@@ -91,6 +91,17 @@ impl Limit {
             self.hard().saturating_sub(used)
         }
     }
+}
+
+/// Whether `amount` more may be counted onto `used` without passing `cap`:
+/// `used + amount <= cap`, exactly, whatever the sizes.
+///
+/// The one admission rule: [`Limit::decide`] rejects by it, the control plane's memory
+/// store admits by it, and its Redis scripts mirror it in decimal strings (Lua numbers
+/// are doubles, exact only up to 2^53); a table-driven test holds the three to the same
+/// cases (`control-plane/tests/counter_store.rs`).
+pub fn fits(used: u64, amount: u64, cap: u64) -> bool {
+    u128::from(used) + u128::from(amount) <= u128::from(cap)
 }
 
 /// The outcome of a check, ordered by severity.

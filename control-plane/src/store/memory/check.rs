@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use tollgate_protocol::decision::fits;
+
 use super::entries::{
     count_in, counter, holds, live, missing_markers, wall_clock, window_usage, Entries, Value,
 };
@@ -59,9 +61,8 @@ pub(super) fn run(entries: &mut Entries, call: &Call) -> Result<Reply, StoreErro
         return done(true, None, used, oldest);
     }
     let now_wall = wall_clock();
-    let violated = call.ops.iter().enumerate().position(|(i, op)| {
-        u128::from(used[i] - held[i]) + u128::from(op.amount) > u128::from(op.cap)
-    });
+    let violated = (call.ops.iter().enumerate())
+        .position(|(i, op)| !fits(used[i] - held[i], op.amount, op.cap));
     if violated.is_some() {
         return done(false, violated, used, oldest);
     }

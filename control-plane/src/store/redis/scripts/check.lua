@@ -33,7 +33,8 @@
 --            (the same key with ":g:" made ":h:") a hash of each holder's amount
 --            ("r:<id>") and their total ("#").
 --
--- Admits only if used + amount <= cap for every op (Limit::decide's reject rule).
+-- Admits only if used + amount <= cap for every op: `fits` in protocol/src/decision.rs,
+-- the rule Limit::decide rejects by, here in decimal strings.
 -- Usage arithmetic is exact up to the counter maximum (2^63 - 1): the functions strip,
 -- add, sub and le come from decimal.lua, window_usage and with_usage from window.lua,
 -- reseed_reply from marker.lua, past_deadline from deadline.lua, all prepended to this
