@@ -16,7 +16,7 @@ use super::state::Engine;
 use crate::error::ApiError;
 use crate::model::resolve::Resolved;
 use crate::model::views::LimitSpec;
-use crate::model::window::WindowKind;
+use crate::model::window::{Period, WindowKind};
 use crate::model::Span;
 use crate::plan::{plan, policy_status, Planned, Select};
 use crate::repo::NewEvent;
@@ -66,8 +66,8 @@ pub struct UsageRow {
 pub struct Selection {
     /// Only limits on this resource.
     pub resource: Option<String>,
-    /// Only limits of this period (`none` for gauges is refused).
-    pub period: Option<String>,
+    /// Only limits of this period (gauges have none: they are never reset).
+    pub period: Option<Period>,
     /// Only calendar or rolling limits.
     pub window: Option<WindowKind>,
 }
@@ -166,8 +166,7 @@ fn selected(p: &Planned, tenant: &str, selection: &Selection) -> bool {
             .is_none_or(|r| r == &p.def.resource)
         && selection
             .period
-            .as_ref()
-            .is_none_or(|period| period == series.period.as_str())
+            .is_none_or(|period| period == series.period)
         && selection.window.is_none_or(|w| w == series.kind)
 }
 

@@ -16,10 +16,12 @@ use super::state::AppState;
 use crate::engine::resolve_fresh;
 use crate::engine::usage::{self, Selection, UsageChanges, UsageReport};
 use crate::error::{ApiError, Problem};
-use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
+use crate::model::names::{
+    is_valid_resource, is_valid_role, is_valid_tenant_id, RESOURCE_RULE, TENANT_RULE,
+};
 use crate::model::resolve::Source;
 use crate::model::views::LimitSpec;
-use crate::model::window::WindowKind;
+use crate::model::window::{Period, UnknownPeriod, WindowKind};
 use crate::repo::{HistoryFilter, HistoryRow};
 use crate::store::{Adjustment, COUNTER_MAX};
 
@@ -174,6 +176,24 @@ impl From<&HistoryRow> for HistoryView {
     }
 }
 
+/// The `period` a reset or an adjustment names, checked: an unknown one is a 422, not
+/// a selection that matches nothing.
+fn period(text: Option<&str>) -> Result<Option<Period>, ApiError> {
+    text.map(|p| {
+        p.parse()
+            .map_err(|e: UnknownPeriod| ApiError::field("period", e.to_string()))
+    })
+    .transpose()
+}
+
+/// The `resource` a reset or an adjustment names, checked as names are everywhere.
+fn resource(name: Option<String>) -> Result<Option<String>, ApiError> {
+    match name {
+        Some(name) if !is_valid_resource(&name) => Err(ApiError::field("resource", RESOURCE_RULE)),
+        name => Ok(name),
+    }
+}
+
 fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
     text.map(|w| {
         w.parse()
@@ -284,8 +304,8 @@ async fn reset_usage(
     ApiJson(body): ApiJson<ResetUsage>,
 ) -> Result<Json<UsageChanges>, ApiError> {
     let selection = Selection {
-        resource: body.resource,
-        period: body.period,
+        resource: resource(body.resource)?,
+        period: period(body.period.as_deref())?,
         window: window_kind(body.window.as_deref())?,
     };
     usage::change(
@@ -326,8 +346,8 @@ async fn adjust_usage(
         ));
     }
     let selection = Selection {
-        resource: Some(body.resource),
-        period: Some(body.period),
+        resource: resource(Some(body.resource))?,
+        period: period(Some(&body.period))?,
         window: Some(window_kind(body.window.as_deref())?.unwrap_or_default()),
     };
     usage::change(

@@ -6,7 +6,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
-use crate::support::{assert_problem, enc, Api, READ_TOKEN};
+use crate::support::{assert_invalid, assert_problem, enc, Api, READ_TOKEN};
 
 fn problem_field(body: &Value) -> &str {
     body["invalid-params"][0]["name"].as_str().unwrap_or("")
@@ -737,6 +737,41 @@ async fn usage_is_read_reset_adjusted_and_kept_as_history(pool: PgPool) {
         Some(json!({"resource": "tokens", "period": "month", "delta": 1})),
     )
     .await;
+    // A period or resource that cannot exist is named, not a search that finds nothing;
+    // and nothing is changed.
+    let reset_path = format!("/admin/v1/tenants/{}/usage:reset", enc("acme/r"));
+    for (path, body, field) in [
+        (
+            &adjust_path,
+            json!({"resource": "request_bytes", "period": "fortnight", "delta": 1}),
+            "period",
+        ),
+        (
+            &adjust_path,
+            json!({"resource": "request_bytes", "period": "none", "delta": 1}),
+            "period",
+        ),
+        (
+            &adjust_path,
+            json!({"resource": "Request Bytes", "period": "month", "delta": 1}),
+            "resource",
+        ),
+        (&reset_path, json!({"period": "fortnight"}), "period"),
+        (&reset_path, json!({"resource": "x:y"}), "resource"),
+    ] {
+        let reply = api.admin(Method::POST, path, Some(body.clone())).await;
+        assert_invalid(&reply, field, &body);
+    }
+    let unchanged = api
+        .expect(StatusCode::OK, Method::GET, &usage_path, None)
+        .await;
+    let bytes = unchanged["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["resource"] == "request_bytes")
+        .unwrap();
+    assert_eq!(bytes["used"], 350, "a refused change changes nothing");
     let reset_path = format!("/admin/v1/tenants/{}/usage:reset", enc("acme/r"));
     let reset = api
         .expect(StatusCode::OK, Method::POST, &reset_path, Some(json!({})))
