@@ -4,20 +4,21 @@
 //! Prometheus metrics.
 //!
 //! # Layout
-//! - [`config`] — the command line and environment; secrets.
-//! - [`http`] — the router and the OpenAPI document, one module per resource.
-//! - [`state`] — [`state::AppState`], shared by every handler and background task.
-//! - The quota model: [`model`] (types), [`resolve`] (which limits apply, pure),
-//!   [`window`] (calendar and rolling windows), [`views`] (their JSON shapes).
-//! - Deciding: [`decision`] (the check path), [`accounting`] (plan a store call,
-//!   decide from its outcome, pure), [`settlement`] (plan a settlement of what a request
-//!   really cost, pure), [`budget`] (plan a lease's budget and answer it, pure),
-//!   [`store`] (Redis scripts and memory),
-//!   [`definitions`] (the cache), [`bus`] (invalidations between instances).
-//! - Durability: [`repo`] (PostgreSQL), [`flusher`] (usage history), [`audit`] (events
-//!   of the decision path), [`usage`] (usage views, resets, adjustments).
-//! - [`metrics`] — the Prometheus registry; [`error`] — problem+json errors.
-//! - [`cli`] — the admin subcommands and `tollgate apply`.
+//! One folder per concern, each importing only from the ones listed before it (a test,
+//! `tests/tests/architecture.rs`, holds the code to it; `ARCHITECTURE.md` has the map):
+//! - [`model`] — the quota model, pure: tiers, limits, tenants, windows, which limits
+//!   apply to a request, what may name what, the JSON views.
+//! - [`store`] — the live counters behind one trait: Redis (its Lua scripts) and memory.
+//! - [`plan`] — pure planning: a check, settlement or lease as one atomic store call,
+//!   and the decision from its outcome.
+//! - [`repo`] — PostgreSQL: definitions and admin writes, the event log, usage history.
+//! - [`metrics`] — every Prometheus metric, in one registry.
+//! - [`error`] — [`error::ApiError`], the problem+json every API answers with.
+//! - [`engine`] — runs the decisions: definitions cache, deadline, breaker, PostgreSQL
+//!   fallback, recording.
+//! - [`http`] — the decision and admin APIs, auth, the OpenAPI document.
+//! - [`server`] — the wiring: configuration, start-up, background tasks, shutdown.
+//! - [`cli`] — the `tollgate` command line: serve, migrate, admin commands, `apply`.
 
 pub mod cli;
 pub mod engine;

@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §5), in one registry served at `/metrics`. Per-tenant labels
+//! Prometheus metrics, in one registry served at `/metrics`. Per-tenant labels
 //! only where an operator opts in (`--metrics-tenant-labels`): their cardinality is the
 //! number of tenants.
 

@@ -1,5 +1,5 @@
 //! `POST /v1/check`, `POST /v1/leases`, `POST /v1/settle` and `POST /v1/release`: what
-//! the Envoy filter calls (SPEC §3).
+//! the Envoy filter calls.
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-/// How a tenant's own limits act (SPEC §1).
+/// How a tenant's own limits act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Mode {
     /// Decide, count, reject past the hard limit.

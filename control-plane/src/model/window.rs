@@ -1,4 +1,4 @@
-//! Counter windows in UTC (SPEC §1).
+//! Counter windows in UTC.
 //!
 //! A **calendar** window is aligned to the UTC calendar: a `month` quota resets at 00:00
 //! UTC on the 1st, a `week` quota at 00:00 UTC on Monday, a `day` quota at midnight. A new

@@ -1,4 +1,4 @@
-//! The hierarchy rules of SPEC §1, checked inside the admin write transaction (after the
+//! The hierarchy rules, checked inside the admin write transaction (after the
 //! write, before the commit) so that a write breaking one is rolled back whole:
 //! - a tree is at most [`MAX_DEPTH`] levels deep, and has no cycles;
 //! - the quotas a parent's children are given may sum past the parent's own quota on the

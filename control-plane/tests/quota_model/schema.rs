@@ -1,4 +1,4 @@
-//! The quota model's rules in PostgreSQL (SPEC §1), one fresh database per test
+//! The quota model's rules in PostgreSQL, one fresh database per test
 //! (`#[sqlx::test]`) on one PostgreSQL per run, which the end-to-end harness starts:
 //! overcommit, tree depth and cycles, tiers in use, assignment priority and expiry, the
 //! event log, and the usage history's rule that a stale snapshot never wins.

@@ -1,5 +1,5 @@
 //! The in-process cache of quota definitions, so that `/v1/check` does not query
-//! PostgreSQL on the hot path (SPEC §5), and keeps deciding while PostgreSQL is slow or
+//! PostgreSQL on the hot path and keeps deciding while PostgreSQL is slow or
 //! down.
 //!
 //! Two caches of one kind: the [`Catalog`] (one entry) and tenant [`Chain`]s (one entry

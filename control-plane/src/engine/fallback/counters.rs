@@ -181,7 +181,7 @@ impl FallbackCounters {
     /// Checks and counts `ops` in one transaction: either every op stays within its
     /// cap and all are counted, or nothing changes. An admitted check with a `record`
     /// (the key of its check record in Redis) also remembers what it counted there, for
-    /// [`QuotaRepo::fallback_cancel`].
+    /// [`FallbackCounters::cancel`].
     pub async fn check(
         &self,
         ops: &[FallbackOp],

@@ -1,5 +1,5 @@
 -- Check and count every limit of one request, at every level of its tenant chain,
--- atomically (SPEC §2): either every limit stays within its cap and all are counted, or
+-- atomically: either every limit stays within its cap and all are counted, or
 -- nothing changes anywhere. In "read" mode nothing is ever written.
 --
 -- Every key shares the hash tag of one tenant tree, so the script runs on Redis Cluster.
