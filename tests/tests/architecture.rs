@@ -6,6 +6,9 @@
 //! Each check reads the sources as text: it needs no build of what it checks, and it
 //! fails naming the file and line to look at.
 
+// Helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
