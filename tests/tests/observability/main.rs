@@ -69,21 +69,28 @@ async fn wait_active(prometheus: &Prometheus, name: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_finds_every_metric_the_rules_and_dashboard_read_and_alerts_follow_faults() {
+    // A generous deadline: on a busy machine a slow check must not count as a callout
+    // error before the faults (the control plane's death fails callouts at once).
+    let options = GatewayOptions {
+        timeout_ms: 2_000,
+        ..GatewayOptions::default()
+    };
     let mut gateway = Gateway::start(GatewayOptions {
         control_plane_args: vec!["--metrics-tenant-labels"],
-        ..GatewayOptions::default()
+        ..options.clone()
     })
     .await
     .expect("gateway starts");
     let budgets = gateway
         .another_envoy(GatewayOptions {
             filter: json!({"budgets": {"enabled": true, "want": 100}}),
-            ..GatewayOptions::default()
+            ..options
         })
         .await
         .unwrap();
-    let per_minute = json!([{"resource": "requests", "period": "minute", "quota": 5}]);
-    gateway.create_tier("small", per_minute).await.unwrap();
+    // A month: no window resets between acme's requests.
+    let per_month = json!([{"resource": "requests", "period": "month", "quota": 5}]);
+    gateway.create_tier("small", per_month).await.unwrap();
     let per_day = json!([{"resource": "requests", "period": "day", "quota": 100_000}]);
     gateway.create_tier("large", per_day).await.unwrap();
     gateway.create_tenant("acme", "small").await.unwrap();
