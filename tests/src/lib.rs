@@ -24,6 +24,8 @@
 //! - [`shared`] — one Redis, Redis Cluster and PostgreSQL per test process.
 //! - [`gateway`] — all of them together, plus the admin calls tests need.
 //! - [`admin`] — a control plane alone over its own stores, for admin API tests.
+//! - [`prometheus`] — a real Prometheus with the shipped scrape config and rules.
+//! - [`promql`] — the metric names a PromQL expression reads.
 
 pub mod admin;
 pub mod control_plane;
@@ -32,6 +34,8 @@ pub mod gateway;
 pub mod hanging;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
+pub mod promql;
 pub mod raw;
 pub mod redis;
 pub mod redis_cluster;
