@@ -55,6 +55,9 @@ pub enum Freshness {
     Stale,
     /// The load failed; an older (stale or suspect) entry decided instead.
     Fallback,
+    /// Nothing cached and PostgreSQL did not answer: the tenant directory's copy
+    /// decided.
+    Directory,
 }
 
 /// A load error shared by every lookup that waited for the same load.
