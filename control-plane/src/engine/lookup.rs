@@ -79,7 +79,7 @@ pub(super) async fn cached_definitions(
             .as_deref()
             .is_some_and(|c| names_unknown_tier(c, &catalog))
         {
-            engine.definitions.invalidate_catalog();
+            engine.definitions.mark_catalog();
             let (reloaded, freshness) = engine.definitions.catalog(&engine.repo).await?;
             count_lookup(engine, freshness);
             catalog = reloaded;
@@ -118,21 +118,25 @@ pub(super) async fn cached_definitions(
 
 /// The definitions of `tenant` from the tenant directory, with `catalog` (the one the
 /// failed lookup got, else the one last cached): `None` when the directory does not hold
-/// the tenant's whole chain or no catalog was ever loaded.
+/// the tenant's whole chain, no catalog was ever loaded, or the chain names a tier the
+/// catalog does not know — that tier's limits would be missing, and the catalog cannot
+/// be reloaded now.
 async fn from_directory(
     engine: &Engine,
     tenant: &str,
     catalog: Option<Arc<Catalog>>,
 ) -> Option<(Arc<Catalog>, Option<Arc<Chain>>)> {
     let chain = engine.definitions.directory().chain(tenant)?;
-    let catalog = match catalog {
-        Some(catalog) => catalog,
-        None => {
-            let held = engine.definitions.held_catalog().await?;
-            count_lookup(engine, Freshness::Fallback);
-            held
-        }
+    let (catalog, held) = match catalog {
+        Some(catalog) => (catalog, false),
+        None => (engine.definitions.held_catalog().await?, true),
     };
+    if names_unknown_tier(&chain, &catalog) {
+        return None;
+    }
+    if held {
+        count_lookup(engine, Freshness::Fallback);
+    }
     count_lookup(engine, Freshness::Directory);
     Some((catalog, Some(Arc::new(chain))))
 }

@@ -246,24 +246,29 @@ async fn changes_made_here_and_on_other_instances_reach_the_directory(pool: PgPo
             None,
         )
         .await;
-    // On this instance (`Engine::invalidate_tenant`).
-    tenant(&api, json!({"id": "local", "tier": "small"})).await;
+    // A tier created since the first sync (its catalog message comes through the bus),
+    // and a tenant on it created on this instance (`Engine::invalidate_tenant`).
+    tier(&other, "medium", minute(50)).await;
+    tenant(&api, json!({"id": "local", "tier": "medium"})).await;
     let tier_of = |id: &str| {
         directory
             .chain(id)
             .and_then(|chain| chain.levels[0].tier.clone())
     };
     eventually(Duration::from_secs(10), "the changes", || async {
+        let catalog = engine.definitions.held_catalog().await;
         tier_of("acme").as_deref() == Some("large")
             && directory.chain("acme/new").is_some()
             && directory.chain("gone").is_none()
             && directory.chain("local").is_some()
+            && catalog.is_some_and(|c| c.tiers.contains_key("medium"))
     })
     .await
     .unwrap();
     keeper.abort();
     // acme's 1 request a minute of tier small is used up by this.
     other.check("acme/new", json!({"requests": 1})).await;
+    other.check("local", json!({"requests": 1})).await;
 
     own.close().await;
     for _ in 0..2 {
@@ -276,11 +281,50 @@ async fn changes_made_here_and_on_other_instances_reach_the_directory(pool: PgPo
         sorted(used(&other, "acme/new", "requests").await),
         [("acme".to_string(), 4), ("acme/new".to_string(), 2)]
     );
+    let local = api.check("local", json!({"requests": 1})).await;
+    assert_eq!(
+        local["policy"]["limit"], 50,
+        "the new tier's limits: {local}"
+    );
     assert_eq!(
         check_status(&api, "gone", json!({"requests": 1})).await,
         StatusCode::SERVICE_UNAVAILABLE,
         "deleted"
     );
+}
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_tier_newer_than_the_cached_catalog_is_not_decided_from_the_directory(pool: PgPool) {
+    let store: Arc<dyn CounterStore> = Arc::new(MemoryStore::new());
+    let live = Api::with_store(pool.clone(), store.clone());
+    let own = own_pool(&pool).await;
+    // The catalog stays fresh, so nothing reloads it behind the test's back.
+    let bus = Arc::new(MemoryBus::default());
+    let api = Api::configured(own.clone(), store, bus, |c| {
+        c.engine.definitions_ttl = Duration::from_secs(3600);
+    });
+    let minute = |quota: u64| json!([{"resource": "requests", "period": "minute", "quota": quota}]);
+    tier(&live, "small", minute(10)).await;
+    assert_eq!(load_directory(&api, &api).await, 0);
+    tier(&live, "new", minute(10)).await;
+    tenant(&live, json!({"id": "fresh", "tier": "new"})).await;
+    live.check("fresh", json!({"requests": 1})).await;
+    // The tenant reaches the directory, the catalog change does not.
+    let row = api.state.engine.repo.tenant_row("fresh").await.unwrap();
+    assert!(api
+        .state
+        .engine
+        .definitions
+        .directory()
+        .upsert(row.unwrap()));
+
+    own.close().await;
+    assert_eq!(
+        check_status(&api, "fresh", json!({"requests": 1})).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never decided without tier new's limits"
+    );
+    assert_eq!(directory_lookups(&api), 0);
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]

@@ -328,14 +328,22 @@ impl DefinitionsCache {
         self.directory.tenant_changed(tenant);
     }
 
-    /// Marks the catalog (tiers, limits, role and default assignments).
+    /// Marks the catalog (tiers, limits, role and default assignments), and has the
+    /// directory's sync load it again: the directory decides with it.
     pub fn invalidate_catalog(&self) {
+        self.mark_catalog();
+        self.directory.catalog_changed();
+    }
+
+    /// Marks the catalog only, for a lookup that reloads it at once itself.
+    pub fn mark_catalog(&self) {
         self.catalog.invalidate_where(|_, _| true);
     }
 
-    /// Marks everything, and has the directory read every tenant again.
+    /// Marks everything, and has the directory read every tenant again (and the
+    /// catalog with them).
     pub fn invalidate_all(&self) {
-        self.invalidate_catalog();
+        self.mark_catalog();
         self.chains.invalidate_where(|_, _| true);
         self.directory.reload_all();
     }

@@ -174,6 +174,8 @@ fn level(id: &str, entry: &Entry) -> ChainLevel {
 pub struct Changes {
     /// Everything (a full sync).
     pub all: bool,
+    /// The catalog the directory decides with (tiers, role and default assignments).
+    pub catalog: bool,
     /// These tenants (each: its row again, or its removal).
     pub tenants: HashSet<String>,
 }
@@ -280,6 +282,19 @@ impl TenantDirectory {
                 }
             }
         }
+        self.wake.notify_one();
+    }
+
+    /// Notes that the catalog changed: the sync loads it again, so that a chain from
+    /// the directory never meets a catalog older than its tiers.
+    pub fn catalog_changed(&self) {
+        if self.max_tenants == 0 {
+            return;
+        }
+        self.changes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .catalog = true;
         self.wake.notify_one();
     }
 
@@ -475,8 +490,9 @@ mod tests {
         directory.tenant_changed("a");
         directory.tenant_changed("a");
         directory.tenant_changed("b");
+        directory.catalog_changed();
         let changes = directory.take_changes();
-        assert!(!changes.all);
+        assert!(!changes.all && changes.catalog);
         assert_eq!(changes.tenants.len(), 2);
         assert_eq!(directory.take_changes(), Changes::default());
         for n in 0..=MAX_QUEUED_CHANGES {
@@ -486,6 +502,7 @@ mod tests {
         assert!(changes.all && changes.tenants.is_empty());
         let off = TenantDirectory::new(0);
         off.tenant_changed("a");
+        off.catalog_changed();
         off.reload_all();
         assert_eq!(
             off.take_changes(),

@@ -3,7 +3,9 @@
 //! tenant, page by page in id order), then each tenant an invalidation names read again
 //! (`invalidation.rs` for other instances' writes, `Engine::invalidate_tenant` in
 //! `engine/state.rs` for this one's), a full sync again on `all` or after a bus outage,
-//! and every few minutes anyway (for deletions and messages that never came).
+//! and every few minutes anyway (for deletions and messages that never came). The
+//! catalog the directory decides with is loaded again on every change to it, so that it
+//! knows every tier the directory's tenants name.
 //!
 //! A sync that fails keeps what the directory had and is tried again a few seconds
 //! later; a tenant that could not be read again is left to that full sync too.
@@ -137,6 +139,12 @@ pub async fn keep_directory(
             };
             full_sync_at = Instant::now() + wait;
         } else {
+            if changes.catalog {
+                if let Err(error) = definitions.catalog(&repo).await {
+                    tracing::warn!(%error, "tenant directory: cannot load the changed catalog; a full sync will");
+                    full_sync_at = full_sync_at.min(Instant::now() + RETRY_AFTER);
+                }
+            }
             for tenant in &changes.tenants {
                 if let Err(error) = reload(&directory, &repo, tenant).await {
                     tracing::warn!(%error, tenant, "tenant directory: cannot read a changed tenant; a full sync will");
