@@ -56,12 +56,20 @@ pub struct Metrics {
     pub store_errors: IntCounterVec,
     /// `tollgate_store_duration_seconds{store,op}`: store call latency.
     pub store_duration: HistogramVec,
-    /// `tollgate_definition_cache_total{result}`: hit, miss, stale, fallback.
+    /// `tollgate_definition_cache_total{result}`: hit, miss, stale, fallback, directory.
     pub definition_cache: IntCounterVec,
     /// `tollgate_definition_invalidations_total{scope}`: tenant, catalog, all.
     pub invalidations: IntCounterVec,
     /// `tollgate_definitions_age_seconds`: age of the catalog that decides now.
     pub definitions_age: Gauge,
+    /// `tollgate_directory_tenants`: tenants in the tenant directory.
+    pub directory_tenants: IntGauge,
+    /// `tollgate_directory_left_out_tenants`: tenants the directory refused since its
+    /// last full sync began, being at `--directory-max-tenants`.
+    pub directory_left_out: IntGauge,
+    /// `tollgate_directory_syncs_total{result}`: full syncs of the directory, ok or
+    /// failed.
+    pub directory_syncs: IntCounterVec,
     /// `tollgate_counter_seeds_total`: tenants whose counters were re-seeded from history.
     pub seeds: IntCounter,
     /// `tollgate_gauge_releases_total`: gauge slots given back by `/v1/release` and
@@ -169,7 +177,10 @@ impl Metrics {
             )?,
             definition_cache: counter_vec(
                 "tollgate_definition_cache_total",
-                "Quota definition lookups, by how they were served.",
+                "Quota definition lookups, by how they were served: hit, miss, stale, \
+                 fallback (PostgreSQL failed; an older entry decided), directory (a chain \
+                 not cached and PostgreSQL not answering: the tenant directory's copy \
+                 decided).",
                 &["result"],
             )?,
             invalidations: counter_vec(
@@ -180,6 +191,23 @@ impl Metrics {
             definitions_age: Gauge::new(
                 "tollgate_definitions_age_seconds",
                 "Age of the cached quota catalog that decides now.",
+            )?,
+            directory_tenants: IntGauge::new(
+                "tollgate_directory_tenants",
+                "Tenants in the tenant directory, which decides tenants whose chain is \
+                 not cached while PostgreSQL is down.",
+            )?,
+            directory_left_out: IntGauge::new(
+                "tollgate_directory_left_out_tenants",
+                "Tenants left out of the tenant directory since its last full sync \
+                 began, because it held --directory-max-tenants already (0: every \
+                 tenant is in).",
+            )?,
+            directory_syncs: counter_vec(
+                "tollgate_directory_syncs_total",
+                "Full syncs of the tenant directory from PostgreSQL, by result (ok, \
+                 failed: the directory keeps what it had and retries).",
+                &["result"],
             )?,
             seeds: IntCounter::new(
                 "tollgate_counter_seeds_total",
@@ -257,11 +285,14 @@ impl Metrics {
         for store in ["redis", "postgres"] {
             metrics.store_errors.with_label_values(&[store]);
         }
-        for result in ["hit", "miss", "stale", "fallback"] {
+        for result in ["hit", "miss", "stale", "fallback", "directory"] {
             metrics.definition_cache.with_label_values(&[result]);
         }
         for scope in ["tenant", "catalog", "all"] {
             metrics.invalidations.with_label_values(&[scope]);
+        }
+        for result in ["ok", "failed"] {
+            metrics.directory_syncs.with_label_values(&[result]);
         }
         for (op, outcome) in [
             ("check", "admitted"),
@@ -292,6 +323,9 @@ impl Metrics {
         r.register(Box::new(self.definition_cache.clone()))?;
         r.register(Box::new(self.invalidations.clone()))?;
         r.register(Box::new(self.definitions_age.clone()))?;
+        r.register(Box::new(self.directory_tenants.clone()))?;
+        r.register(Box::new(self.directory_left_out.clone()))?;
+        r.register(Box::new(self.directory_syncs.clone()))?;
         r.register(Box::new(self.seeds.clone()))?;
         r.register(Box::new(self.releases.clone()))?;
         r.register(Box::new(self.events_written.clone()))?;

@@ -534,6 +534,103 @@ async fn with_postgres_stopped_checks_decide_from_cached_definitions_and_admin_w
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_postgres_stopped_a_tenant_this_control_plane_never_saw_is_decided_from_its_directory()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (redis, mut postgres) =
+        tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path())).unwrap();
+    let one = ControlPlane::start(dir.path(), &postgres.url(), &redis.url())
+        .await
+        .unwrap();
+    let two = ControlPlane::start(dir.path(), &postgres.url(), &redis.url())
+        .await
+        .unwrap();
+    one.wait_ready(Duration::from_secs(30)).await.unwrap();
+    two.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let http = reqwest::Client::new();
+    let admin = |method: Method, path: &str, body: Option<Value>| {
+        let request = http
+            .request(method, format!("{}/admin/v1{path}", one.url()))
+            .bearer_auth(ADMIN_TOKEN);
+        match body {
+            Some(body) => request.json(&body).send(),
+            None => request.send(),
+        }
+    };
+    let tier = json!({"name": "pro", "limits": [
+        {"resource": "requests", "period": "month", "quota": 1000}]});
+    for (path, body) in [
+        ("/tiers", tier),
+        (
+            "/tenants",
+            json!({"id": "acme", "tier": "pro", "overcommit": 10}),
+        ),
+        (
+            "/tenants",
+            json!({"id": "acme/web", "parent_id": "acme", "tier": "pro"}),
+        ),
+    ] {
+        let reply = admin(Method::POST, path, Some(body)).await.unwrap();
+        assert!(reply.status().is_success(), "{path}: {}", reply.status());
+    }
+    let check = |url: String, tenant: &str| {
+        http.post(format!("{url}/v1/check"))
+            .bearer_auth(DECISION_TOKEN)
+            .header(DEADLINE_HEADER, "1000")
+            .json(&json!({"tenant": tenant, "amounts": {"requests": 1}}))
+            .send()
+    };
+    // Counted by the other control plane (its counters are in Redis); the second one
+    // learns of the tenants only through the invalidation bus.
+    let counted = check(one.decision_url(), "acme/web").await.unwrap();
+    assert_eq!(counted.status(), StatusCode::OK);
+    eventually(
+        Duration::from_secs(10),
+        "the directory has both",
+        || async { two.metric("tollgate_directory_tenants", "").await.ok() == Some(2.0) },
+    )
+    .await
+    .unwrap();
+
+    postgres.stop();
+    let reply = check(two.decision_url(), "acme/web").await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK, "{}", two.log());
+    let decision: Value = reply.json().await.unwrap();
+    assert_eq!(decision["decision"], "allow", "{decision}");
+    let from_directory = two
+        .metric("tollgate_definition_cache_total", "result=\"directory\"")
+        .await
+        .unwrap();
+    assert!(from_directory >= 1.0, "{from_directory}");
+    let unknown = check(two.decision_url(), "nobody").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    postgres.restart().await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "counted at both levels",
+        || async {
+            let Ok(reply) = admin(Method::GET, "/tenants/acme%2Fweb/usage", None).await else {
+                return false;
+            };
+            let Ok(usage) = reply.json::<Value>().await else {
+                return false;
+            };
+            let used = |tenant: &str| {
+                usage["usage"].as_array().and_then(|rows| {
+                    rows.iter()
+                        .find(|row| row["tenant"] == tenant)
+                        .and_then(|row| row["used"].as_u64())
+                })
+            };
+            (used("acme/web"), used("acme")) == (Some(2), Some(2))
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_control_plane_starts_without_postgres_and_becomes_ready_when_it_can_decide() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(dir.path()).await.unwrap();

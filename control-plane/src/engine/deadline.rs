@@ -44,6 +44,17 @@ impl Deadline {
         self.unix_ms
     }
 
+    /// The instant halfway between now and this deadline: how long a step may wait
+    /// before leaving the rest of the time to a fallback and what follows it.
+    pub fn halfway(&self) -> Deadline {
+        let half = self.remaining() / 2;
+        let half_ms = i64::try_from(half.as_millis()).unwrap_or(i64::MAX);
+        Deadline {
+            at: Instant::now() + half,
+            unix_ms: Utc::now().timestamp_millis().saturating_add(half_ms),
+        }
+    }
+
     /// Awaits `work` until the deadline; `None` when it did not finish in time.
     pub async fn bound<T>(&self, work: impl Future<Output = T>) -> Option<T> {
         tokio::time::timeout_at(self.at, work).await.ok()
@@ -69,6 +80,19 @@ mod tests {
         let deadline = Deadline::after(Duration::from_millis(5));
         assert!(deadline.remaining() <= Duration::from_millis(4));
         assert_eq!(Deadline::after(Duration::ZERO).remaining(), Duration::ZERO);
+    }
+
+    #[test]
+    fn halfway_leaves_half_of_what_remains() {
+        let deadline = Deadline::after(Duration::from_millis(200));
+        let half = deadline.halfway();
+        // 200 ms less the 20 ms margin, halved; only ever less as time passes.
+        assert!(half.remaining() <= Duration::from_millis(90));
+        assert!(half.unix_ms() <= deadline.unix_ms());
+        assert_eq!(
+            Deadline::after(Duration::ZERO).halfway().remaining(),
+            Duration::ZERO
+        );
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ pub struct EngineSettings {
     pub leases: LeaseSettings,
     /// What decides while Redis is unreachable.
     pub redis_outage: RedisOutage,
+    /// How many tenants the tenant directory holds at most (0: no directory).
+    pub directory_max_tenants: usize,
 }
 
 impl Default for EngineSettings {
@@ -54,6 +56,7 @@ impl Default for EngineSettings {
             metrics_tenant_labels: false,
             leases: LeaseSettings::default(),
             redis_outage: RedisOutage::Postgres,
+            directory_max_tenants: 1_000_000,
         }
     }
 }
@@ -114,6 +117,7 @@ impl Engine {
         Ok(Engine {
             definitions: Arc::new(DefinitionsCache::new(
                 settings.definitions_ttl,
+                settings.directory_max_tenants,
                 metrics.store_duration.clone(),
             )),
             events: Arc::new(EventSink::new(metrics.clone())),
@@ -144,7 +148,7 @@ impl Engine {
 
     /// A PostgreSQL failure as an API error, counted.
     pub fn postgres_error(&self, error: RepoError) -> ApiError {
-        if matches!(error, RepoError::Unavailable(_) | RepoError::Query(_)) {
+        if error.postgres_failed() {
             self.metrics
                 .store_errors
                 .with_label_values(&["postgres"])

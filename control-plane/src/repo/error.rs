@@ -29,6 +29,12 @@ pub enum RepoError {
 }
 
 impl RepoError {
+    /// Whether PostgreSQL failed to answer — unreachable, or the query failed there —
+    /// rather than answering with a refusal or a row that breaks an invariant.
+    pub fn postgres_failed(&self) -> bool {
+        matches!(self, RepoError::Unavailable(_) | RepoError::Query(_))
+    }
+
     /// An invalid value of `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> RepoError {
         RepoError::Invalid {

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`connection`] — [`QuotaRepo`] and the admin transaction every write runs in.
 //! - `catalog` — what the decisions cache: the catalog and a tenant's chain.
+//! - `directory` — every tenant's own definitions, paged, for the tenant directory the
+//!   decisions fall back on while PostgreSQL is down.
 //! - `tiers`, `limits`, `tenants`, `assignments` — one table family each; `limit_rows`
 //!   the `limits` row both ways; `rules` the hierarchy rules checked inside writes.
 //! - [`events`] — the event log and the sink the decision path writes through.
@@ -17,6 +19,7 @@
 mod assignments;
 mod catalog;
 pub mod connection;
+mod directory;
 pub mod error;
 pub mod events;
 pub mod history;
@@ -29,6 +32,7 @@ mod tiers;
 
 pub use assignments::{AssignmentFilter, AssignmentPatch, NewAssignment};
 pub use connection::{AdminTx, QuotaRepo, MIGRATOR};
+pub use directory::TenantRow;
 pub use error::RepoError;
 pub use events::{EventFilter, NewEvent, StoredEvent};
 pub use history::{HistoryFilter, HistoryRow};

@@ -131,6 +131,14 @@ pub struct ServeArgs {
     /// still used while a background load refreshes them.
     #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
     pub definitions_ttl_ms: u64,
+    /// How many tenants the tenant directory holds at most: the compact copy of every
+    /// tenant's own definitions that decides tenants whose chain is not cached while
+    /// PostgreSQL is down (115 to 180 bytes a tenant, about 180 MB at 1,000,000; 0 turns
+    /// it off). Past it, tenants not in yet are left out
+    /// (`tollgate_directory_left_out_tenants`).
+    #[arg(long, env = "TOLLGATE_DIRECTORY_MAX_TENANTS", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    pub directory_max_tenants: u64,
     /// How long a check waits for quota definitions when the caller does not send
     /// `x-tollgate-deadline-ms` or `x-envoy-expected-rq-timeout-ms`, in milliseconds.
     #[arg(long, env = "TOLLGATE_CHECK_DEADLINE_MS", default_value_t = 200)]
@@ -240,6 +248,7 @@ mod tests {
         assert_eq!(args.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(args.decision_listen, None);
         assert_eq!(args.definitions_ttl_ms, 5000);
+        assert_eq!(args.directory_max_tenants, 1_000_000);
         assert_eq!(
             (
                 args.lease_max_budget,

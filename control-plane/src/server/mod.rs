@@ -1,6 +1,7 @@
 //! The server's wiring: its configuration (the flags of `tollgate serve` and `migrate`),
 //! connecting the stores, building the engine and the HTTP API, the background tasks
-//! (invalidations, events, usage history, reconciliation), logging and shutdown.
+//! (invalidations, the tenant directory, events, usage history, reconciliation), logging
+//! and shutdown.
 //!
 //! May import everything below it; only the command line ([`crate::cli`]) imports it.
 //!

@@ -15,7 +15,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use super::config::{MigrateArgs, ServeArgs};
 use super::logging::init_tracing;
 use super::shutdown::shutdown_signal;
-use crate::engine::definitions::listen;
+use crate::engine::definitions::{keep_directory, listen, RESYNC_EVERY};
 use crate::engine::fallback::reconcile;
 use crate::engine::{EngineSettings, RedisOutage};
 use crate::http::serve::{serve as serve_http, Listeners};
@@ -119,6 +119,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine: EngineSettings {
             redis_outage: args.redis_outage,
             definitions_ttl: Duration::from_millis(args.definitions_ttl_ms),
+            directory_max_tenants: usize::try_from(args.directory_max_tenants)
+                .context("--directory-max-tenants is too large for this platform")?,
             gauge_hold: Duration::from_secs(args.gauge_hold_s),
             metrics_tenant_labels: args.metrics_tenant_labels,
             leases: LeaseSettings {
@@ -140,6 +142,12 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.definitions.clone(),
         engine.instance.clone(),
         Duration::from_millis(args.invalidation_poll_ms),
+    ));
+    tokio::spawn(keep_directory(
+        engine.definitions.clone(),
+        engine.repo.clone(),
+        engine.metrics.clone(),
+        RESYNC_EVERY,
     ));
     tokio::spawn(engine.events.clone().run(
         engine.repo.clone(),

@@ -8,12 +8,15 @@
 //!   router: hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding,
 //!   several instances, settlements, budgets.
 //! - `fallback` — deciding while Redis is down, and reconciling once it is back.
+//! - `directory` — deciding tenants never looked up from the tenant directory while
+//!   PostgreSQL is down, and keeping it current.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_api;
 mod decisions;
+mod directory;
 mod fallback;
 mod schema;
 mod support;

@@ -20,6 +20,10 @@
 //! cache could fall back on — and is targeted: a change to tenant `x` marks every chain
 //! that contains `x` (its descendants' too); a change to tiers or role/default
 //! assignments marks the catalog.
+//!
+//! Beside the caches, the [`TenantDirectory`] (`directory.rs`): every tenant's own
+//! definitions, for a tenant whose chain is not cached when PostgreSQL does not answer.
+//! Invalidations reach it too, as tenants to read again.
 
 use std::future::Future;
 use std::hash::Hash;
@@ -30,6 +34,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use prometheus::HistogramVec;
 
+use super::directory::TenantDirectory;
 use crate::model::{Catalog, Chain};
 use crate::repo::{QuotaRepo, RepoError};
 
@@ -50,6 +55,9 @@ pub enum Freshness {
     Stale,
     /// The load failed; an older (stale or suspect) entry decided instead.
     Fallback,
+    /// Nothing cached and PostgreSQL did not answer: the tenant directory's copy
+    /// decided.
+    Directory,
 }
 
 /// A load error shared by every lookup that waited for the same load.
@@ -207,25 +215,64 @@ where
     async fn age(&self, key: &K) -> Option<Duration> {
         self.entries.get(key).await.map(|e| e.loaded_at.elapsed())
     }
+
+    /// Whatever the cache holds for `key`, fresh or not, without loading it.
+    async fn held(&self, key: &K) -> Option<V> {
+        self.entries.get(key).await.map(|e| e.value.clone())
+    }
 }
 
-/// The catalog and the tenant chains, cached.
+/// The catalog and the tenant chains, cached; the tenant directory beside them.
 pub struct DefinitionsCache {
     catalog: SwrCache<(), Arc<Catalog>>,
     chains: SwrCache<String, Option<Arc<Chain>>>,
+    /// Every tenant's own definitions, for when PostgreSQL does not answer.
+    directory: Arc<TenantDirectory>,
+    /// Whether the last load that finished failed because PostgreSQL did not answer:
+    /// lookups then turn to the directory without waiting (`engine/lookup.rs`).
+    loads_failing: Arc<AtomicBool>,
     /// Observes how long each load from PostgreSQL takes, by what it loads.
     load_duration: HistogramVec,
 }
 
+/// Notes in `failing` whether `loaded` failed because PostgreSQL did not answer.
+fn note<T>(failing: &AtomicBool, loaded: &Result<T, RepoError>) {
+    let failed = loaded.as_ref().is_err_and(RepoError::postgres_failed);
+    failing.store(failed, Ordering::Relaxed);
+}
+
 impl DefinitionsCache {
-    /// A cache whose entries are fresh for `ttl`; loads are timed into `load_duration`
-    /// (labels `store`, `op`).
-    pub fn new(ttl: Duration, load_duration: HistogramVec) -> DefinitionsCache {
+    /// A cache whose entries are fresh for `ttl`, beside a directory of at most
+    /// `directory_max_tenants` tenants; loads are timed into `load_duration` (labels
+    /// `store`, `op`).
+    pub fn new(
+        ttl: Duration,
+        directory_max_tenants: usize,
+        load_duration: HistogramVec,
+    ) -> DefinitionsCache {
         DefinitionsCache {
             catalog: SwrCache::new(ttl, 1),
             chains: SwrCache::new(ttl, MAX_CHAINS),
+            directory: Arc::new(TenantDirectory::new(directory_max_tenants)),
+            loads_failing: Arc::new(AtomicBool::new(false)),
             load_duration,
         }
+    }
+
+    /// The tenant directory.
+    pub fn directory(&self) -> &Arc<TenantDirectory> {
+        &self.directory
+    }
+
+    /// Whether the last load that finished failed because PostgreSQL did not answer.
+    pub fn loads_failing(&self) -> bool {
+        self.loads_failing.load(Ordering::Relaxed)
+    }
+
+    /// The catalog as last loaded, fresh or not, without loading it; `None` when none
+    /// was ever loaded.
+    pub async fn held_catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.held(&()).await
     }
 
     /// The catalog.
@@ -234,12 +281,15 @@ impl DefinitionsCache {
         let timer = self
             .load_duration
             .with_label_values(&["postgres", "catalog"]);
+        let failing = self.loads_failing.clone();
         self.catalog
             .get((), move || {
-                let (repo, timer) = (repo.clone(), timer.clone());
+                let (repo, timer, failing) = (repo.clone(), timer.clone(), failing.clone());
                 async move {
                     let _timing = timer.start_timer();
-                    repo.load_catalog().await.map(Arc::new)
+                    let loaded = repo.load_catalog().await;
+                    note(&failing, &loaded);
+                    loaded.map(Arc::new)
                 }
             })
             .await
@@ -254,33 +304,48 @@ impl DefinitionsCache {
         let repo = repo.clone();
         let id = tenant.to_string();
         let timer = self.load_duration.with_label_values(&["postgres", "chain"]);
+        let failing = self.loads_failing.clone();
         self.chains
             .get(tenant.to_string(), move || {
                 let (repo, id, timer) = (repo.clone(), id.clone(), timer.clone());
+                let failing = failing.clone();
                 async move {
                     let _timing = timer.start_timer();
-                    Ok(repo.load_chain(&id).await?.map(Arc::new))
+                    let loaded = repo.load_chain(&id).await;
+                    note(&failing, &loaded);
+                    Ok(loaded?.map(Arc::new))
                 }
             })
             .await
     }
 
-    /// Marks every chain that contains `tenant` (its own and its descendants').
+    /// Marks every chain that contains `tenant` (its own and its descendants'), and
+    /// has the directory read the tenant again.
     pub fn invalidate_tenant(&self, tenant: &str) {
         self.chains.invalidate_where(|key, chain| {
             key == tenant || chain.as_ref().is_some_and(|c| c.contains(tenant))
         });
+        self.directory.tenant_changed(tenant);
     }
 
-    /// Marks the catalog (tiers, limits, role and default assignments).
+    /// Marks the catalog (tiers, limits, role and default assignments), and has the
+    /// directory's sync load it again: the directory decides with it.
     pub fn invalidate_catalog(&self) {
+        self.mark_catalog();
+        self.directory.catalog_changed();
+    }
+
+    /// Marks the catalog only, for a lookup that reloads it at once itself.
+    pub fn mark_catalog(&self) {
         self.catalog.invalidate_where(|_, _| true);
     }
 
-    /// Marks everything.
+    /// Marks everything, and has the directory read every tenant again (and the
+    /// catalog with them).
     pub fn invalidate_all(&self) {
-        self.invalidate_catalog();
+        self.mark_catalog();
         self.chains.invalidate_where(|_, _| true);
+        self.directory.reload_all();
     }
 
     /// How old the catalog that decides is, if one is loaded.
