@@ -33,6 +33,8 @@ pub mod metrics;
 pub mod reject_cache;
 pub mod response_cost;
 pub mod settlements;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod proxy;
