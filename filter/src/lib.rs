@@ -10,16 +10,18 @@
 //!
 //! # Layout
 //! - [`host`] — the small trait through which the logic talks to Envoy.
-//! - [`flow`] — one request's way from headers to decision to settlement; pure, tested
-//!   natively against a fake host.
+//! - [`flow`] — one request's way from headers to decision to settlement, one step per
+//!   file, its state and every transition in `flow/state.rs`; pure, tested natively.
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
-//! - [`budget`] — leased budgets every worker spends from shared data (the fast path).
+//! - [`budget`] — the fast path: budgets leased from the control plane, spent by every
+//!   worker from shared data; refills.
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
 //! - [`settlements`] — corrections waiting to be sent, with retries.
 //! - [`deadlines`] — requests waiting on a callout, and which of them ran out of time.
 //! - [`metrics`] — the stats the filter exports.
+//! - `testing` (tests and the `testing` feature) — the one fake host every test uses.
 //! - `proxy` (wasm32 only) — the one module that calls `proxy_wasm`: contexts,
 //!   configuration, metrics, the tick that enforces deadlines and retries settlements.
 

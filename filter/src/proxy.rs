@@ -25,9 +25,10 @@ use tollgate_protocol::check::{RELEASE_PATH, SETTLE_PATH};
 use tollgate_protocol::lease::LEASES_PATH;
 use tollgate_protocol::{FilterConfig, LeaseReturn};
 
-use crate::budget::{self, Owner};
+use crate::budget::RefillEnd;
+use crate::budget::{self, Owner, TakenLease};
 use crate::deadlines::Deadlines;
-use crate::flow::{Next, RefillEnd, RequestFlow, Woken};
+use crate::flow::{Next, RequestFlow, Woken};
 use crate::host::{Callout, Host, Metric};
 use crate::settlements::{Outcome, Outgoing, Pending, Settlements};
 
@@ -275,18 +276,19 @@ impl Worker {
             }
         }
         if let Ok(mut leases) = self.leases.try_borrow_mut() {
-            leases.extend(
-                follow_ups
-                    .leases
-                    .into_iter()
-                    .map(|(owner, id, expires_ms)| {
-                        Reverse(Taken {
-                            expires_ms,
-                            owner,
-                            id,
-                        })
-                    }),
-            );
+            leases.extend(follow_ups.leases.into_iter().map(
+                |TakenLease {
+                     owner,
+                     id,
+                     expires_ms,
+                 }| {
+                    Reverse(Taken {
+                        expires_ms,
+                        owner,
+                        id,
+                    })
+                },
+            ));
         }
         for request in follow_ups.returns {
             queue(&self.settlements, Outgoing::json(LEASES_PATH, &request));

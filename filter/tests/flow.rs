@@ -7,7 +7,8 @@
 use std::rc::Rc;
 
 use serde_json::{json, Value};
-use tollgate_filter::flow::{Next, RefillEnd, RequestFlow, Woken};
+use tollgate_filter::budget::RefillEnd;
+use tollgate_filter::flow::{Next, RequestFlow, Woken};
 use tollgate_filter::host::{Host, Metric};
 use tollgate_filter::testing::{Dispatched, FakeHost, REQUEST};
 use tollgate_protocol::check::AMOUNT_MAX;
@@ -131,7 +132,7 @@ fn allowed_request_resumes_with_quota_headers_and_tells_the_upstream() {
 }
 
 #[test]
-fn body_arriving_while_the_decision_is_pending_is_held_then_let_through() {
+fn body_arriving_while_the_decision_is_pending_is_buffered_then_let_through() {
     let host = FakeHost::upload("acme", Some(100));
     let mut flow = RequestFlow::new(config(json!({})));
     flow.on_request_headers(&host, false);
@@ -305,7 +306,7 @@ fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_l
     );
     assert!(!host.last_check().amounts.contains_key("requests"));
 
-    // A chunk before that answer is held; the answer lets it go. 600 of the 1000 are
+    // A chunk before that answer is buffered; the answer lets it go. 600 of the 1000 are
     // left: the next reservation is not due yet.
     assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
@@ -345,7 +346,7 @@ fn the_end_of_a_chunked_body_waits_for_the_ask_ahead_in_flight() {
 }
 
 #[test]
-fn a_failed_ask_ahead_holds_nothing_and_the_next_needed_check_decides() {
+fn a_failed_ask_ahead_pauses_nothing_and_the_next_needed_check_decides() {
     let cfg = config(json!({"failure_mode": "closed"}));
     let host = FakeHost::upload("acme", None);
     let mut flow = RequestFlow::new(cfg);
@@ -438,7 +439,7 @@ fn shadow_mode_asks_to_count_regardless_and_never_rejects() {
 }
 
 #[test]
-fn concurrency_slot_is_held_under_an_id_of_the_filters_own_and_released_at_the_end() {
+fn a_hold_is_taken_under_an_id_of_the_filters_own_and_released_at_the_end() {
     // The request carries `x-request-id: req-1`, which a client may choose: not used.
     let host = FakeHost::upload("acme", Some(0));
     let mut flow = RequestFlow::new(config(json!({"costs": {"concurrent_requests": true}})));
@@ -449,7 +450,7 @@ fn concurrency_slot_is_held_under_an_id_of_the_filters_own_and_released_at_the_e
     flow.on_check_response(&host, Some(200), &allow());
     let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.release_request_id.as_deref(), Some("s-1"));
-    assert!(settle.amounts.is_empty(), "nothing to correct but the slot");
+    assert!(settle.amounts.is_empty(), "nothing to correct but the hold");
 }
 
 #[test]
@@ -642,7 +643,7 @@ fn a_request_that_ends_during_its_refill_returns_both_leases() {
         vec![Some(1), Some(0)],
         "the old lease, then the new one unspent"
     );
-    // The slot is free for the next request to refill.
+    // The budget's slot is free for the next request to refill.
     let next = get().sharing(&host);
     RequestFlow::new(config(json!({"budgets": {"enabled": true}}))).on_request_headers(&next, true);
     let ask: Value = next.dispatched()[0].json();
@@ -655,7 +656,7 @@ fn sharing(first: &FakeHost, worker: &str) -> FakeHost {
 }
 
 /// A request of worker `g` that refills acme's budget under `cfg`, and another of the
-/// same worker that waits for that refill; both are held.
+/// same worker that waits for that refill; both are paused.
 fn a_refill_and_its_waiter(
     cfg: &Rc<FilterConfig>,
 ) -> (FakeHost, RequestFlow, FakeHost, RequestFlow) {

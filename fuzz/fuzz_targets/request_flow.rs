@@ -21,7 +21,8 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use sfv::{List, Parser};
 use tollgate_filter::budget;
-use tollgate_filter::flow::{RefillEnd, RequestFlow};
+use tollgate_filter::budget::RefillEnd;
+use tollgate_filter::flow::RequestFlow;
 use tollgate_filter::host::Host;
 use tollgate_filter::testing::{Dispatched, FakeHost};
 use tollgate_protocol::check::AMOUNT_MAX;
@@ -434,8 +435,8 @@ fuzz_target!(|input: Input| {
                 let json = serde_json::to_vec(lease).unwrap();
                 serde_json::from_slice::<LeaseRequest>(&json).unwrap();
             }
-            for (owner, id, _) in &follow_ups.leases {
-                budget::take_expired(&host, owner, id, host.now_ms());
+            for lease in &follow_ups.leases {
+                budget::take_expired(&host, &lease.owner, &lease.id, host.now_ms());
             }
         }
         if let Some(settle) = flow.settlement(&host) {

@@ -62,8 +62,8 @@ pub struct CostsConfig {
     /// with nothing left is refused before the upstream does the work.
     #[serde(default = "default_response_reserve")]
     pub response_reserve: u64,
-    /// `concurrent_requests`: one slot held (under `x-request-id`) while the request
-    /// is in flight.
+    /// `concurrent_requests`: the request holds one slot of the gauge while it is in
+    /// flight (under an id of the filter's own), released by its settlement.
     #[serde(default)]
     pub concurrent_requests: bool,
 }

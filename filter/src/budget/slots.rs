@@ -1,5 +1,5 @@
-//! Budgets leased from the control plane (`POST /v1/leases`), spent by every worker of
-//! this Envoy from shared data (SPEC §3); `flow::budgets` decides requests from it.
+//! The table of budgets in shared data: one slot per (tenant, roles, resource), each
+//! holding the lease being spent, changed only by compare-and-swap.
 //!
 //! Each (tenant, roles, resource) has a slot in a fixed table of hashed keys: shared
 //! data has no delete, so memory is bounded by design, whatever the number of tenants.
