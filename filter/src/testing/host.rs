@@ -1,26 +1,12 @@
-//! One fake host for every test of the filter's logic: its unit tests, `filter/tests/`
-//! and the fuzz targets (`fuzz/`, through the `testing` feature).
-//!
-//! A [`FakeHost`] is one Envoy worker as the logic sees it through [`Host`]: request
-//! contexts, each with its headers and what the filter did to it, one of which is the
-//! effective context that per-request host calls act on (or the root, which has no
-//! request); the callouts dispatched, the stats counted, the lines logged; and the
-//! shared data, which another `FakeHost` can share as Envoy's workers do
-//! ([`FakeHost::sharing`]). It records everything and decides nothing: tests assert on
-//! the recordings.
-
-// Test support: a recording that is missing is a failed test, so the conveniences
-// below unwrap.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! [`FakeHost`]: building one, driving it (request contexts, the clock, callout
+//! answers), and the [`Host`] implementation that records every call.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
-use tollgate_protocol::CheckRequest;
-
-use crate::host::{Callout, Host, Metric};
+use super::recordings::{Dispatched, FakeRequest, Headers};
+use crate::host::{Callout, Host, Level, Metric};
 
 /// The root context's id in a [`FakeHost`].
 pub const ROOT: u32 = 1;
@@ -30,80 +16,28 @@ pub const REQUEST: u32 = 2;
 /// Shared data: each key's value and its compare-and-swap token.
 type SharedData = HashMap<String, (Vec<u8>, u32)>;
 
-/// Header names and values, in order.
-pub type Headers = Vec<(String, String)>;
-
-/// One callout the filter dispatched (or tried to).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dispatched {
-    /// The effective context it was dispatched from.
-    pub context: u32,
-    /// Its token; `None` when the host refused it.
-    pub token: Option<u32>,
-    /// The Envoy cluster.
-    pub cluster: String,
-    /// Pseudo-headers and headers.
-    pub headers: Headers,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl Dispatched {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        (self.headers.iter())
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The control-plane endpoint it calls.
-    pub fn path(&self) -> &str {
-        self.header(":path").unwrap_or_default()
-    }
-
-    /// The body as JSON.
-    pub fn json<T: DeserializeOwned>(&self) -> T {
-        serde_json::from_slice(&self.body).expect("a JSON callout body")
-    }
-}
-
-/// A local reply: status, headers and body.
-pub type LocalReply = (u32, Headers, Vec<u8>);
-
-/// One request as the host sees it.
-#[derive(Debug, Clone, Default)]
-pub struct FakeRequest {
-    /// Its request headers (the filter's writes included).
-    pub headers: HashMap<String, String>,
-    /// Request headers the filter set, in order.
-    pub set_headers: Headers,
-    /// The upstream's response headers.
-    pub response_headers: HashMap<String, String>,
-    /// The response body chunk being passed on.
-    pub response_chunk: Vec<u8>,
-    /// Response headers the filter added, in order.
-    pub added_headers: Headers,
-    /// Every local reply the filter sent.
-    pub replies: Vec<LocalReply>,
-    /// How often the filter resumed it.
-    pub resumed: u32,
-}
-
 /// One Envoy worker: see the module's documentation.
 #[derive(Debug)]
 pub struct FakeHost {
-    shared: Rc<RefCell<SharedData>>,
+    pub(super) shared: Rc<RefCell<SharedData>>,
     /// The last id handed out, counted across every host sharing the data.
     ids: Rc<Cell<u64>>,
     gateway: String,
     now_ms: Cell<u64>,
     refuse_dispatch: Cell<bool>,
     next_token: Cell<u32>,
+    /// The context whose callback runs: the SDK hands the answers to the callouts it
+    /// dispatches to it, whatever the effective context was.
+    callback: Cell<u32>,
+    /// The effective context, which per-request calls act on.
     current: Cell<u32>,
-    requests: RefCell<BTreeMap<u32, FakeRequest>>,
-    dispatched: RefCell<Vec<Dispatched>>,
-    counted: RefCell<Vec<Metric>>,
-    warnings: RefCell<Vec<String>>,
+    pub(super) requests: RefCell<BTreeMap<u32, FakeRequest>>,
+    pub(super) dispatched: RefCell<Vec<Dispatched>>,
+    /// The callout answer being delivered: status and body.
+    answer: RefCell<(Option<u32>, Vec<u8>)>,
+    pub(super) counted: RefCell<Vec<Metric>>,
+    pub(super) logged: RefCell<Vec<(Level, String)>>,
+    pub(super) done: Cell<u32>,
 }
 
 impl Default for FakeHost {
@@ -116,11 +50,14 @@ impl Default for FakeHost {
             now_ms: Cell::new(0),
             refuse_dispatch: Cell::new(false),
             next_token: Cell::new(0),
+            callback: Cell::new(ROOT),
             current: Cell::new(ROOT),
             requests: RefCell::default(),
             dispatched: RefCell::default(),
+            answer: RefCell::default(),
             counted: RefCell::default(),
-            warnings: RefCell::default(),
+            logged: RefCell::default(),
+            done: Cell::new(0),
         }
     }
 }
@@ -197,18 +134,17 @@ impl FakeHost {
         let later = FakeHost::default()
             .sharing(self)
             .at(self.now_ms().saturating_add(elapsed_ms));
-        later.requests.borrow_mut().insert(
-            REQUEST,
-            FakeRequest {
-                headers: self.of(REQUEST).headers,
-                ..FakeRequest::default()
-            },
-        );
-        later.current.set(REQUEST);
+        let request = FakeRequest {
+            headers: self.of(REQUEST).headers,
+            ..FakeRequest::default()
+        };
+        later.requests.borrow_mut().insert(REQUEST, request);
+        later.enter(REQUEST);
         later
     }
 
-    /// Opens request `context` with `headers` and makes it the effective context.
+    /// Opens request `context` with `headers` and makes it the effective context, as
+    /// Envoy does for a new request's first callback.
     pub fn open(&self, context: u32, headers: &[(&str, &str)]) {
         let request = FakeRequest {
             headers: (headers.iter())
@@ -217,7 +153,7 @@ impl FakeHost {
             ..FakeRequest::default()
         };
         self.requests.borrow_mut().insert(context, request);
-        self.current.set(context);
+        self.enter(context);
     }
 
     /// Request `context` is gone: host calls can no longer act on it.
@@ -228,8 +164,9 @@ impl FakeHost {
         }
     }
 
-    /// Makes `context` effective (as a callback of it does), whether or not it is open.
+    /// Runs a callback of `context` from now on: it is the effective context too.
     pub fn enter(&self, context: u32) {
+        self.callback.set(context);
         self.current.set(context);
     }
 
@@ -245,10 +182,15 @@ impl FakeHost {
         }
     }
 
-    /// What request `context` saw (empty if it is gone).
-    pub fn of(&self, context: u32) -> FakeRequest {
-        let requests = self.requests.borrow();
-        requests.get(&context).cloned().unwrap_or_default()
+    /// Sets the response body chunk [`REQUEST`] is passing on.
+    pub fn set_response_chunk(&self, chunk: &[u8]) {
+        self.with_request(REQUEST, |request| request.response_chunk = chunk.to_vec());
+    }
+
+    /// The callout answer Envoy delivers next: `status` (`None`: no `:status`) and
+    /// `body`.
+    pub fn deliver(&self, status: Option<u32>, body: &[u8]) {
+        *self.answer.borrow_mut() = (status, body.to_vec());
     }
 
     /// Refuses (or not) the dispatches from now on.
@@ -264,87 +206,6 @@ impl FakeHost {
     /// Moves the clock on.
     pub fn advance(&self, ms: u64) {
         self.now_ms.set(self.now_ms.get().saturating_add(ms));
-    }
-
-    /// Every callout dispatched (not those refused), in order.
-    pub fn dispatched(&self) -> Vec<Dispatched> {
-        let dispatched = self.dispatched.borrow();
-        (dispatched.iter())
-            .filter(|d| d.token.is_some())
-            .cloned()
-            .collect()
-    }
-
-    /// Every callout tried, the refused ones included, in order.
-    pub fn attempted(&self) -> Vec<Dispatched> {
-        self.dispatched.borrow().clone()
-    }
-
-    /// The last callout dispatched.
-    pub fn last_dispatched(&self) -> Dispatched {
-        self.dispatched().pop().expect("a callout was dispatched")
-    }
-
-    /// Every `/v1/check` body dispatched.
-    pub fn checks(&self) -> Vec<CheckRequest> {
-        (self.dispatched().iter())
-            .filter(|d| d.path() == tollgate_protocol::check::CHECK_PATH)
-            .map(Dispatched::json)
-            .collect()
-    }
-
-    /// The last `/v1/check` body dispatched.
-    pub fn last_check(&self) -> CheckRequest {
-        self.checks().pop().expect("a check was sent")
-    }
-
-    /// The last local reply to [`REQUEST`], its body as JSON.
-    pub fn local(&self) -> (u32, Headers, serde_json::Value) {
-        let (status, headers, body) = self.local_reply().expect("a local reply");
-        (status, headers, serde_json::from_slice(&body).unwrap())
-    }
-
-    /// The last local reply to [`REQUEST`], if any.
-    pub fn local_reply(&self) -> Option<LocalReply> {
-        self.of(REQUEST).replies.pop()
-    }
-
-    /// The status of the last local reply to [`REQUEST`], if any.
-    pub fn local_status(&self) -> Option<u32> {
-        self.local_reply().map(|(status, _, _)| status)
-    }
-
-    /// How often [`REQUEST`] was resumed.
-    pub fn resumed(&self) -> u32 {
-        self.of(REQUEST).resumed
-    }
-
-    /// A response header the filter added to [`REQUEST`]'s response.
-    pub fn added_header(&self, name: &str) -> Option<String> {
-        (self.of(REQUEST).added_headers.into_iter())
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
-    }
-
-    /// Sets the response body chunk [`REQUEST`] is passing on.
-    pub fn set_response_chunk(&self, chunk: &[u8]) {
-        self.with_request(REQUEST, |request| request.response_chunk = chunk.to_vec());
-    }
-
-    /// How often `metric` was counted.
-    pub fn counted(&self, metric: Metric) -> usize {
-        let counted = self.counted.borrow();
-        counted.iter().filter(|m| **m == metric).count()
-    }
-
-    /// Every warning logged.
-    pub fn warnings(&self) -> Vec<String> {
-        self.warnings.borrow().clone()
-    }
-
-    /// The keys of the shared data.
-    pub fn shared_keys(&self) -> Vec<String> {
-        self.shared.borrow().keys().cloned().collect()
     }
 
     /// Runs `f` on the effective request; `None` when the root or a gone request is
@@ -391,7 +252,8 @@ impl Host for FakeHost {
             token
         });
         self.dispatched.borrow_mut().push(Dispatched {
-            context: self.current.get(),
+            context: self.callback.get(),
+            effective: self.current.get(),
             token,
             cluster: callout.cluster.to_string(),
             headers: owned(&callout.headers),
@@ -422,8 +284,8 @@ impl Host for FakeHost {
         self.counted.borrow_mut().push(metric);
     }
 
-    fn warn(&self, message: &str) {
-        self.warnings.borrow_mut().push(message.to_string());
+    fn log(&self, level: Level, message: &str) {
+        self.logged.borrow_mut().push((level, message.to_string()));
     }
 
     fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
@@ -461,5 +323,26 @@ impl Host for FakeHost {
         let next = current.unwrap_or(0) + 1;
         shared.insert(key.to_string(), (value.to_vec(), next));
         true
+    }
+
+    fn set_effective_context(&self, context_id: u32) -> bool {
+        let open = context_id == ROOT || self.requests.borrow().contains_key(&context_id);
+        if open {
+            self.current.set(context_id);
+        }
+        open
+    }
+
+    fn callout_status(&self) -> Option<u32> {
+        self.answer.borrow().0
+    }
+
+    fn callout_body(&self, size: usize) -> Vec<u8> {
+        let answer = self.answer.borrow();
+        answer.1.iter().take(size).copied().collect()
+    }
+
+    fn done(&self) {
+        self.done.set(self.done.get() + 1);
     }
 }
