@@ -23,6 +23,7 @@
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
 //! - [`metrics`] — the stats the filter exports.
+//! - [`misconfigured`] — a control plane answering 404 or 401: counted, logged once.
 //! - `testing` (tests, and the `testing` feature) — the one fake host every test and
 //!   fuzz target uses.
 //! - `proxy` (wasm32 only) — the one module that calls `proxy_wasm`: it translates the
@@ -36,6 +37,7 @@ pub mod flow;
 pub mod host;
 pub mod identity;
 pub mod metrics;
+pub mod misconfigured;
 pub mod reject_cache;
 pub mod response_cost;
 #[cfg(any(test, feature = "testing"))]

@@ -285,6 +285,28 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
     }
 }
 
+#[test]
+fn a_check_answered_404_or_401_is_counted_as_misconfigured_and_gets_the_failure_mode() {
+    for (status, misconfigured) in [(404, 1), (401, 1), (503, 0)] {
+        let host = FakeHost::upload("acme", Some(1));
+        let mut flow = RequestFlow::new(config(json!({"failure_mode": "closed"})));
+        flow.on_request_headers(&host, false);
+        flow.on_check_response(&host, Some(status), b"{}");
+        assert_eq!(host.local_status(), Some(503), "{status}");
+        assert_eq!(host.counted(Metric::CalloutFailures), 1);
+        assert_eq!(
+            host.counted(Metric::ControlPlaneMisconfigured),
+            misconfigured,
+            "{status}"
+        );
+        let reported = flow.take_follow_ups().misconfigured;
+        assert_eq!(
+            reported.map(|m| (m.status, m.path)),
+            (misconfigured == 1).then_some((status, "/v1/check"))
+        );
+    }
+}
+
 fn request_bytes(check: &CheckRequest) -> u64 {
     check.amounts["request_bytes"]
 }

@@ -195,6 +195,7 @@ impl RequestFlow {
             (Some(200), Ok(answer)) => answer,
             (status, _) => {
                 host.count(Metric::CalloutFailures);
+                self.misconfigured(host, status, LEASES_PATH);
                 let why = format!("lease answered status {status:?}");
                 self.lease_failed(host, &why);
                 return;

@@ -1,6 +1,7 @@
 //! A check's answer, or its deadline: admitted, refused (429, or 403 for a tenant the
 //! control plane does not know), or no decision, and the failure mode.
 
+use tollgate_protocol::check::CHECK_PATH;
 use tollgate_protocol::headers::quota_headers;
 use tollgate_protocol::problem::{self, Problem};
 use tollgate_protocol::{
@@ -11,6 +12,7 @@ use tollgate_protocol::{
 use super::request::{Next, RequestFlow};
 use super::state::{Event, Purpose};
 use crate::host::{Host, Metric};
+use crate::misconfigured::Misconfigured;
 use crate::reject_cache;
 
 impl RequestFlow {
@@ -25,6 +27,7 @@ impl RequestFlow {
         }
         if status != Some(200) {
             host.count(Metric::CalloutFailures);
+            self.misconfigured(host, status, CHECK_PATH);
             let why = format!("control plane answered status {status:?}");
             self.fail(host, waiting.purpose, &why);
             return;
@@ -35,6 +38,20 @@ impl RequestFlow {
                 host.count(Metric::CalloutFailures);
                 self.fail(host, waiting.purpose, &format!("unreadable answer: {e}"));
             }
+        }
+    }
+
+    /// Counts an answer of `status` to a call of `path` that says the filter is
+    /// misconfigured, for the worker to log once.
+    pub(super) fn misconfigured(
+        &mut self,
+        host: &dyn Host,
+        status: Option<u32>,
+        path: &'static str,
+    ) {
+        if let Some(answer) = Misconfigured::of(status, path) {
+            host.count(Metric::ControlPlaneMisconfigured);
+            self.follow_ups.misconfigured = Some(answer);
         }
     }
 

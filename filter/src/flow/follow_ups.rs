@@ -3,6 +3,7 @@
 use tollgate_protocol::{LeaseRequest, ReleaseRequest};
 
 use crate::budget::{RefillEnd, TakenLease};
+use crate::misconfigured::Misconfigured;
 
 /// What a request's flow leaves for its worker after a callback.
 #[derive(Debug, Default)]
@@ -20,6 +21,8 @@ pub struct FollowUps {
     pub dispatched: Vec<u32>,
     /// Refills that ended (slot keys): wake whoever waits for them.
     pub refills_ended: Vec<(String, RefillEnd)>,
+    /// The control plane answered as a misconfigured filter's: the worker logs it once.
+    pub misconfigured: Option<Misconfigured>,
 }
 
 /// What became of a request woken by the end of the refill it waited for.

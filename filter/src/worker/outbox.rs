@@ -96,6 +96,11 @@ impl Outbox {
         true
     }
 
+    /// The endpoint callout `token` calls, if it is one of the outbox's in flight.
+    pub(super) fn path(&self, token: u32) -> Option<&'static str> {
+        self.settlements.try_borrow().ok()?.path(token)
+    }
+
     /// Counts what was sent too long ago without an answer as failed attempts.
     pub(super) fn expire(&self, host: &dyn Host) {
         if let Ok(mut settlements) = self.settlements.try_borrow_mut() {

@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use super::shared::{SharedFlow, Worker};
 use crate::budget::RefillEnd;
 use crate::flow::{RequestFlow, Woken};
-use crate::host::Host;
+use crate::host::{Host, Level};
+use crate::misconfigured::Misconfigured;
 
 impl Worker {
     /// Runs `step` on the flow of request `context_id` (the effective context), files
@@ -29,7 +30,7 @@ impl Worker {
             return fallback;
         };
         let result = step(&mut flow);
-        let ended = self.file(context_id, shared, &mut flow, false);
+        let ended = self.file(host, context_id, shared, &mut flow, false);
         drop(flow);
         self.wake(host, ended, context_id, false);
         result
@@ -79,6 +80,7 @@ impl Worker {
     /// root context made them) its callouts to route. Answers the refills that ended.
     pub(super) fn file(
         &self,
+        host: &dyn Host,
         context_id: u32,
         shared: &SharedFlow,
         flow: &mut RequestFlow,
@@ -115,7 +117,20 @@ impl Worker {
                 .or_default()
                 .push((context_id, shared.clone()));
         }
+        if let Some(answer) = follow_ups.misconfigured {
+            self.log_misconfigured(host, answer);
+        }
         follow_ups.refills_ended
+    }
+
+    /// Logs, once per worker (per config), the first answer that says the filter is
+    /// misconfigured.
+    pub(super) fn log_misconfigured(&self, host: &dyn Host, answer: Misconfigured) {
+        if self.misconfigured_logged.replace(true) {
+            return;
+        }
+        let token_set = (self.config()).is_some_and(|c| c.control_plane.token.is_some());
+        host.log(Level::Error, &answer.message(token_set));
     }
 
     /// Wakes the requests that wait for the refills that `ended` (and, in turn, for
@@ -150,7 +165,7 @@ impl Worker {
                         deferred.push((context_id, shared.clone()));
                     }
                 }
-                ended.extend(self.file(context_id, &shared, &mut flow, in_root));
+                ended.extend(self.file(host, context_id, &shared, &mut flow, in_root));
             }
         }
         host.set_effective_context(current);

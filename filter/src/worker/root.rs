@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::shared::Worker;
 use crate::budget;
-use crate::host::{Host, Level};
+use crate::host::{Host, Level, Metric};
+use crate::misconfigured::Misconfigured;
 
 /// How long a closing VM waits for the answers to its last settlements and lease
 /// returns.
@@ -35,8 +36,13 @@ impl Worker {
         if self.route(host, token, body_size) {
             return;
         }
-        let ok = host.callout_status() == Some(200);
-        if self.outbox.answered(host, token, ok) {
+        let status = host.callout_status();
+        let path = self.outbox.path(token);
+        if let Some(answer) = path.and_then(|path| Misconfigured::of(status, path)) {
+            host.count(Metric::ControlPlaneMisconfigured);
+            self.log_misconfigured(host, answer);
+        }
+        if self.outbox.answered(host, token, status == Some(200)) {
             self.finish_closing(host);
         }
     }
@@ -109,7 +115,7 @@ impl Worker {
                 continue;
             };
             flow.decide_deferred(host);
-            let ended = self.file(context_id, &shared, &mut flow, true);
+            let ended = self.file(host, context_id, &shared, &mut flow, true);
             drop(flow);
             self.wake(host, ended, context_id, true);
         }
@@ -136,7 +142,7 @@ impl Worker {
                 continue;
             };
             flow.on_deadline(host);
-            let ended = self.file(context_id, &shared, &mut flow, true);
+            let ended = self.file(host, context_id, &shared, &mut flow, true);
             drop(flow);
             self.wake(host, ended, context_id, true);
         }
@@ -177,7 +183,7 @@ impl Worker {
         }
         if let Ok(mut flow) = shared.try_borrow_mut() {
             flow.on_check_response(host, status, &body);
-            let ended = self.file(context_id, &shared, &mut flow, true);
+            let ended = self.file(host, context_id, &shared, &mut flow, true);
             drop(flow);
             self.wake(host, ended, context_id, true);
         }

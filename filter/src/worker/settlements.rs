@@ -151,6 +151,13 @@ impl Settlements {
         }
     }
 
+    /// The endpoint of the settlement in flight under `token`.
+    pub fn path(&self, token: u32) -> Option<&'static str> {
+        self.in_flight
+            .get(&token)
+            .map(|(_, pending)| pending.request.path)
+    }
+
     /// Settlements with no answer for too long count as failed attempts.
     pub fn expire(&mut self, now_ms: u64) -> Vec<Outcome> {
         let late: Vec<u32> = self

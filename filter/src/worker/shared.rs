@@ -41,6 +41,9 @@ pub struct Worker {
     /// Envoy is done with this VM (shutdown, or a config that replaced it): until when
     /// its last settlements and lease returns may still be answered.
     pub(super) closing_until_ms: Cell<Option<u64>>,
+    /// Whether an answer saying the filter is misconfigured was logged (once per
+    /// worker, so once per config on each worker, not once per request).
+    pub(super) misconfigured_logged: Cell<bool>,
 }
 
 impl Worker {
@@ -56,6 +59,7 @@ impl Worker {
             deferred: RefCell::default(),
             routed: RefCell::default(),
             closing_until_ms: Cell::new(None),
+            misconfigured_logged: Cell::new(false),
         }
     }
 

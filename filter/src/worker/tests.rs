@@ -306,3 +306,77 @@ fn a_re_entrant_callback_is_skipped_not_a_panic() {
     assert_eq!(inner, Some("skipped"));
     assert_eq!(worker.step(&host, 2, None, "no flow", |_| "ran"), "no flow");
 }
+
+#[test]
+fn a_control_plane_answering_404_is_logged_once_per_worker_and_counted_every_time() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(json!({"failure_mode": "open"}));
+    for context in [2, 3] {
+        let (flow, _) = get(&host, &worker, context);
+        host.enter(context);
+        host.deliver(Some(404), b"{}");
+        worker.on_answer(&host, context, Some(&flow), 2);
+        assert_eq!(
+            host.of(context).resumed,
+            1,
+            "the failure mode still applies"
+        );
+    }
+    assert_eq!(host.counted(Metric::ControlPlaneMisconfigured), 2);
+    assert_eq!(host.counted(Metric::FailedOpen), 2);
+    assert_eq!(host.counted(Metric::CalloutFailures), 2);
+    let errors = host.logged(Level::Error);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(
+            "tollgate: the control plane answered 404 to /v1/check: is control_plane.cluster \
+             pointing at the decision listener (--decision-listen)?"
+        ),
+        "{errors:?}"
+    );
+    // Another config (another worker) logs it again.
+    let replaced = self::worker(json!({}));
+    let (flow, _) = get(&host, &replaced, 4);
+    host.deliver(Some(404), b"{}");
+    replaced.on_answer(&host, 4, Some(&flow), 2);
+    assert_eq!(host.logged(Level::Error).len(), 2);
+}
+
+#[test]
+fn a_settlement_answered_401_names_the_token_and_is_retried() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(json!({
+        "control_plane": {"cluster": "cp", "timeout_ms": 150, "token": "wrong"},
+        "costs": {"concurrent_requests": true}
+    }));
+    let (flow, _) = get(&host, &worker, 2);
+    answer(&host, &worker, 2, &flow, &allow());
+    worker.on_log(&host, 2, Some(&flow));
+    tick(&host, &worker);
+    let settle = host.last_dispatched();
+    answer_root(&host, &worker, settle.token.unwrap(), 401, b"{}");
+    assert_eq!(host.counted(Metric::ControlPlaneMisconfigured), 1);
+    assert_eq!(
+        host.counted(Metric::SettlementFailures),
+        1,
+        "retried as before"
+    );
+    let errors = host.logged(Level::Error);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with(
+        "tollgate: the control plane answered 401 to /v1/settle: control_plane.token does not \
+         match the control plane's --decision-token"
+    ));
+}
+
+#[test]
+fn a_lease_answered_404_counts_as_misconfigured_and_fails_the_refill() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
+    let (flow, _) = get(&host, &worker, 2);
+    host.deliver(Some(404), b"{}");
+    worker.on_answer(&host, 2, Some(&flow), 2);
+    assert_eq!(host.of(2).replies[0].0, 503);
+    assert_eq!(host.counted(Metric::ControlPlaneMisconfigured), 1);
+    assert!(host.logged(Level::Error)[0].contains("answered 404 to /v1/leases"));
+}
