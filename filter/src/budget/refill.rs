@@ -22,7 +22,7 @@ pub struct Refill {
 
 impl Refill {
     /// The refill of `owner`'s budget by a request costing `amount` of it, giving
-    /// `previous` back. It asks for `want`, or for [`LEASE_REQUESTS`] requests like
+    /// `previous` back. It asks for `want`, or for `LEASE_REQUESTS` (16) requests like
     /// this one if that is more (a large body must not outgrow every lease), never
     /// more than a call may ask for.
     pub fn new(

@@ -50,7 +50,7 @@ impl Worker {
     /// Envoy is done with this VM (it shuts down, or a new filter config replaced this
     /// one): return every lease this worker took, unspent part and all, and send what
     /// is still queued, at once. `false` tells Envoy to wait until [`Host::done`] is
-    /// called: once their answers are in, or [`CLOSING_GRACE`] passed. Without that,
+    /// called: once their answers are in, or `CLOSING_GRACE` (2 s) passed. Without that,
     /// the budgets would stay counted until their windows reset.
     pub fn on_done(&self, host: &dyn Host) -> bool {
         let leases = match self.leases.try_borrow_mut() {

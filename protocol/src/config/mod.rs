@@ -8,14 +8,14 @@
 //! documents every field with an example.
 //!
 //! # Layout
-//! - [`filter`] — the whole configuration: parsing, and validation section by section.
-//! - [`control_plane`] — where and how the control plane is called; the failure mode.
-//! - [`tenant`] — where the tenant id and roles come from; what a tenant id may be.
-//! - [`matching`] — which requests count.
-//! - [`costs`] — what a request costs, up front and after its response.
-//! - [`headers`] — the quota headers.
-//! - [`budgets`] — the fast path's budgets.
-//! - [`error`] — the refusal, naming the field, and the name rules fields share.
+//! - `filter` — the whole configuration: parsing, and validation section by section.
+//! - `control_plane` — where and how the control plane is called; the failure mode.
+//! - `tenant` — where the tenant id and roles come from; what a tenant id may be.
+//! - `matching` — which requests count.
+//! - `costs` — what a request costs, up front and after its response.
+//! - `headers` — the quota headers.
+//! - `budgets` — the fast path's budgets.
+//! - `error` — the refusal, naming the field, and the name rules fields share.
 
 mod budgets;
 mod control_plane;
