@@ -1,7 +1,7 @@
 //! A request body's bytes against what the control plane has counted for it.
 //!
 //! `content-length` is reserved at the headers. Envoy then hands the body over in
-//! chunks; while the filter holds it (waiting for a decision) Envoy buffers, and each
+//! chunks; while the filter keeps it paused (waiting for a decision) Envoy buffers, and each
 //! callback reports everything buffered so far. Bytes past the reservation are checked
 //! before they are let through, so an over-quota body is refused before the upstream
 //! sees its end, whatever `content-length` said or whether there was one.
@@ -22,7 +22,7 @@ pub struct BodyMeter {
     reserved: u64,
     /// Bytes let through to the upstream.
     released: u64,
-    /// Bytes Envoy holds for the filter, not yet let through.
+    /// Bytes Envoy buffers for the filter, not yet let through.
     buffered: u64,
     /// Whether the body has ended.
     ended: bool,
@@ -31,7 +31,7 @@ pub struct BodyMeter {
 }
 
 impl BodyMeter {
-    /// Envoy reports a body callback: `buffered` is everything it now holds for the
+    /// Envoy reports a body callback: `buffered` is everything it now buffers for the
     /// filter (the new chunk included).
     pub fn on_data(&mut self, buffered: u64, end_of_stream: bool) {
         self.buffered = buffered;
@@ -49,7 +49,7 @@ impl BodyMeter {
         self.last_reserved = amount;
     }
 
-    /// What Envoy holds goes on to the upstream.
+    /// What Envoy buffers goes on to the upstream.
     pub fn release(&mut self) {
         self.released = self.released.saturating_add(self.buffered);
         self.buffered = 0;
@@ -75,8 +75,8 @@ impl BodyMeter {
 
     /// Whether the next reservation is due: nothing is left, or less than half of the
     /// last one. Asking earlier would keep two reservations ahead of a slow body (a
-    /// trickle would cost a check more and hold three times what it sends); asking
-    /// later would hold a fast one while the answer travels.
+    /// trickle would cost a check more and buffer three times what it sends); asking
+    /// later would pause a fast one while the answer travels.
     pub fn running_low(&self) -> bool {
         let left = self.headroom();
         left == 0 || left < self.last_reserved / 2
@@ -192,12 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn held_bytes_that_never_went_upstream_are_not_counted() {
+    fn buffered_bytes_that_never_went_upstream_are_not_counted() {
         let mut body = BodyMeter::default();
         body.reserve(64);
         body.on_data(64, false);
         body.release();
-        body.on_data(500, false); // held while a check was refused
+        body.on_data(500, false); // buffered while a check was refused
         assert_eq!(body.shortfall(), 500);
         assert_eq!(body.correction(), 0);
     }

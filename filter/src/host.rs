@@ -1,4 +1,7 @@
-//! What the request logic needs from Envoy, as a trait so it can run natively in tests.
+//! What the filter's logic needs from Envoy, as a trait so it runs natively in tests:
+//! the calls of a request's context, those of a worker's root context (switching the
+//! effective context, reading a callout's answer, finishing a closing VM), and what
+//! both share (time, stats, logs, shared data, ids).
 
 use std::time::Duration;
 
@@ -45,7 +48,18 @@ impl<'a> Callout<'a> {
     }
 }
 
-/// The host calls of one request's context.
+/// How much a line in Envoy's log matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Worth knowing (a VM closing).
+    Info,
+    /// Something failed and the filter coped (a callout, a failure mode applied).
+    Warn,
+    /// Something is misconfigured and an operator must act.
+    Error,
+}
+
+/// The host calls of one worker (VM): per-request calls act on the effective context.
 ///
 /// Every method is infallible to its caller: the implementation logs host errors, and
 /// the logic decides from the return values alone, so no host hiccup becomes a panic.
@@ -70,8 +84,12 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     /// Counts one event.
     fn count(&self, metric: Metric);
+    /// Logs `message` to Envoy's log.
+    fn log(&self, level: Level, message: &str);
     /// Logs a warning to Envoy's log.
-    fn warn(&self, message: &str);
+    fn warn(&self, message: &str) {
+        self.log(Level::Warn, message);
+    }
     /// A value of the data every worker of this Envoy shares.
     fn shared_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Stores a value every worker of this Envoy sees.
@@ -86,4 +104,15 @@ pub trait Host {
     /// only if absent… or unconditionally where the host cannot tell); `false` when
     /// another worker wrote it in between.
     fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    /// Makes `context_id` the context later host calls act on (a request the worker
+    /// wakes, answers or decides from another context's callback); `false` when that
+    /// request is gone.
+    fn set_effective_context(&self, context_id: u32) -> bool;
+    /// The `:status` of the callout answer being delivered (Envoy's, synthetic 503/504
+    /// included).
+    fn callout_status(&self) -> Option<u32>;
+    /// The body of the callout answer being delivered (`size` bytes).
+    fn callout_body(&self, size: usize) -> Vec<u8>;
+    /// Tells Envoy that a closing VM is done, after its `on_done` answered `false`.
+    fn done(&self);
 }

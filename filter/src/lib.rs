@@ -9,30 +9,40 @@
 //! the response are settled (`POST /v1/settle`) when the request is over.
 //!
 //! # Layout
-//! - [`host`] — the small trait through which the logic talks to Envoy.
-//! - [`flow`] — one request's way from headers to decision to settlement; pure, tested
-//!   natively against a fake host.
+//! - [`host`] — the trait through which the logic talks to Envoy.
+//! - [`flow`] — one request's way from headers to decision to settlement, one step per
+//!   file, its state and every transition in `flow/state.rs`.
+//! - [`worker`] — what one Envoy worker keeps between its requests' callbacks and does
+//!   in its tick: deadlines, waits for another request's refill, callouts routed by
+//!   token, leases to return, the outbox of settlements; it switches the effective
+//!   context to act on a request from another's callback.
+//! - [`budget`] — the fast path: budgets leased from the control plane, spent by every
+//!   worker from shared data, and their refills.
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
-//! - [`budget`] — leased budgets every worker spends from shared data (the fast path).
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
-//! - [`settlements`] — corrections waiting to be sent, with retries.
-//! - [`deadlines`] — requests waiting on a callout, and which of them ran out of time.
 //! - [`metrics`] — the stats the filter exports.
-//! - `proxy` (wasm32 only) — the one module that calls `proxy_wasm`: contexts,
-//!   configuration, metrics, the tick that enforces deadlines and retries settlements.
+//! - [`misconfigured`] — a control plane answering 404 or 401: counted, logged once.
+//! - `testing` (tests, and the `testing` feature) — the one fake host every test and
+//!   fuzz target uses.
+//! - `proxy` (wasm32 only) — the one module that calls `proxy_wasm`: it translates the
+//!   SDK's callbacks into calls on the worker and implements [`host::Host`].
+//!
+//! Everything but `proxy` runs natively against [`host::Host`] and is unit tested so.
 
 pub mod body;
 pub mod budget;
-pub mod deadlines;
 pub mod flow;
 pub mod host;
 pub mod identity;
 pub mod metrics;
+pub mod misconfigured;
 pub mod reject_cache;
 pub mod response_cost;
-pub mod settlements;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod proxy;

@@ -40,11 +40,14 @@ pub enum Metric {
     Leases,
     /// Requests that waited for a refill another request of their worker had in flight.
     BudgetWaits,
+    /// Calls the control plane answered 404 or 401: the filter reaches the wrong
+    /// listener or holds the wrong token (logged once per worker).
+    ControlPlaneMisconfigured,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 18] = [
+    pub const ALL: [Metric; 19] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -63,6 +66,7 @@ impl Metric {
         Metric::BudgetHits,
         Metric::Leases,
         Metric::BudgetWaits,
+        Metric::ControlPlaneMisconfigured,
     ];
 
     /// The stat name.
@@ -86,6 +90,7 @@ impl Metric {
             Metric::BudgetHits => "tollgate.budget_hits",
             Metric::Leases => "tollgate.leases",
             Metric::BudgetWaits => "tollgate.budget_waits",
+            Metric::ControlPlaneMisconfigured => "tollgate.control_plane_misconfigured",
         }
     }
 }

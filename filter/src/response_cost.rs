@@ -3,7 +3,7 @@
 //! also in a `text/event-stream`, where the last event carrying it wins (streamed LLM
 //! answers report usage in their final event).
 //!
-//! The response is never held: the filter reads each chunk as it passes and keeps at
+//! The response is never paused: the filter reads each chunk as it passes and keeps at
 //! most `max_body_bytes` (a whole JSON body, or one event of a stream).
 
 use serde_json::Value;

@@ -1,179 +1,18 @@
-//! The per-request logic against a fake host that records every host call.
+//! The per-request logic against the fake host (`tollgate_filter::testing`), which
+//! records every host call.
 
-// clippy's allow-*-in-tests covers `#[test]` bodies only, not the fake host beside them.
+// clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
-use tollgate_filter::flow::{Next, RefillEnd, RequestFlow, Woken};
-use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_filter::budget::RefillEnd;
+use tollgate_filter::flow::{Next, RequestFlow, Woken};
+use tollgate_filter::host::{Host, Metric};
+use tollgate_filter::testing::{Dispatched, FakeHost, REQUEST};
 use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::{CheckRequest, FilterConfig, PolicyStatus, ReleaseRequest, SettleRequest};
-
-type Headers = Vec<(String, String)>;
-
-/// Records every host call; answers header look-ups from maps. Shared data is a map
-/// the test can hand to a second request, as Envoy's workers share it.
-#[derive(Default)]
-struct FakeHost {
-    request_headers: RefCell<HashMap<String, String>>,
-    response_headers_in: HashMap<String, String>,
-    response_chunk: RefCell<Vec<u8>>,
-    refuse_dispatch: bool,
-    now_ms: u64,
-    dispatched: RefCell<Vec<(String, Headers, Vec<u8>)>>,
-    local_response: RefCell<Option<(u32, Headers, Vec<u8>)>>,
-    resumed: RefCell<u32>,
-    response_headers: RefCell<Headers>,
-    counted: RefCell<Vec<Metric>>,
-    shared: Rc<RefCell<HashMap<String, Vec<u8>>>>,
-    /// The worker (VM) this request runs on; `None` reads as `g`.
-    worker: Option<&'static str>,
-}
-
-impl FakeHost {
-    fn request(headers: &[(&str, &str)]) -> FakeHost {
-        FakeHost {
-            request_headers: RefCell::new(
-                headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            now_ms: 1_000,
-            ..FakeHost::default()
-        }
-    }
-
-    fn upload(tenant: &str, content_length: Option<u64>) -> FakeHost {
-        let length = content_length.map(|n| n.to_string());
-        let mut headers = vec![
-            (":path", "/upload"),
-            (":method", "POST"),
-            ("x-tenant-id", tenant),
-            ("x-request-id", "req-1"),
-        ];
-        if let Some(length) = &length {
-            headers.push(("content-length", length));
-        }
-        FakeHost::request(&headers)
-    }
-
-    fn checks(&self) -> Vec<CheckRequest> {
-        self.dispatched
-            .borrow()
-            .iter()
-            .map(|(_, _, body)| serde_json::from_slice(body).unwrap())
-            .collect()
-    }
-
-    fn last_check(&self) -> CheckRequest {
-        self.checks().pop().expect("a check was sent")
-    }
-
-    fn local(&self) -> (u32, Headers, Value) {
-        let (status, headers, body) = self.local_response.borrow().clone().expect("a local reply");
-        (status, headers, serde_json::from_slice(&body).unwrap())
-    }
-
-    fn response_header(&self, name: &str) -> Option<String> {
-        let headers = self.response_headers.borrow();
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn counted(&self, metric: Metric) -> usize {
-        self.counted
-            .borrow()
-            .iter()
-            .filter(|m| **m == metric)
-            .count()
-    }
-}
-
-impl Host for FakeHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        self.request_headers.borrow().get(name).cloned()
-    }
-    fn set_request_header(&self, name: &str, value: &str) {
-        self.request_headers
-            .borrow_mut()
-            .insert(name.to_string(), value.to_string());
-    }
-    fn response_header(&self, name: &str) -> Option<String> {
-        self.response_headers_in.get(name).cloned()
-    }
-    fn response_body(&self, _size: usize) -> Vec<u8> {
-        self.response_chunk.borrow().clone()
-    }
-    fn dispatch(&self, callout: Callout<'_>) -> Option<u32> {
-        if self.refuse_dispatch {
-            return None;
-        }
-        let headers = callout
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        let sent = (callout.cluster.to_string(), headers, callout.body.to_vec());
-        self.dispatched.borrow_mut().push(sent);
-        Some(7)
-    }
-    fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
-        let headers = headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        *self.local_response.borrow_mut() = Some((status, headers, body.to_vec()));
-    }
-    fn resume_request(&self) {
-        *self.resumed.borrow_mut() += 1;
-    }
-    fn add_response_header(&self, name: &str, value: &str) {
-        self.response_headers
-            .borrow_mut()
-            .push((name.to_string(), value.to_string()));
-    }
-    fn now_ms(&self) -> u64 {
-        self.now_ms
-    }
-    fn count(&self, metric: Metric) {
-        self.counted.borrow_mut().push(metric);
-    }
-    fn warn(&self, _message: &str) {}
-    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.borrow().get(key).cloned()
-    }
-    fn shared_set(&self, key: &str, value: &[u8]) {
-        self.shared
-            .borrow_mut()
-            .insert(key.to_string(), value.to_vec());
-    }
-    fn unique_id(&self) -> String {
-        "s-1".into()
-    }
-    fn gateway_id(&self) -> String {
-        self.worker.unwrap_or("g").into()
-    }
-    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        // The token is the value's length: enough for one request at a time.
-        let value = self.shared_get(key);
-        let cas = value.as_ref().map(|v| v.len() as u32 + 1);
-        (value, cas)
-    }
-    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        if cas.is_some() && cas != self.shared_get_cas(key).1 {
-            return false;
-        }
-        self.shared_set(key, value);
-        true
-    }
-}
 
 /// A config from the smallest one plus `extra` top-level members.
 fn config(extra: Value) -> Rc<FilterConfig> {
@@ -226,7 +65,9 @@ fn counted_request_asks_for_one_request_and_its_announced_body_and_waits() {
     let mut flow = RequestFlow::new(config(json!({})));
     assert_eq!(flow.on_request_headers(&host, false), Next::Pause);
     assert_eq!(flow.awaiting_until(), Some(1_150));
-    let (cluster, headers, _) = host.dispatched.borrow()[0].clone();
+    let Dispatched {
+        cluster, headers, ..
+    } = host.dispatched()[0].clone();
     assert_eq!(cluster, "cp");
     assert!(headers.contains(&(":path".into(), "/v1/check".into())));
     assert!(headers.contains(&("x-tollgate-deadline-ms".into(), "150".into())));
@@ -248,7 +89,7 @@ fn callouts_carry_the_gateway_token_only_when_one_is_configured() {
         let host = FakeHost::upload("acme", Some(512));
         let mut flow = RequestFlow::new(config(extra));
         assert_eq!(flow.on_request_headers(&host, false), Next::Pause);
-        let (_, headers, _) = host.dispatched.borrow()[0].clone();
+        let headers = host.dispatched()[0].headers.clone();
         assert_eq!(headers.contains(&bearer), expected, "{headers:?}");
         assert!(expected || !headers.iter().any(|(name, _)| name == "authorization"));
     }
@@ -279,25 +120,25 @@ fn allowed_request_resumes_with_quota_headers_and_tells_the_upstream() {
     let mut flow = RequestFlow::new(config(json!({})));
     flow.on_request_headers(&host, false);
     flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(*host.resumed.borrow(), 1);
+    assert_eq!(host.resumed(), 1);
     assert_eq!(host.request_header("x-quota-status").as_deref(), Some("ok"));
     flow.on_response_headers(&host);
-    assert_eq!(host.response_header("x-quota-used").as_deref(), Some("100"));
+    assert_eq!(host.added_header("x-quota-used").as_deref(), Some("100"));
     assert_eq!(
-        host.response_header("ratelimit").as_deref(),
+        host.added_header("ratelimit").as_deref(),
         Some(r#""monthly";r=1100;t=3600"#)
     );
     assert_eq!(host.counted(Metric::Allowed), 1);
 }
 
 #[test]
-fn body_arriving_while_the_decision_is_pending_is_held_then_let_through() {
+fn body_arriving_while_the_decision_is_pending_is_buffered_then_let_through() {
     let host = FakeHost::upload("acme", Some(100));
     let mut flow = RequestFlow::new(config(json!({})));
     flow.on_request_headers(&host, false);
     assert_eq!(flow.on_request_body(&host, 100, true), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(*host.resumed.borrow(), 1);
+    assert_eq!(host.resumed(), 1);
     assert_eq!(
         host.checks().len(),
         1,
@@ -322,22 +163,16 @@ fn rejected_request_gets_429_and_the_next_one_is_answered_from_shared_data() {
     );
 
     // Another worker: same shared data, no callout for a body that does not fit.
-    let next = FakeHost {
-        shared: host.shared.clone(),
-        ..FakeHost::upload("acme", Some(60))
-    };
+    let next = FakeHost::upload("acme", Some(60)).sharing(&host);
     let mut flow = RequestFlow::new(cfg.clone());
     assert_eq!(flow.on_request_headers(&next, false), Next::Pause);
-    assert!(next.dispatched.borrow().is_empty());
+    assert!(next.dispatched().is_empty());
     assert_eq!(next.local().0, 429);
     assert_eq!(next.counted(Metric::RejectCacheHits), 1);
 
     // A request that fits what is left still asks; so does another tenant.
     for (tenant, bytes) in [("acme", 50), ("other", 60)] {
-        let fits = FakeHost {
-            shared: host.shared.clone(),
-            ..FakeHost::upload(tenant, Some(bytes))
-        };
+        let fits = FakeHost::upload(tenant, Some(bytes)).sharing(&host);
         RequestFlow::new(cfg.clone()).on_request_headers(&fits, false);
         assert_eq!(fits.checks().len(), 1, "{tenant} {bytes}");
     }
@@ -350,11 +185,9 @@ fn remembered_rejection_expires() {
     let mut flow = RequestFlow::new(cfg.clone());
     flow.on_request_headers(&host, false);
     flow.on_check_response(&host, Some(200), &reject());
-    let later = FakeHost {
-        shared: host.shared.clone(),
-        now_ms: 1_000 + 5_000,
-        ..FakeHost::upload("acme", Some(100))
-    };
+    let later = FakeHost::upload("acme", Some(100))
+        .sharing(&host)
+        .at(1_000 + 5_000);
     RequestFlow::new(cfg).on_request_headers(&later, false);
     assert_eq!(later.checks().len(), 1);
 }
@@ -386,7 +219,7 @@ fn missing_and_invalid_tenants_are_answered_without_a_callout() {
         assert_eq!(got, status);
         assert!(headers.contains(&("content-type".into(), "application/problem+json".into())));
         assert!(body["detail"].as_str().unwrap().contains("x-tenant-id"));
-        assert!(host.dispatched.borrow().is_empty());
+        assert!(host.dispatched().is_empty());
         assert_eq!(host.counted(metric), 1);
     }
 }
@@ -407,7 +240,7 @@ fn unmatched_requests_pass_untouched() {
         let mut flow = RequestFlow::new(cfg.clone());
         assert_eq!(flow.on_request_headers(&host, true), Next::Continue);
         flow.on_response_headers(&host);
-        assert!(host.dispatched.borrow().is_empty() && host.response_headers.borrow().is_empty());
+        assert!(host.dispatched().is_empty() && host.of(REQUEST).added_headers.is_empty());
     }
 }
 
@@ -420,13 +253,10 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
         let mut flow = RequestFlow::new(cfg.clone());
         flow.on_request_headers(&host, false);
         flow.on_check_response(&host, Some(503), b"");
-        assert_eq!(host.local_response.borrow().as_ref().map(|r| r.0), status);
+        assert_eq!(host.local_status(), status);
         assert_eq!(host.counted(Metric::CalloutFailures), 1);
         // Refused at once: decided inside the headers callback.
-        let host = FakeHost {
-            refuse_dispatch: true,
-            ..FakeHost::upload("acme", Some(1))
-        };
+        let host = FakeHost::upload("acme", Some(1)).refusing_dispatch();
         let next = RequestFlow::new(cfg.clone()).on_request_headers(&host, false);
         let expected = if mode == "open" {
             Next::Continue
@@ -434,7 +264,7 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
             Next::Pause
         };
         assert_eq!(next, expected);
-        assert_eq!(*host.resumed.borrow(), 0);
+        assert_eq!(host.resumed(), 0);
         // No answer in time; a late answer is ignored.
         let host = FakeHost::upload("acme", Some(1));
         let mut flow = RequestFlow::new(cfg.clone());
@@ -442,16 +272,38 @@ fn failure_modes_on_a_bad_answer_a_refused_dispatch_and_the_deadline() {
         flow.on_deadline(&host);
         flow.on_check_response(&host, Some(200), &reject());
         assert_eq!(host.counted(Metric::CalloutTimeouts), 1);
-        assert_eq!(host.local_response.borrow().as_ref().map(|r| r.0), status);
+        assert_eq!(host.local_status(), status);
         if mode == "open" {
-            assert_eq!(*host.resumed.borrow(), 1);
+            assert_eq!(host.resumed(), 1);
             flow.on_response_headers(&host);
             assert_eq!(
-                host.response_header("x-quota-status").as_deref(),
+                host.added_header("x-quota-status").as_deref(),
                 Some("unknown")
             );
             assert!(flow.settlement(&host).is_none(), "nothing was counted");
         }
+    }
+}
+
+#[test]
+fn a_check_answered_404_or_401_is_counted_as_misconfigured_and_gets_the_failure_mode() {
+    for (status, misconfigured) in [(404, 1), (401, 1), (503, 0)] {
+        let host = FakeHost::upload("acme", Some(1));
+        let mut flow = RequestFlow::new(config(json!({"failure_mode": "closed"})));
+        flow.on_request_headers(&host, false);
+        flow.on_check_response(&host, Some(status), b"{}");
+        assert_eq!(host.local_status(), Some(503), "{status}");
+        assert_eq!(host.counted(Metric::CalloutFailures), 1);
+        assert_eq!(
+            host.counted(Metric::ControlPlaneMisconfigured),
+            misconfigured,
+            "{status}"
+        );
+        let reported = flow.take_follow_ups().misconfigured;
+        assert_eq!(
+            reported.map(|m| (m.status, m.path)),
+            (misconfigured == 1).then_some((status, "/v1/check"))
+        );
     }
 }
 
@@ -476,11 +328,11 @@ fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_l
     );
     assert!(!host.last_check().amounts.contains_key("requests"));
 
-    // A chunk before that answer is held; the answer lets it go. 600 of the 1000 are
+    // A chunk before that answer is buffered; the answer lets it go. 600 of the 1000 are
     // left: the next reservation is not due yet.
     assert_eq!(flow.on_request_body(&host, 400, false), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(*host.resumed.borrow(), 2);
+    assert_eq!(host.resumed(), 2);
     assert_eq!(host.checks().len(), 2);
 
     // Within what is counted the body flows; with less than half left, the next
@@ -489,7 +341,7 @@ fn chunked_body_asks_ahead_while_it_flows_then_exactly_and_is_refused_past_the_l
     assert_eq!(request_bytes(&host.last_check()), 2000);
     // Ahead does not fit: from now on only exactly what was seen is asked for.
     flow.on_check_response(&host, Some(200), &reject());
-    assert!(host.local_response.borrow().is_none());
+    assert!(host.local_reply().is_none());
     assert_eq!(flow.on_request_body(&host, 300, false), Next::Pause);
     assert_eq!(request_bytes(&host.last_check()), 200);
     flow.on_check_response(&host, Some(200), &reject());
@@ -510,23 +362,20 @@ fn the_end_of_a_chunked_body_waits_for_the_ask_ahead_in_flight() {
     flow.on_check_response(&host, Some(200), &allow());
     assert_eq!(flow.on_request_body(&host, 10, true), Next::Pause);
     flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(*host.resumed.borrow(), 2);
+    assert_eq!(host.resumed(), 2);
     let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.amounts["request_bytes"], 10 - 65_536);
 }
 
 #[test]
-fn a_failed_ask_ahead_holds_nothing_and_the_next_needed_check_decides() {
+fn a_failed_ask_ahead_pauses_nothing_and_the_next_needed_check_decides() {
     let cfg = config(json!({"failure_mode": "closed"}));
     let host = FakeHost::upload("acme", None);
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&host, false);
     flow.on_check_response(&host, Some(200), &allow());
     flow.on_check_response(&host, Some(503), b"");
-    assert!(
-        host.local_response.borrow().is_none(),
-        "nothing was waiting on it"
-    );
+    assert!(host.local_reply().is_none(), "nothing was waiting on it");
     assert_eq!(flow.on_request_body(&host, 10, false), Next::Pause);
     flow.on_check_response(&host, Some(503), b"");
     assert_eq!(host.local().0, 503);
@@ -545,7 +394,7 @@ fn body_longer_than_announced_is_checked_before_it_goes_on() {
         "exact at the end"
     );
     flow.on_check_response(&host, Some(200), &allow());
-    assert_eq!(*host.resumed.borrow(), 2);
+    assert_eq!(host.resumed(), 2);
     assert!(flow.settlement(&host).is_none());
 }
 
@@ -568,10 +417,8 @@ fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
         "response_json": {"pointer": "/usage/total_tokens", "resource": "tokens"},
         "response_reserve": 2
     }}));
-    let host = FakeHost {
-        response_headers_in: [("content-type".to_string(), "application/json".to_string())].into(),
-        ..FakeHost::upload("acme", Some(0))
-    };
+    let host = FakeHost::upload("acme", Some(0))
+        .with_response_headers(&[("content-type", "application/json")]);
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&host, false);
     let check = host.last_check();
@@ -582,10 +429,11 @@ fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
     flow.on_check_response(&host, Some(200), &allow());
     flow.on_response_headers(&host);
     let body = br#"{"usage":{"total_tokens":40}}"#;
-    *host.response_chunk.borrow_mut() = body.to_vec();
+    host.set_response_chunk(body);
     flow.on_response_body(&host, body.len());
     let settle: SettleRequest = flow.settlement(&host).unwrap();
-    assert_eq!(settle.id, "s-1");
+    // An id of the host's own (the check had the first): a retry is recognised by it.
+    assert_eq!(settle.id, "s-2");
     assert_eq!(settle.amounts["tokens"], 38);
     assert_eq!(settle.amounts["response_bytes"], body.len() as i64 - 2);
 }
@@ -601,19 +449,19 @@ fn shadow_mode_asks_to_count_regardless_and_never_rejects() {
         serde_json::from_slice(&answer("warn", None, policy("request_bytes", 1300, 0))).unwrap();
     warn["shadow_reject"] = true.into();
     flow.on_check_response(&host, Some(200), &serde_json::to_vec(&warn).unwrap());
-    assert_eq!(*host.resumed.borrow(), 1);
+    assert_eq!(host.resumed(), 1);
     assert_eq!(host.counted(Metric::ShadowRejected), 1);
     // Even a plain REJECT is let through.
     let host = FakeHost::upload("acme", Some(100));
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&host, false);
     flow.on_check_response(&host, Some(200), &reject());
-    assert!(host.local_response.borrow().is_none());
-    assert_eq!(*host.resumed.borrow(), 1);
+    assert!(host.local_reply().is_none());
+    assert_eq!(host.resumed(), 1);
 }
 
 #[test]
-fn concurrency_slot_is_held_under_an_id_of_the_filters_own_and_released_at_the_end() {
+fn a_hold_is_taken_under_an_id_of_the_filters_own_and_released_at_the_end() {
     // The request carries `x-request-id: req-1`, which a client may choose: not used.
     let host = FakeHost::upload("acme", Some(0));
     let mut flow = RequestFlow::new(config(json!({"costs": {"concurrent_requests": true}})));
@@ -624,7 +472,7 @@ fn concurrency_slot_is_held_under_an_id_of_the_filters_own_and_released_at_the_e
     flow.on_check_response(&host, Some(200), &allow());
     let settle = flow.settlement(&host).unwrap();
     assert_eq!(settle.release_request_id.as_deref(), Some("s-1"));
-    assert!(settle.amounts.is_empty(), "nothing to correct but the slot");
+    assert!(settle.amounts.is_empty(), "nothing to correct but the hold");
 }
 
 #[test]
@@ -658,42 +506,35 @@ fn lease(granted: u64) -> Vec<u8> {
 #[test]
 fn with_budgets_the_first_request_refills_and_the_next_ones_need_no_callout() {
     let cfg = config(json!({"budgets": {"enabled": true, "want": 50}}));
-    let first = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let first = FakeHost::get("acme");
     let mut flow = RequestFlow::new(cfg.clone());
     assert_eq!(flow.on_request_headers(&first, true), Next::Pause);
-    let (_, headers, body) = first.dispatched.borrow()[0].clone();
-    assert!(headers.contains(&(":path".into(), "/v1/leases".into())));
-    let ask: Value = serde_json::from_slice(&body).unwrap();
+    let refill = first.dispatched()[0].clone();
+    assert!(refill
+        .headers
+        .contains(&(":path".into(), "/v1/leases".into())));
+    let ask: Value = refill.json();
     assert_eq!(
         (ask["resource"].as_str(), ask["want"].as_u64()),
         (Some("requests"), Some(50))
     );
     flow.on_check_response(&first, Some(200), &lease(2));
-    assert_eq!(*first.resumed.borrow(), 1);
+    assert_eq!(first.resumed(), 1);
     let taken = flow.take_follow_ups().leases;
     assert_eq!(taken.len(), 1, "the worker returns it when it expires");
 
     // The second request is paid from the budget; the third finds it spent and refills,
     // returning the first lease with both requests spent.
-    let second = FakeHost {
-        shared: first.shared.clone(),
-        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
-    };
+    let second = FakeHost::get("acme").sharing(&first);
     let mut flow = RequestFlow::new(cfg.clone());
     assert_eq!(flow.on_request_headers(&second, true), Next::Continue);
-    assert!(second.dispatched.borrow().is_empty());
+    assert!(second.dispatched().is_empty());
     assert_eq!(second.counted(Metric::BudgetHits), 1);
     flow.on_response_headers(&second);
-    assert_eq!(
-        second.response_header("x-quota-used").as_deref(),
-        Some("12")
-    );
-    let third = FakeHost {
-        shared: first.shared.clone(),
-        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
-    };
+    assert_eq!(second.added_header("x-quota-used").as_deref(), Some("12"));
+    let third = FakeHost::get("acme").sharing(&first);
     RequestFlow::new(cfg).on_request_headers(&third, true);
-    let ask: Value = serde_json::from_slice(&third.dispatched.borrow()[0].2).unwrap();
+    let ask: Value = third.dispatched()[0].json();
     assert_eq!(ask["previous"]["spent"], 2);
 }
 
@@ -702,7 +543,7 @@ fn a_lease_for_the_largest_body_wants_no_more_than_the_control_plane_counts() {
     let cfg = config(json!({"budgets": {"enabled": true}}));
     let host = FakeHost::upload("acme", Some(AMOUNT_MAX));
     RequestFlow::new(cfg).on_request_headers(&host, false);
-    let ask: Value = serde_json::from_slice(&host.dispatched.borrow()[0].2).unwrap();
+    let ask: Value = host.dispatched()[0].json();
     assert_eq!(
         (ask["resource"].as_str(), ask["want"].as_u64()),
         (Some("request_bytes"), Some(AMOUNT_MAX))
@@ -712,20 +553,17 @@ fn a_lease_for_the_largest_body_wants_no_more_than_the_control_plane_counts() {
 #[test]
 fn a_failed_refill_applies_the_failure_mode_and_resends_the_return() {
     let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
-    let get = || FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let get = || FakeHost::get("acme");
     let host = get();
     let mut flow = RequestFlow::new(cfg.clone());
     flow.on_request_headers(&host, true);
     flow.on_check_response(&host, Some(200), &lease(1)); // and spends it
-    let next = FakeHost {
-        shared: host.shared.clone(),
-        ..get()
-    };
+    let next = get().sharing(&host);
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&next, true); // refills, returning the first lease
     flow.on_deadline(&next);
     assert_eq!(next.local().0, 503);
-    let refill: Value = serde_json::from_slice(&next.dispatched.borrow()[0].2).unwrap();
+    let refill: Value = next.dispatched()[0].json();
     let returns = flow.take_follow_ups().returns;
     let given_back: Vec<_> = (returns.iter())
         .map(|r| {
@@ -789,7 +627,7 @@ fn a_check_refused_by_the_failure_mode_is_taken_back_and_one_let_through_is_not(
 #[test]
 fn a_lease_refused_at_the_limit_answers_429_and_is_remembered() {
     let cfg = config(json!({"budgets": {"enabled": true}}));
-    let host = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let host = FakeHost::get("acme");
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&host, true);
     let refused = json!({
@@ -800,24 +638,20 @@ fn a_lease_refused_at_the_limit_answers_429_and_is_remembered() {
     assert_eq!(host.local().0, 429);
     assert_eq!(host.counted(Metric::Rejected), 1);
     assert!(!host
-        .shared
-        .borrow()
-        .keys()
+        .shared_keys()
+        .iter()
         .all(|k| k.starts_with("tollgate.budget")));
 }
 
 #[test]
 fn a_request_that_ends_during_its_refill_returns_both_leases() {
     let cfg = config(json!({"budgets": {"enabled": true}}));
-    let get = || FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let get = || FakeHost::get("acme");
     let host = get();
     let mut flow = RequestFlow::new(cfg.clone());
     flow.on_request_headers(&host, true);
     flow.on_check_response(&host, Some(200), &lease(1));
-    let gone = FakeHost {
-        shared: host.shared.clone(),
-        ..get()
-    };
+    let gone = get().sharing(&host);
     let mut flow = RequestFlow::new(cfg);
     flow.on_request_headers(&gone, true); // refills; the client leaves before the answer
     flow.abandon(&gone);
@@ -831,32 +665,24 @@ fn a_request_that_ends_during_its_refill_returns_both_leases() {
         vec![Some(1), Some(0)],
         "the old lease, then the new one unspent"
     );
-    // The slot is free for the next request to refill.
-    let next = FakeHost {
-        shared: host.shared.clone(),
-        ..get()
-    };
+    // The budget's slot is free for the next request to refill.
+    let next = get().sharing(&host);
     RequestFlow::new(config(json!({"budgets": {"enabled": true}}))).on_request_headers(&next, true);
-    let ask: Value = serde_json::from_slice(&next.dispatched.borrow()[0].2).unwrap();
+    let ask: Value = next.dispatched()[0].json();
     assert_eq!(ask["previous"], Value::Null, "nothing left to return");
 }
 
 /// A request for `acme` on `worker`, sharing `first`'s shared data.
-fn sharing(first: &FakeHost, worker: &'static str) -> FakeHost {
-    FakeHost {
-        shared: first.shared.clone(),
-        worker: Some(worker),
-        ..FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")])
-    }
+fn sharing(first: &FakeHost, worker: &str) -> FakeHost {
+    FakeHost::get("acme").sharing(first).on_worker(worker)
 }
 
 /// A request of worker `g` that refills acme's budget under `cfg`, and another of the
-/// same worker that waits for that refill; both are held.
+/// same worker that waits for that refill; both are paused.
 fn a_refill_and_its_waiter(
     cfg: &Rc<FilterConfig>,
 ) -> (FakeHost, RequestFlow, FakeHost, RequestFlow) {
-    let refiller =
-        FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let refiller = FakeHost::get("acme");
     let mut refilling = RequestFlow::new(cfg.clone());
     assert_eq!(refilling.on_request_headers(&refiller, true), Next::Pause);
     let waiter = sharing(&refiller, "g");
@@ -870,7 +696,7 @@ fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_ne
     let cfg = config(json!({"budgets": {"enabled": true}}));
     let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
     // Same worker: waits, no callout of its own.
-    assert!(waiter.dispatched.borrow().is_empty());
+    assert!(waiter.dispatched().is_empty());
     assert_eq!(waiter.counted(Metric::BudgetWaits), 1);
     let key = waiting
         .take_follow_ups()
@@ -887,7 +713,7 @@ fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_ne
         RequestFlow::new(cfg).on_request_headers(&elsewhere, true),
         Next::Pause
     );
-    let (_, headers, _) = elsewhere.dispatched.borrow()[0].clone();
+    let headers = elsewhere.dispatched()[0].headers.clone();
     assert!(headers.contains(&(":path".into(), "/v1/check".into())));
 
     refilling.on_check_response(&refiller, Some(200), &lease(5));
@@ -897,9 +723,9 @@ fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_ne
         waiting.on_refill_ended(&waiter, RefillEnd::Answered, false),
         Woken::Done
     );
-    assert_eq!(*waiter.resumed.borrow(), 1);
+    assert_eq!(waiter.resumed(), 1);
     assert_eq!(waiter.counted(Metric::BudgetHits), 1);
-    assert!(waiter.dispatched.borrow().is_empty());
+    assert!(waiter.dispatched().is_empty());
     assert_eq!(waiting.awaiting_until(), None);
 }
 
@@ -929,7 +755,7 @@ fn waiters_of_a_refill_that_failed_apply_the_failure_mode_and_a_late_wake_is_ign
     // Woken late, the request that gave up does nothing more.
     first_to_give_up.on_refill_ended(&impatient, RefillEnd::Failed, false);
     assert_eq!(impatient.counted(Metric::FailedClosed), 1);
-    assert!(impatient.dispatched.borrow().is_empty());
+    assert!(impatient.dispatched().is_empty());
 }
 
 #[test]
@@ -945,62 +771,48 @@ fn a_waiter_the_new_budget_cannot_pay_is_deferred_to_the_root_and_then_refills()
         waiting.on_refill_ended(&waiter, RefillEnd::Answered, false),
         Woken::Deferred
     );
-    assert!(waiter.dispatched.borrow().is_empty());
+    assert!(waiter.dispatched().is_empty());
     assert!(
         waiting.awaiting_until().is_some(),
         "its deadline still runs"
     );
     // The root decides it: a refill of its own, its token handed to the root to route.
     waiting.decide_deferred(&waiter);
-    let (_, headers, _) = waiter.dispatched.borrow()[0].clone();
+    let headers = waiter.dispatched()[0].headers.clone();
     assert!(headers.contains(&(":path".into(), "/v1/leases".into())));
     assert_eq!(waiting.take_follow_ups().dispatched.len(), 1);
 }
 
-/// The same request's host, `elapsed_ms` later.
-fn later(host: &FakeHost, elapsed_ms: u64) -> FakeHost {
-    FakeHost {
-        request_headers: host.request_headers.clone(),
-        shared: host.shared.clone(),
-        worker: host.worker,
-        now_ms: host.now_ms + elapsed_ms,
-        ..FakeHost::default()
-    }
-}
-
 fn deadline_header(host: &FakeHost) -> Option<String> {
-    let (_, headers, _) = host.dispatched.borrow().last()?.clone();
-    let (_, value) = headers
-        .into_iter()
-        .find(|(name, _)| name == "x-tollgate-deadline-ms")?;
-    Some(value)
+    let last = host.dispatched().pop()?;
+    last.header("x-tollgate-deadline-ms").map(str::to_string)
 }
 
 #[test]
 fn a_refill_then_a_check_share_one_deadline() {
     let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
-    let start = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let start = FakeHost::get("acme");
     let mut flow = RequestFlow::new(cfg.clone());
     flow.on_request_headers(&start, true);
     assert_eq!(deadline_header(&start).as_deref(), Some("150"));
     assert_eq!(flow.awaiting_until(), Some(1_150));
 
     // The lease comes 100 ms later with nothing granted: the check gets what is left.
-    let answered = later(&start, 100);
+    let answered = start.later(100);
     flow.on_check_response(&answered, Some(200), &lease(0));
-    let (_, headers, _) = answered.dispatched.borrow()[0].clone();
+    let headers = answered.dispatched()[0].headers.clone();
     assert!(headers.contains(&(":path".into(), "/v1/check".into())));
     assert_eq!(deadline_header(&answered).as_deref(), Some("50"));
     assert_eq!(flow.awaiting_until(), Some(1_150), "the same deadline");
 
     // Answered at the deadline itself, no check is sent: the failure mode decides.
     let mut flow = RequestFlow::new(cfg);
-    let start = FakeHost::request(&[(":path", "/x"), (":method", "GET"), ("x-tenant-id", "acme")]);
+    let start = FakeHost::get("acme");
     flow.on_request_headers(&start, true);
     assert_eq!(deadline_header(&start).as_deref(), Some("150"));
-    let too_late = later(&start, 150);
+    let too_late = start.later(150);
     flow.on_check_response(&too_late, Some(200), &lease(0));
-    assert!(too_late.dispatched.borrow().is_empty());
+    assert!(too_late.dispatched().is_empty());
     assert_eq!(too_late.local().0, 503);
 }
 
@@ -1011,13 +823,13 @@ fn a_waiter_decided_by_the_root_calls_out_within_what_is_left_of_its_deadline() 
     assert_eq!(waiting.awaiting_until(), Some(1_150));
 
     // The refill is answered 120 ms later with one unit, which its own request spends.
-    refilling.on_check_response(&later(&refiller, 120), Some(200), &lease(1));
-    let woken = later(&waiter, 120);
+    refilling.on_check_response(&refiller.later(120), Some(200), &lease(1));
+    let woken = waiter.later(120);
     assert_eq!(
         waiting.on_refill_ended(&woken, RefillEnd::Answered, false),
         Woken::Deferred
     );
-    let decided = later(&waiter, 125);
+    let decided = waiter.later(125);
     waiting.decide_deferred(&decided);
     assert_eq!(deadline_header(&decided).as_deref(), Some("25"));
     assert_eq!(waiting.awaiting_until(), Some(1_150));

@@ -1,5 +1,5 @@
 //! Whole requests through the filter's logic (`tollgate_filter::flow::RequestFlow`)
-//! against a fake host, with the control plane's answers (check and lease bodies, and
+//! against the filter's fake host (`tollgate_filter::testing`), with the control plane's answers (check and lease bodies, and
 //! Envoy's statuses) arbitrary: well-formed answers with any numbers, or any bytes.
 //! Several requests run one after the other on one worker, sharing its data (budgets
 //! and remembered rejections), with the clock anywhere up to `u64::MAX`.
@@ -13,7 +13,6 @@
 
 #![no_main]
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -22,130 +21,83 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use sfv::{List, Parser};
 use tollgate_filter::budget;
-use tollgate_filter::flow::{RefillEnd, RequestFlow};
-use tollgate_filter::host::{Callout, Host, Metric};
+use tollgate_filter::budget::RefillEnd;
+use tollgate_filter::flow::RequestFlow;
+use tollgate_filter::host::Host;
+use tollgate_filter::testing::{Dispatched, FakeHost};
 use tollgate_protocol::check::AMOUNT_MAX;
 use tollgate_protocol::{
     CheckRequest, CheckResponse, Decision, FilterConfig, LeaseRequest, LeaseResponse, PolicyStatus,
     RejectReason, SettleRequest,
 };
 
-/// One worker's host: request headers from the input, shared data kept across requests.
-#[derive(Default)]
-struct FakeHost {
-    request_headers: RefCell<HashMap<String, String>>,
-    response_headers_in: RefCell<HashMap<String, String>>,
-    response_chunk: RefCell<Vec<u8>>,
-    refuse_dispatch: bool,
-    now_ms: RefCell<u64>,
-    /// (path, body) of every callout.
-    dispatched: RefCell<Vec<(String, Vec<u8>)>>,
-    replied: RefCell<Option<(u32, Vec<u8>)>>,
-    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    ids: RefCell<u64>,
-}
-
-impl Host for FakeHost {
-    fn request_header(&self, name: &str) -> Option<String> {
-        self.request_headers.borrow().get(name).cloned()
+/// Checks what the filter did through `host` since `seen`: every callout is one the
+/// control plane parses and asks for no more than it counts; every header set or added
+/// is a valid value (the draft headers Structured Fields); every local reply is a
+/// problem+json with a known status.
+fn check_host(host: &FakeHost, context: u32, seen: &mut Seen) {
+    let attempted = host.attempted();
+    for callout in &attempted[seen.callouts.min(attempted.len())..] {
+        check_callout(callout);
     }
-    fn set_request_header(&self, name: &str, value: &str) {
+    seen.callouts = attempted.len();
+    let request = host.of(context);
+    for (name, value) in &request.set_headers[seen.set_headers.min(request.set_headers.len())..] {
         assert!(is_header_value(value), "request header {name}: {value:?}");
-        let mut headers = self.request_headers.borrow_mut();
-        headers.insert(name.to_string(), value.to_string());
     }
-    fn response_header(&self, name: &str) -> Option<String> {
-        self.response_headers_in.borrow().get(name).cloned()
+    seen.set_headers = request.set_headers.len();
+    for (name, value) in &request.added_headers[seen.added.min(request.added_headers.len())..] {
+        check_header(name, value);
     }
-    fn response_body(&self, _size: usize) -> Vec<u8> {
-        self.response_chunk.borrow().clone()
-    }
-    fn dispatch(&self, callout: Callout<'_>) -> Option<u32> {
-        let path = callout
-            .headers
-            .iter()
-            .find(|(n, _)| *n == ":path")
-            .map(|(_, v)| v.to_string())
-            .expect("a callout has a :path");
-        for name in [":method", ":authority"] {
-            assert!(callout.headers.iter().any(|(n, _)| *n == name));
-        }
-        match path.as_str() {
-            "/v1/check" => {
-                let check: CheckRequest = serde_json::from_slice(callout.body).unwrap();
-                assert!(tollgate_protocol::is_valid_tenant_id(&check.tenant));
-                for (resource, amount) in &check.amounts {
-                    assert!(
-                        *amount <= AMOUNT_MAX,
-                        "{resource}: {amount} is more than is counted"
-                    );
-                }
-            }
-            "/v1/leases" => {
-                let lease: LeaseRequest = serde_json::from_slice(callout.body).unwrap();
-                assert!(
-                    lease.want <= AMOUNT_MAX,
-                    "want {} is more than is counted",
-                    lease.want
-                );
-            }
-            other => panic!("a callout to {other}"),
-        }
-        if self.refuse_dispatch {
-            return None;
-        }
-        let mut dispatched = self.dispatched.borrow_mut();
-        dispatched.push((path, callout.body.to_vec()));
-        Some(dispatched.len() as u32)
-    }
-    fn send_local_response(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    seen.added = request.added_headers.len();
+    for (status, headers, body) in &request.replies[seen.replies.min(request.replies.len())..] {
         assert!(
-            [400, 401, 403, 429, 503].contains(&status),
+            [400, 401, 403, 429, 503].contains(status),
             "status {status}"
         );
         for (name, value) in headers {
             check_header(name, value);
         }
         let problem: serde_json::Value = serde_json::from_slice(body).expect("problem JSON");
-        assert_eq!(problem["status"], status);
-        *self.replied.borrow_mut() = Some((status, body.to_vec()));
+        assert_eq!(problem["status"], *status);
     }
-    fn resume_request(&self) {}
-    fn add_response_header(&self, name: &str, value: &str) {
-        check_header(name, value);
+    seen.replies = request.replies.len();
+}
+
+/// How much of the host's recordings [`check_host`] has checked.
+#[derive(Default)]
+struct Seen {
+    callouts: usize,
+    set_headers: usize,
+    added: usize,
+    replies: usize,
+}
+
+fn check_callout(callout: &Dispatched) {
+    let path = callout.header(":path").expect("a callout has a :path");
+    for name in [":method", ":authority"] {
+        assert!(callout.header(name).is_some(), "a callout has {name}");
     }
-    fn now_ms(&self) -> u64 {
-        *self.now_ms.borrow()
-    }
-    fn count(&self, _metric: Metric) {}
-    fn warn(&self, _message: &str) {}
-    fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.borrow().get(key).map(|(v, _)| v.clone())
-    }
-    fn shared_set(&self, key: &str, value: &[u8]) {
-        let mut shared = self.shared.borrow_mut();
-        let cas = shared.get(key).map_or(1, |(_, cas)| cas + 1);
-        shared.insert(key.to_string(), (value.to_vec(), cas));
-    }
-    fn unique_id(&self) -> String {
-        *self.ids.borrow_mut() += 1;
-        format!("g-{}", self.ids.borrow())
-    }
-    fn gateway_id(&self) -> String {
-        "g".into()
-    }
-    fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().get(key) {
-            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-            None => (None, None),
+    match path {
+        "/v1/check" => {
+            let check: CheckRequest = serde_json::from_slice(&callout.body).unwrap();
+            assert!(tollgate_protocol::is_valid_tenant_id(&check.tenant));
+            for (resource, amount) in &check.amounts {
+                assert!(
+                    *amount <= AMOUNT_MAX,
+                    "{resource}: {amount} is more than is counted"
+                );
+            }
         }
-    }
-    fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        if cas.is_some() && cas != self.shared_get_cas(key).1 {
-            return false;
+        "/v1/leases" => {
+            let lease: LeaseRequest = serde_json::from_slice(&callout.body).unwrap();
+            assert!(
+                lease.want <= AMOUNT_MAX,
+                "want {} is more than is counted",
+                lease.want
+            );
         }
-        self.shared_set(key, value);
-        true
+        other => panic!("a callout to {other}"),
     }
 }
 
@@ -386,9 +338,8 @@ fuzz_target!(|input: Input| {
         return;
     };
     let config = Rc::new(config);
-    let mut host = FakeHost::default();
-    *host.now_ms.borrow_mut() = input.start_ms;
-    for request in input.requests.iter().take(8) {
+    let host = FakeHost::default().at(input.start_ms);
+    for (n, request) in (2..).zip(input.requests.iter().take(8)) {
         let methods = ["GET", "POST", "PUT", "OPTIONS"];
         let mut headers = HashMap::from([
             (
@@ -416,13 +367,21 @@ fuzz_target!(|input: Input| {
         if let Some(id) = &request.request_id {
             headers.insert("x-request-id".into(), id.clone());
         }
-        *host.request_headers.borrow_mut() = headers;
-        host.response_headers_in.borrow_mut().clear();
-        host.refuse_dispatch = request.refuse_dispatch;
-        *host.replied.borrow_mut() = None;
+        let headers: Vec<(&str, &str)> = (headers.iter())
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        // Each request in a context of its own, on the same worker.
+        let context = n;
+        host.open(context, &headers);
+        host.set_refuse_dispatch(request.refuse_dispatch);
+        let mut seen = Seen {
+            callouts: host.attempted().len(),
+            ..Seen::default()
+        };
 
         let mut flow = RequestFlow::new(config.clone());
         flow.on_request_headers(&host, request.end_of_stream);
+        check_host(&host, context, &mut seen);
         for event in request.events.iter().take(64) {
             match event {
                 Event::Body { buffered, end } => drop(flow.on_request_body(&host, *buffered, *end)),
@@ -446,31 +405,29 @@ fuzz_target!(|input: Input| {
                 }
                 Event::DecideDeferred => flow.decide_deferred(&host),
                 Event::Abandon => flow.abandon(&host),
-                Event::Later(ms) => {
-                    let mut now = host.now_ms.borrow_mut();
-                    *now = now.saturating_add(u64::from(*ms));
-                }
-                Event::Clock(ms) => *host.now_ms.borrow_mut() = *ms,
+                Event::Later(ms) => host.advance(u64::from(*ms)),
+                Event::Clock(ms) => host.set_now(*ms),
                 Event::ResponseHeaders { stream, cost } => {
-                    {
-                        let mut response = host.response_headers_in.borrow_mut();
+                    host.with_request(context, |r| {
                         let content_type = if *stream {
                             "text/event-stream"
                         } else {
                             "application/json"
                         };
+                        let response = &mut r.response_headers;
                         response.insert("content-type".into(), content_type.into());
                         if let Some(cost) = cost {
                             response.insert("x-usage-tokens".into(), cost.clone());
                         }
-                    }
+                    });
                     flow.on_response_headers(&host);
                 }
                 Event::ResponseBody(chunk) => {
-                    *host.response_chunk.borrow_mut() = chunk.clone();
+                    host.with_request(context, |r| r.response_chunk = chunk.clone());
                     flow.on_response_body(&host, chunk.len());
                 }
             }
+            check_host(&host, context, &mut seen);
             flow.awaiting_until();
             // What the worker does with what the request left it.
             let follow_ups = flow.take_follow_ups();
@@ -478,8 +435,8 @@ fuzz_target!(|input: Input| {
                 let json = serde_json::to_vec(lease).unwrap();
                 serde_json::from_slice::<LeaseRequest>(&json).unwrap();
             }
-            for (owner, id, _) in &follow_ups.leases {
-                budget::take_expired(&host, owner, id, host.now_ms());
+            for lease in &follow_ups.leases {
+                budget::take_expired(&host, &lease.owner, &lease.id, host.now_ms());
             }
         }
         if let Some(settle) = flow.settlement(&host) {

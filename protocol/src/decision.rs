@@ -1,4 +1,6 @@
-//! The decision table of SPEC §2, in exact integer arithmetic.
+//! The decision table, in exact integer arithmetic: ALLOW up to the warning threshold
+//! (`warn_at × quota`), WARN up to the hard limit (`quota + overage`), REJECT past it; an
+//! unlimited limit always allows.
 //!
 //! `warn_at` is a fraction of the quota, kept in parts per million so that no floating
 //! point ever touches accounting: `used + amount <= warn_at × quota` is evaluated as
@@ -15,7 +17,7 @@ const PPM: u128 = 1_000_000;
 pub struct WarnAt(u32);
 
 impl WarnAt {
-    /// The default threshold of SPEC §1: warn from 80 % of the quota.
+    /// The default threshold: warn from 80 % of the quota.
     pub const DEFAULT: WarnAt = WarnAt(800_000);
 
     /// A threshold from parts per million; `None` above one whole.

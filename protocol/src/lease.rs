@@ -1,4 +1,4 @@
-//! `POST /v1/leases`: budgets for the fast path (SPEC §3).
+//! `POST /v1/leases`: budgets for the fast path.
 //!
 //! A gateway asks for a budget of one resource for one tenant (with its roles). The
 //! control plane counts the budget as usage at every level of the tenant's chain at

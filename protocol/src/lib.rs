@@ -5,7 +5,7 @@
 //! Envoy's wasm VM as in the control plane.
 //!
 //! # Layout
-//! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount (SPEC §2).
+//! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount.
 //! - [`check`] — the `POST /v1/check`, `/v1/settle` and `/v1/release` bodies.
 //! - [`lease`] — the `POST /v1/leases` bodies (budgets for the fast path).
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 18] = [
+const STATS: [&str; 19] = [
     "allowed",
     "warned",
     "rejected",
@@ -33,6 +33,7 @@ const STATS: [&str; 18] = [
     "budget_hits",
     "leases",
     "budget_waits",
+    "control_plane_misconfigured",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

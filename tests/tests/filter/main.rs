@@ -16,6 +16,8 @@
 //! - [`budgets`] — the fast path: budgets leased, spent without callouts, returned.
 //! - [`failures`] — a control plane that hangs or has no healthy host, and a filter
 //!   configuration Envoy must refuse.
+//! - [`misconfigured`] — a filter pointed at the admin listener, or with the wrong
+//!   token: its own stat, and one line in Envoy's log.
 //! - [`faults`] — Redis, the control plane and PostgreSQL stopped and started again
 //!   under load: deadlines kept, nothing lost.
 
@@ -29,6 +31,7 @@ mod costs;
 mod failures;
 mod faults;
 mod identity;
+mod misconfigured;
 
 use std::time::Duration;
 

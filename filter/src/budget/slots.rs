@@ -1,5 +1,5 @@
-//! Budgets leased from the control plane (`POST /v1/leases`), spent by every worker of
-//! this Envoy from shared data (SPEC §3); `flow::budgets` decides requests from it.
+//! The table of budgets in shared data: one slot per (tenant, roles, resource), each
+//! holding the lease being spent, changed only by compare-and-swap.
 //!
 //! Each (tenant, roles, resource) has a slot in a fixed table of hashed keys: shared
 //! data has no delete, so memory is bounded by design, whatever the number of tenants.
@@ -365,69 +365,9 @@ fn take_if(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    use crate::host::{Callout, Metric};
     use tollgate_protocol::Decision;
 
-    /// Shared data with compare-and-swap tokens, as Envoy keeps it.
-    #[derive(Default)]
-    struct Shared(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl Host for Shared {
-        fn request_header(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn set_request_header(&self, _: &str, _: &str) {}
-        fn response_header(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn response_body(&self, _: usize) -> Vec<u8> {
-            Vec::new()
-        }
-        fn dispatch(&self, _: Callout<'_>) -> Option<u32> {
-            None
-        }
-        fn send_local_response(&self, _: u32, _: &[(&str, &str)], _: &[u8]) {}
-        fn resume_request(&self) {}
-        fn add_response_header(&self, _: &str, _: &str) {}
-        fn now_ms(&self) -> u64 {
-            0
-        }
-        fn count(&self, _: Metric) {}
-        fn warn(&self, _: &str) {}
-        fn unique_id(&self) -> String {
-            "id".into()
-        }
-        fn gateway_id(&self) -> String {
-            "g".into()
-        }
-        fn shared_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.shared_get_cas(key).0
-        }
-        fn shared_set(&self, key: &str, value: &[u8]) {
-            let cas = self.shared_get_cas(key).1;
-            self.shared_set_cas(key, value, cas);
-        }
-        fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-            match self.0.borrow().get(key) {
-                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
-                None => (None, None),
-            }
-        }
-        fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-            // As in Envoy: no token writes unconditionally, a stale one is refused.
-            let mut data = self.0.borrow_mut();
-            let current = data.get(key).map(|(_, c)| *c);
-            if cas.is_some() && cas != current {
-                return false;
-            }
-            let next = current.unwrap_or(0) + 1;
-            data.insert(key.to_string(), (value.to_vec(), next));
-            true
-        }
-    }
+    use crate::testing::FakeHost;
 
     fn owner(tenant: &str) -> Owner {
         Owner {
@@ -463,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_budget_is_spent_exactly_to_what_was_granted() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         assert_eq!(spend(&host, &acme, 1, 0), Spend::Empty);
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
@@ -485,7 +425,7 @@ mod tests {
 
     #[test]
     fn a_refused_spend_is_given_back_and_an_expired_lease_is_returned_once() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
@@ -503,7 +443,7 @@ mod tests {
 
     #[test]
     fn a_lease_taken_back_before_it_expires_reports_what_was_spent_once() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(10, 1_000), 0);
@@ -521,7 +461,7 @@ mod tests {
 
     #[test]
     fn nothing_granted_means_check_each_request_until_the_answer_expires() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(0, 500), 0);
@@ -538,7 +478,7 @@ mod tests {
 
     #[test]
     fn a_late_refill_that_lands_on_another_workers_lease_hands_that_one_back() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
         // Its answer is late: past its deadline another worker refills and lands first.
@@ -560,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_lease_that_takes_over_a_colliding_slot_hands_the_other_tenants_back() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let (acme, globex) = (owner("acme"), owner("globex"));
         finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
         // Force a collision: acme's slot under globex's key.
@@ -582,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_colliding_tenant_never_reads_another_tenants_budget() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
@@ -606,7 +546,7 @@ mod tests {
 
     #[test]
     fn a_stale_compare_and_swap_token_is_refused_and_retried() {
-        let host = Shared::default();
+        let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(2, 1_000), 0);

@@ -31,7 +31,7 @@ impl Outgoing {
 /// Attempts per settlement before it is dropped: with [`retry_after_ms`], the last one
 /// goes about 23 s after the first.
 pub const MAX_ATTEMPTS: u32 = 8;
-/// Settlements one worker holds at most; the oldest is dropped past it.
+/// Settlements one worker keeps at most; the oldest is dropped past it.
 pub const MAX_QUEUED: usize = 10_000;
 /// How long an answer may take before the settlement is tried again.
 pub const ANSWER_WITHIN_MS: u64 = 10_000;
@@ -149,6 +149,13 @@ impl Settlements {
             Some(_) if ok => Outcome::Settled,
             Some((_, pending)) => self.retry(pending, now_ms),
         }
+    }
+
+    /// The endpoint of the settlement in flight under `token`.
+    pub fn path(&self, token: u32) -> Option<&'static str> {
+        self.in_flight
+            .get(&token)
+            .map(|(_, pending)| pending.request.path)
     }
 
     /// Settlements with no answer for too long count as failed attempts.
