@@ -185,8 +185,8 @@ fn a_mod_rs_only_declares_and_re_exports() {
                 .join("\n");
             for statement in code.split(';') {
                 let mut statement = statement.trim();
-                // Attributes (`#[cfg(test)]`, `#[allow(…)]`) go with what follows.
-                while statement.starts_with("#[") {
+                // Attributes (`#[cfg(test)]`, `#![allow(…)]`) go with what follows.
+                while statement.starts_with("#[") || statement.starts_with("#![") {
                     let end = statement.find(']').map_or(statement.len(), |i| i + 1);
                     statement = statement[end..].trim_start();
                 }
