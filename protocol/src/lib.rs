@@ -11,6 +11,7 @@
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
 //! - [`problem`] — `application/problem+json` bodies for local replies.
 //! - [`config`] — the filter's JSON configuration schema and its validation.
+//! - [`resource`] — the resource names the product knows.
 
 pub mod check;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod decision;
 pub mod headers;
 pub mod lease;
 pub mod problem;
+pub mod resource;
 
 pub use check::{
     CheckRequest, CheckResponse, PolicyStatus, RejectReason, ReleaseRequest, ReleaseResponse,
@@ -26,15 +28,3 @@ pub use check::{
 pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig, TenantSource};
 pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
 pub use lease::{LeaseRequest, LeaseResponse, LeaseReturn};
-
-/// Resource names the product knows; operators may define others.
-pub mod resource {
-    /// One per request.
-    pub const REQUESTS: &str = "requests";
-    /// Bytes of the request body.
-    pub const REQUEST_BYTES: &str = "request_bytes";
-    /// Bytes of the response body.
-    pub const RESPONSE_BYTES: &str = "response_bytes";
-    /// Requests in flight at once (a gauge, no period).
-    pub const CONCURRENT_REQUESTS: &str = "concurrent_requests";
-}

@@ -13,11 +13,13 @@
 //! # Layout
 //! - `host` — [`FakeHost`]: building one, driving it (contexts, clock, answers), and
 //!   the [`Host`](crate::host::Host) implementation.
-//! - `recordings` — what it recorded: callouts, requests, stats, logs.
+//! - `recordings` — what it records: callouts, requests, local replies.
+//! - `accessors` — what tests read from it: callouts, checks, replies, stats, logs.
 
 // Test support: a recording that is missing is a failed test, so the accessors unwrap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accessors;
 mod host;
 mod recordings;
 
