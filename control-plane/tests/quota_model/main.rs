@@ -8,6 +8,7 @@
 //!   router: hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding,
 //!   several instances, settlements, budgets.
 //! - `fallback` — deciding while Redis is down, and reconciling once it is back.
+//! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,6 +18,7 @@ mod decisions;
 mod fallback;
 mod schema;
 mod support;
+mod tenant_search;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
 #[ctor::ctor(unsafe)]
