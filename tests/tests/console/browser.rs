@@ -16,13 +16,18 @@ const DEADLINE: Duration = Duration::from_secs(300);
 
 /// The browser test files. Each test holds whatever order they run in: it compares
 /// with what it read before it acted (usage, a quota), not with the seed.
-const FILES: [&str; 3] = ["signin.test.mjs", "tenants.test.mjs", "limits.test.mjs"];
+const FILES: [&str; 4] = [
+    "signin.test.mjs",
+    "tenants.test.mjs",
+    "limits.test.mjs",
+    "assignments.test.mjs",
+];
 
 /// How many browser tests there are.
-const TESTS: usize = 9;
+const TESTS: usize = 10;
 
 /// The screenshots the browser tests save (each test at least one).
-const SCREENSHOTS: [&str; 11] = [
+const SCREENSHOTS: [&str; 13] = [
     "signin-refused",
     "tier-admin",
     "tier-read-only",
@@ -34,6 +39,8 @@ const SCREENSHOTS: [&str; 11] = [
     "limit-field-error",
     "events-limit-updated",
     "usage-reset-confirm",
+    "assignment-field-error",
+    "assignments",
 ];
 
 fn tests_dir() -> PathBuf {
