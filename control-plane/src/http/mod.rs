@@ -9,7 +9,9 @@
 //!   filter's API).
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
 //!   admin API under `/admin/v1`, one module per resource.
-//! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document.
+//! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —
+//!   what the presented admin token may do.
+//! - [`console`] — the admin console's files at `/console/` (admin listener only).
 //! - [`auth`], [`json`], [`paging`] — bearer tokens, JSON, query and path extraction
 //!   with problem+json rejections, cursor pagination.
 //! - [`names`] — the schemas of tenant ids and tier names in the document.
@@ -21,6 +23,7 @@
 
 mod assignments;
 pub mod auth;
+pub mod console;
 mod decisions;
 mod document;
 mod events;
@@ -37,6 +40,7 @@ mod tenants;
 mod tiers;
 pub mod token;
 mod usage;
+mod whoami;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::responses::{Invalid, Malformed, TooLarge, Unauthorized, Unavailable};
 use super::state::AppState;
-use super::{assignments, decisions, document, events, limits, ops, tenants, tiers, usage};
+use super::{
+    assignments, console, decisions, document, events, limits, ops, tenants, tiers, usage, whoami,
+};
 use crate::error::ApiError;
 
 /// The document's frame: title, the bearer scheme, the tags.
@@ -58,8 +60,8 @@ pub enum Surface {
     Everything,
     /// The decision API (`/v1`) with `/health` and `/ready`: the gateways' listener.
     Decisions,
-    /// The admin API, the OpenAPI document, `/health`, `/ready` and `/metrics`: the
-    /// operators' listener.
+    /// The admin API, the OpenAPI document, the console, `/health`, `/ready` and
+    /// `/metrics`: the operators' listener.
     Admin,
 }
 
@@ -75,6 +77,7 @@ fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
             .merge(usage::routes())
             .merge(events::routes())
             .merge(ops::routes())
+            .merge(whoami::routes())
     };
     match surface {
         Surface::Everything => frame.merge(decisions::routes()).merge(admin()),
@@ -104,6 +107,10 @@ pub fn app(state: AppState) -> Router {
 pub fn app_for(state: AppState, surface: Surface) -> Router {
     ops::DOCUMENT.get_or_init(|| openapi().to_json().map_err(|e| e.to_string()));
     let (mut router, _) = routes_of(surface).split_for_parts();
+    if surface != Surface::Decisions {
+        // The console is for operators: never on the gateways' listener.
+        router = router.merge(console::router());
+    }
     if surface == Surface::Admin {
         // A gateway pointed at this port gets an answer that says where to go.
         let elsewhere = || async { ApiError::WrongListener };

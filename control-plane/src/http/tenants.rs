@@ -88,6 +88,17 @@ pub struct ListTenants {
     mode: Option<String>,
     /// Only tenants with this label, as `key=value`.
     label: Option<String>,
+    /// Only tenants whose id starts with this (case-sensitive): `acme/` finds acme's
+    /// teams. Served from an index at any number of tenants.
+    #[param(
+        pattern = "^[A-Za-z0-9._:@/-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
+    prefix: Option<String>,
+    /// Only tenants without a parent (`true`: the roots of the trees) or with one
+    /// (`false`).
+    root: Option<bool>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
     /// Page size, 1–500 (default 100).
@@ -118,6 +129,22 @@ fn labels(labels: &serde_json::Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Whether `prefix` may start a tenant id: 1–128 of the characters ids are made of.
+fn valid_prefix(prefix: &str) -> Result<(), ApiError> {
+    let ok = (1..=128).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@/-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "prefix",
+            "1-128 characters of letters, digits and ._:@/-",
+        ))
+    }
+}
+
 fn optional_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
     match id {
         Some(id) if !is_valid_tenant_id(id) => Err(ApiError::field(field, TENANT_RULE)),
@@ -125,7 +152,7 @@ fn optional_id(field: &str, id: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// List tenants.
+/// List tenants, in byte order of their ids.
 #[utoipa::path(
     get, path = "/admin/v1/tenants", tag = "tenants", params(ListTenants),
     responses(
@@ -150,7 +177,18 @@ async fn list_tenants(
         ),
         None => None,
     };
+    if let Some(prefix) = &query.prefix {
+        valid_prefix(prefix)?;
+    }
+    if query.root == Some(true) && query.parent.is_some() {
+        return Err(ApiError::field(
+            "root",
+            "a root has no parent: drop root or parent",
+        ));
+    }
     let filter = TenantFilter {
+        prefix: query.prefix,
+        root: query.root,
         parent: query.parent,
         tier: query.tier,
         mode: query.mode.as_deref().map(|m| mode("mode", m)).transpose()?,

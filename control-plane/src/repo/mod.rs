@@ -38,5 +38,5 @@ pub use events::{EventFilter, NewEvent, StoredEvent};
 pub use history::{HistoryFilter, HistoryRow};
 pub use limits::{LimitFilter, LimitPatch};
 pub use page::{Page, Paging};
-pub use tenants::{NewTenant, TenantFilter, TenantPatch};
+pub use tenants::{push_listing, NewTenant, TenantFilter, TenantPatch};
 pub use tiers::{NewTier, TierPatch};

@@ -10,6 +10,7 @@
 //! - `fallback` — deciding while Redis is down, and reconciling once it is back.
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
+//! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -20,6 +21,7 @@ mod directory;
 mod fallback;
 mod schema;
 mod support;
+mod tenant_search;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
 #[ctor::ctor(unsafe)]
