@@ -84,7 +84,8 @@ pub struct LimitUsage {
     /// Seconds until usage starts to free up: the window's reset, or for a rolling
     /// window when its oldest counted usage slides out. 1 for a gauge.
     pub reset_after_s: u64,
-    /// When the current window ends (rolling: the current bucket); `null` for a gauge.
+    /// When usage starts to free up, to the millisecond (what `reset_after_s` rounds
+    /// up to whole seconds); `null` for a gauge.
     #[serde(default)]
     pub resets_at: Option<String>,
     /// How fast usage has grown lately.
@@ -104,6 +105,17 @@ pub enum UsageStatus {
     Warning,
     /// At or past the hard limit: requests that need more are refused.
     Exceeded,
+}
+
+impl UsageStatus {
+    /// The name as JSON writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageStatus::Ok => "ok",
+            UsageStatus::Warning => "warning",
+            UsageStatus::Exceeded => "exceeded",
+        }
+    }
 }
 
 /// Usage counted per second over a recent span: `units` counted from `since` until the
