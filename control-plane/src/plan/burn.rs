@@ -118,7 +118,6 @@ struct Point {
 /// them, with what the store read of each) are as read at `now_ms`; `None` when no
 /// point is known in the last ten minutes (see the module's documentation).
 pub fn rate(counters: &[(Window, Sampled)], now_ms: i64) -> Option<Rate> {
-    let used = |s: &Sampled| s.now.map_or(0, |n| n.used);
     let mut points = Vec::new();
     // What every counter newer than the one at hand holds now: all of it is new.
     let mut newer: u64 = 0;
@@ -145,7 +144,7 @@ pub fn rate(counters: &[(Window, Sampled)], now_ms: i64) -> Option<Rate> {
                 basis: RateBasis::WindowStart,
             });
         }
-        newer = newer.saturating_add(used(sampled));
+        newer = newer.saturating_add(now_used);
     }
     let horizon = now_ms.saturating_sub(SAMPLES_KEPT_MS);
     let target = now_ms.saturating_sub(RATE_LOOKBACK_MS as i64);

@@ -18,7 +18,7 @@ use crate::host::{Host, Metric};
 use crate::identity::after_tenant_prefix;
 
 /// How long a client may keep the view: a second, for the caller alone.
-pub const VIEW_CACHE_CONTROL: &str = "private, max-age=1";
+const VIEW_CACHE_CONTROL: &str = "private, max-age=1";
 
 /// What the filter reads of the control plane's view before passing it on: whose it is,
 /// and whether the tenant is known. The rest is passed on as it is.
