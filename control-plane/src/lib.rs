@@ -1,6 +1,6 @@
 //! Tollgate's control plane: quota definitions in PostgreSQL, live usage counters in
 //! Redis, the decision API the Envoy filter calls (`/v1/check`, `/v1/leases`,
-//! `/v1/settle`, `/v1/release`), the admin API (`/admin/v1`), health, readiness and
+//! `/v1/settle`, `/v1/release`, and `/v1/quota` for its self-view), the admin API (`/admin/v1`), health, readiness and
 //! Prometheus metrics.
 //!
 //! # Layout

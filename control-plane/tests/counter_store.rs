@@ -21,12 +21,14 @@ use tollgate_control_plane::model::{LimitDef, Mode, Span};
 use tollgate_control_plane::plan::settlement;
 use tollgate_control_plane::plan::{self, Select};
 use tollgate_control_plane::store::bus::{Bus, MemoryBus};
+use tollgate_control_plane::store::samples::{MAX_SAMPLES, SAMPLES_KEPT_MS};
 use tollgate_control_plane::store::{
     check_record_key, counter_key, gauge_key, hold_record_key, lease_holders_key, lease_key,
-    marker_key, settlement_key, Adjustment, Call, CallMode, Change, CounterStore, Grant, Hold,
-    LeaseCall, LeaseLevel, LeaseOutcome, LeaseReply, Leased, MemoryStore, Move, Op, OpKind,
-    Outcome, RedisStore, Release, Reply, ReturnedLease, Seed, SettleOutcome, SettleReply, Settled,
-    Settlement, Snapshot, StoreError, COUNTER_MAX, SETTLEMENT_ID_TTL_S,
+    marker_key, samples_key, settlement_key, Adjustment, Call, CallMode, Change, CounterStore,
+    Grant, Hold, LeaseCall, LeaseLevel, LeaseOutcome, LeaseReply, Leased, MemoryStore, Move, Op,
+    OpKind, Outcome, RedisStore, Release, Reply, ReturnedLease, Sample, Sampled, Seed,
+    SettleOutcome, SettleReply, Settled, Settlement, Snapshot, StoreError, COUNTER_MAX,
+    SETTLEMENT_ID_TTL_S,
 };
 use tollgate_e2e::process::free_port;
 use tollgate_e2e::redis::Redis;
@@ -1769,6 +1771,118 @@ async fn a_lease_that_arrives_after_its_return_reserves_nothing(store: Arc<dyn C
     assert_eq!(used(store.as_ref(), &[counter]).await, vec![10]);
 }
 
+/// A sample as the flusher records it: `used` at `at_ms`, epoch 0.
+fn sample(at_ms: i64, used: u64) -> Sample {
+    Sample {
+        at_ms,
+        used,
+        epoch: 0,
+    }
+}
+
+async fn usage_samples_are_kept_beside_their_counters_oldest_first(store: Arc<dyn CounterStore>) {
+    let roots = ["samples-a", "samples-b"];
+    let keys: Vec<String> = roots.iter().map(|r| key(r, r, 3_600)).collect();
+    for (i, root) in roots.iter().enumerate() {
+        let markers = seeded(store.as_ref(), root, &[root]).await;
+        let k = std::slice::from_ref(&keys[i]);
+        run(
+            store.as_ref(),
+            &call(CallMode::Check, markers, vec![window(k, 5 + i as u64, 100)]),
+        )
+        .await;
+    }
+    let at = 1_763_380_800_000_i64;
+    let snapshot = |used| Snapshot { used, epoch: 0 };
+    // Out of order, and twice the same: a sorted set by time, without duplicates.
+    for (offset, used) in [(2_000, 4), (0, 1), (1_000, 2), (2_000, 4)] {
+        let counters = vec![(keys[0].clone(), snapshot(used))];
+        store.record_samples(at + offset, &counters).await.unwrap();
+    }
+    let later = vec![
+        (keys[0].clone(), snapshot(5)),
+        (keys[1].clone(), Snapshot { used: 6, epoch: 2 }),
+    ];
+    store.record_samples(at + 3_000, &later).await.unwrap();
+
+    let never = key("samples-z", "samples-z", 3_600);
+    let read = store
+        .samples(&[keys[0].clone(), keys[1].clone(), never])
+        .await
+        .unwrap();
+    assert_eq!(
+        read[0],
+        Sampled {
+            now: Some(snapshot(5)),
+            samples: vec![
+                sample(at, 1),
+                sample(at + 1_000, 2),
+                sample(at + 2_000, 4),
+                sample(at + 3_000, 5)
+            ],
+        }
+    );
+    let b = Sample {
+        at_ms: at + 3_000,
+        used: 6,
+        epoch: 2,
+    };
+    assert_eq!(read[1].samples, vec![b], "its epoch too");
+    assert_eq!(read[1].now, Some(snapshot(6)));
+    assert_eq!(read[2], Sampled::default(), "a counter never used");
+    assert_eq!(
+        samples_key(&keys[0]).unwrap(),
+        format!("tollgate:{{samples-a}}:r:samples-a:requests:minute:3600")
+    );
+}
+
+async fn only_the_last_ten_minutes_of_samples_and_at_most_the_newest_few_are_kept(
+    store: Arc<dyn CounterStore>,
+) {
+    let counter = key("samples-trim", "samples-trim", 3_600);
+    let at = 1_763_380_800_000_i64;
+    let record = |at_ms: i64, used: u64| {
+        let store = store.clone();
+        let counters = vec![(counter.clone(), Snapshot { used, epoch: 0 })];
+        async move { store.record_samples(at_ms, &counters).await.unwrap() }
+    };
+    record(at, 1).await;
+    record(at + 1, 2).await;
+    record(at + SAMPLES_KEPT_MS, 3).await;
+    let kept =
+        |read: Vec<Sampled>| -> Vec<i64> { read[0].samples.iter().map(|s| s.at_ms - at).collect() };
+    let read = store.samples(std::slice::from_ref(&counter)).await.unwrap();
+    assert_eq!(
+        kept(read),
+        vec![0, 1, SAMPLES_KEPT_MS],
+        "exactly ten minutes old is kept"
+    );
+    record(at + SAMPLES_KEPT_MS + 1, 4).await;
+    let read = store.samples(std::slice::from_ref(&counter)).await.unwrap();
+    assert_eq!(kept(read), vec![1, SAMPLES_KEPT_MS, SAMPLES_KEPT_MS + 1]);
+
+    let start = at + 2 * SAMPLES_KEPT_MS;
+    for i in 0..MAX_SAMPLES as i64 + 10 {
+        record(start + i, 10).await;
+    }
+    let read = store.samples(std::slice::from_ref(&counter)).await.unwrap();
+    let times = kept(read);
+    assert_eq!(times.len(), MAX_SAMPLES, "the newest");
+    assert_eq!(times[0], 2 * SAMPLES_KEPT_MS + 10);
+}
+
+async fn samples_are_only_of_counter_keys(store: Arc<dyn CounterStore>) {
+    let marker = marker_key("samples-bad", "samples-bad");
+    let counters = vec![(marker.clone(), Snapshot { used: 1, epoch: 0 })];
+    let recorded = store.record_samples(1, &counters).await;
+    assert!(
+        matches!(recorded, Err(StoreError::Invalid(_))),
+        "{recorded:?}"
+    );
+    let read = store.samples(&[marker]).await;
+    assert!(matches!(read, Err(StoreError::Invalid(_))), "{read:?}");
+}
+
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -1844,6 +1958,9 @@ for_every_store!(
     a_refused_check_is_taken_back_once_with_its_slot,
     a_check_that_arrives_after_its_take_back_counts_nothing,
     a_lease_that_arrives_after_its_return_reserves_nothing,
+    usage_samples_are_kept_beside_their_counters_oldest_first,
+    only_the_last_ten_minutes_of_samples_and_at_most_the_newest_few_are_kept,
+    samples_are_only_of_counter_keys,
 );
 
 async fn invalidations_are_read_in_order_after_the_last_seen(bus: Arc<dyn Bus>, prefix: &str) {
@@ -2065,6 +2182,26 @@ async fn counters_expire_when_told_and_scripts_survive_a_flush() {
         .await
         .unwrap();
     assert!(ttl > 30 * 86_400, "a new window refreshes it ({ttl})");
+}
+
+#[tokio::test]
+async fn usage_samples_expire_ten_minutes_after_the_last_one() {
+    let url = shared::redis_url().unwrap();
+    let store = RedisStore::new(&url).unwrap();
+    let counter = key("samples-ttl", "samples-ttl", 0);
+    let counters = vec![(counter.clone(), Snapshot { used: 1, epoch: 0 })];
+    store.record_samples(1_000, &counters).await.unwrap();
+    let client = ::redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(samples_key(&counter).unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (SAMPLES_KEPT_MS - 5_000..=SAMPLES_KEPT_MS).contains(&ttl),
+        "pttl {ttl}"
+    );
 }
 
 #[tokio::test]

@@ -141,21 +141,41 @@ fn roles(payload: &Value, path: &str) -> Vec<String> {
 /// The tenant segment of `path` under `pattern` (`/tenants/{tenant}` matches
 /// `/tenants/acme/files?x=1` with `acme`), when the path matches.
 fn path_tenant(pattern: &str, path: &str) -> Option<String> {
+    path_match(pattern, path).map(|(tenant, _)| tenant.to_string())
+}
+
+/// With `tenant.from: path`, what follows the tenant's prefix in `path` (its query
+/// left out): `/files/1` of `/tenants/acme/files/1?x=1` under `/tenants/{tenant}`;
+/// `None` with another source, or when the path does not match the pattern.
+pub fn after_tenant_prefix<'p>(config: &TenantConfig, path: &'p str) -> Option<&'p str> {
+    let pattern = config.path_pattern.as_deref()?;
+    (config.from == TenantSource::Path)
+        .then(|| path_match(pattern, path))
+        .flatten()
+        .map(|(_, rest)| rest)
+}
+
+/// The tenant segment of `path` (its query left out) under `pattern`, and the rest of
+/// the path after the pattern's segments, when the path matches.
+fn path_match<'p>(pattern: &str, path: &'p str) -> Option<(&'p str, &'p str)> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let mut segments = path.split('/');
     let mut tenant = None;
-    for expected in pattern.trim_end_matches('/').split('/') {
+    // Where the segments matched so far end in `path`.
+    let mut end = 0;
+    for (i, expected) in pattern.trim_end_matches('/').split('/').enumerate() {
         let segment = segments.next()?;
+        end += segment.len() + usize::from(i > 0);
         if expected == TENANT_PLACEHOLDER {
             if segment.is_empty() {
                 return None;
             }
-            tenant = Some(segment.to_string());
+            tenant = Some(segment);
         } else if segment != expected {
             return None;
         }
     }
-    tenant
+    Some((tenant?, path.get(end..).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -288,6 +308,27 @@ mod tests {
             tenant("/tenants/a%20b"),
             Err(IdentityError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn what_follows_the_tenants_prefix_is_the_rest_of_the_path_without_its_query() {
+        let config = config(r#"{"from":"path","path_pattern":"/tenants/{tenant}"}"#);
+        let rest = |path| after_tenant_prefix(&config, path);
+        assert_eq!(
+            rest("/tenants/acme/.well-known/quota?x=1"),
+            Some("/.well-known/quota")
+        );
+        assert_eq!(rest("/tenants/acme"), Some(""));
+        assert_eq!(rest("/tenants//quota"), None, "no tenant");
+        assert_eq!(rest("/other/acme/quota"), None);
+        let trailing =
+            super::tests::config(r#"{"from":"path","path_pattern":"/v1/{tenant}/chat/"}"#);
+        assert_eq!(
+            after_tenant_prefix(&trailing, "/v1/acme/chat/quota"),
+            Some("/quota")
+        );
+        let header = super::tests::config("{}");
+        assert_eq!(after_tenant_prefix(&header, "/tenants/acme/quota"), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! valid tenant, and — when no decision arrives in time — the configured failure mode.
 //! Bodies are checked as they stream past what was announced; costs known only after
 //! the response are settled (`POST /v1/settle`) when the request is over.
+//! With `quota_path` set, the filter also answers that path itself with the caller's own
+//! quota (`POST /v1/quota`), counting nothing.
 //!
 //! # Layout
 //! - [`host`] — the trait through which the logic talks to Envoy.

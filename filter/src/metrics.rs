@@ -43,11 +43,13 @@ pub enum Metric {
     /// Calls the control plane answered 404 or 401: the filter reaches the wrong
     /// listener or holds the wrong token (logged once per worker).
     ControlPlaneMisconfigured,
+    /// Requests for the caller's own quota (`quota_path`) answered with it.
+    QuotaViews,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 20] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -67,6 +69,7 @@ impl Metric {
         Metric::Leases,
         Metric::BudgetWaits,
         Metric::ControlPlaneMisconfigured,
+        Metric::QuotaViews,
     ];
 
     /// The stat name.
@@ -91,6 +94,7 @@ impl Metric {
             Metric::Leases => "tollgate.leases",
             Metric::BudgetWaits => "tollgate.budget_waits",
             Metric::ControlPlaneMisconfigured => "tollgate.control_plane_misconfigured",
+            Metric::QuotaViews => "tollgate.quota_views",
         }
     }
 }

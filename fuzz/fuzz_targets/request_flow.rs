@@ -8,8 +8,9 @@
 //! control plane parses, and asks for no amount past what it counts (it would refuse
 //! the call, and the failure mode decide); every header added is a valid value and the
 //! draft headers parse as Structured Fields; every local reply is a problem+json with a
-//! known status; every settlement and lease return serialises to a body the control
-//! plane parses.
+//! known status, or a view of the caller's own tenant; every settlement and lease
+//! return serialises to a body the control plane parses. A request for the self-view
+//! (`quota_path`) is never checked, counted, settled or let through to the upstream.
 
 #![no_main]
 
@@ -26,9 +27,10 @@ use tollgate_filter::flow::RequestFlow;
 use tollgate_filter::host::Host;
 use tollgate_filter::testing::{Dispatched, FakeHost};
 use tollgate_protocol::check::AMOUNT_MAX;
+use tollgate_protocol::quota::QUOTA_PATH;
 use tollgate_protocol::{
     CheckRequest, CheckResponse, Decision, FilterConfig, LeaseRequest, LeaseResponse, PolicyStatus,
-    RejectReason, SettleRequest,
+    QuotaRequest, RejectReason, SettleRequest,
 };
 
 /// Checks what the filter did through `host` since `seen`: every callout is one the
@@ -52,14 +54,23 @@ fn check_host(host: &FakeHost, context: u32, seen: &mut Seen) {
     seen.added = request.added_headers.len();
     for (status, headers, body) in &request.replies[seen.replies.min(request.replies.len())..] {
         assert!(
-            [400, 401, 403, 429, 503].contains(status),
+            [200, 400, 401, 403, 405, 429, 503].contains(status),
             "status {status}"
         );
         for (name, value) in headers {
             check_header(name, value);
         }
-        let problem: serde_json::Value = serde_json::from_slice(body).expect("problem JSON");
-        assert_eq!(problem["status"], *status);
+        let json: serde_json::Value = serde_json::from_slice(body).expect("a JSON body");
+        if *status == 200 {
+            // A view, passed on as the control plane wrote it: the caller's own tenant's.
+            let asked = attempted.iter().rev().find(|c| c.path() == QUOTA_PATH);
+            let asked: QuotaRequest = asked.expect("a view that was asked for").json();
+            assert_eq!(json["tenant"], asked.tenant.as_str());
+            let cache = headers.iter().find(|(n, _)| n == "cache-control");
+            assert_eq!(cache.map(|(_, v)| v.as_str()), Some("private, max-age=1"));
+        } else {
+            assert_eq!(json["status"], *status);
+        }
     }
     seen.replies = request.replies.len();
 }
@@ -88,6 +99,10 @@ fn check_callout(callout: &Dispatched) {
                     "{resource}: {amount} is more than is counted"
                 );
             }
+        }
+        QUOTA_PATH => {
+            let view: QuotaRequest = serde_json::from_slice(&callout.body).unwrap();
+            assert!(tollgate_protocol::is_valid_tenant_id(&view.tenant));
         }
         "/v1/leases" => {
             let lease: LeaseRequest = serde_json::from_slice(&callout.body).unwrap();
@@ -134,6 +149,7 @@ struct Knobs {
     timeout_ms: u16,
     draft: bool,
     cache_quota_names: bool,
+    quota_path: bool,
 }
 
 impl Knobs {
@@ -169,6 +185,7 @@ impl Knobs {
             "shadow": self.shadow,
             "reject_cache_max_s": self.reject_cache_max_s,
             "budgets": {"enabled": self.budgets.is_some(), "want": self.budgets.unwrap_or(1).max(1)},
+            "quota_path": self.quota_path.then_some("/.well-known/quota"),
         });
         FilterConfig::from_json(config.to_string().as_bytes()).ok()
     }
@@ -222,6 +239,12 @@ enum Body {
         warn_after: Option<u64>,
         cache_reject_for_s: u64,
         refunded: u64,
+    },
+    /// A view of the caller's tenant (or of `other`), known or not, with more fields.
+    View {
+        other: Option<String>,
+        unknown: bool,
+        extra: Option<String>,
     },
     Raw(Vec<u8>),
 }
@@ -279,6 +302,21 @@ impl Body {
                 refunded: *refunded,
             })
             .unwrap(),
+            Body::View {
+                other,
+                unknown,
+                extra,
+            } => {
+                let mut view = json!({
+                    "tenant": other.as_deref().unwrap_or(tenant),
+                    "at": "2026-11-17T12:00:00.000Z", "binding": null, "limits": [],
+                    "extra": extra,
+                });
+                if *unknown {
+                    view["reason"] = json!("unknown_tenant");
+                }
+                serde_json::to_vec(&view).unwrap()
+            }
             Body::Raw(bytes) => bytes.clone(),
         }
     }
@@ -317,6 +355,9 @@ struct Request {
     method: u8,
     /// `None`: `/tenants/acme/upload`.
     path: Option<String>,
+    /// Ask for the self-view instead (under the tenant's prefix when it comes from the
+    /// path), with this query.
+    view: Option<String>,
     /// `None`: `acme`.
     tenant: Option<Option<String>>,
     content_length: Option<Result<u64, String>>,
@@ -348,10 +389,14 @@ fuzz_target!(|input: Input| {
             ),
             (
                 ":path".to_string(),
-                request
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| "/tenants/acme/upload".into()),
+                match (&request.view, input.knobs.from_path) {
+                    (Some(query), true) => format!("/tenants/acme/.well-known/quota?{query}"),
+                    (Some(query), false) => format!("/.well-known/quota?{query}"),
+                    (None, _) => request
+                        .path
+                        .clone()
+                        .unwrap_or_else(|| "/tenants/acme/upload".into()),
+                },
             ),
         ]);
         match &request.tenant {
@@ -438,6 +483,20 @@ fuzz_target!(|input: Input| {
             for lease in &follow_ups.leases {
                 budget::take_expired(&host, &lease.owner, &lease.id, host.now_ms());
             }
+        }
+        // A view (asked for, or refused for its method) was never checked nor let on.
+        let mine: Vec<Dispatched> = (host.attempted().into_iter())
+            .filter(|c| c.effective == context)
+            .collect();
+        let replies = host.of(context).replies;
+        let was_view = mine.iter().any(|c| c.path() == QUOTA_PATH)
+            || replies
+                .iter()
+                .any(|(status, _, _)| *status == 405 || *status == 200);
+        if was_view {
+            assert!(mine.iter().all(|c| c.path() == QUOTA_PATH), "{mine:?}");
+            assert_eq!(host.of(context).resumed, 0, "a view never goes upstream");
+            assert!(flow.settlement(&host).is_none(), "a view is never settled");
         }
         if let Some(settle) = flow.settlement(&host) {
             let json = serde_json::to_vec(&settle).unwrap();

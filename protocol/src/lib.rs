@@ -9,6 +9,7 @@
 //! - [`check`] — the `POST /v1/check`, `/v1/settle` and `/v1/release` bodies.
 //! - [`lease`] — the `POST /v1/leases` bodies (budgets for the fast path).
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
+//! - [`quota`] — the `POST /v1/quota` bodies (a tenant's own view of its quota).
 //! - [`problem`] — `application/problem+json` bodies for local replies.
 //! - [`config`] — the filter's JSON configuration schema and its validation.
 //! - [`resource`] — the resource names the product knows.
@@ -19,6 +20,7 @@ pub mod decision;
 pub mod headers;
 pub mod lease;
 pub mod problem;
+pub mod quota;
 pub mod resource;
 
 pub use check::{
@@ -28,3 +30,4 @@ pub use check::{
 pub use config::{is_valid_tenant_id, ConfigError, FailureMode, FilterConfig, TenantSource};
 pub use decision::{Decision, Limit, QuotaStatus, WarnAt};
 pub use lease::{LeaseRequest, LeaseResponse, LeaseReturn};
+pub use quota::{QuotaRequest, QuotaView};

@@ -12,6 +12,7 @@
 //! - [`check`], [`lease`], [`settle`], [`release`] — one decision endpoint each;
 //!   [`validate`] what they accept.
 //! - [`usage`] — live usage, resets and adjustments for operators.
+//! - [`quota_view`] — a tenant's own view of its quota (`/v1/quota`), for the gateway.
 //! - [`lookup`], [`count`], [`record`] — the steps they share.
 //! - [`definitions`] — the definitions cache and its invalidation between instances.
 //! - [`fallback`] — counting in PostgreSQL while Redis is unreachable, and reconciling.
@@ -25,6 +26,7 @@ pub mod definitions;
 pub mod fallback;
 pub mod lease;
 pub mod lookup;
+pub mod quota_view;
 pub mod record;
 pub mod release;
 pub mod settle;
@@ -36,6 +38,7 @@ pub use check::check;
 pub use deadline::Deadline;
 pub use lease::{count_lease, lease};
 pub use lookup::resolve_fresh;
+pub use quota_view::quota_view;
 pub use release::release;
 pub use settle::{count_settlement, settle};
 pub use state::{Clock, Engine, EngineSettings, RedisOutage};

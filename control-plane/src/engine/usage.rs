@@ -6,7 +6,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use tollgate_protocol::Decision;
 use utoipa::ToSchema;
 
 use super::count::run;
@@ -18,7 +17,7 @@ use crate::model::resolve::Resolved;
 use crate::model::views::LimitSpec;
 use crate::model::window::{Period, WindowKind};
 use crate::model::Span;
-use crate::plan::{plan, policy_status, Planned, Select};
+use crate::plan::{plan, policy_status, usage_status, Planned, Select};
 use crate::repo::NewEvent;
 use crate::store::{Adjustment, CallMode};
 
@@ -125,16 +124,7 @@ pub async fn report(
         .zip(oldest)
         .map(|((p, used), oldest)| {
             let policy = policy_status(p, used, oldest, now);
-            let status = if p.def.limit.unlimited {
-                "ok"
-            } else {
-                match p.def.limit.decide(used, 0) {
-                    Decision::Allow => "ok",
-                    Decision::Warn if used >= p.def.limit.hard() => "exceeded",
-                    Decision::Warn => "warning",
-                    Decision::Reject => "exceeded",
-                }
-            };
+            let status = usage_status(&p.def.limit, used);
             UsageRow {
                 tenant: p.tenant.clone(),
                 spec: LimitSpec::from(&p.def),
@@ -143,7 +133,7 @@ pub async fn report(
                 used,
                 limit: policy.limit,
                 remaining: policy.remaining,
-                status: status.to_string(),
+                status: status.as_str().to_string(),
                 reset_after_s: policy.reset_after_s,
             }
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
-use tollgate_protocol::{CheckRequest, LeaseRequest, ReleaseRequest, SettleRequest};
+use tollgate_protocol::{CheckRequest, LeaseRequest, QuotaRequest, ReleaseRequest, SettleRequest};
 
 use crate::error::ApiError;
 use crate::model::names::{
@@ -111,6 +111,13 @@ pub(super) fn validate_settle(request: &SettleRequest) -> Result<DateTime<Utc>, 
                 "must be a time in milliseconds since the Unix epoch",
             )
         })
+}
+
+pub(super) fn validate_quota(request: &QuotaRequest) -> Result<(), ApiError> {
+    if !is_valid_tenant_id(&request.tenant) {
+        return Err(ApiError::field("tenant", TENANT_RULE));
+    }
+    validate_roles(&request.roles)
 }
 
 pub(super) fn validate_release(request: &ReleaseRequest) -> Result<(), ApiError> {

@@ -1,5 +1,5 @@
-//! `POST /v1/check`, `POST /v1/leases`, `POST /v1/settle` and `POST /v1/release`: what
-//! the Envoy filter calls.
+//! `POST /v1/check`, `POST /v1/leases`, `POST /v1/settle`, `POST /v1/release` and
+//! `POST /v1/quota`: what the Envoy filter calls.
 
 use std::time::Duration;
 
@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use tollgate_protocol::{
-    CheckRequest, CheckResponse, LeaseRequest, LeaseResponse, ReleaseRequest, ReleaseResponse,
-    SettleRequest, SettleResponse,
+    CheckRequest, CheckResponse, LeaseRequest, LeaseResponse, QuotaRequest, QuotaView,
+    ReleaseRequest, ReleaseResponse, SettleRequest, SettleResponse,
 };
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -49,6 +49,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lease))
         .routes(routes!(settle))
         .routes(routes!(release))
+        .routes(routes!(quota))
 }
 
 /// When this request's caller stops waiting: after the shorter of the filter's deadline
@@ -218,6 +219,54 @@ async fn release(
     ApiJson(request): ApiJson<ReleaseRequest>,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
     engine::release(&state.engine, &request, deadline(&state, &headers))
+        .await
+        .map(Json)
+}
+
+/// A tenant's own quota, for the gateway's self-view: every limit, live, with burn
+/// rates and forecasts. Counts nothing.
+///
+/// The gateway sends the tenant and roles it identified the caller by, as for a check;
+/// it answers the caller at its `quota_path` with this body (`cache-control: private,
+/// max-age=1`). One entry per limit per level of the tenant's chain (a level in `off`
+/// mode counts nothing and is left out), the tenant's own first: its usage, hard limit,
+/// what remains and its status as a check sees them, and when usage starts to free
+/// up. `binding` is the one the quota headers name: the least headroom at any level.
+///
+/// `burn_rate` is the usage counted per second from a recent point until now: the
+/// newest point at least five minutes back, else the oldest after it, of the points in
+/// the last ten minutes (at least a second back) where the limit's usage is known —
+/// usage samples the control plane takes at each history flush of windows longer than
+/// five minutes (`basis: sample`), and the starts of its windows or rolling buckets,
+/// where usage was zero (`window_start`). Without one it is `null` (`no_samples`: no use
+/// for ten minutes, or only since the last flush); gauges have none (`gauge`).
+/// `forecast` runs that rate forward: `runs_out` (when the hard limit is reached; for a
+/// rolling window the earliest), `exhausted` (now), `resets_first` (the window resets —
+/// a rolling one turns over — before), `not_burning` (rate 0), `no_rate`, `unlimited`.
+///
+/// `reason: unknown_tenant`, without limits, when no tier applies to the tenant. The
+/// definitions come from the cache, as for a check, within the deadline.
+#[utoipa::path(
+    post, path = "/v1/quota", tag = "decisions",
+    request_body = QuotaRequest,
+    params(DeadlineHeader),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The tenant's quota, live", body = QuotaView),
+        (status = 400, response = super::responses::Malformed),
+        (status = 401, response = super::responses::Unauthorized),
+        (status = 422, description = "An invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or the definitions unavailable: the gateway answers 503",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn quota(
+    _gateway: Gateway,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<QuotaRequest>,
+) -> Result<Json<QuotaView>, ApiError> {
+    engine::quota_view(&state.engine, &request, deadline(&state, &headers))
         .await
         .map(Json)
 }

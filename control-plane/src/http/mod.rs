@@ -5,8 +5,8 @@
 //! May import: [`crate::engine`] and everything below it.
 //!
 //! # Layout
-//! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release` (the
-//!   filter's API).
+//! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release`,
+//!   `/v1/quota` (the filter's API).
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
 //!   admin API under `/admin/v1`, one module per resource.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —

@@ -249,13 +249,18 @@ impl Series {
     /// the window's end for calendar windows, and for a rolling bucket the moment it
     /// slides out of the trailing period.
     pub fn frees_after_s(self, window: &Window, now: DateTime<Utc>) -> u64 {
-        let frees_at = match self.kind {
+        seconds_until(self.frees_at(window), now)
+    }
+
+    /// When the usage counted in `window` stops counting: the window's end for calendar
+    /// windows, and for a rolling bucket the moment it slides out of the trailing period.
+    pub fn frees_at(self, window: &Window) -> DateTime<Utc> {
+        match self.kind {
             WindowKind::Calendar => window.end,
             WindowKind::Rolling => {
                 window.end + Duration::seconds(self.bucket_len_s() * ROLLING_BUCKETS)
             }
-        };
-        seconds_until(frees_at, now)
+        }
     }
 }
 

@@ -8,10 +8,11 @@
 use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
+use tollgate_protocol::quota::UsageStatus;
 use tollgate_protocol::{CheckResponse, Decision, Limit, PolicyStatus, RejectReason};
 
 use super::check::Planned;
-use crate::model::window::WindowKind;
+use crate::model::window::{seconds_until, WindowKind};
 use crate::model::Span;
 use crate::store::Outcome;
 
@@ -32,20 +33,8 @@ pub fn policy_status(
     } else {
         def.limit.hard()
     };
-    let reset_after_s = match (planned.series(), planned.windows.as_slice()) {
-        (Some(series), [current, ..]) => {
-            // A rolling window frees up when its oldest used bucket slides out.
-            let window = oldest
-                .and_then(|i| planned.windows.get(i))
-                .unwrap_or(current);
-            match series.kind {
-                WindowKind::Calendar => current.reset_after_s(now),
-                WindowKind::Rolling => series.frees_after_s(window, now),
-            }
-        }
-        // A gauge frees up when a holder finishes: no time can be promised.
-        _ => 1,
-    };
+    // A gauge frees up when a holder finishes: no time can be promised.
+    let reset_after_s = frees_at(planned, oldest).map_or(1, |at| seconds_until(at, now));
     PolicyStatus {
         name: def.span.policy_name(),
         tenant: Some(planned.tenant.clone()),
@@ -60,6 +49,49 @@ pub fn policy_status(
             Span::Gauge => None,
         },
     }
+}
+
+/// When usage of a windowed limit starts to free up: its calendar window's end, or when
+/// the oldest bucket of its rolling window that holds usage (`oldest`, as the store
+/// found it) slides out. `None` for a gauge.
+pub fn frees_at(planned: &Planned, oldest: Option<usize>) -> Option<DateTime<Utc>> {
+    let series = planned.series()?;
+    let current = planned.windows.first()?;
+    let window = match series.kind {
+        WindowKind::Calendar => current,
+        WindowKind::Rolling => oldest
+            .and_then(|i| planned.windows.get(i))
+            .unwrap_or(current),
+    };
+    Some(series.frees_at(window))
+}
+
+/// A limit's status at `used`: `ok`, `warning` past its warning threshold, `exceeded`
+/// at or past its hard limit (never for an unlimited limit).
+pub fn usage_status(limit: &Limit, used: u64) -> UsageStatus {
+    if limit.unlimited {
+        return UsageStatus::Ok;
+    }
+    match limit.decide(used, 0) {
+        Decision::Allow => UsageStatus::Ok,
+        Decision::Warn if used >= limit.hard() => UsageStatus::Exceeded,
+        Decision::Warn => UsageStatus::Warning,
+        Decision::Reject => UsageStatus::Exceeded,
+    }
+}
+
+/// The position of the binding status among `statuses` (each with whether its limit
+/// is unlimited): the least headroom, as a check's answer names it; the first of equals.
+pub fn tightest<'a>(statuses: impl Iterator<Item = (&'a PolicyStatus, bool)>) -> Option<usize> {
+    let mut best: Option<(usize, &PolicyStatus, bool)> = None;
+    for (i, (status, unlimited)) in statuses.enumerate() {
+        let tighter =
+            best.is_none_or(|(_, b, bu)| headroom((status, unlimited), (b, bu)) == Ordering::Less);
+        if tighter {
+            best = Some((i, status, unlimited));
+        }
+    }
+    best.map(|(i, ..)| i)
 }
 
 /// Orders statuses by headroom, least first: bounded limits before unlimited ones, then

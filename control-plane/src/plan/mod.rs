@@ -11,15 +11,23 @@
 //! - [`settlement`] — a settlement of what a request really cost.
 //! - [`lease`] — a lease: the next budget's size and time, and the answer to the
 //!   gateway.
+//! - [`burn`] — a limit's burn rate from its windows and usage samples, and when it
+//!   runs out at that rate.
+//! - [`view`] — a tenant's view of its own quota from what the stores read.
 
 pub mod answer;
+pub mod burn;
 pub mod check;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod lease;
 pub mod settlement;
+pub mod view;
 
-pub use answer::{crosses_warning, decide, policy_status, unknown_tenant, Decided};
+pub use answer::{
+    crosses_warning, decide, frees_at, policy_status, tightest, unknown_tenant, usage_status,
+    Decided,
+};
 pub use check::{
     counter_ttl_s, plan, Plan, PlanError, Planned, Select, MAX_COUNTER_GRACE_S, MIN_COUNTER_GRACE_S,
 };

@@ -160,6 +160,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         engine.repo.clone(),
         Duration::from_millis(args.history_flush_ms),
+        engine.clock.clone(),
     ));
 
     let bind = |addr: std::net::SocketAddr| async move {
@@ -191,7 +192,10 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving")?;
     // In-flight requests are done: persist what they counted and recorded.
     let flushed = tokio::time::timeout(Duration::from_secs(10), async {
-        engine.flusher.flush(store.as_ref(), &engine.repo).await;
+        engine
+            .flusher
+            .flush(store.as_ref(), &engine.repo, engine.now())
+            .await;
         engine.events.flush(&engine.repo).await;
     })
     .await;

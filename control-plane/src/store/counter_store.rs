@@ -6,6 +6,7 @@ use std::pin::Pin;
 use super::call::{Adjustment, Call, Reply, Seed, Snapshot};
 use super::error::StoreError;
 use super::lease::{LeaseCall, LeaseReply};
+use super::samples::Sampled;
 use super::settlement::{Cancelled, SettleReply, Settlement};
 
 /// A boxed future, because `async fn` in a trait cannot be called through `dyn`.
@@ -56,6 +57,21 @@ pub trait CounterStore: Send + Sync {
     /// Each counter's usage and epoch, `None` where it does not exist. Keys may belong
     /// to different tenant trees.
     fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>>;
+
+    /// Records beside each counter (in its hash tag) what it held at `at_ms` (unix
+    /// milliseconds, the control plane's clock): a usage sample. A counter's samples
+    /// older than [`SAMPLES_KEPT_MS`](super::samples::SAMPLES_KEPT_MS) before `at_ms` go,
+    /// the newest [`MAX_SAMPLES`](super::samples::MAX_SAMPLES) stay, and all of them go
+    /// `SAMPLES_KEPT_MS` after the last one. Keys may belong to different tenant trees.
+    fn record_samples<'a>(
+        &'a self,
+        at_ms: i64,
+        counters: &'a [(String, Snapshot)],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Each counter's usage now and its samples, oldest first. Keys may belong to
+    /// different tenant trees.
+    fn samples<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Sampled>>;
 
     /// Whether the store answers, for `/ready`.
     fn ping(&self) -> StoreFuture<'_, ()>;

@@ -18,7 +18,10 @@
 //!   charged);
 //! - `tollgate:{root}:p:<tenant>:<resource>` — the lease holders at one level of the
 //!   tree: every gateway and tenant at or below `<tenant>` holding a lease of the
-//!   resource (a sorted set of [`lease_holder`] ids by lease expiry).
+//!   resource (a sorted set of [`lease_holder`] ids by lease expiry);
+//! - `tollgate:{root}:r:<tenant>:<resource>:<series>:<window start>` — usage samples of
+//!   the counter of the same name (`samples.rs`): a sorted set of `<at ms>:<used>:<epoch>`
+//!   by `<at ms>`, the last ten minutes.
 //!
 //! The one-letter kind right after the hash tag keeps the kinds apart even though tenant
 //! ids may contain `:`; resource names and series cannot.
@@ -39,6 +42,15 @@ pub const SETTLEMENT_ID_TTL_S: i64 = 3_600;
 /// The key of a window counter.
 pub fn counter_key(root: &str, tenant: &str, resource: &str, series: &str, start: i64) -> String {
     format!("tollgate:{{{root}}}:c:{tenant}:{resource}:{series}:{start}")
+}
+
+/// The key of the usage samples of the counter `counter_key` names: beside it, in the
+/// same hash tag; `None` when it names no counter.
+pub fn samples_key(counter_key: &str) -> Option<String> {
+    let (tag, rest) = counter_key.split_once('}')?;
+    let rest = rest.strip_prefix(":c:")?;
+    tag.starts_with("tollgate:{")
+        .then(|| format!("{tag}}}:r:{rest}"))
 }
 
 /// The key of a gauge's leases.

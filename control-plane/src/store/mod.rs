@@ -19,6 +19,8 @@
 //! - [`call`] — a check or read ([`Call`]), seeds, snapshots, adjustments.
 //! - [`settlement`] — a settlement, a take-back.
 //! - [`lease`] — a lease's return and next budget ([`LeaseCall`]).
+//! - [`samples`] — usage samples the history flusher leaves beside counters, for burn
+//!   rates.
 //! - [`keys`] — the key of every kind of value, and how long each lives.
 //! - [`validate`] — the shape of a call, checked before any store runs it.
 //! - [`error`] — [`StoreError`], transient or not.
@@ -34,6 +36,7 @@ pub mod keys;
 pub mod lease;
 mod memory;
 mod redis;
+pub mod samples;
 pub mod settlement;
 pub mod validate;
 
@@ -45,12 +48,13 @@ pub use counter_store::{CounterStore, StoreFuture};
 pub use error::StoreError;
 pub use keys::{
     check_record_key, counter_key, gauge_key, hold_record_key, lease_holder, lease_holders_key,
-    lease_key, marker_key, settlement_key, Counter, CHECK_RECORD_TTL_MS, MARKER_TTL_S,
+    lease_key, marker_key, samples_key, settlement_key, Counter, CHECK_RECORD_TTL_MS, MARKER_TTL_S,
     SETTLEMENT_ID_TTL_S,
 };
 pub use lease::{Grant, LeaseCall, LeaseLevel, LeaseOutcome, LeaseReply, Leased, ReturnedLease};
 pub use memory::MemoryStore;
 pub use redis::{RedisStore, RedisTls};
+pub use samples::{Sample, Sampled};
 pub use settlement::{
     Cancelled, Change, Move, Release, SettleOutcome, SettleReply, Settled, Settlement,
 };

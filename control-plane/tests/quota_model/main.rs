@@ -8,6 +8,8 @@
 //!   router: hierarchy, multiple limits, modes, gauges, calendar boundaries, re-seeding,
 //!   several instances, settlements, budgets.
 //! - `fallback` — deciding while Redis is down, and reconciling once it is back.
+//! - `quota_view` — `/v1/quota`, a tenant's own view: usage samples, burn rates,
+//!   forecasts.
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
@@ -19,6 +21,7 @@ mod admin_api;
 mod decisions;
 mod directory;
 mod fallback;
+mod quota_view;
 mod schema;
 mod support;
 mod tenant_search;

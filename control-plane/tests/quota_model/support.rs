@@ -184,7 +184,11 @@ impl Api {
         self.state
             .engine
             .flusher
-            .flush(self.state.engine.store.as_ref(), &self.state.engine.repo)
+            .flush(
+                self.state.engine.store.as_ref(),
+                &self.state.engine.repo,
+                self.clock.now(),
+            )
             .await;
     }
 }

@@ -22,8 +22,10 @@ impl RequestFlow {
             return; // the deadline already decided
         };
         self.state.on(Event::WaitOver);
-        if waiting.purpose == Purpose::Lease {
-            return self.on_lease_answer(host, status, body);
+        match waiting.purpose {
+            Purpose::Lease => return self.on_lease_answer(host, status, body),
+            Purpose::View => return self.on_view_answer(host, status, body),
+            _ => {}
         }
         if status != Some(200) {
             host.count(Metric::CalloutFailures);
@@ -115,9 +117,9 @@ impl RequestFlow {
                     self.continue_body(host);
                 }
             }
-            // Lease answers go through `on_lease_answer`; a refill waited for is no
-            // callout of this request.
-            Purpose::Lease | Purpose::Refill => {}
+            // Lease and view answers go through `on_lease_answer` and `on_view_answer`;
+            // a refill waited for is no callout of this request.
+            Purpose::Lease | Purpose::Refill | Purpose::View => {}
         }
     }
 
@@ -213,8 +215,11 @@ impl RequestFlow {
         if self.failure_is_moot(purpose) {
             return Next::Continue;
         }
-        if purpose == Purpose::Lease {
-            return self.lease_failed(host, why);
+        match purpose {
+            Purpose::Lease => return self.lease_failed(host, why),
+            // Nothing to let through: the view is the filter's own answer.
+            Purpose::View => return self.view_unavailable(host, why),
+            _ => {}
         }
         host.warn(&format!(
             "tollgate: {why} (tenant {}); failure mode {:?}",
@@ -226,7 +231,7 @@ impl RequestFlow {
                 host.count(Metric::FailedOpen);
                 match purpose {
                     // Not counted: the request passes as `unknown`.
-                    Purpose::Admission | Purpose::Lease | Purpose::Refill => {
+                    Purpose::Admission | Purpose::Lease | Purpose::Refill | Purpose::View => {
                         self.let_through(host, QuotaStatus::Unknown, None)
                     }
                     // Counted so far; the rest of the body passes unchecked and is
@@ -262,16 +267,29 @@ impl RequestFlow {
         self.reply(host, &body, &headers)
     }
 
+    /// Answers the request with `problem` (and `extra` headers).
     pub(super) fn reply(
         &mut self,
         host: &dyn Host,
         problem: &Problem,
         extra: &[(String, String)],
     ) -> Next {
-        self.state.on(Event::Replied);
         let mut headers: Vec<(&str, &str)> = vec![("content-type", problem::CONTENT_TYPE)];
         headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        host.send_local_response(u32::from(problem.status), &headers, &problem.to_json());
+        let status = u32::from(problem.status);
+        self.answer(host, status, &headers, &problem.to_json())
+    }
+
+    /// Answers the request itself: the upstream never sees (the rest of) it.
+    pub(super) fn answer(
+        &mut self,
+        host: &dyn Host,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Next {
+        self.state.on(Event::Replied);
+        host.send_local_response(status, headers, body);
         Next::Pause
     }
 }

@@ -15,7 +15,7 @@ const ENVOY_TIMEOUT_BACKSTOP_MS: u64 = 1_000;
 
 impl RequestFlow {
     /// Until when a wait for `purpose` that starts now may last: the admission's one
-    /// deadline, or for a body's check a whole timeout from now.
+    /// deadline, or for a body's check or a view a whole timeout from now.
     pub(super) fn deadline_for(&mut self, host: &dyn Host, purpose: Purpose) -> u64 {
         let fresh = host
             .now_ms()
@@ -24,7 +24,7 @@ impl RequestFlow {
             Purpose::Admission | Purpose::Lease | Purpose::Refill => {
                 *self.admission_by_ms.get_or_insert(fresh)
             }
-            Purpose::Body { .. } | Purpose::Ahead { .. } => fresh,
+            Purpose::Body { .. } | Purpose::Ahead { .. } | Purpose::View => fresh,
         }
     }
 

@@ -1,5 +1,5 @@
-//! Request headers: whether the request counts, whose it is, and what it costs; then
-//! its admission is decided.
+//! Request headers: whether the request asks for the caller's own quota or counts,
+//! whose it is, and what it costs; then its admission is decided.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use tollgate_protocol::resource;
 use super::request::{Next, RequestFlow};
 use super::state::{BodyAsks, Event};
 use crate::host::{Host, Metric};
-use crate::identity::{identify, IdentityError};
+use crate::identity::{identify, Identity, IdentityError};
 use crate::response_cost::post_paid_resources;
 
 impl RequestFlow {
@@ -18,23 +18,16 @@ impl RequestFlow {
     pub fn on_request_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Next {
         self.method = host.request_header(":method").unwrap_or_default();
         self.path = host.request_header(":path").unwrap_or_default();
+        if self.asks_for_view() {
+            return self.view(host);
+        }
         if !self.config.counts(&self.method, &self.path) {
             self.state.on(Event::Pass);
             return Next::Continue;
         }
-        let identity = match identify(&self.config.tenant, &self.path, |name| {
-            host.request_header(name)
-        }) {
+        let identity = match self.identify(host) {
             Ok(identity) => identity,
-            Err(IdentityError::Missing(what)) => {
-                host.count(Metric::TenantMissing);
-                let detail = format!("{what} is required");
-                return self.reply(host, &Problem::plain(401, "Unauthorized", detail), &[]);
-            }
-            Err(IdentityError::Invalid(why)) => {
-                host.count(Metric::TenantInvalid);
-                return self.reply(host, &Problem::plain(400, "Bad Request", why), &[]);
-            }
+            Err(replied) => return replied,
         };
         let (amounts, body) = self.admission_amounts(host, end_of_stream);
         self.amounts = amounts;
@@ -46,6 +39,25 @@ impl RequestFlow {
             return self.reject(host, policy);
         }
         self.decide(host)
+    }
+
+    /// The caller's identity, or the request answered 401 (no tenant) or 400 (one that
+    /// cannot be a tenant).
+    pub(super) fn identify(&mut self, host: &dyn Host) -> Result<Identity, Next> {
+        let found = identify(&self.config.tenant, &self.path, |name| {
+            host.request_header(name)
+        });
+        found.map_err(|error| match error {
+            IdentityError::Missing(what) => {
+                host.count(Metric::TenantMissing);
+                let detail = format!("{what} is required");
+                self.reply(host, &Problem::plain(401, "Unauthorized", detail), &[])
+            }
+            IdentityError::Invalid(why) => {
+                host.count(Metric::TenantInvalid);
+                self.reply(host, &Problem::plain(400, "Bad Request", why), &[])
+            }
+        })
     }
 
     /// What the admission check asks for: one request, the announced body, a reserve

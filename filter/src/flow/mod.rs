@@ -3,13 +3,15 @@
 //! tests.
 //!
 //! A request runs one way through small steps, one file each: its headers (match,
-//! tenant, costs), its admission (a remembered rejection, budgets, a check), the
+//! tenant, costs; or the caller's own quota, answered here), its admission (a remembered rejection, budgets, a check), the
 //! answer, its body, its response, and what is settled when it is over.
 //!
 //! # Layout
 //! - `state` — where a request stands, and every transition, in one function.
 //! - `request` — the flow's data, and what every step shares.
 //! - `headers` — request headers: which requests count, the tenant, the costs.
+//! - `self_view` — a request for the caller's own quota (`quota_path`), answered by the
+//!   filter with the control plane's view.
 //! - `admission` — a remembered rejection, budgets (a refill, or a wait for another
 //!   request's), or a check.
 //! - `callout` — sending a callout within the request's deadline.
@@ -26,6 +28,7 @@ mod headers;
 mod request;
 mod request_body;
 mod response;
+mod self_view;
 mod state;
 
 pub use follow_ups::{FollowUps, Woken};

@@ -46,8 +46,8 @@ impl RequestFlow {
     /// The request ends (the client went away) while its check or its refill is in
     /// flight: the check is taken back, and both leases of the refill are returned.
     pub fn abandon(&mut self, host: &dyn Host) {
-        if self.state.waits_for(Purpose::Refill) {
-            self.state.on(Event::WaitOver); // nobody to wake any more
+        if self.state.waits_for(Purpose::Refill) || self.state.waits_for(Purpose::View) {
+            self.state.on(Event::WaitOver); // nobody to wake or answer any more
         }
         // The client went away while its check was in flight: not admitted.
         if self.state.waits_for(Purpose::Admission) {

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! Start ──not counted (match)──▶ Passed (untouched)
+//!   │──quota_path──▶ Viewing ──not GET/HEAD, no/invalid tenant──▶ Replied (405, 401/400)
+//!   │                  │  waits (Envoy paused): the tenant's view (/v1/quota), nothing counted
+//!   │                  └──answered──▶ Replied (200 view, 403) | failure or deadline ──▶ Replied (503)
 //!   │──no/invalid tenant──▶ Replied (401/400)
 //!   └──identified──▶ Deciding ──remembered rejection──▶ Replied (429, no callout)
 //!                      │  waits (Envoy paused): a check, a lease (its own refill), or
@@ -37,6 +40,8 @@ pub(super) enum Purpose {
     /// No callout: another request of this worker is refilling the budget this one
     /// needs, and this one waits for that answer (single flight).
     Refill,
+    /// The caller's own quota (`/v1/quota`), which the filter answers with.
+    View,
 }
 
 /// A wait in flight: a callout this request sent, or another request's refill.
@@ -95,6 +100,9 @@ pub(super) enum Phase {
     Start,
     /// Not counted: passes untouched.
     Passed,
+    /// It asks for the caller's own quota (`quota_path`): the filter answers it, and
+    /// nothing of it is counted or reaches the upstream.
+    Viewing,
     /// Tenant and costs known; admission being decided.
     Deciding { body: BodyAsks, fast_path: FastPath },
     /// Admitted, or let through by the failure mode or shadow mode: on its way.
@@ -118,6 +126,8 @@ pub(super) enum Envoy {
 pub(super) enum Event {
     /// The request does not count.
     Pass,
+    /// It asks for the caller's own quota.
+    ViewAsked,
     /// Its tenant and costs are known, `body` says how its body is asked for.
     Identified(BodyAsks),
     /// It now waits for `Wait`.
@@ -167,6 +177,7 @@ impl State {
     /// | event | phase | wait | Envoy |
     /// |---|---|---|---|
     /// | `Pass` | Start → Passed | | |
+    /// | `ViewAsked` | Start → Viewing | | |
     /// | `Identified` | Start → Deciding | | |
     /// | `Waiting` | | → the wait | |
     /// | `WaitOver` | | → none | |
@@ -183,6 +194,7 @@ impl State {
     pub(super) fn on(&mut self, event: Event) {
         match event {
             Event::Pass => self.phase = Phase::Passed,
+            Event::ViewAsked => self.phase = Phase::Viewing,
             Event::Identified(body) => {
                 self.phase = Phase::Deciding {
                     body,
@@ -271,7 +283,9 @@ impl State {
     pub(super) fn body_asks(&self) -> BodyAsks {
         match self.phase {
             Phase::Deciding { body, .. } | Phase::Flowing { body, .. } => body,
-            Phase::Start | Phase::Passed | Phase::Replied { .. } => BodyAsks::Announced,
+            Phase::Start | Phase::Passed | Phase::Viewing | Phase::Replied { .. } => {
+                BodyAsks::Announced
+            }
         }
     }
 
@@ -300,7 +314,9 @@ impl State {
     fn count(&self) -> Count {
         match self.phase {
             Phase::Flowing { count, .. } | Phase::Replied { count } => count,
-            Phase::Start | Phase::Passed | Phase::Deciding { .. } => Count::Uncounted,
+            Phase::Start | Phase::Passed | Phase::Viewing | Phase::Deciding { .. } => {
+                Count::Uncounted
+            }
         }
     }
 }
@@ -383,6 +399,23 @@ mod tests {
         assert!(!state.may_refill() && !state.may_wait_for_refill());
         state.on(Event::Admitted);
         assert!(!state.may_refill(), "only while deciding");
+    }
+
+    #[test]
+    fn a_view_waits_paused_and_is_never_counted() {
+        let mut state = State::default();
+        state.on(Event::ViewAsked);
+        let wait = Wait {
+            purpose: Purpose::View,
+            deadline_ms: 10,
+        };
+        state.on(Event::Waiting(wait));
+        state.on(Event::Paused);
+        assert!(state.waits_for(Purpose::View) && state.is_paused());
+        assert!(!state.is_flowing() && !state.is_counted());
+        state.on(Event::Replied);
+        assert!(state.is_replied() && !state.is_counted() && !state.is_paused());
+        assert_eq!(state.wait(), None);
     }
 
     #[test]

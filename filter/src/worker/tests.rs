@@ -196,6 +196,35 @@ fn a_deadline_past_in_the_tick_applies_the_failure_mode_in_the_request_s_context
 }
 
 #[test]
+fn a_view_nobody_answers_is_503_at_its_deadline_whatever_the_failure_mode() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(json!({"quota_path": "/.well-known/quota", "failure_mode": "open"}));
+    host.open(
+        2,
+        &[
+            (":path", "/.well-known/quota"),
+            (":method", "GET"),
+            ("x-tenant-id", "acme"),
+        ],
+    );
+    let flow = worker.new_flow().unwrap();
+    let next = worker.step(&host, 2, Some(&flow), Next::Continue, |flow| {
+        flow.on_request_headers(&host, true)
+    });
+    assert_eq!(next, Next::Pause);
+    assert_eq!(host.last_dispatched().path(), "/v1/quota");
+    host.advance(150);
+    tick(&host, &worker);
+    let replies = host.of(2).replies;
+    assert_eq!(replies.iter().map(|r| r.0).collect::<Vec<_>>(), [503]);
+    assert_eq!(host.of(2).resumed, 0);
+    assert_eq!(host.counted(Metric::FailedOpen), 0);
+    // Nothing to take back: the view counted nothing.
+    tick(&host, &worker);
+    assert_eq!(host.dispatched().len(), 1);
+}
+
+#[test]
 fn a_deadline_of_a_request_that_is_gone_is_skipped() {
     let host = FakeHost::default().at(1_000);
     let worker = worker(json!({"failure_mode": "closed"}));

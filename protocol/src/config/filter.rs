@@ -8,6 +8,7 @@ use super::costs::CostsConfig;
 use super::error::ConfigError;
 use super::headers::HeadersConfig;
 use super::matching::MatchConfig;
+use super::quota_path;
 use super::tenant::TenantConfig;
 
 /// The whole filter configuration.
@@ -42,6 +43,12 @@ pub struct FilterConfig {
     /// The fast path: budgets leased from the control plane and spent locally.
     #[serde(default)]
     pub budgets: BudgetsConfig,
+    /// The path the gateway answers itself with the caller's own quota (`GET`, for the
+    /// tenant its requests are charged to; `POST /v1/quota` to the control plane);
+    /// with `tenant.from: path`, the path after the tenant's prefix. Never counted.
+    /// Absent: off.
+    #[serde(default)]
+    pub quota_path: Option<String>,
 }
 
 impl FilterConfig {
@@ -61,7 +68,8 @@ impl FilterConfig {
         self.matching.validate()?;
         self.costs.validate()?;
         self.budgets.validate()?;
-        self.headers.validate()
+        self.headers.validate()?;
+        quota_path::validate(self.quota_path.as_deref())
     }
 
     /// Whether a request with this method and path is checked and counted. The query

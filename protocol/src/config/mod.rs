@@ -15,6 +15,7 @@
 //! - `costs` — what a request costs, up front and after its response.
 //! - `headers` — the quota headers.
 //! - `budgets` — the fast path's budgets.
+//! - `quota_path` — where the gateway answers the caller's own quota (the self-view).
 //! - `error` — the refusal, naming the field, and the name rules fields share.
 
 mod budgets;
@@ -24,6 +25,7 @@ mod error;
 mod filter;
 mod headers;
 mod matching;
+mod quota_path;
 mod tenant;
 
 #[cfg(test)]

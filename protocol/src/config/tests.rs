@@ -29,6 +29,7 @@ fn smallest_config_takes_every_default() {
     assert_eq!(config.headers.prefix, "x-quota-");
     assert!(config.costs.requests && config.costs.request_bytes);
     assert!(!config.shadow);
+    assert_eq!(config.quota_path, None, "the self-view is opt-in");
     assert!(!config.counts("GET", "/health"));
     assert!(!config.counts("GET", "/metrics/x"));
     assert!(config.counts("POST", "/upload?x=/health"));
@@ -86,6 +87,7 @@ fn every_bad_value_names_its_field() {
         ),
         (r#""headers":{"prefix":"X-"}"#, "headers.prefix"),
         (r#""budgets":{"enabled":true,"want":0}"#, "budgets.want"),
+        (r#""quota_path":".well-known/quota""#, "quota_path"),
     ];
     for (part, field) in cases {
         let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},{part}}}"#);
@@ -155,10 +157,12 @@ fn every_option_parses() {
         "failure_mode": "closed",
         "shadow": true,
         "reject_cache_max_s": 0,
-        "budgets": {"enabled": true, "want": 500}
+        "budgets": {"enabled": true, "want": 500},
+        "quota_path": "/.well-known/quota"
     }"#;
     let config = parse(json).unwrap();
     assert_eq!(config.tenant.claim.as_deref(), Some("org.id"));
+    assert_eq!(config.quota_path.as_deref(), Some("/.well-known/quota"));
     assert_eq!(config.failure_mode, FailureMode::Closed);
     assert!(config.counts("GET", "/api/x"));
     assert!(!config.counts("DELETE", "/api/x"));
@@ -172,4 +176,35 @@ fn excluded_methods_never_count() {
     let config = parse(json).unwrap();
     assert!(!config.counts("OPTIONS", "/x"));
     assert!(config.counts("PUT", "/x"));
+}
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_quota_path_must_be_a_plain_normalised_path() {
+    for good in [
+        "/.well-known/quota",
+        "/quota",
+        "/v1/me/quota.json",
+        "/a-b_c~d",
+    ] {
+        let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},"quota_path":"{good}"}}"#);
+        assert_eq!(parse(&json).unwrap().quota_path.as_deref(), Some(good));
+    }
+    let long = format!("/{}", "q".repeat(256));
+    for bad in [
+        "",
+        "quota",
+        "/quota?x=1",
+        "/quota#top",
+        "/",
+        "//quota",
+        "/quota/",
+        "/a/./quota",
+        "/a/../quota",
+        "/my quota",
+        "/quot\\u00e4",
+        long.as_str(),
+    ] {
+        let json = format!(r#"{{"control_plane":{{"cluster":"cp"}},"quota_path":"{bad}"}}"#);
+        assert_eq!(field_of(&json), "quota_path", "{bad:?}");
+    }
 }

@@ -41,19 +41,20 @@ use tollgate_e2e::rendered::Rendered;
 use tollgate_e2e::response::header;
 use tollgate_e2e::upstream::Upstream;
 use tollgate_e2e::Template;
-use tollgate_protocol::{FailureMode, FilterConfig};
+use tollgate_protocol::{FailureMode, FilterConfig, QuotaView};
 
 use markdown::{blocks, example, DOCS};
 use shell::{flag_port, render_calls, replace_numbers, RenderCall, Sandbox};
 
 /// Every example the docs mark, by doc and name: each is used by a test below.
-const EXAMPLES: [(&str, &str); 6] = [
+const EXAMPLES: [(&str, &str); 7] = [
     ("README.md", "serve"),
     ("README.md", "filter-config"),
     ("envoy/README.md", "render"),
     ("envoy/README.md", "smallest-filter-config"),
     ("envoy/README.md", "every-filter-field"),
     ("envoy/README.md", "jwt-authn"),
+    ("envoy/README.md", "quota-view"),
 ];
 
 /// Where the render example names the JWKS file of a real deployment.
@@ -313,6 +314,20 @@ fn missing_fields(config: &Value, documented: &Value, at: &str) -> Vec<String> {
         }
     }
     missing
+}
+
+#[test]
+fn envoy_readme_quota_view_example_is_what_the_control_plane_answers_field_for_field() {
+    let block = example("envoy/README.md", "quota-view", "json").unwrap();
+    let documented: Value = serde_json::from_str(&block.body).unwrap();
+    let view: QuotaView = serde_json::from_value(documented.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&view).unwrap(),
+        documented,
+        "envoy/README.md:{}: the view example has a field the answer lacks, or lacks one",
+        block.line
+    );
+    assert!(view.limits.iter().filter(|l| l.binding).count() == 1);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 19] = [
+const STATS: [&str; 20] = [
     "allowed",
     "warned",
     "rejected",
@@ -34,6 +34,7 @@ const STATS: [&str; 19] = [
     "leases",
     "budget_waits",
     "control_plane_misconfigured",
+    "quota_views",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -27,7 +27,7 @@ fn now_s() -> i64 {
 
 /// An RS256 token over `claims`, signed with the fixture key `key` (`private.pem` is
 /// the one the reference config's JWKS trusts).
-fn token(key: &str, claims: &Value) -> String {
+pub(super) fn token(key: &str, claims: &Value) -> String {
     let pem = std::fs::read(repo_root().join("tests/fixtures/jwt").join(key)).unwrap();
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("tollgate-test".into());
@@ -35,7 +35,7 @@ fn token(key: &str, claims: &Value) -> String {
 }
 
 /// Standard claims valid for an hour, plus `extra`.
-fn claims(extra: Value) -> Value {
+pub(super) fn claims(extra: Value) -> Value {
     let mut claims = json!({
         "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1",
         "iat": now_s(), "exp": now_s() + 3600,
@@ -44,7 +44,7 @@ fn claims(extra: Value) -> Value {
     claims
 }
 
-fn bearer(token: &str) -> String {
+pub(super) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 

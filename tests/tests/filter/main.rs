@@ -20,6 +20,8 @@
 //!   token: its own stat, and one line in Envoy's log.
 //! - [`faults`] — Redis, the control plane and PostgreSQL stopped and started again
 //!   under load: deadlines kept, nothing lost.
+//! - [`self_view`] — the caller's own quota at `quota_path`: live usage, a burn rate,
+//!   nothing counted, a second's caching, a quick 503, the token's tenant only.
 
 // clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -32,6 +34,7 @@ mod failures;
 mod faults;
 mod identity;
 mod misconfigured;
+mod self_view;
 
 use std::time::Duration;
 

@@ -9,6 +9,13 @@
 //!
 //! What can be lost: a crash loses the dirty marks of the last interval — the counters
 //! themselves are safe in Redis, and the next use of each marks it again.
+//!
+//! Each flush also leaves, beside every counter it read whose window is longer than
+//! five minutes, a usage sample (`store/samples.rs`): what it held and when, kept ten
+//! minutes, from which a tenant's view of its quota tells its burn rate. It costs one
+//! more pipelined Redis round trip per tenant tree a flush reads, and nothing on the
+//! check path. A sample that cannot be written is skipped (the next flush writes
+//! another); it never fails the flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,11 +23,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::model::window::Window;
+
 use super::rows::HistoryRow;
 use crate::metrics::Metrics;
 use crate::repo::connection::QuotaRepo;
 use crate::repo::error::RepoError;
-use crate::store::{Counter, CounterStore, StoreError};
+use crate::store::samples::is_sampled;
+use crate::store::{Counter, CounterStore, Snapshot, StoreError};
 
 /// At most this many counters wait to be persisted.
 const MAX_DIRTY: usize = 500_000;
@@ -55,14 +65,20 @@ enum FlushError {
     Postgres(#[from] RepoError),
 }
 
-/// Reads the counters of `batch` and upserts what exists. Returns the rows written.
+/// Reads the counters of `batch` and upserts what exists; with `sample_at` (unix ms),
+/// first records what was read as a usage sample of each counter whose window is long
+/// enough to need them. Returns the rows written.
 async fn persist(
     batch: &[(String, CounterMeta)],
     store: &dyn CounterStore,
     repo: &QuotaRepo,
+    sample_at: Option<i64>,
 ) -> Result<u64, FlushError> {
     let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
     let snapshots = store.snapshot(&keys).await?;
+    if let Some(at_ms) = sample_at {
+        record_samples(batch, &snapshots, store, at_ms).await;
+    }
     let rows: Vec<HistoryRow> = batch
         .iter()
         .zip(snapshots)
@@ -80,6 +96,33 @@ async fn persist(
         .collect();
     repo.upsert_history(&rows).await?;
     Ok(rows.len() as u64)
+}
+
+/// Records the existing counters of `batch` whose window is longer than the burn
+/// rate's lookback, as read at `at_ms`; a failure is logged, never fails the flush.
+async fn record_samples(
+    batch: &[(String, CounterMeta)],
+    snapshots: &[Option<Snapshot>],
+    store: &dyn CounterStore,
+    at_ms: i64,
+) {
+    let sampled: Vec<(String, Snapshot)> = batch
+        .iter()
+        .zip(snapshots)
+        .filter_map(|((key, meta), snapshot)| {
+            let window = Window {
+                start: meta.window_start,
+                end: meta.window_end,
+            };
+            Some((key.clone(), (*snapshot)?)).filter(|_| is_sampled(&window))
+        })
+        .collect();
+    if sampled.is_empty() {
+        return;
+    }
+    if let Err(error) = store.record_samples(at_ms, &sampled).await {
+        tracing::warn!(%error, counters = sampled.len(), "usage samples not recorded");
+    }
 }
 
 /// Counters used since the last flush, and when one last succeeded.
@@ -122,7 +165,7 @@ impl UsageFlusher {
             .iter()
             .map(|c| (c.key.clone(), meta_of(c)))
             .collect();
-        persist(&batch, store, repo).await
+        persist(&batch, store, repo, None).await
     }
 
     /// Marks each counter not yet marked; `counter` names it and is called only then
@@ -154,14 +197,20 @@ impl UsageFlusher {
         self.metrics.history_pending.set(dirty.len() as i64);
     }
 
-    /// Reads every dirty counter and persists it. Returns how many rows were written.
-    pub async fn flush(&self, store: &dyn CounterStore, repo: &QuotaRepo) -> u64 {
+    /// Reads every dirty counter, samples it (`now` is the control plane's clock) and
+    /// persists it. Returns how many rows were written.
+    pub async fn flush(
+        &self,
+        store: &dyn CounterStore,
+        repo: &QuotaRepo,
+        now: DateTime<Utc>,
+    ) -> u64 {
         let batch: Vec<(String, CounterMeta)> = self.dirty().drain().collect();
         if batch.is_empty() {
             self.succeeded();
             return 0;
         }
-        let written = persist(&batch, store, repo).await;
+        let written = persist(&batch, store, repo, Some(now.timestamp_millis())).await;
         match written {
             Ok(n) => {
                 self.metrics.history_rows.inc_by(n);
@@ -200,18 +249,19 @@ impl UsageFlusher {
             .elapsed()
     }
 
-    /// Flushes every `every` until the process ends.
+    /// Flushes every `every` until the process ends; `clock` says when (the engine's).
     pub async fn run(
         self: Arc<Self>,
         store: Arc<dyn CounterStore>,
         repo: QuotaRepo,
         every: Duration,
+        clock: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
     ) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            self.flush(store.as_ref(), &repo).await;
+            self.flush(store.as_ref(), &repo, clock()).await;
         }
     }
 }

@@ -7,6 +7,7 @@ use chrono::Utc;
 
 use crate::store::call::{Op, OpKind, COUNTER_MAX};
 use crate::store::keys::MARKER_TTL_S;
+use crate::store::samples::Sample;
 
 /// One stored value and the unix second it expires at.
 #[derive(Debug, Clone)]
@@ -45,6 +46,10 @@ pub(super) enum Value {
     /// clock).
     Holders {
         until: BTreeMap<String, i64>,
+    },
+    /// A counter's usage samples, oldest first.
+    Samples {
+        samples: Vec<Sample>,
     },
 }
 

@@ -8,10 +8,12 @@
 //! - `store` — [`MemoryStore`] and its [`CounterStore`](super::CounterStore) calls.
 //! - `entries` — the map of values with expiries, and the steps the calls share.
 //! - `check`, `settle`, `lease` — the calls, each the twin of its Lua script.
+//! - `samples` — usage samples beside counters, the twin of the Redis sorted sets.
 
 mod check;
 mod entries;
 mod lease;
+mod samples;
 mod settle;
 mod store;
 

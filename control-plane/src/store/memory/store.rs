@@ -3,11 +3,12 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::entries::{past, release_held, Entries};
-use super::{check, lease, settle};
+use super::{check, lease, samples, settle};
 use crate::store::call::{Adjustment, Call, CallMode, Reply, Seed, Snapshot};
 use crate::store::counter_store::{CounterStore, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::lease::{LeaseCall, LeaseReply};
+use crate::store::samples::Sampled;
 use crate::store::settlement::{Cancelled, SettleReply, Settlement};
 use crate::store::validate::{validate_call, validate_lease, validate_settlement};
 
@@ -94,6 +95,18 @@ impl CounterStore for MemoryStore {
 
     fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {
         Box::pin(async move { Ok(check::snapshot(&mut self.lock(), keys)) })
+    }
+
+    fn record_samples<'a>(
+        &'a self,
+        at_ms: i64,
+        counters: &'a [(String, Snapshot)],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move { samples::record(&mut self.lock(), at_ms, counters) })
+    }
+
+    fn samples<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Sampled>> {
+        Box::pin(async move { samples::read(&self.lock(), keys) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -12,6 +12,7 @@
 //!   calls.
 //! - `scripts` — the Lua scripts (in `scripts/`), assembled per call.
 //! - `check`, `settle`, `lease` — each call's keys and arguments, as its script reads them.
+//! - `samples` — usage samples in sorted sets beside the counters.
 //! - `replies` — the scripts' answers, parsed.
 //! - `bus` — the invalidation stream; `tls` — certificates.
 
@@ -19,6 +20,7 @@ mod bus;
 mod check;
 mod lease;
 mod replies;
+mod samples;
 mod scripts;
 mod settle;
 mod store;

@@ -14,6 +14,7 @@ use crate::store::call::{Adjustment, Call, Reply, Seed, Snapshot};
 use crate::store::counter_store::{CounterStore, StoreFuture};
 use crate::store::error::StoreError;
 use crate::store::lease::{LeaseCall, LeaseReply};
+use crate::store::samples::Sampled;
 use crate::store::settlement::{Cancelled, SettleReply, Settlement};
 
 /// Fail fast when Redis is down: the filter waits ~200 ms for a decision, and a check
@@ -160,6 +161,18 @@ impl CounterStore for RedisStore {
 
     fn snapshot<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Option<Snapshot>>> {
         Box::pin(self.snapshot_counters(keys))
+    }
+
+    fn record_samples<'a>(
+        &'a self,
+        at_ms: i64,
+        counters: &'a [(String, Snapshot)],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(self.record_counter_samples(at_ms, counters))
+    }
+
+    fn samples<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, Vec<Sampled>> {
+        Box::pin(self.read_samples(keys))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
