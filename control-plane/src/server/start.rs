@@ -147,6 +147,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.definitions.clone(),
         engine.repo.clone(),
         engine.metrics.clone(),
+        engine.clock.clone(),
         RESYNC_EVERY,
     ));
     tokio::spawn(engine.events.clone().run(
