@@ -26,7 +26,7 @@ use crate::support::{assert_problem, Api};
 
 /// A pool of its own on the test's database, for the instance whose PostgreSQL goes
 /// down: closing it leaves the test's pool (and the other instance) working.
-async fn own_pool(pool: &PgPool) -> PgPool {
+pub(crate) async fn own_pool(pool: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(4)
         .connect_with((*pool.connect_options()).clone())
@@ -36,7 +36,7 @@ async fn own_pool(pool: &PgPool) -> PgPool {
 
 /// Loads the directory of `api` through `through` (its own, or another instance's
 /// repository when its own PostgreSQL never answers).
-async fn load_directory(api: &Api, through: &Api) -> usize {
+pub(crate) async fn load_directory(api: &Api, through: &Api) -> usize {
     let engine = &api.state.engine;
     sync_directory(
         &engine.definitions,
