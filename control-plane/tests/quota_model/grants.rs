@@ -660,3 +660,50 @@ async fn with_postgres_down_the_directory_decides_with_the_grants_until_they_end
         .get();
     assert!(directory > 0, "decided from the directory");
 }
+
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn the_table_refuses_a_grant_of_nothing_one_ending_before_it_starts_and_a_key_twice(
+    pool: PgPool,
+) {
+    let api = Api::new(pool.clone());
+    acme_on(
+        &api,
+        json!([{"resource": "requests", "period": "month", "quota": 1}]),
+    )
+    .await;
+    let insert = |amount: i64, expires: &str, key: Option<&str>| {
+        sqlx::query(
+            "INSERT INTO grants (tenant_id, key, resource, period, amount, effective_at, \
+             expires_at, reason) VALUES ('acme', $1, 'requests', 'month', $2, \
+             '2026-11-17T12:00:00Z', $3::timestamptz, 'r')",
+        )
+        .bind(key.map(str::to_string))
+        .bind(amount)
+        .bind(expires.to_string())
+        .execute(&pool)
+    };
+    let later = "2026-12-01T00:00:00Z";
+    for (amount, expires) in [(0, later), (-5, later), (1, "2026-11-17T12:00:00Z")] {
+        let refused = insert(amount, expires, None).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("check constraint"),
+            "{amount} until {expires}: {refused}"
+        );
+    }
+    insert(1, later, Some("k")).await.unwrap();
+    let twice = insert(1, later, Some("k")).await.unwrap_err();
+    assert!(
+        twice.to_string().contains("grants_tenant_key_unique"),
+        "{twice}"
+    );
+    // A gauge's grant has no rolling window, as a gauge limit has none.
+    let rolling_gauge = sqlx::query(
+        "INSERT INTO grants (tenant_id, resource, period, window_kind, amount, effective_at, \
+         expires_at, reason) VALUES ('acme', 'slots', NULL, 'rolling', 1, now(), \
+         now() + interval '1 hour', 'r')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(rolling_gauge.to_string().contains("check constraint"));
+}
