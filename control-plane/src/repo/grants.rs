@@ -137,7 +137,7 @@ fn grant_from_row(row: &PgRow) -> Result<Grant, RepoError> {
 }
 
 /// Per tenant row aliased `c`: its grants that have not ended by the parameter
-/// `now_param` (`$3`), as a JSON array `grants` of [`GrantRow`]s.
+/// `now_param` (`$3` in a chain), as a JSON array `grants` of [`GrantRow`]s.
 pub(super) fn grants_json_column(now_param: &str) -> String {
     format!(
         "COALESCE((SELECT json_agg(json_build_object(
