@@ -1,5 +1,6 @@
 //! The one shared state of every handler: who may call what, and the engine.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,11 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// Decisions, and the stores the admin API reads and writes.
     pub engine: Engine,
+    /// Whether PostgreSQL has every migration this binary embeds: a tenant's chain is read
+    /// from the newest tables (grants), so `/ready` waits for them. `serve` starts it
+    /// false and sets it once its migrations are applied; a state made otherwise (tests,
+    /// whose databases are migrated first) starts true.
+    pub migrated: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -61,6 +67,7 @@ impl AppState {
         Ok(AppState {
             config: Arc::new(config),
             engine,
+            migrated: Arc::new(AtomicBool::new(true)),
         })
     }
 

@@ -12,6 +12,8 @@
 //!   forecasts.
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
+//! - `grants` — grants raising hard limits until their instant: decisions, budgets, the
+//!   quota explanation, the admin API, other instances and the directory.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
 
 // Test helpers outside #[test] functions may fail loudly too.
@@ -21,6 +23,7 @@ mod admin_api;
 mod decisions;
 mod directory;
 mod fallback;
+mod grants;
 mod quota_view;
 mod schema;
 mod support;
