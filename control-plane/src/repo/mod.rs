@@ -35,7 +35,9 @@ pub use connection::{AdminTx, QuotaRepo, MIGRATOR};
 pub use directory::TenantRow;
 pub use error::RepoError;
 pub use events::{EventFilter, NewEvent, StoredEvent};
-pub use history::{HistoryFilter, HistoryRow};
+pub use history::{
+    push_export, ExportFilter, ExportKey, ExportRow, HistoryFilter, HistoryRow, TenantScope,
+};
 pub use limits::{LimitFilter, LimitPatch};
 pub use page::{Page, Paging};
 pub use tenants::{push_listing, NewTenant, TenantFilter, TenantPatch};
