@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 use super::token::TokenDigest;
 use crate::engine::{Clock, Engine, EngineSettings};
@@ -47,6 +48,10 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// Decisions, and the stores the admin API reads and writes.
     pub engine: Engine,
+    /// Becomes `true` once the server stops taking requests ([`serve`](super::serve)
+    /// sets it), so that a long answer (a usage export) ends instead of holding the
+    /// shutdown up.
+    pub stopping: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -61,6 +66,7 @@ impl AppState {
         Ok(AppState {
             config: Arc::new(config),
             engine,
+            stopping: Arc::new(watch::channel(false).0),
         })
     }
 
