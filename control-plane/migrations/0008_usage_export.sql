@@ -10,7 +10,8 @@ CREATE INDEX usage_history_export_idx
     ON usage_history (window_start, tenant_id COLLATE "C", resource COLLATE "C", series COLLATE "C");
 
 -- Each exported window asks whether usage counted in PostgreSQL during a Redis outage
--- is still waiting to reach it (then its value is not final): one probe of this small
--- index per row, instead of a scan of every pending counter.
+-- is still waiting to reach it (then its value is not final). With few pending counters
+-- PostgreSQL hashes them once; after an outage of many tenants it probes this index per
+-- window instead of scanning them all for each.
 CREATE INDEX fallback_counters_pending_window_idx
     ON fallback_counters (tenant_id, resource, series, window_start) WHERE pending <> 0;

@@ -13,6 +13,8 @@
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
+//! - `usage_export` — the billing export: which windows, in which order, open or
+//!   closed, the three formats, refusals, and its query plan at scale.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,6 +27,7 @@ mod quota_view;
 mod schema;
 mod support;
 mod tenant_search;
+mod usage_export;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
 #[ctor::ctor(unsafe)]

@@ -130,8 +130,9 @@ impl ExportRow {
 /// Only the conditions the filter asks for are in the text, and the order and the
 /// cursor are those of the index of `0008_usage_export.sql`: a page is one index range
 /// from the cursor, about its own rows whatever the table holds. Whether a window is
-/// still being reconciled is one probe of the pending-counter index per row. Public so
-/// that a test can `EXPLAIN` it.
+/// still being reconciled is a probe of the pending-counter index of the same migration
+/// (or one pass over the pending counters, when they are few). Public so that a test
+/// can `EXPLAIN` it.
 pub fn push_export<'a>(
     query: &mut QueryBuilder<'a, Postgres>,
     filter: &'a ExportFilter,
