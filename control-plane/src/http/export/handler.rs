@@ -21,7 +21,8 @@ use crate::http::state::AppState;
 /// The header naming the instant windows were judged open or closed at.
 pub const AS_OF: &str = "x-tollgate-as-of";
 
-pub(in crate::http) fn routes() -> OpenApiRouter<AppState> {
+/// The export's route, with its documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(export_usage))
 }
 

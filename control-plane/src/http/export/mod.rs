@@ -18,4 +18,4 @@ mod handler;
 mod query;
 mod stream;
 
-pub(super) use handler::routes;
+pub use handler::routes;
