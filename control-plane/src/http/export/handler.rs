@@ -26,15 +26,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(export_usage))
 }
 
-/// Every tenant's persisted usage per window, for billing: one row per tenant,
-/// resource, series and window starting in `[from, to)`, ordered by window start, then
-/// tenant id (byte order), resource and series; streamed, so any number of windows
-/// takes the same memory. `closed` tells whether a window's value is final: it is once
-/// the window has stopped counting (its end; for a rolling bucket, the end of the last
-/// rolling period it is part of) at least five minutes before the export began
-/// (`x-tollgate-as-of`), and no usage counted during a Redis outage still waits to
-/// reach it. CSV (a header row, RFC 4180 quoting) and NDJSON (one object per line)
-/// hold every window with its `closed` flag; `cloudevents` is a JSON array of
+/// Every tenant's persisted usage per window, for billing, streamed.
+///
+/// One row per tenant, resource, series and window starting in `[from, to)`, ordered
+/// by window start, then tenant id (byte order), resource and series; streamed, so any
+/// number of windows takes the same memory. `closed` tells whether a window's value is
+/// final: it is once the window has stopped counting (its end; for a rolling bucket,
+/// the end of the last rolling period it is part of) at least five minutes before the
+/// export began (`x-tollgate-as-of`), and no usage counted during a Redis outage still
+/// waits to reach it. CSV (a header row, RFC 4180 quoting) and NDJSON (one object per
+/// line) hold every window with its `closed` flag; `cloudevents` is a JSON array of
 /// CloudEvents 1.0, one per closed window only, as OpenMeter's batch ingest takes it.
 /// An export cut short by an error after it began ends without its last chunk.
 #[utoipa::path(

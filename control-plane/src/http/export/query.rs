@@ -37,9 +37,11 @@ pub enum Format {
 pub struct ExportQuery {
     /// Windows starting at or after this instant (RFC 3339).
     #[serde(deserialize_with = "required_instant")]
+    #[param(example = "2026-05-01T00:00:00Z")]
     from: DateTime<Utc>,
     /// Windows starting before this instant: after `from`, and at most 366 days after it.
     #[serde(deserialize_with = "required_instant")]
+    #[param(example = "2026-06-01T00:00:00Z")]
     to: DateTime<Utc>,
     /// Only this tenant's windows.
     #[param(value_type = Option<TenantId>)]
@@ -54,6 +56,7 @@ pub struct ExportQuery {
     #[param(pattern = "^(rolling-)?(second|minute|hour|day|week|month)$")]
     series: Option<String>,
     /// `csv` (the default), `ndjson` or `cloudevents`.
+    #[param(inline, example = "cloudevents")]
     format: Option<Format>,
 }
 
