@@ -134,3 +134,84 @@ impl Export {
         Ok(Some(Bytes::from(chunk)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeZone, Utc};
+    use futures_util::StreamExt;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+    use crate::http::export::query::Format;
+    use crate::repo::{HistoryRow, TenantScope};
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, day, 0, 0, 0).unwrap()
+    }
+
+    /// An export whose first page (`rows` windows) was read; any further read fails,
+    /// as no PostgreSQL is there.
+    fn export(rows: usize, stopping: bool) -> Export {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(50))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let first = (0..rows)
+            .map(|i| ExportRow {
+                row: HistoryRow {
+                    tenant_id: format!("t-{i:05}"),
+                    resource: "requests".into(),
+                    series: "day".into(),
+                    window_start: at(1),
+                    window_end: at(2),
+                    used: 1,
+                    epoch: 0,
+                },
+                reconciling: false,
+            })
+            .collect();
+        Export {
+            repo: QuotaRepo::new(pool),
+            filter: ExportFilter {
+                from: at(1),
+                to: at(2),
+                tenants: TenantScope::All,
+                resource: None,
+                series: None,
+            },
+            writer: Writer::new(Format::Ndjson, at(20)),
+            first: Some(first),
+            after: None,
+            stopping: watch::channel(stopping).1,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    async fn chunks(export: Export) -> Vec<Result<Bytes, ExportError>> {
+        export.into_stream().collect().await
+    }
+
+    #[tokio::test]
+    async fn a_short_first_page_is_the_whole_export() {
+        let chunks = chunks(export(3, false)).await;
+        assert_eq!(chunks.len(), 1);
+        let text = String::from_utf8(chunks[0].as_ref().unwrap().to_vec()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_stopping_server_ends_the_export_at_its_next_page() {
+        let chunks = chunks(export(PAGE_ROWS, true)).await;
+        assert_eq!(chunks.len(), 2, "the first page, then the end");
+        assert!(chunks[0].is_ok());
+        assert!(matches!(chunks[1], Err(ExportError::Stopping)));
+    }
+
+    #[tokio::test]
+    async fn a_page_that_cannot_be_read_ends_the_body_with_an_error() {
+        let chunks = chunks(export(PAGE_ROWS, false)).await;
+        assert_eq!(chunks.len(), 2);
+        assert!(matches!(chunks[1], Err(ExportError::Postgres(_))));
+    }
+}
