@@ -664,3 +664,82 @@ tenants:
         "no changes\n"
     );
 }
+
+#[tokio::test]
+async fn usage_export_streams_to_stdout_and_whole_files_only() {
+    let server = Server::start().await;
+    // A month of daily windows of 300 tenants, ended long ago, as the flusher writes them.
+    server
+        ._postgres
+        .psql(
+            "INSERT INTO usage_history (tenant_id, resource, series, window_start, window_end, used) \
+             SELECT format('t-%s', lpad(t::text, 3, '0')), 'requests', 'day', \
+                    timestamptz '2026-01-01 00:00:00+00' + d * interval '1 day', \
+                    timestamptz '2026-01-01 00:00:00+00' + (d + 1) * interval '1 day', t + d \
+             FROM generate_series(0, 299) t, generate_series(0, 30) d",
+        )
+        .unwrap();
+    let january = [
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2026-02-01T00:00:00Z",
+    ];
+    let expected: u64 = (0..300u64).flat_map(|t| (0..31).map(move |d| t + d)).sum();
+
+    // To stdout, as CSV.
+    let mut args = vec!["usage", "export", "--format", "csv"];
+    args.extend(january);
+    let csv = server.run(&args).await.ok();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
+    let mut total = 0;
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        assert_eq!(&record[7], "true", "{record:?}");
+        total += record[5].parse::<u64>().unwrap();
+        rows += 1;
+    }
+    assert_eq!((rows, total), (300 * 31, expected));
+
+    // To a file, as CloudEvents of one tenant and its subtree (it has none).
+    let file = server.dir.path().join("january.json");
+    let path = file.to_str().unwrap();
+    let mut args = vec!["usage", "export", "--format", "cloudevents", "-o", path];
+    args.extend(january);
+    args.extend(["--tenant", "t-007", "--subtree"]);
+    let run = server.run(&args).await.ok();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let events: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(events.len(), 31);
+    assert!(events
+        .iter()
+        .all(|e| e["subject"] == "t-007" && e["type"] == "tollgate.usage"));
+    assert!(!server.dir.path().join("january.json.part").exists());
+
+    // A refusal prints the problem and leaves no file.
+    let refused_file = server.dir.path().join("refused.csv");
+    let path = refused_file.to_str().unwrap();
+    let run = server
+        .run(&[
+            "usage",
+            "export",
+            "--format",
+            "csv",
+            "-o",
+            path,
+            "--from",
+            "2026-02-01T00:00:00Z",
+            "--to",
+            "2026-01-01T00:00:00Z",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("422") && run.stderr.contains("to: must be after from"),
+        "{run:#?}"
+    );
+    assert!(!refused_file.exists());
+    assert!(!server.dir.path().join("refused.csv.part").exists());
+}

@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::responses::{Invalid, Malformed, TooLarge, Unauthorized, Unavailable};
 use super::state::AppState;
 use super::{
-    assignments, console, decisions, document, events, grants, limits, ops, tenants, tiers, usage,
-    whoami,
+    assignments, console, decisions, document, events, export, grants, limits, ops, tenants, tiers,
+    usage, whoami,
 };
 use crate::error::ApiError;
 
@@ -35,7 +35,7 @@ use crate::error::ApiError;
         (name = "tenants", description = "Tenants and their hierarchy."),
         (name = "assignments", description = "Which tier applies to whom."),
         (name = "grants", description = "More of one tenant's limit for a while."),
-        (name = "usage", description = "Effective quota, live usage, resets, history."),
+        (name = "usage", description = "Effective quota, live usage, resets, history, the billing export."),
         (name = "events", description = "The audit log."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
@@ -78,6 +78,7 @@ fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
             .merge(assignments::routes())
             .merge(grants::routes())
             .merge(usage::routes())
+            .merge(export::routes())
             .merge(events::routes())
             .merge(ops::routes())
             .merge(whoami::routes())

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 use super::token::TokenDigest;
 use crate::engine::{Clock, Engine, EngineSettings};
@@ -53,6 +54,10 @@ pub struct AppState {
     /// false and sets it once its migrations are applied; a state made otherwise (tests,
     /// whose databases are migrated first) starts true.
     pub migrated: Arc<AtomicBool>,
+    /// Becomes `true` once the server stops taking requests ([`serve`](super::serve)
+    /// sets it), so that a long answer (a usage export) ends instead of holding the
+    /// shutdown up.
+    pub stopping: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -68,6 +73,7 @@ impl AppState {
             config: Arc::new(config),
             engine,
             migrated: Arc::new(AtomicBool::new(true)),
+            stopping: Arc::new(watch::channel(false).0),
         })
     }
 

@@ -37,7 +37,9 @@ pub use directory::TenantRow;
 pub use error::RepoError;
 pub use events::{EventFilter, NewEvent, StoredEvent};
 pub use grants::{GrantFilter, GrantsAt, NewGrant};
-pub use history::{HistoryFilter, HistoryRow};
+pub use history::{
+    push_export, ExportFilter, ExportKey, ExportRow, HistoryFilter, HistoryRow, TenantScope,
+};
 pub use limits::{LimitFilter, LimitPatch};
 pub use page::{Page, Paging};
 pub use tenants::{push_listing, NewTenant, TenantFilter, TenantPatch};
