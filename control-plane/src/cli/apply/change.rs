@@ -3,12 +3,11 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::grants::GrantChange;
+use super::request::{instant, Request};
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::client::segment;
 use crate::cli::error::CliError;
@@ -113,17 +112,6 @@ pub enum Change {
         /// The tier.
         tier: String,
     },
-}
-
-/// An admin API request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    /// The method.
-    pub method: Method,
-    /// The path under `/admin/v1`.
-    pub path: String,
-    /// The JSON body, if any.
-    pub body: Option<Value>,
 }
 
 /// `tenant acme`, `role beta`, `default`.
@@ -297,14 +285,6 @@ impl Change {
         };
         json!({"op": op, "object": self.object(), "line": self.to_string()})
     }
-}
-
-/// An instant as RFC 3339 in UTC (`2027-01-01T00:00:00Z`), or `none`.
-pub fn instant(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(
-        || "none".to_string(),
-        |at| at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-    )
 }
 
 fn tenant_extras(tenant: &TenantSpec) -> Vec<String> {

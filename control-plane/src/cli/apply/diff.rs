@@ -12,9 +12,10 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map};
 
-use super::change::{instant, Change};
+use super::change::Change;
 use super::file::{Desired, DesiredTenant};
-use super::grants;
+use super::grants::{self, GrantSpec};
+use super::request::instant;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use super::state::{Current, CurrentAssignment, CurrentOverride};
 use crate::cli::limit::{LimitKey, LimitSpec};
@@ -50,7 +51,11 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
 
     let (upserts, unmatched) = assignment_changes(&desired.assignments, &current.assignments);
     changes.extend(upserts);
-    let (grants_created, grants_revoked) = grants::changes(&ordered, &current.grants, prune)?;
+    let declared: Vec<(&str, &[GrantSpec])> = ordered
+        .iter()
+        .map(|t| (t.spec.id.as_str(), t.grants.as_slice()))
+        .collect();
+    let (grants_created, grants_revoked) = grants::changes(&declared, &current.grants, prune)?;
     changes.extend(grants_created.into_iter().map(Change::Grant));
 
     let pruned_tenants: Vec<&TenantSpec> = if prune {

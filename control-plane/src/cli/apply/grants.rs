@@ -20,8 +20,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::change::{instant, Request};
-use super::file::DesiredTenant;
+use super::request::{instant, Request};
 use crate::cli::client::{segment, Client};
 use crate::cli::error::CliError;
 use crate::cli::limit::period_and_window;
@@ -328,10 +327,11 @@ fn differences(grant: &GrantSpec, current: &CurrentGrant) -> Vec<String> {
     differences
 }
 
-/// The grants to create and, with `prune`, to revoke, for the file's `tenants` against
-/// the server's `current` grants; or the declared grants that differ from the server's.
+/// The grants to create and, with `prune`, to revoke, for the file's `tenants` (each id
+/// with the grants it declares) against the server's `current` grants; or the declared
+/// grants that differ from the server's.
 pub fn changes(
-    tenants: &[&DesiredTenant],
+    tenants: &[(&str, &[GrantSpec])],
     current: &[CurrentGrant],
     prune: bool,
 ) -> Result<(Vec<GrantChange>, Vec<GrantChange>), Vec<String>> {
@@ -341,8 +341,8 @@ pub fn changes(
         .collect();
     let mut creations = Vec::new();
     let mut errors = Vec::new();
-    for tenant in tenants {
-        for grant in &tenant.grants {
+    for (_, grants) in tenants {
+        for grant in grants.iter() {
             match on_server.get(&(grant.tenant.as_str(), grant.key.as_str())) {
                 None => creations.push(GrantChange::Create(grant.clone())),
                 Some(existing) => {
@@ -366,12 +366,12 @@ pub fn changes(
     }
     let mut revocations = Vec::new();
     if prune {
-        for tenant in tenants {
-            let declared: Vec<&str> = tenant.grants.iter().map(|g| g.key.as_str()).collect();
+        for (tenant, grants) in tenants {
+            let declared: Vec<&str> = grants.iter().map(|g| g.key.as_str()).collect();
             revocations.extend(
                 current
                     .iter()
-                    .filter(|g| g.tenant == tenant.spec.id)
+                    .filter(|g| g.tenant == *tenant)
                     .filter(|g| matches!(g.state.as_str(), "in_force" | "scheduled"))
                     .filter_map(|g| {
                         let key = g.key.as_deref()?;
@@ -445,7 +445,11 @@ tenants:
 
     fn plan(current: &[CurrentGrant], prune: bool) -> Result<Vec<String>, Vec<String>> {
         let desired = parse(FILE).unwrap();
-        let tenants: Vec<&DesiredTenant> = desired.tenants.iter().collect();
+        let tenants: Vec<(&str, &[GrantSpec])> = desired
+            .tenants
+            .iter()
+            .map(|t| (t.spec.id.as_str(), t.grants.as_slice()))
+            .collect();
         let (created, revoked) = changes(&tenants, current, prune)?;
         Ok(created
             .iter()

@@ -8,7 +8,7 @@
 //! - [`file`] — the YAML file, parsed strictly and checked on its own.
 //! - [`state`] — what the server has, read through the admin API's listings.
 //! - [`diff`] — the pure plan: desired + current → ordered changes.
-//! - [`change`] — one change: its diff line and its API request.
+//! - [`change`] — one change: its diff line and its API request ([`request`]).
 //! - [`grants`] — grants under their tenants: checked, matched by key, created or (with
 //!   `--prune`) revoked, never changed.
 
@@ -17,6 +17,7 @@ pub mod command;
 pub mod diff;
 pub mod file;
 pub mod grants;
+pub mod request;
 pub mod spec;
 pub mod state;
 

@@ -1,6 +1,7 @@
 //! The shape of the code, checked as code is: the control plane's folders import only
 //! from the folders beneath them (the layering `ARCHITECTURE.md` draws), every `mod.rs`
-//! only declares and re-exports, no source file grows past 500 lines before its tests,
+//! only declares and re-exports, no two source files import each other (directly or
+//! through others: [`modules`]), no source file grows past 500 lines before its tests,
 //! and comments cite only files that are in the repository.
 //!
 //! Each check reads the sources as text: it needs no build of what it checks, and it
@@ -13,6 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use tollgate_e2e::process::repo_root;
+
+mod modules;
 
 /// The control plane's folders, bottom first, each with the folders it may import from
 /// (besides itself). Whatever a folder may import, the folders above it may too.
@@ -210,6 +213,39 @@ fn a_mod_rs_only_declares_and_re_exports() {
 }
 
 #[test]
+fn no_source_file_is_in_a_circle_of_imports() {
+    let mut wrong = Vec::new();
+    for crate_src in SOURCES {
+        let graph = modules::graph(&repo_root().join(crate_src));
+        for circle in graph.circles() {
+            let files: Vec<String> = circle
+                .iter()
+                .map(|module| graph.files[module].display().to_string())
+                .collect();
+            let imports: Vec<String> = circle
+                .iter()
+                .flat_map(|from| {
+                    graph.edges[from]
+                        .iter()
+                        .filter(|to| circle.contains(to))
+                        .map(move |to| format!("{} -> {}", from.join("/"), to.join("/")))
+                })
+                .collect();
+            wrong.push(format!(
+                "{}\n    ({})",
+                files.join("\n"),
+                imports.join(", ")
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "files that import each other (move what both need into a file beneath them):\n{}",
+        wrong.join("\n\n")
+    );
+}
+
+#[test]
 fn no_source_file_grows_past_five_hundred_lines_before_its_tests() {
     let mut long = Vec::new();
     for crate_src in SOURCES {
@@ -313,4 +349,41 @@ fn the_checks_see_what_they_are_meant_to() {
     );
     assert_eq!(room_of(&src, &src.join("engine/check.rs")), "engine");
     assert_eq!(room_of(&src, &src.join("metrics.rs")), "metrics");
+
+    let words = |paths: Vec<(String, Vec<String>)>| -> Vec<String> {
+        paths
+            .into_iter()
+            .map(|(first, rest)| [vec![first], rest].concat().join("::"))
+            .collect()
+    };
+    assert_eq!(
+        words(modules::paths_named(
+            "use crate::a::{b::{C, d as D}, self, e};\nlet x = super::super::f::g(); y::super::h"
+        )),
+        [
+            "crate::a::b::C",
+            "crate::a::b::d",
+            "crate::a::self",
+            "crate::a::e",
+            "super::super::f::g"
+        ]
+    );
+    assert_eq!(
+        modules::module_of(&src, &src.join("engine/mod.rs")),
+        ["engine"]
+    );
+    assert_eq!(
+        modules::module_of(&src, &src.join("engine/check.rs")),
+        ["engine", "check"]
+    );
+    // The graph follows a facade's re-export to the file behind it, and sees circles.
+    let graph = modules::graph(&src);
+    let check = vec!["engine".to_string(), "check".to_string()];
+    assert!(
+        graph.edges[&check]
+            .iter()
+            .any(|to| to.len() > 1 && to[0] == "store"),
+        "engine/check imports a file of store/ (through store/mod.rs): {:?}",
+        graph.edges[&check]
+    );
 }
