@@ -5,7 +5,7 @@
 //!
 //! # Layout
 //! One folder per concern, each importing only from the ones listed before it (a test,
-//! `tests/tests/architecture.rs`, holds the code to it; `ARCHITECTURE.md` has the map):
+//! `tests/tests/architecture/`, holds the code to it; `ARCHITECTURE.md` has the map):
 //! - [`model`] — the quota model, pure: tiers, limits, tenants, windows, which limits
 //!   apply to a request, what may name what, the JSON views.
 //! - [`store`] — the live counters behind one trait: Redis (its Lua scripts) and memory.
