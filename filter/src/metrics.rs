@@ -45,11 +45,20 @@ pub enum Metric {
     ControlPlaneMisconfigured,
     /// Requests for the caller's own quota (`quota_path`) answered with it.
     QuotaViews,
+    /// Changes of a budget slot that lost to other workers' writes on every attempt
+    /// (a spend is then checked, a lease given back or taken out on the next tick).
+    BudgetContention,
+    /// Leases granted while their slot was too busy to take them, given back at once
+    /// rather than left counted.
+    LeasesRecovered,
+    /// Settlements, lease returns and give-backs dropped because their queue was full:
+    /// what they would have refunded stays counted until the window resets.
+    ReturnsDropped,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 20] = [
+    pub const ALL: [Metric; 23] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -70,6 +79,9 @@ impl Metric {
         Metric::BudgetWaits,
         Metric::ControlPlaneMisconfigured,
         Metric::QuotaViews,
+        Metric::BudgetContention,
+        Metric::LeasesRecovered,
+        Metric::ReturnsDropped,
     ];
 
     /// The stat name.
@@ -95,6 +107,9 @@ impl Metric {
             Metric::BudgetWaits => "tollgate.budget_waits",
             Metric::ControlPlaneMisconfigured => "tollgate.control_plane_misconfigured",
             Metric::QuotaViews => "tollgate.quota_views",
+            Metric::BudgetContention => "tollgate.budget_contention",
+            Metric::LeasesRecovered => "tollgate.leases_recovered",
+            Metric::ReturnsDropped => "tollgate.returns_dropped",
         }
     }
 }

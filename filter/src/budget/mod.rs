@@ -23,6 +23,6 @@ mod spending;
 pub use refill::{Refill, RefillEnd, TakenLease};
 pub use slots::{
     abandon_refill, begin_refill, finish_refill, slot_key, spend, take_back, take_expired, unspend,
-    Lease, Owner, Spend, SLOTS,
+    Contended, Lease, Owner, Refilled, Spend, Taken, SLOTS,
 };
-pub use spending::{pay, Payment, Receipt, Shortfall, Spent};
+pub use spending::{pay, Payment, Receipt, Shortfall, Spent, Unspent};

@@ -7,23 +7,54 @@
 //! control plane said about the binding policy when it granted it, for headers.
 //!
 //! Every change is a compare-and-swap, retried on conflict, so workers spending the
-//! same budget at once never spend more than was granted. At most one refill per slot
-//! is in flight: the slot says so until a deadline, and whoever takes the refill
-//! freezes the old lease first, so what it reports as spent is final.
+//! same budget at once never spend more than was granted; the first write of a key is
+//! one too ([`update`]). A change that keeps losing to other workers ends as
+//! [`Contended`], which no caller may mistake for "nothing there": a spend is checked
+//! instead, a lease that could not land is given back, a lease that could not be taken
+//! out is tried again on the next tick. At most one refill per slot is in flight: the
+//! slot says so until a deadline, and whoever takes the refill freezes the old lease
+//! first, so what it reports as spent is final.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn, PolicyStatus};
 
-use crate::host::Host;
+use crate::host::{Host, Metric};
 
 /// The number of slots: at most this many (tenant, resource) budgets at once.
 pub const SLOTS: u64 = 65_536;
-/// Attempts of one compare-and-swap before giving up (the request is then checked).
+/// Attempts of one compare-and-swap before it ends as [`Contended`].
 const CAS_ATTEMPTS: usize = 16;
-/// What a slot key holds before its first budget: not a slot.
-const EMPTY: &[u8] = b"-";
+/// The key written to draw a fresh compare-and-swap token (see [`fresh_token`]).
+const TOKEN_KEY: &str = "tollgate.budget.token";
+
+/// A compare-and-swap of a slot lost to other workers' writes on every attempt: the
+/// slot is as they left it, this change is not in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contended;
+
+/// A refill's answer put into its slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refilled {
+    /// Leases to give back, with their owners: the one the new lease displaced (once
+    /// the refill's deadline passed, another worker's refill or another tenant may
+    /// have landed first), or the new lease itself when it could not land.
+    pub give_back: Vec<(Owner, LeaseReturn)>,
+    /// Whether the granted lease is in the slot: the worker returns it when it expires.
+    pub landed: bool,
+}
+
+/// What taking a lease out of its slot came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Taken out: what to return.
+    Back(LeaseReturn),
+    /// Not there (a refill already returned it with the next lease), or not due.
+    Gone,
+    /// Other workers' writes won every attempt: the lease is still in, try again.
+    Contended,
+}
 
 /// Whose budget a slot holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,34 +171,48 @@ impl Slot {
 /// Reads `owner`'s slot and, with its compare-and-swap token, lets `change` write it
 /// back; retried when another worker wrote in between. `change` gets the slot as it is
 /// (another owner's on a hash collision, `None` when empty) and answers the new slot
-/// (or `None` to leave it) and a result. `None` when the conflicts never ended.
+/// (or `None` to leave it) and a result. [`Contended`] when the conflicts never ended
+/// (counted: `budget_contention`).
 fn update<T>(
     host: &dyn Host,
     owner: &Owner,
     mut change: impl FnMut(Option<Slot>) -> (Option<Slot>, T),
-) -> Option<T> {
+) -> Result<T, Contended> {
     let key = slot_key(owner);
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, Some(cas)) = host.shared_get_cas(&key) else {
-            // A write without a token is unconditional: create the key first (with a
-            // placeholder that reads as no slot), so that the change below races on its
-            // token like every other.
-            host.shared_set_cas(&key, EMPTY, None);
-            continue;
-        };
+        let (bytes, cas) = host.shared_get_cas(&key);
         let slot = bytes.and_then(|b| serde_json::from_slice::<Slot>(&b).ok());
         let (next, result) = change(slot);
         let Some(next) = next else {
-            return Some(result);
+            return Ok(result);
         };
+        // A key nobody wrote yet has no token: write it with one no key can hold, which
+        // creates it if it is still absent and is refused if another worker created it
+        // meanwhile. A write without a token could erase that worker's slot.
+        let Some(token) = cas.or_else(|| fresh_token(host)) else {
+            continue;
+        };
+        // A slot is plain data: serialising it cannot fail.
         let Ok(bytes) = serde_json::to_vec(&next) else {
-            return None;
+            break;
         };
-        if host.shared_set_cas(&key, &bytes, Some(cas)) {
-            return Some(result);
+        if host.shared_set_cas(&key, &bytes, Some(token)) {
+            return Ok(result);
         }
     }
-    None
+    host.count(Metric::BudgetContention);
+    Err(Contended)
+}
+
+/// A compare-and-swap token that no key in shared data holds once this returns: Envoy
+/// draws every write's token from one counter, so the token of a write made now is
+/// newer than that of any key that existed when the caller read its key absent, and
+/// differs from any written since (until the 32-bit counter wraps around, billions of
+/// writes later). Envoy creates an absent key whatever the token it is written with,
+/// and refuses a token other than the key's when it exists.
+fn fresh_token(host: &dyn Host) -> Option<u32> {
+    host.shared_set(TOKEN_KEY, b"");
+    host.shared_get_cas(TOKEN_KEY).1
 }
 
 /// `owner`'s slot, when the slot is theirs.
@@ -217,12 +262,14 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
         };
         (None, state)
     });
+    // Busy with other workers' spends: check this request rather than wait.
     result.unwrap_or(Spend::PerRequest)
 }
 
 /// Gives back `amount` spent from lease `lease` (another resource of the request could
-/// not be spent); nothing if the lease is no longer the slot's.
-pub fn unspend(host: &dyn Host, owner: &Owner, lease: &str, amount: u64) {
+/// not be spent); nothing if the lease is no longer the slot's. [`Contended`]: not
+/// given back yet, the caller hands it to the worker's tick.
+pub fn unspend(host: &dyn Host, owner: &Owner, lease: &str, amount: u64) -> Result<(), Contended> {
     update(host, owner, |slot| {
         let Some(mut slot) = mine(slot, owner) else {
             return (None, ());
@@ -234,7 +281,7 @@ pub fn unspend(host: &dyn Host, owner: &Owner, lease: &str, amount: u64) {
             }
             _ => (None, ()),
         }
-    });
+    })
 }
 
 /// Takes the refill of `owner`'s budget until `until_ms`, unless another request has
@@ -264,23 +311,23 @@ pub fn begin_refill(
         });
         (Some(slot), Some(previous))
     })
+    .ok()
     .flatten()
 }
 
 /// The control plane answered the refill: the new lease goes into the slot (or "check
-/// each request" until its `ttl_ms` when nothing was granted). Answers the lease this
-/// displaces, with its owner, for the caller to return: once this refill's deadline
-/// had passed, another worker may have refilled the same budget and landed first, or
-/// another tenant taken the slot over. Nobody else would return that lease.
+/// each request" until its `ttl_ms` when nothing was granted). Answers what to give
+/// back (nobody else would): the lease this displaces, or the new one if it could not
+/// land ([`Refilled`]).
 pub fn finish_refill(
     host: &dyn Host,
     owner: &Owner,
     id: &str,
     answer: &LeaseResponse,
     now_ms: u64,
-) -> Option<(Owner, LeaseReturn)> {
+) -> Refilled {
     let expires_ms = now_ms.saturating_add(answer.ttl_ms);
-    update(host, owner, |slot| {
+    let landed = update(host, owner, |slot| {
         let (mut slot, mut displaced) = match slot {
             Some(slot) if slot.owner == *owner => (slot, None),
             // Another tenant's lease stays where it is unless there is one to replace it.
@@ -312,13 +359,41 @@ pub fn finish_refill(
             (owner, back)
         });
         (Some(slot), back)
-    })
-    .flatten()
+    });
+    match landed {
+        Ok(displaced) => Refilled {
+            give_back: displaced.into_iter().collect(),
+            landed: answer.granted > 0,
+        },
+        // Its slot was too busy to take it: the lease goes straight back, unspent, and
+        // the refill is over (or its flag ends at its deadline).
+        Err(Contended) if answer.granted > 0 => {
+            host.count(Metric::LeasesRecovered);
+            abandon_refill(host, owner);
+            let back = LeaseReturn {
+                id: id.to_string(),
+                spent: 0,
+            };
+            Refilled {
+                give_back: vec![(owner.clone(), back)],
+                landed: false,
+            }
+        }
+        // Nothing granted, and nothing said: the next request asks again.
+        Err(Contended) => {
+            abandon_refill(host, owner);
+            Refilled {
+                give_back: Vec::new(),
+                landed: false,
+            }
+        }
+    }
 }
 
-/// The refill failed: the next request may try again.
+/// The refill failed: the next request may try again (when the slot was too busy to
+/// say so now, once the refill's deadline passed).
 pub fn abandon_refill(host: &dyn Host, owner: &Owner) {
-    update(host, owner, |slot| match mine(slot, owner) {
+    let _ = update(host, owner, |slot| match mine(slot, owner) {
         Some(mut slot) => {
             slot.refill_until_ms = 0;
             (Some(slot), ())
@@ -328,25 +403,20 @@ pub fn abandon_refill(host: &dyn Host, owner: &Owner) {
 }
 
 /// Takes lease `id` out of its slot if it expired by `now_ms`: what to return.
-pub fn take_expired(host: &dyn Host, owner: &Owner, id: &str, now_ms: u64) -> Option<LeaseReturn> {
+pub fn take_expired(host: &dyn Host, owner: &Owner, id: &str, now_ms: u64) -> Taken {
     take_if(host, owner, id, |lease| lease.expires_ms <= now_ms)
 }
 
 /// Takes lease `id` out of its slot, expired or not (the config it was leased under is
 /// going): what to return.
-pub fn take_back(host: &dyn Host, owner: &Owner, id: &str) -> Option<LeaseReturn> {
+pub fn take_back(host: &dyn Host, owner: &Owner, id: &str) -> Taken {
     take_if(host, owner, id, |_| true)
 }
 
-fn take_if(
-    host: &dyn Host,
-    owner: &Owner,
-    id: &str,
-    due: impl Fn(&Lease) -> bool,
-) -> Option<LeaseReturn> {
-    update(host, owner, |slot| {
+fn take_if(host: &dyn Host, owner: &Owner, id: &str, due: impl Fn(&Lease) -> bool) -> Taken {
+    let taken = update(host, owner, |slot| {
         let Some(mut slot) = mine(slot, owner) else {
-            return (None, None);
+            return (None, Taken::Gone);
         };
         match slot.lease.take() {
             Some(lease) if lease.id == id && due(&lease) => {
@@ -354,12 +424,12 @@ fn take_if(
                     id: lease.id,
                     spent: lease.spent,
                 };
-                (Some(slot), Some(back))
+                (Some(slot), Taken::Back(back))
             }
-            _ => (None, None),
+            _ => (None, Taken::Gone),
         }
-    })
-    .flatten()
+    });
+    taken.unwrap_or(Taken::Contended)
 }
 
 #[cfg(test)]
@@ -374,6 +444,13 @@ mod tests {
             tenant: tenant.into(),
             roles: Vec::new(),
             resource: "requests".into(),
+        }
+    }
+
+    fn taken_out(taken: Taken) -> LeaseReturn {
+        match taken {
+            Taken::Back(back) => back,
+            other => panic!("not taken out: {other:?}"),
         }
     }
 
@@ -432,12 +509,16 @@ mod tests {
         let Spend::Spent { lease, .. } = spend(&host, &acme, 2, 10) else {
             panic!("spent");
         };
-        unspend(&host, &acme, &lease, 2);
+        unspend(&host, &acme, &lease, 2).unwrap();
         assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
-        assert_eq!(take_expired(&host, &acme, "g-1", 999), None, "not yet");
-        let back = take_expired(&host, &acme, "g-1", 1_000).unwrap();
+        assert_eq!(
+            take_expired(&host, &acme, "g-1", 999),
+            Taken::Gone,
+            "not yet"
+        );
+        let back = taken_out(take_expired(&host, &acme, "g-1", 1_000));
         assert_eq!(back.spent, 5);
-        assert_eq!(take_expired(&host, &acme, "g-1", 1_000), None);
+        assert_eq!(take_expired(&host, &acme, "g-1", 1_000), Taken::Gone);
         assert_eq!(spend(&host, &acme, 1, 1_000), Spend::Empty);
     }
 
@@ -448,10 +529,14 @@ mod tests {
         begin_refill(&host, &acme, 0, 200);
         finish_refill(&host, &acme, "g-1", &granted(10, 1_000), 0);
         assert!(matches!(spend(&host, &acme, 3, 10), Spend::Spent { .. }));
-        assert_eq!(take_back(&host, &acme, "g-2"), None, "not this lease");
-        let back = take_back(&host, &acme, "g-1").unwrap();
+        assert_eq!(
+            take_back(&host, &acme, "g-2"),
+            Taken::Gone,
+            "not this lease"
+        );
+        let back = taken_out(take_back(&host, &acme, "g-1"));
         assert_eq!((back.id.as_str(), back.spent), ("g-1", 3));
-        assert_eq!(take_back(&host, &acme, "g-1"), None, "returned once");
+        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Gone, "returned once");
         assert_eq!(
             spend(&host, &acme, 1, 20),
             Spend::Empty,
@@ -484,17 +569,17 @@ mod tests {
         // Its answer is late: past its deadline another worker refills and lands first.
         assert_eq!(begin_refill(&host, &acme, 250, 450), Some(None));
         let first = finish_refill(&host, &acme, "w2-1", &granted(5, 1_000), 260);
-        assert_eq!(first, None);
+        assert!(first.landed && first.give_back.is_empty(), "{first:?}");
         assert!(matches!(spend(&host, &acme, 2, 270), Spend::Spent { .. }));
         let displaced = finish_refill(&host, &acme, "w1-1", &granted(3, 1_000), 280);
         let back = LeaseReturn {
             id: "w2-1".into(),
             spent: 2,
         };
-        assert_eq!(displaced, Some((acme.clone(), back)));
+        assert_eq!(displaced.give_back, vec![(acme.clone(), back)]);
         // The slot holds the late one, whole; the other worker's expiry finds nothing.
-        assert_eq!(take_expired(&host, &acme, "w2-1", 5_000), None);
-        let rest = take_expired(&host, &acme, "w1-1", 5_000).unwrap();
+        assert_eq!(take_expired(&host, &acme, "w2-1", 5_000), Taken::Gone);
+        let rest = taken_out(take_expired(&host, &acme, "w1-1", 5_000));
         assert_eq!((rest.id.as_str(), rest.spent), ("w1-1", 0));
     }
 
@@ -507,16 +592,14 @@ mod tests {
         let (value, _) = host.shared_get_cas(&slot_key(&acme));
         host.shared_set(&slot_key(&globex), &value.unwrap());
         // Nothing granted: acme's lease stays.
-        assert_eq!(
-            finish_refill(&host, &globex, "x-1", &granted(0, 500), 10),
-            None
-        );
+        let none = finish_refill(&host, &globex, "x-1", &granted(0, 500), 10);
+        assert!(!none.landed && none.give_back.is_empty(), "{none:?}");
         let displaced = finish_refill(&host, &globex, "x-2", &granted(4, 1_000), 10);
         let back = LeaseReturn {
             id: "g-1".into(),
             spent: 0,
         };
-        assert_eq!(displaced, Some((acme, back)));
+        assert_eq!(displaced.give_back, vec![(acme, back)]);
         assert!(matches!(spend(&host, &globex, 4, 20), Spend::Spent { .. }));
     }
 
@@ -558,5 +641,103 @@ mod tests {
         );
         assert!(matches!(spend(&host, &acme, 1, 10), Spend::Spent { .. }));
         assert_eq!(spend(&host, &acme, 1, 10), Spend::Empty);
+    }
+
+    /// Every compare-and-swap attempt of a change of `owner`'s slot loses to another
+    /// worker's write.
+    fn contend(host: &FakeHost, owner: &Owner) {
+        host.interfere(&slot_key(owner), CAS_ATTEMPTS as u32);
+    }
+
+    #[test]
+    fn the_first_write_of_a_slot_creates_it_and_never_erases_one_another_worker_made() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        assert_eq!(spend(&host, &acme, 1, 0), Spend::Empty);
+        assert!(
+            !host.shared_keys().contains(&slot_key(&acme)),
+            "reading writes nothing"
+        );
+        assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
+        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        // A worker that read the key absent before acme's refill made it now writes
+        // with a fresh token: refused, where a write without one would erase the lease.
+        let token = fresh_token(&host);
+        assert!(!host.shared_set_cas(&slot_key(&acme), b"x", token));
+        assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
+        // The same token creates a key that is still absent.
+        assert!(host.shared_set_cas("tollgate.budget.elsewhere", b"x", fresh_token(&host)));
+    }
+
+    #[test]
+    fn a_spend_that_keeps_losing_the_slot_is_checked_and_spends_nothing() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        finish_refill(&host, &acme, "g-1", &granted(2, 1_000), 0);
+        contend(&host, &acme);
+        assert_eq!(spend(&host, &acme, 1, 10), Spend::PerRequest);
+        assert_eq!(host.counted(Metric::BudgetContention), 1);
+        assert!(matches!(spend(&host, &acme, 2, 10), Spend::Spent { .. }));
+        assert_eq!(taken_out(take_back(&host, &acme, "g-1")).spent, 2);
+    }
+
+    #[test]
+    fn a_give_back_that_keeps_losing_the_slot_says_so_and_lands_later() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        assert!(matches!(spend(&host, &acme, 3, 10), Spend::Spent { .. }));
+        contend(&host, &acme);
+        assert_eq!(unspend(&host, &acme, "g-1", 3), Err(Contended));
+        unspend(&host, &acme, "g-1", 3).unwrap();
+        assert_eq!(taken_out(take_back(&host, &acme, "g-1")).spent, 0);
+    }
+
+    #[test]
+    fn a_lease_granted_while_its_slot_is_busy_is_given_back_unspent() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
+        contend(&host, &acme);
+        let refilled = finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 10);
+        let unspent = LeaseReturn {
+            id: "g-1".into(),
+            spent: 0,
+        };
+        assert_eq!(refilled.give_back, vec![(acme.clone(), unspent)]);
+        assert!(!refilled.landed);
+        assert_eq!(host.counted(Metric::LeasesRecovered), 1);
+        // Not in the slot: nothing spends from it, nobody else returns it.
+        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Gone);
+        // Nothing granted under contention: nothing to give back.
+        contend(&host, &acme);
+        let none = finish_refill(&host, &acme, "g-2", &granted(0, 1_000), 10);
+        assert!(none.give_back.is_empty() && !none.landed, "{none:?}");
+    }
+
+    #[test]
+    fn a_refill_or_a_take_out_that_keeps_losing_the_slot_leaves_the_lease_in_place() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
+        contend(&host, &acme);
+        assert_eq!(begin_refill(&host, &acme, 20, 220), None, "nothing frozen");
+        contend(&host, &acme);
+        assert_eq!(take_expired(&host, &acme, "g-1", 1_000), Taken::Contended);
+        contend(&host, &acme);
+        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Contended);
+        assert_eq!(taken_out(take_expired(&host, &acme, "g-1", 1_000)).spent, 5);
+        // A refill whose end could not be written stays in flight until its deadline.
+        assert_eq!(begin_refill(&host, &acme, 1_000, 1_200), Some(None));
+        assert_eq!(host.counted(Metric::BudgetContention), 3);
+        contend(&host, &acme);
+        abandon_refill(&host, &acme);
+        assert_eq!(host.counted(Metric::BudgetContention), 4);
+        assert_eq!(
+            spend(&host, &acme, 1, 1_100),
+            Spend::Refilling { here: true }
+        );
+        assert_eq!(spend(&host, &acme, 1, 1_200), Spend::Empty);
     }
 }

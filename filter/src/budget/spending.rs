@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use tollgate_protocol::{PolicyStatus, QuotaStatus};
 
-use super::slots::{spend, unspend, Owner, Spend};
+use super::slots::{spend, unspend, Contended, Owner, Spend};
 use crate::host::Host;
 use crate::identity::Identity;
 
@@ -26,13 +26,32 @@ pub enum Payment {
     /// Every resource it costs was paid.
     Paid(Vec<Spent>),
     /// `owner`'s budget could not pay; what was spent for the request's other
-    /// resources went back.
+    /// resources went back, or is `pending`.
     Short {
         /// The budget that could not pay.
         owner: Owner,
         /// Why.
         why: Shortfall,
+        /// What was spent for the request's other resources and could not go back
+        /// yet: other workers kept its slot busy. The worker's tick gives it back.
+        pending: Vec<Unspent>,
     },
+}
+
+/// Spent from a budget for a request that was not admitted, still to give back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unspent {
+    owner: Owner,
+    lease: String,
+    amount: u64,
+}
+
+impl Unspent {
+    /// Gives it back to its lease (nothing if the lease has left the slot); `Err` with
+    /// itself while the slot is still too busy.
+    pub fn give_back(self, host: &dyn Host) -> Result<(), Unspent> {
+        unspend(host, &self.owner, &self.lease, self.amount).map_err(|Contended| self)
+    }
 }
 
 /// Why a budget could not pay.
@@ -84,10 +103,22 @@ pub fn pay(
             Spend::PerRequest => Shortfall::PerRequest,
         };
         // All or nothing: what was spent for this request goes back.
-        for s in &spent {
-            unspend(host, &s.owner, &s.lease, s.amount);
-        }
-        return Payment::Short { owner, why };
+        let pending = spent
+            .into_iter()
+            .filter_map(|s| {
+                let unspent = Unspent {
+                    owner: s.owner,
+                    lease: s.lease,
+                    amount: s.amount,
+                };
+                unspent.give_back(host).err()
+            })
+            .collect();
+        return Payment::Short {
+            owner,
+            why,
+            pending,
+        };
     }
     Payment::Paid(spent)
 }

@@ -68,7 +68,14 @@ impl RequestFlow {
         let now = host.now_ms();
         let (owner, short) = match budget::pay(host, identity, &self.amounts, now) {
             Payment::Paid(spent) => return Some(self.admit_from_budgets(host, &spent, now)),
-            Payment::Short { owner, why } => (owner, why),
+            Payment::Short {
+                owner,
+                why,
+                pending,
+            } => {
+                self.follow_ups.unspent.extend(pending);
+                (owner, why)
+            }
         };
         match short {
             _ if !may_call_out => {}
@@ -219,13 +226,12 @@ impl RequestFlow {
             self.apply(host, Purpose::Admission, response);
             return;
         }
-        if let Some((displaced, back)) =
-            budget::finish_refill(host, &owner, &request.id, &answer, now)
-        {
-            let back = displaced.giving_back(host.unique_id(), host.gateway_id(), back);
+        let refilled = budget::finish_refill(host, &owner, &request.id, &answer, now);
+        for (holder, back) in refilled.give_back {
+            let back = holder.giving_back(host.unique_id(), host.gateway_id(), back);
             self.follow_ups.returns.push(back);
         }
-        if answer.granted > 0 {
+        if refilled.landed {
             self.follow_ups.leases.push(TakenLease {
                 owner,
                 id: request.id,

@@ -2,7 +2,7 @@
 
 use tollgate_protocol::{LeaseRequest, ReleaseRequest};
 
-use crate::budget::{RefillEnd, TakenLease};
+use crate::budget::{RefillEnd, TakenLease, Unspent};
 use crate::misconfigured::Misconfigured;
 
 /// What a request's flow leaves for its worker after a callback.
@@ -12,6 +12,8 @@ pub struct FollowUps {
     pub leases: Vec<TakenLease>,
     /// Lease returns to send.
     pub returns: Vec<LeaseRequest>,
+    /// Budget spent for the request and not given back yet (its slot was busy).
+    pub unspent: Vec<Unspent>,
     /// Checks to take back (`/v1/release` with `refund`): refused by the failure mode
     /// after they may have been counted.
     pub cancels: Vec<ReleaseRequest>,

@@ -99,6 +99,16 @@ impl FakeHost {
 
     /// The keys of the shared data.
     pub fn shared_keys(&self) -> Vec<String> {
-        self.shared.borrow().keys().cloned().collect()
+        self.shared.borrow().values.keys().cloned().collect()
+    }
+
+    /// Makes the next `writes` compare-and-swap writes of `key` find that another
+    /// worker wrote it since it was read (each is refused, the key's token moved on):
+    /// contention, on demand.
+    pub fn interfere(&self, key: &str, writes: u32) {
+        self.shared
+            .borrow_mut()
+            .interference
+            .insert(key.to_string(), writes);
     }
 }

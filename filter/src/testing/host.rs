@@ -13,8 +13,22 @@ pub const ROOT: u32 = 1;
 /// The context of the request [`FakeHost::request`] opens.
 pub const REQUEST: u32 = 2;
 
-/// Shared data: each key's value and its compare-and-swap token.
-type SharedData = HashMap<String, (Vec<u8>, u32)>;
+/// Shared data as Envoy keeps it: each key's value and its compare-and-swap token,
+/// the tokens drawn from one counter for every key (never 0); and, for tests, how many
+/// more conditional writes of a key find that another worker wrote it first.
+#[derive(Debug, Default)]
+pub(super) struct SharedData {
+    pub(super) values: HashMap<String, (Vec<u8>, u32)>,
+    last_cas: u32,
+    pub(super) interference: HashMap<String, u32>,
+}
+
+impl SharedData {
+    fn next_cas(&mut self) -> u32 {
+        self.last_cas = self.last_cas.wrapping_add(1).max(1);
+        self.last_cas
+    }
+}
 
 /// One Envoy worker: see the module's documentation.
 #[derive(Debug)]
@@ -307,21 +321,36 @@ impl Host for FakeHost {
     }
 
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().get(key) {
+        match self.shared.borrow().values.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
         }
     }
 
     fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        // As in Envoy: no token writes unconditionally, a stale one is refused.
+        // As in Envoy (proxy-wasm's `SharedData::set`): no token writes unconditionally,
+        // a token other than the key's is refused, and a key that does not exist is
+        // created whatever the token.
         let mut shared = self.shared.borrow_mut();
-        let current = shared.get(key).map(|(_, cas)| *cas);
-        if cas.is_some() && cas != current {
+        if cas.is_some() && shared.values.contains_key(key) {
+            if let Some(left) = shared.interference.get_mut(key).filter(|left| **left > 0) {
+                // Another worker wrote the key since this one read it.
+                *left -= 1;
+                let stale = shared.next_cas();
+                if let Some(entry) = shared.values.get_mut(key) {
+                    entry.1 = stale;
+                }
+                return false;
+            }
+        }
+        let current = shared.values.get(key).map(|(_, cas)| *cas);
+        if cas.is_some() && current.is_some() && cas != current {
             return false;
         }
-        let next = current.unwrap_or(0) + 1;
-        shared.insert(key.to_string(), (value.to_vec(), next));
+        let next = shared.next_cas();
+        shared
+            .values
+            .insert(key.to_string(), (value.to_vec(), next));
         true
     }
 

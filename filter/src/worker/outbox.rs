@@ -25,39 +25,37 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues a request's settlement; one dropped to keep the bound is reported.
+    /// Queues a request's settlement.
     pub(super) fn settle(&self, host: &dyn Host, settlement: &SettleRequest) {
-        let outgoing = Outgoing::json(SETTLE_PATH, settlement);
-        if let (Ok(mut settlements), Some(outgoing)) = (self.settlements.try_borrow_mut(), outgoing)
-        {
-            if let Some(dropped) = settlements.push(outgoing) {
-                report(host, Outcome::Dropped(dropped));
-            }
-        }
+        self.queue(host, Outgoing::json(SETTLE_PATH, settlement));
     }
 
     /// Queues the take-back of a check (`/v1/release` with `refund`).
-    pub(super) fn cancel(&self, request: &ReleaseRequest) {
-        self.queue(Outgoing::json(RELEASE_PATH, request));
+    pub(super) fn cancel(&self, host: &dyn Host, request: &ReleaseRequest) {
+        self.queue(host, Outgoing::json(RELEASE_PATH, request));
     }
 
     /// Queues a lease call that gives a lease back.
-    pub(super) fn give_back(&self, request: &LeaseRequest) {
-        self.queue(Outgoing::json(LEASES_PATH, request));
+    pub(super) fn give_back(&self, host: &dyn Host, request: &LeaseRequest) {
+        self.queue(host, Outgoing::json(LEASES_PATH, request));
     }
 
     /// Queues the return of `owner`'s lease `previous` (a lease call that asks for
     /// nothing more).
     pub(super) fn give_back_lease(&self, host: &dyn Host, owner: Owner, previous: LeaseReturn) {
         let request = owner.giving_back(host.unique_id(), host.gateway_id(), previous);
-        self.give_back(&request);
+        self.give_back(host, &request);
     }
 
-    fn queue(&self, outgoing: Option<Outgoing>) {
+    /// Queues `outgoing`. Past the bound the oldest is dropped, counted and logged: the
+    /// control plane keeps what it would have refunded counted.
+    fn queue(&self, host: &dyn Host, outgoing: Option<Outgoing>) {
         if let (Ok(mut settlements), Some(outgoing)) = (self.settlements.try_borrow_mut(), outgoing)
         {
-            // Past the bound the oldest is dropped; the control plane keeps it counted.
-            let _ = settlements.push(outgoing);
+            if let Some(dropped) = settlements.push(outgoing) {
+                host.count(Metric::ReturnsDropped);
+                report(host, Outcome::Dropped(dropped));
+            }
         }
     }
 

@@ -105,11 +105,12 @@ impl Worker {
             leases.add(follow_ups.leases);
         }
         for request in &follow_ups.returns {
-            self.outbox.give_back(request);
+            self.outbox.give_back(host, request);
         }
         for request in &follow_ups.cancels {
-            self.outbox.cancel(request);
+            self.outbox.cancel(host, request);
         }
+        self.keep_unspent(host, follow_ups.unspent);
         if let (Some(key), Ok(mut waiters)) = (follow_ups.waits_for, self.waiters.try_borrow_mut())
         {
             waiters

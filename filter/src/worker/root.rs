@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::shared::Worker;
-use crate::budget;
+use crate::budget::{self, Taken, Unspent};
 use crate::host::{Host, Level, Metric};
 use crate::misconfigured::Misconfigured;
 
@@ -15,6 +15,11 @@ const CLOSING_GRACE: Duration = Duration::from_secs(2);
 /// Expired leases taken back per tick at most, so thousands expiring together do not
 /// stall the worker in one tick (the rest wait for the next ones).
 const RETURNS_PER_TICK: usize = 256;
+/// Budget not given back yet (busy slots) kept at most; past it the oldest is dropped
+/// and counted, and stays spent.
+const UNSPENT_KEPT: usize = 4_096;
+/// Rounds of taking a closing worker's leases out of slots other workers keep busy.
+const CLOSING_ROUNDS: usize = 4;
 
 impl Worker {
     /// The root context's periodic tick.
@@ -26,6 +31,7 @@ impl Worker {
         self.decide_deferred(host);
         self.expire_deadlines(host);
         self.return_expired_leases(host);
+        self.give_back_unspent(host);
         self.outbox.expire(host);
         self.send(host);
     }
@@ -61,10 +67,27 @@ impl Worker {
             Level::Info,
             &format!("tollgate: closing, returning {} leases", leases.len()),
         );
-        for lease in leases {
-            if let Some(previous) = budget::take_back(host, &lease.owner, &lease.id) {
-                self.outbox.give_back_lease(host, lease.owner, previous);
-            }
+        let mut busy = leases;
+        for _ in 0..CLOSING_ROUNDS {
+            busy.retain(
+                |lease| match budget::take_back(host, &lease.owner, &lease.id) {
+                    Taken::Back(previous) => {
+                        self.outbox
+                            .give_back_lease(host, lease.owner.clone(), previous);
+                        false
+                    }
+                    Taken::Gone => false,
+                    Taken::Contended => true,
+                },
+            );
+        }
+        if !busy.is_empty() {
+            // Still in their slots: a refill by another worker returns them with its
+            // own; otherwise they stay counted until their windows reset.
+            host.warn(&format!(
+                "tollgate: closing, {} leases left in slots other workers keep busy",
+                busy.len()
+            ));
         }
         self.outbox.send_all_now();
         self.send(host);
@@ -158,11 +181,45 @@ impl Worker {
             Ok(mut leases) => leases.take_expired(now, RETURNS_PER_TICK),
             Err(_) => return,
         };
+        let mut busy = Vec::new();
         for lease in expired {
-            // `None`: a refill already returned it with the next lease.
-            if let Some(previous) = budget::take_expired(host, &lease.owner, &lease.id, now) {
-                self.outbox.give_back_lease(host, lease.owner, previous);
+            match budget::take_expired(host, &lease.owner, &lease.id, now) {
+                Taken::Back(previous) => self.outbox.give_back_lease(host, lease.owner, previous),
+                // A refill already returned it with the next lease.
+                Taken::Gone => {}
+                // Still in its slot: the next tick tries again.
+                Taken::Contended => busy.push(lease),
             }
+        }
+        if let (false, Ok(mut leases)) = (busy.is_empty(), self.leases.try_borrow_mut()) {
+            leases.add(busy);
+        }
+    }
+
+    /// Gives back what requests spent and could not give back themselves.
+    fn give_back_unspent(&self, host: &dyn Host) {
+        let Ok(mut unspent) = self.unspent.try_borrow_mut() else {
+            return;
+        };
+        if unspent.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut *unspent);
+        unspent.extend(pending.into_iter().filter_map(|u| u.give_back(host).err()));
+    }
+
+    /// Keeps what a request spent and could not give back, for the tick.
+    pub(super) fn keep_unspent(&self, host: &dyn Host, more: Vec<Unspent>) {
+        if more.is_empty() {
+            return;
+        }
+        let Ok(mut unspent) = self.unspent.try_borrow_mut() else {
+            return;
+        };
+        unspent.extend(more);
+        let over = unspent.len().saturating_sub(UNSPENT_KEPT);
+        for _ in unspent.drain(..over) {
+            host.count(Metric::ReturnsDropped);
         }
     }
 

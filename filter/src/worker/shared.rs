@@ -10,6 +10,7 @@ use tollgate_protocol::FilterConfig;
 use super::deadlines::Deadlines;
 use super::outbox::Outbox;
 use super::taken::TakenLeases;
+use crate::budget::Unspent;
 use crate::flow::RequestFlow;
 
 /// A request's flow, shared between its context and the worker, which acts on it from
@@ -31,6 +32,9 @@ pub struct Worker {
     pub(super) outbox: Outbox,
     /// Leases this worker took, to return when they expire.
     pub(super) leases: RefCell<TakenLeases>,
+    /// Budget spent for requests that were not admitted, whose slots were too busy to
+    /// take it back at once: given back in the root's tick.
+    pub(super) unspent: RefCell<Vec<Unspent>>,
     /// Requests waiting for a refill another request of this worker has in flight, by
     /// budget slot key.
     pub(super) waiters: RefCell<HashMap<String, Vec<(u32, SharedFlow)>>>,
@@ -55,6 +59,7 @@ impl Worker {
             deadlines: RefCell::default(),
             outbox: Outbox::default(),
             leases: RefCell::default(),
+            unspent: RefCell::default(),
             waiters: RefCell::default(),
             deferred: RefCell::default(),
             routed: RefCell::default(),

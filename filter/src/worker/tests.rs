@@ -409,3 +409,85 @@ fn a_lease_answered_404_counts_as_misconfigured_and_fails_the_refill() {
     assert_eq!(host.counted(Metric::ControlPlaneMisconfigured), 1);
     assert!(host.logged(Level::Error)[0].contains("answered 404 to /v1/leases"));
 }
+
+/// The slot key of acme's `requests` budget (the requests of [`get`]).
+fn acme_slot() -> String {
+    crate::budget::slot_key(&crate::budget::Owner {
+        tenant: "acme".into(),
+        roles: Vec::new(),
+        resource: "requests".into(),
+    })
+}
+
+#[test]
+fn a_lease_granted_while_its_slot_is_busy_is_given_back_and_the_request_checked() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(budgets());
+    let (flow, _) = get(&host, &worker, 2);
+    let lease_id = host.last_dispatched().json::<LeaseRequest>().id;
+    // Other workers write the slot before each of the refill's attempts to land.
+    host.interfere(&acme_slot(), 16);
+    answer(&host, &worker, 2, &flow, &lease(5));
+    assert_eq!(host.counted(Metric::LeasesRecovered), 1);
+    let check = host.last_dispatched();
+    assert_eq!(check.path(), "/v1/check", "checked instead");
+
+    tick(&host, &worker);
+    let back: LeaseRequest = host.last_dispatched().json();
+    assert_eq!(host.last_dispatched().context, ROOT);
+    let previous = back.previous.unwrap();
+    assert_eq!((previous.id, previous.spent, back.want), (lease_id, 0, 0));
+    // It is not among the worker's leases: its expiry returns nothing more.
+    let sent = host.dispatched().len();
+    host.advance(20_000);
+    tick(&host, &worker);
+    assert_eq!(host.dispatched().len(), sent);
+}
+
+#[test]
+fn an_expired_lease_whose_slot_is_busy_is_returned_on_a_later_tick() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(budgets());
+    let (flow, _) = get(&host, &worker, 2);
+    answer(&host, &worker, 2, &flow, &lease(5));
+    let lease_id = host.last_dispatched().json::<LeaseRequest>().id;
+    let sent = host.dispatched().len();
+
+    host.advance(10_000);
+    host.interfere(&acme_slot(), 16);
+    tick(&host, &worker);
+    assert_eq!(host.dispatched().len(), sent, "still in its slot");
+    assert_eq!(host.counted(Metric::BudgetContention), 1);
+    tick(&host, &worker);
+    let back: LeaseRequest = host.last_dispatched().json();
+    let previous = back.previous.unwrap();
+    assert_eq!((previous.id, previous.spent), (lease_id, 1));
+}
+
+#[test]
+fn a_return_dropped_from_a_full_queue_is_counted_and_logged() {
+    let host = FakeHost::default().at(1_000);
+    let worker = worker(budgets());
+    let give_back = |n: usize| LeaseRequest {
+        id: format!("r-{n}"),
+        gateway: "g".into(),
+        tenant: "acme".into(),
+        roles: Vec::new(),
+        resource: "requests".into(),
+        want: 0,
+        previous: None,
+    };
+    for n in 0..super::settlements::MAX_QUEUED {
+        worker.outbox.give_back(&host, &give_back(n));
+    }
+    assert_eq!(host.counted(Metric::ReturnsDropped), 0);
+    worker
+        .outbox
+        .give_back(&host, &give_back(super::settlements::MAX_QUEUED));
+    assert_eq!(host.counted(Metric::ReturnsDropped), 1);
+    let warnings = host.warnings();
+    assert!(
+        warnings.last().is_some_and(|w| w.contains("r-0")),
+        "the oldest, named: {warnings:?}"
+    );
+}

@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 20] = [
+const STATS: [&str; 23] = [
     "allowed",
     "warned",
     "rejected",
@@ -35,6 +35,9 @@ const STATS: [&str; 20] = [
     "budget_waits",
     "control_plane_misconfigured",
     "quota_views",
+    "budget_contention",
+    "leases_recovered",
+    "returns_dropped",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
