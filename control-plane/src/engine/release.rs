@@ -66,10 +66,12 @@ async fn cancel_check(
                         cancelled.refunded
                     } else {
                         // Not counted in Redis: perhaps in PostgreSQL, during an outage that
-                        // has ended. Redis answered, so that lookup failing loses nothing new.
+                        // has ended. If PostgreSQL cannot say, the answer is an error: the
+                        // filter sends the take-back again (what Redis released stays
+                        // released; a take-back is idempotent), where "refunded 0" would
+                        // leave that check counted.
                         fallback::cancel(engine, &check, deadline)
-                            .await
-                            .unwrap_or_default()
+                            .await?
                             .unwrap_or(0)
                     };
                 (cancelled.released, refunded)

@@ -1399,3 +1399,40 @@ async fn siblings_leasing_never_starve_their_org_in_memory(pool: PgPool) {
 async fn siblings_leasing_never_starve_their_org_in_redis(pool: PgPool) {
     siblings_leasing_never_starve_their_org(Api::on_redis(pool), "org-b-redis").await;
 }
+
+/// A take-back that cannot look in PostgreSQL for a check counted there during a Redis
+/// outage answers an error, so that the filter sends it again, not "refunded 0", which
+/// the filter takes as done: what that check counted would stay counted.
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_take_back_that_cannot_read_postgres_is_an_error_the_filter_retries(pool: PgPool) {
+    let api = Api::new(pool.clone());
+    tier(
+        &api,
+        "metered",
+        json!([{"resource": "requests", "period": "month", "quota": 10}]),
+    )
+    .await;
+    tenant(&api, json!({"id": "acme", "tier": "metered"})).await;
+    // The tenant's definitions are cached; the check went to Redis (here: memory).
+    assert_eq!(
+        api.check("acme", json!({"requests": 1})).await["decision"],
+        "allow"
+    );
+    let take_back = json!({"tenant": "acme", "request_id": "counted-in-postgres", "refund": true});
+    assert_eq!(
+        api.filter_post("/v1/release", take_back.clone())
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    pool.close().await;
+    let refused = api.filter_post("/v1/release", take_back).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["refunded"], Value::Null, "{:?}", refused.body);
+}
