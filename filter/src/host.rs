@@ -96,14 +96,29 @@ pub trait Host {
     fn shared_set(&self, key: &str, value: &[u8]);
     /// An id no other call of any worker or Envoy makes (settlements, leases).
     fn unique_id(&self) -> String;
-    /// This gateway's id, as the control plane splits budgets between gateways.
+    /// This worker's (VM's) id: which worker's request refills a budget, so that the
+    /// other requests of that worker wait for its answer.
+    fn worker_id(&self) -> String;
+    /// This Envoy's id, one for all its workers ([`crate::gateway`]): the control plane
+    /// splits a tenant's headroom between the gateways holding its budgets.
     fn gateway_id(&self) -> String;
     /// A shared value with its compare-and-swap token (`None`, `None` when absent).
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Stores a shared value only if it still has the token `cas` read with it (`None`:
-    /// only if absent… or unconditionally where the host cannot tell); `false` when
-    /// another worker wrote it in between.
+    /// Stores a shared value only if it still has the token `cas` read with it; `None`
+    /// writes unconditionally, and an absent key is created whatever the token (as
+    /// Envoy does). `false` when another worker wrote it in between.
     fn shared_set_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    /// A compare-and-swap token that no key in shared data holds once this returns, for
+    /// creating a key the caller read absent without erasing one another worker made
+    /// meanwhile (written with it, an absent key is created, an existing one refused).
+    /// Envoy draws every write's token from one counter, so the token of a write made
+    /// now differs from that of any key that existed when the caller read its key, and
+    /// from any written since (until the 32-bit counter wraps, billions of writes on).
+    fn fresh_cas(&self) -> Option<u32> {
+        const TOKEN_KEY: &str = "tollgate.token";
+        self.shared_set(TOKEN_KEY, b"");
+        self.shared_get_cas(TOKEN_KEY).1
+    }
     /// Makes `context_id` the context later host calls act on (a request the worker
     /// wakes, answers or decides from another context's callback); `false` when that
     /// request is gone.

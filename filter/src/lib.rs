@@ -20,6 +20,7 @@
 //!   context to act on a request from another's callback.
 //! - [`budget`] — the fast path: budgets leased from the control plane, spent by every
 //!   worker from shared data, and their refills.
+//! - [`gateway`] — one gateway id per Envoy, agreed by its workers in shared data.
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
@@ -36,6 +37,7 @@
 pub mod body;
 pub mod budget;
 pub mod flow;
+pub mod gateway;
 pub mod host;
 pub mod identity;
 pub mod metrics;

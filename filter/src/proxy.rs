@@ -5,7 +5,7 @@
 //! Host calls go through `hostcalls::*`, which return `Result`s, never through the SDK
 //! helpers that unwrap.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -17,6 +17,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 use tollgate_protocol::FilterConfig;
 
 use crate::flow::{Next, RequestFlow};
+use crate::gateway::agreed_gateway_id;
 use crate::host::{Callout, Host, Level, Metric};
 use crate::worker::{SharedFlow, Worker};
 
@@ -32,6 +33,8 @@ thread_local! {
         prefix: RandomState::new().hash_one(0_u8),
         next: Cell::new(0),
     };
+    /// This Envoy's gateway id, once this VM has read it from shared data.
+    static GATEWAY: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Registers the root context; called once per VM by `proxy_wasm::main!`.
@@ -167,8 +170,17 @@ impl Host for ProxyHost {
         })
     }
 
-    fn gateway_id(&self) -> String {
+    fn worker_id(&self) -> String {
         IDS.with(|ids| format!("{:016x}", ids.prefix))
+    }
+
+    fn gateway_id(&self) -> String {
+        if let Some(agreed) = GATEWAY.with(|gateway| gateway.borrow().clone()) {
+            return agreed;
+        }
+        let agreed = agreed_gateway_id(self, &self.worker_id());
+        GATEWAY.with(|gateway| *gateway.borrow_mut() = Some(agreed.clone()));
+        agreed
     }
 
     fn shared_get_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {

@@ -677,7 +677,7 @@ fn sharing(first: &FakeHost, worker: &str) -> FakeHost {
     FakeHost::get("acme").sharing(first).on_worker(worker)
 }
 
-/// A request of worker `g` that refills acme's budget under `cfg`, and another of the
+/// A request of worker `w` (the fake host's own) that refills acme's budget under `cfg`, and another of the
 /// same worker that waits for that refill; both are paused.
 fn a_refill_and_its_waiter(
     cfg: &Rc<FilterConfig>,
@@ -685,7 +685,7 @@ fn a_refill_and_its_waiter(
     let refiller = FakeHost::get("acme");
     let mut refilling = RequestFlow::new(cfg.clone());
     assert_eq!(refilling.on_request_headers(&refiller, true), Next::Pause);
-    let waiter = sharing(&refiller, "g");
+    let waiter = sharing(&refiller, "w");
     let mut waiting = RequestFlow::new(cfg.clone());
     assert_eq!(waiting.on_request_headers(&waiter, true), Next::Pause);
     (refiller, refilling, waiter, waiting)
@@ -733,7 +733,7 @@ fn requests_of_the_refilling_worker_wait_for_its_answer_and_are_paid_from_the_ne
 fn waiters_of_a_refill_that_failed_apply_the_failure_mode_and_a_late_wake_is_ignored() {
     let cfg = config(json!({"budgets": {"enabled": true}, "failure_mode": "closed"}));
     let (refiller, mut refilling, waiter, mut waiting) = a_refill_and_its_waiter(&cfg);
-    let impatient = sharing(&refiller, "g");
+    let impatient = sharing(&refiller, "w");
     let mut first_to_give_up = RequestFlow::new(cfg);
     first_to_give_up.on_request_headers(&impatient, true);
 

@@ -26,8 +26,6 @@ use crate::host::{Host, Metric};
 pub const SLOTS: u64 = 65_536;
 /// Attempts of one compare-and-swap before it ends as [`Contended`].
 const CAS_ATTEMPTS: usize = 16;
-/// The key written to draw a fresh compare-and-swap token (see [`fresh_token`]).
-const TOKEN_KEY: &str = "tollgate.budget.token";
 
 /// A compare-and-swap of a slot lost to other workers' writes on every attempt: the
 /// slot is as they left it, this change is not in it.
@@ -189,7 +187,7 @@ fn update<T>(
         // A key nobody wrote yet has no token: write it with one no key can hold, which
         // creates it if it is still absent and is refused if another worker created it
         // meanwhile. A write without a token could erase that worker's slot.
-        let Some(token) = cas.or_else(|| fresh_token(host)) else {
+        let Some(token) = cas.or_else(|| host.fresh_cas()) else {
             continue;
         };
         // A slot is plain data: serialising it cannot fail.
@@ -202,17 +200,6 @@ fn update<T>(
     }
     host.count(Metric::BudgetContention);
     Err(Contended)
-}
-
-/// A compare-and-swap token that no key in shared data holds once this returns: Envoy
-/// draws every write's token from one counter, so the token of a write made now is
-/// newer than that of any key that existed when the caller read its key absent, and
-/// differs from any written since (until the 32-bit counter wraps around, billions of
-/// writes later). Envoy creates an absent key whatever the token it is written with,
-/// and refuses a token other than the key's when it exists.
-fn fresh_token(host: &dyn Host) -> Option<u32> {
-    host.shared_set(TOKEN_KEY, b"");
-    host.shared_get_cas(TOKEN_KEY).1
 }
 
 /// `owner`'s slot, when the slot is theirs.
@@ -253,7 +240,7 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
         }
         let state = if slot.refill_until_ms > now_ms {
             Spend::Refilling {
-                here: slot.refiller == host.gateway_id(),
+                here: slot.refiller == host.worker_id(),
             }
         } else if slot.per_request_until_ms > now_ms {
             Spend::PerRequest
@@ -304,7 +291,7 @@ pub fn begin_refill(
             return (None, None);
         }
         slot.refill_until_ms = until_ms;
-        slot.refiller = host.gateway_id();
+        slot.refiller = host.worker_id();
         let previous = slot.lease.take().map(|lease| LeaseReturn {
             id: lease.id,
             spent: lease.spent,
@@ -662,11 +649,11 @@ mod tests {
         finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
         // A worker that read the key absent before acme's refill made it now writes
         // with a fresh token: refused, where a write without one would erase the lease.
-        let token = fresh_token(&host);
+        let token = host.fresh_cas();
         assert!(!host.shared_set_cas(&slot_key(&acme), b"x", token));
         assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
         // The same token creates a key that is still absent.
-        assert!(host.shared_set_cas("tollgate.budget.elsewhere", b"x", fresh_token(&host)));
+        assert!(host.shared_set_cas("tollgate.budget.elsewhere", b"x", host.fresh_cas()));
     }
 
     #[test]

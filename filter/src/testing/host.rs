@@ -36,7 +36,10 @@ pub struct FakeHost {
     pub(super) shared: Rc<RefCell<SharedData>>,
     /// The last id handed out, counted across every host sharing the data.
     ids: Rc<Cell<u64>>,
+    /// This Envoy's id, the same for every worker of it.
     gateway: String,
+    /// This worker's id.
+    worker: String,
     now_ms: Cell<u64>,
     refuse_dispatch: Cell<bool>,
     next_token: Cell<u32>,
@@ -61,6 +64,7 @@ impl Default for FakeHost {
             shared: Rc::default(),
             ids: Rc::default(),
             gateway: "g".into(),
+            worker: "w".into(),
             now_ms: Cell::new(0),
             refuse_dispatch: Cell::new(false),
             next_token: Cell::new(0),
@@ -114,9 +118,9 @@ impl FakeHost {
         self
     }
 
-    /// This host as worker `gateway` (its gateway id).
-    pub fn on_worker(mut self, gateway: &str) -> FakeHost {
-        self.gateway = gateway.into();
+    /// This host as worker `worker` (its worker id) of the same Envoy.
+    pub fn on_worker(mut self, worker: &str) -> FakeHost {
+        self.worker = worker.into();
         self
     }
 
@@ -314,6 +318,10 @@ impl Host for FakeHost {
         let n = self.ids.get() + 1;
         self.ids.set(n);
         format!("s-{n}")
+    }
+
+    fn worker_id(&self) -> String {
+        self.worker.clone()
     }
 
     fn gateway_id(&self) -> String {

@@ -25,6 +25,7 @@
 //! - [`envoy_killed`] — an Envoy killed mid-run: usage reconciled, never past a limit.
 //! - [`reloaded`] — a filter config replaced while Envoy runs: its budgets returned.
 //! - [`single_flight`] — requests waiting for the refill in flight instead of calling out.
+//! - [`workers`] — the workers of one Envoy leasing as one gateway.
 
 mod envoy_killed;
 mod exactness;
@@ -33,6 +34,7 @@ mod reloaded;
 mod single_flight;
 mod tree;
 mod usage;
+mod workers;
 
 use crate::{get, start_with_tier, stat, GatewayOptions};
 use serde_json::json;
