@@ -51,7 +51,7 @@ impl Default for EngineSettings {
     /// The defaults of `tollgate serve`.
     fn default() -> EngineSettings {
         EngineSettings {
-            definitions_ttl: Duration::from_secs(5),
+            definitions_ttl: Duration::from_secs(300),
             gauge_hold: Duration::from_secs(300),
             metrics_tenant_labels: false,
             leases: LeaseSettings::default(),

@@ -129,8 +129,14 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_ADMIN_READ_TOKEN", hide_env_values = true, value_parser = secret)]
     pub admin_read_token: Option<SecretString>,
     /// How long cached quota definitions are fresh, in milliseconds; after that they are
-    /// still used while a background load refreshes them.
-    #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 5000)]
+    /// still used while a background load refreshes them. Every admin write reaches every
+    /// instance's cache through the invalidation stream (and an instance that could not
+    /// read it drops its whole cache), and what depends on time (assignments' and
+    /// grants' ends) is resolved at each decision's instant, so this is no clock of
+    /// correctness: it only bounds how long a change made around the API (SQL on the
+    /// tables) goes unseen. Reloading on a short clock cost PostgreSQL a query per
+    /// tenant every few seconds.
+    #[arg(long, env = "TOLLGATE_DEFINITIONS_TTL_MS", default_value_t = 300_000)]
     pub definitions_ttl_ms: u64,
     /// How many tenants the tenant directory holds at most: the compact copy of every
     /// tenant's own definitions that decides tenants whose chain is not cached while
@@ -248,7 +254,7 @@ mod tests {
         assert_eq!(args.admin_token.expose_secret(), "s3cret-token");
         assert_eq!(args.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(args.decision_listen, None);
-        assert_eq!(args.definitions_ttl_ms, 5000);
+        assert_eq!(args.definitions_ttl_ms, 300_000);
         assert_eq!(args.directory_max_tenants, 1_000_000);
         assert_eq!(
             (
