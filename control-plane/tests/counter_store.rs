@@ -2284,3 +2284,49 @@ async fn a_budget_record_expires_a_grace_after_its_lease_and_the_holders_with_it
         "one holder per gateway and tenant"
     );
 }
+
+/// A counter's expiry is an instant — its window stops counting, plus a grace — set
+/// when it starts counting: later checks leave it where it is rather than push it back
+/// (one `EXPIRE` less per counter and check).
+#[tokio::test]
+async fn redis_sets_a_counter_s_expiry_when_it_starts_counting_and_leaves_it_there() {
+    let server = OwnRedis::start_on(free_port().unwrap()).await;
+    let store = RedisStore::new(&server.redis.url()).unwrap();
+    assert_eq!(eventually_counts(&store, "x").await, vec![1]);
+    let counter = key("x", "x", 0);
+    let client = ::redis::Client::open(server.redis.url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl_ms = |redis: &mut ::redis::aio::MultiplexedConnection| {
+        let mut redis = redis.clone();
+        let counter = counter.clone();
+        async move {
+            ::redis::cmd("PTTL")
+                .arg(&counter)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    let first = ttl_ms(&mut redis).await;
+    assert!((3_590_000..=3_600_000).contains(&first), "{first} ms");
+
+    // As if an hour less were left: the next checks keep that instant.
+    let _: () = ::redis::cmd("PEXPIRE")
+        .arg(&counter)
+        .arg(100_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let markers = vec![marker_key("x", "x")];
+    let k = vec![counter.clone()];
+    for n in 2..=4 {
+        let counted = run(
+            &store,
+            &call(CallMode::Check, markers.clone(), vec![window(&k, 1, 100)]),
+        )
+        .await;
+        assert_eq!((counted.admitted, counted.used.clone()), (true, vec![n]));
+    }
+    let later = ttl_ms(&mut redis).await;
+    assert!((1..=100_000).contains(&later), "{later} ms: pushed back");
+}

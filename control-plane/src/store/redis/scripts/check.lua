@@ -28,7 +28,8 @@
 --          index of its tenant's marker (0: none)
 --   kind "w", a windowed limit: its usage is the sum of field `u` of its keys (one
 --            calendar window, or the buckets of a rolling window, current first); the
---            amount is added to the first key, which then expires after ttl seconds.
+--            amount is added to the first key, which expires ttl seconds after it
+--            starts counting.
 --   kind "g", a gauge: one key, a sorted set of request ids by hold expiry; beside it
 --            (the same key with ":g:" made ":h:") a hash of each holder's amount
 --            ("r:<id>") and their total ("#").
@@ -146,9 +147,13 @@ for i = 1, n_ops do
     if op.amount ~= '0' then
       local key = KEYS[op.first]
       redis.call('HINCRBY', key, 'u', op.amount)
-      redis.call('EXPIRE', key, op.ttl)
-      if current[i] == '0' and op.marker > 0 then
-        refresh[op.marker] = true
+      -- A counter's expiry is an instant (its window stops counting, plus a grace): set
+      -- when it starts counting, it need not be set again by every check.
+      if current[i] == '0' then
+        redis.call('EXPIRE', key, op.ttl)
+        if op.marker > 0 then
+          refresh[op.marker] = true
+        end
       end
       used[i] = add(used[i], op.amount)
       if oldest[i] == 0 then

@@ -39,7 +39,8 @@
 -- then, per op, 5 values: first key index, key count, cap, ttl seconds, marker index
 --   (0: none). An op's usage is the sum of field `u` of its keys (one calendar window,
 --   or the buckets of a rolling window, current first); a reservation is added to the
---   first key, which then lives ttl seconds. The grant keeps every op within its cap.
+--   first key, which lives ttl seconds from when it starts counting. The grant keeps
+--   every op within its cap.
 -- then, per level, its op count C and C op indices (1-based): the level's enforced
 --   limits, whose least room is its headroom.
 --
@@ -232,9 +233,12 @@ for i = 1, n_ops do
   local op = ops[i]
   local key = KEYS[op.first]
   redis.call('HINCRBY', key, 'u', granted)
-  redis.call('EXPIRE', key, op.ttl)
-  if current[i] == '0' and op.marker > 0 then
-    refresh[op.marker] = true
+  -- Its expiry is an instant, set when it starts counting (as in check.lua).
+  if current[i] == '0' then
+    redis.call('EXPIRE', key, op.ttl)
+    if op.marker > 0 then
+      refresh[op.marker] = true
+    end
   end
   charged[#charged + 1] = key
 end
