@@ -433,7 +433,7 @@ fn response_costs_are_reserved_then_settled_to_what_the_upstream_reported() {
     flow.on_response_body(&host, body.len());
     let settle: SettleRequest = flow.settlement(&host).unwrap();
     // An id of the host's own (the check had the first): a retry is recognised by it.
-    assert_eq!(settle.id, "s-2");
+    assert_eq!(settle.id, host.id(2));
     assert_eq!(settle.amounts["tokens"], 38);
     assert_eq!(settle.amounts["response_bytes"], body.len() as i64 - 2);
 }
@@ -468,10 +468,10 @@ fn a_hold_is_taken_under_an_id_of_the_filters_own_and_released_at_the_end() {
     flow.on_request_headers(&host, false);
     let check = host.last_check();
     assert_eq!(check.amounts["concurrent_requests"], 1);
-    assert_eq!(check.request_id.as_deref(), Some("s-1"));
+    assert_eq!(check.request_id, Some(host.id(1)));
     flow.on_check_response(&host, Some(200), &allow());
     let settle = flow.settlement(&host).unwrap();
-    assert_eq!(settle.release_request_id.as_deref(), Some("s-1"));
+    assert_eq!(settle.release_request_id, Some(host.id(1)));
     assert!(settle.amounts.is_empty(), "nothing to correct but the hold");
 }
 

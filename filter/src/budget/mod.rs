@@ -11,18 +11,23 @@
 //!
 //! # Layout
 //! - `slots` — the table of budgets in shared data, changed only by compare-and-swap.
+//! - `record` — a slot as shared data holds it: 64 bytes, and the ids of leases.
+//! - `terms` — what a lease answers with in headers, kept beside its slot and read once
+//!   per lease by each worker.
 //! - `spending` — paying a request's every resource from budgets, all or nothing, and
 //!   the quota status that gives it.
 //! - `refill` — a refill in flight: the lease call it makes, how it ended, and the
 //!   leases to give back.
 
+mod record;
 mod refill;
 mod slots;
 mod spending;
+mod terms;
 
 pub use refill::{Refill, RefillEnd, TakenLease};
 pub use slots::{
     abandon_refill, begin_refill, finish_refill, slot_key, spend, take_back, take_expired, unspend,
-    Contended, Lease, Owner, Refilled, Spend, Taken, SLOTS,
+    Contended, Owner, Refilled, Spend, Taken, SLOTS,
 };
 pub use spending::{pay, Payment, Receipt, Shortfall, Spent, Unspent};

@@ -3,8 +3,10 @@
 //!
 //! Each (tenant, roles, resource) has a slot in a fixed table of hashed keys: shared
 //! data has no delete, so memory is bounded by design, whatever the number of tenants.
-//! A slot holds the lease being spent (granted, spent, until when) and what the
-//! control plane said about the binding policy when it granted it, for headers.
+//! A slot is a 64-byte record (`record`): the owner's fingerprint, the lease being
+//! spent (granted, spent, until when), the refill in flight and its worker. What the
+//! control plane said about the binding policy, for headers, is the lease's `terms`,
+//! kept apart and read when the lease changes.
 //!
 //! Every change is a compare-and-swap, retried on conflict, so workers spending the
 //! same budget at once never spend more than was granted; the first write of a key is
@@ -16,10 +18,13 @@
 //! first, so what it reports as spent is final.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn, PolicyStatus};
+use tollgate_protocol::{LeaseRequest, LeaseResponse, LeaseReturn};
 
+use super::record::{fingerprint, worker_tag, Lease, LeaseId, Record};
+use super::terms::{self, Terms};
 use crate::host::{Host, Metric};
 
 /// The number of slots: at most this many (tenant, resource) budgets at once.
@@ -35,10 +40,10 @@ pub struct Contended;
 /// A refill's answer put into its slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refilled {
-    /// Leases to give back, with their owners: the one the new lease displaced (once
-    /// the refill's deadline passed, another worker's refill or another tenant may
-    /// have landed first), or the new lease itself when it could not land.
-    pub give_back: Vec<(Owner, LeaseReturn)>,
+    /// Leases to give back: the one the new lease displaced (once the refill's deadline
+    /// passed, another worker's refill may have landed first), or the new lease itself
+    /// when it could not land.
+    pub give_back: Vec<LeaseReturn>,
     /// Whether the granted lease is in the slot: the worker returns it when it expires.
     pub landed: bool,
 }
@@ -79,36 +84,11 @@ impl Owner {
             previous: Some(lease),
         }
     }
-}
 
-/// A lease being spent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// Its id, to return it.
-    pub id: String,
-    /// What the control plane reserved.
-    pub granted: u64,
-    /// What the workers spent of it.
-    pub spent: u64,
-    /// Until when it may be spent (ms since the epoch).
-    pub expires_ms: u64,
-    /// The binding policy at the grant, its usage not counting the lease.
-    pub policy: Option<PolicyStatus>,
-    /// The binding policy's usage past which the status is `warning`.
-    pub warn_after: Option<u64>,
-}
-
-/// One slot of the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Slot {
-    owner: Owner,
-    lease: Option<Lease>,
-    /// A refill is in flight until then.
-    refill_until_ms: u64,
-    /// The worker (VM) whose request refills it: its other requests wait for the answer.
-    refiller: String,
-    /// The control plane said "check each request" until then.
-    per_request_until_ms: u64,
+    /// Its slot's key and its fingerprint in the slot, worked out once per call.
+    fn slot(&self) -> (String, u64) {
+        (slot_key(self), fingerprint(self))
+    }
 }
 
 /// What spending from a budget came to.
@@ -117,13 +97,11 @@ pub enum Spend {
     /// Spent: the binding policy's usage, this request included, for headers.
     Spent {
         /// The lease spent from (to take it back if another resource fails).
-        lease: String,
+        lease: LeaseId,
         /// Usage of the binding policy including all spent of the lease.
         used: Option<u64>,
-        /// The binding policy at the grant.
-        policy: Option<PolicyStatus>,
-        /// Past this usage the status is `warning`.
-        warn_after: Option<u64>,
+        /// The lease's terms (`None` when they could not be read).
+        terms: Option<Rc<Terms>>,
     },
     /// No budget left and nobody refilling: the caller may refill.
     Empty,
@@ -148,39 +126,26 @@ impl Hash for Owner {
     }
 }
 
-impl Slot {
-    fn empty(owner: &Owner) -> Slot {
-        Slot {
-            owner: owner.clone(),
-            lease: None,
-            refill_until_ms: 0,
-            refiller: String::new(),
-            per_request_until_ms: 0,
-        }
-    }
-
-    /// Whether another owner may take the slot over: no lease in it (an expired one
-    /// waits to be returned by the worker that took it) and no refill in flight.
-    fn is_free(&self, now_ms: u64) -> bool {
-        self.lease.is_none() && self.refill_until_ms <= now_ms
-    }
+/// Whether another owner may take the slot over: no lease in it (an expired one waits
+/// to be returned by the worker that took it) and no refill in flight.
+fn is_free(record: &Record, now_ms: u64) -> bool {
+    record.lease.is_none() && record.refill_until_ms <= now_ms
 }
 
-/// Reads `owner`'s slot and, with its compare-and-swap token, lets `change` write it
-/// back; retried when another worker wrote in between. `change` gets the slot as it is
-/// (another owner's on a hash collision, `None` when empty) and answers the new slot
-/// (or `None` to leave it) and a result. [`Contended`] when the conflicts never ended
-/// (counted: `budget_contention`).
+/// Reads the slot `key` and, with its compare-and-swap token, lets `change` write it
+/// back; retried when another worker wrote in between. `change` gets the record as it
+/// is (another owner's on a hash collision, `None` when empty) and answers the new
+/// record (or `None` to leave it) and a result. [`Contended`] when the conflicts never
+/// ended (counted: `budget_contention`).
 fn update<T>(
     host: &dyn Host,
-    owner: &Owner,
-    mut change: impl FnMut(Option<Slot>) -> (Option<Slot>, T),
+    key: &str,
+    mut change: impl FnMut(Option<Record>) -> (Option<Record>, T),
 ) -> Result<T, Contended> {
-    let key = slot_key(owner);
     for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = host.shared_get_cas(&key);
-        let slot = bytes.and_then(|b| serde_json::from_slice::<Slot>(&b).ok());
-        let (next, result) = change(slot);
+        let (bytes, cas) = host.shared_get_cas(key);
+        let record = bytes.and_then(|b| Record::decode(&b));
+        let (next, result) = change(record);
         let Some(next) = next else {
             return Ok(result);
         };
@@ -190,11 +155,7 @@ fn update<T>(
         let Some(token) = cas.or_else(|| host.fresh_cas()) else {
             continue;
         };
-        // A slot is plain data: serialising it cannot fail.
-        let Ok(bytes) = serde_json::to_vec(&next) else {
-            break;
-        };
-        if host.shared_set_cas(&key, &bytes, Some(token)) {
+        if host.shared_set_cas(key, &next.encode(), Some(token)) {
             return Ok(result);
         }
     }
@@ -202,17 +163,25 @@ fn update<T>(
     Err(Contended)
 }
 
-/// `owner`'s slot, when the slot is theirs.
-fn mine(slot: Option<Slot>, owner: &Owner) -> Option<Slot> {
-    slot.filter(|slot| slot.owner == *owner)
+/// `owner`'s record, when the slot is theirs.
+fn mine(record: Option<Record>, owner: u64) -> Option<Record> {
+    record.filter(|record| record.owner == owner)
+}
+
+fn returned(lease: Lease) -> LeaseReturn {
+    LeaseReturn {
+        id: lease.id.to_string(),
+        spent: lease.spent,
+    }
 }
 
 /// Spends `amount` from `owner`'s budget at `now_ms`.
 pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend {
-    let result = update(host, owner, |slot| {
-        let Some(mut slot) = mine(slot.clone(), owner) else {
+    let (key, me) = owner.slot();
+    let result = update(host, &key, |record| {
+        let Some(mut record) = mine(record, me) else {
             // Empty, or another tenant's: free to take over, or busy (check instead).
-            let free = slot.is_none_or(|other| other.is_free(now_ms));
+            let free = record.is_none_or(|other| is_free(&other, now_ms));
             return (
                 None,
                 if free {
@@ -222,49 +191,67 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
                 },
             );
         };
-        if let Some(lease) = slot.lease.as_mut() {
+        if let Some(lease) = record.lease.as_mut() {
             let left = lease.granted.saturating_sub(lease.spent);
             if lease.expires_ms > now_ms && left >= amount {
                 lease.spent += amount;
                 let spent = Spend::Spent {
-                    lease: lease.id.clone(),
-                    used: lease
-                        .policy
-                        .as_ref()
-                        .map(|p| p.used.saturating_add(lease.spent)),
-                    policy: lease.policy.clone(),
-                    warn_after: lease.warn_after,
+                    lease: lease.id,
+                    used: Some(lease.spent),
+                    terms: None,
                 };
-                return (Some(slot), spent);
+                return (Some(record), spent);
             }
         }
-        let state = if slot.refill_until_ms > now_ms {
+        let state = if record.refill_until_ms > now_ms {
             Spend::Refilling {
-                here: slot.refiller == host.worker_id(),
+                here: record.refiller == worker_tag(&host.worker_id()),
             }
-        } else if slot.per_request_until_ms > now_ms {
+        } else if record.per_request_until_ms > now_ms {
             Spend::PerRequest
         } else {
             Spend::Empty
         };
         (None, state)
     });
-    // Busy with other workers' spends: check this request rather than wait.
-    result.unwrap_or(Spend::PerRequest)
+    match result {
+        // The terms are read once spent, out of the compare-and-swap loop.
+        Ok(Spend::Spent {
+            lease,
+            used: Some(spent),
+            ..
+        }) => {
+            let terms = terms::read(host, &key, lease);
+            let used = terms
+                .as_ref()
+                .and_then(|t| t.policy.as_ref())
+                .map(|policy| policy.used.saturating_add(spent));
+            Spend::Spent { lease, used, terms }
+        }
+        Ok(other) => other,
+        // Busy with other workers' spends: check this request rather than wait.
+        Err(Contended) => Spend::PerRequest,
+    }
 }
 
 /// Gives back `amount` spent from lease `lease` (another resource of the request could
 /// not be spent); nothing if the lease is no longer the slot's. [`Contended`]: not
 /// given back yet, the caller hands it to the worker's tick.
-pub fn unspend(host: &dyn Host, owner: &Owner, lease: &str, amount: u64) -> Result<(), Contended> {
-    update(host, owner, |slot| {
-        let Some(mut slot) = mine(slot, owner) else {
+pub fn unspend(
+    host: &dyn Host,
+    owner: &Owner,
+    lease: LeaseId,
+    amount: u64,
+) -> Result<(), Contended> {
+    let (key, me) = owner.slot();
+    update(host, &key, |record| {
+        let Some(mut record) = mine(record, me) else {
             return (None, ());
         };
-        match slot.lease.as_mut() {
+        match record.lease.as_mut() {
             Some(held) if held.id == lease => {
                 held.spent = held.spent.saturating_sub(amount);
-                (Some(slot), ())
+                (Some(record), ())
             }
             _ => (None, ()),
         }
@@ -281,31 +268,32 @@ pub fn begin_refill(
     now_ms: u64,
     until_ms: u64,
 ) -> Option<Option<LeaseReturn>> {
-    update(host, owner, |slot| {
-        let mut slot = match mine(slot.clone(), owner) {
-            Some(slot) => slot,
-            None if slot.is_none_or(|other| other.is_free(now_ms)) => Slot::empty(owner),
+    let (key, me) = owner.slot();
+    let refiller = worker_tag(&host.worker_id());
+    update(host, &key, |record| {
+        let mut record = match mine(record, me) {
+            Some(record) => record,
+            None if record.is_none_or(|other| is_free(&other, now_ms)) => Record::empty(me),
             None => return (None, None),
         };
-        if slot.refill_until_ms > now_ms {
+        if record.refill_until_ms > now_ms {
             return (None, None);
         }
-        slot.refill_until_ms = until_ms;
-        slot.refiller = host.worker_id();
-        let previous = slot.lease.take().map(|lease| LeaseReturn {
-            id: lease.id,
-            spent: lease.spent,
-        });
-        (Some(slot), Some(previous))
+        record.refill_until_ms = until_ms;
+        record.refiller = refiller;
+        let previous = record.lease.take().map(returned);
+        (Some(record), Some(previous))
     })
     .ok()
     .flatten()
 }
 
 /// The control plane answered the refill: the new lease goes into the slot (or "check
-/// each request" until its `ttl_ms` when nothing was granted). Answers what to give
-/// back (nobody else would): the lease this displaces, or the new one if it could not
-/// land ([`Refilled`]).
+/// each request" until its `ttl_ms` when nothing was granted), its terms beside it.
+/// Answers what to give back (nobody else would): the lease this displaces, or the new
+/// one if it could not land ([`Refilled`]). Another tenant's lease (a hash collision
+/// that took the slot once this refill's deadline had passed) stays: the new one goes
+/// back unspent.
 pub fn finish_refill(
     host: &dyn Host,
     owner: &Owner,
@@ -313,64 +301,82 @@ pub fn finish_refill(
     answer: &LeaseResponse,
     now_ms: u64,
 ) -> Refilled {
+    let (key, me) = owner.slot();
     let expires_ms = now_ms.saturating_add(answer.ttl_ms);
-    let landed = update(host, owner, |slot| {
-        let (mut slot, mut displaced) = match slot {
-            Some(slot) if slot.owner == *owner => (slot, None),
-            // Another tenant's lease stays where it is unless there is one to replace it.
-            Some(other) if answer.granted == 0 && other.lease.is_some() => return (None, None),
-            Some(other) => (Slot::empty(owner), other.lease.map(|l| (other.owner, l))),
-            None => (Slot::empty(owner), None),
-        };
-        slot.refill_until_ms = 0;
-        if answer.granted > 0 {
-            let lease = Lease {
-                id: id.to_string(),
-                granted: answer.granted,
-                spent: 0,
-                expires_ms,
-                policy: answer.policy.clone(),
-                warn_after: answer.warn_after,
+    let unspent = LeaseReturn {
+        id: id.to_string(),
+        spent: 0,
+    };
+    let granted = match LeaseId::parse(id) {
+        _ if answer.granted == 0 => None,
+        Some(lease) => Some(lease),
+        // Not an id this filter made (it makes every one): no slot can hold it.
+        None => {
+            abandon_refill(host, owner);
+            return Refilled {
+                give_back: vec![unspent],
+                landed: false,
             };
-            if let Some(old) = slot.lease.replace(lease) {
-                displaced = Some((owner.clone(), old));
-            }
-        } else {
-            slot.per_request_until_ms = expires_ms;
         }
-        let back = displaced.map(|(owner, lease)| {
-            let back = LeaseReturn {
-                id: lease.id,
-                spent: lease.spent,
-            };
-            (owner, back)
-        });
-        (Some(slot), back)
+    };
+    if let Some(lease) = granted {
+        let terms = Terms {
+            lease: id.to_string(),
+            policy: answer.policy.clone(),
+            warn_after: answer.warn_after,
+        };
+        terms::write(host, &key, lease, terms);
+    }
+    let landed = update(host, &key, |record| {
+        let mut record = match record {
+            Some(record) if record.owner == me => record,
+            Some(other) if other.owner != me && other.lease.is_some() => {
+                return (None, (false, None));
+            }
+            _ => Record::empty(me),
+        };
+        record.refill_until_ms = 0;
+        let mut displaced = None;
+        match granted {
+            Some(lease) => {
+                let lease = Lease {
+                    id: lease,
+                    granted: answer.granted,
+                    spent: 0,
+                    expires_ms,
+                };
+                displaced = record.lease.replace(lease).map(returned);
+            }
+            None => record.per_request_until_ms = expires_ms,
+        }
+        (Some(record), (true, displaced))
     });
     match landed {
-        Ok(displaced) => Refilled {
+        Ok((true, displaced)) => Refilled {
+            landed: granted.is_some(),
             give_back: displaced.into_iter().collect(),
-            landed: answer.granted > 0,
+        },
+        // Another tenant's live lease holds the slot.
+        Ok((false, _)) => Refilled {
+            give_back: (answer.granted > 0)
+                .then_some(unspent)
+                .into_iter()
+                .collect(),
+            landed: false,
         },
         // Its slot was too busy to take it: the lease goes straight back, unspent, and
         // the refill is over (or its flag ends at its deadline).
-        Err(Contended) if answer.granted > 0 => {
-            host.count(Metric::LeasesRecovered);
-            abandon_refill(host, owner);
-            let back = LeaseReturn {
-                id: id.to_string(),
-                spent: 0,
-            };
-            Refilled {
-                give_back: vec![(owner.clone(), back)],
-                landed: false,
-            }
-        }
-        // Nothing granted, and nothing said: the next request asks again.
         Err(Contended) => {
             abandon_refill(host, owner);
+            if answer.granted == 0 {
+                return Refilled {
+                    give_back: Vec::new(),
+                    landed: false,
+                };
+            }
+            host.count(Metric::LeasesRecovered);
             Refilled {
-                give_back: Vec::new(),
+                give_back: vec![unspent],
                 landed: false,
             }
         }
@@ -380,10 +386,11 @@ pub fn finish_refill(
 /// The refill failed: the next request may try again (when the slot was too busy to
 /// say so now, once the refill's deadline passed).
 pub fn abandon_refill(host: &dyn Host, owner: &Owner) {
-    let _ = update(host, owner, |slot| match mine(slot, owner) {
-        Some(mut slot) => {
-            slot.refill_until_ms = 0;
-            (Some(slot), ())
+    let (key, me) = owner.slot();
+    let _ = update(host, &key, |record| match mine(record, me) {
+        Some(mut record) => {
+            record.refill_until_ms = 0;
+            (Some(record), ())
         }
         None => (None, ()),
     });
@@ -401,17 +408,17 @@ pub fn take_back(host: &dyn Host, owner: &Owner, id: &str) -> Taken {
 }
 
 fn take_if(host: &dyn Host, owner: &Owner, id: &str, due: impl Fn(&Lease) -> bool) -> Taken {
-    let taken = update(host, owner, |slot| {
-        let Some(mut slot) = mine(slot, owner) else {
+    let Some(id) = LeaseId::parse(id) else {
+        return Taken::Gone; // never in a slot
+    };
+    let (key, me) = owner.slot();
+    let taken = update(host, &key, |record| {
+        let Some(mut record) = mine(record, me) else {
             return (None, Taken::Gone);
         };
-        match slot.lease.take() {
+        match record.lease.take() {
             Some(lease) if lease.id == id && due(&lease) => {
-                let back = LeaseReturn {
-                    id: lease.id,
-                    spent: lease.spent,
-                };
-                (Some(slot), Taken::Back(back))
+                (Some(record), Taken::Back(returned(lease)))
             }
             _ => (None, Taken::Gone),
         }
@@ -422,7 +429,7 @@ fn take_if(host: &dyn Host, owner: &Owner, id: &str, due: impl Fn(&Lease) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tollgate_protocol::Decision;
+    use tollgate_protocol::{Decision, PolicyStatus};
 
     use crate::testing::FakeHost;
 
@@ -438,6 +445,13 @@ mod tests {
         match taken {
             Taken::Back(back) => back,
             other => panic!("not taken out: {other:?}"),
+        }
+    }
+
+    fn back(id: &str, spent: u64) -> LeaseReturn {
+        LeaseReturn {
+            id: id.into(),
+            spent,
         }
     }
 
@@ -465,6 +479,21 @@ mod tests {
         }
     }
 
+    /// `owner`'s budget refilled with `amount` under a new lease at `now_ms`: its id.
+    fn lease(host: &FakeHost, owner: &Owner, amount: u64, now_ms: u64) -> String {
+        let id = host.unique_id();
+        let refilled = finish_refill(host, owner, &id, &granted(amount, 1_000), now_ms);
+        assert!(refilled.landed, "{refilled:?}");
+        id
+    }
+
+    fn spent_from(spend: Spend) -> LeaseId {
+        match spend {
+            Spend::Spent { lease, .. } => lease,
+            other => panic!("not spent: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_budget_is_spent_exactly_to_what_was_granted() {
         let host = FakeHost::default();
@@ -473,10 +502,13 @@ mod tests {
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
         assert_eq!(spend(&host, &acme, 1, 10), Spend::Refilling { here: true });
         assert_eq!(begin_refill(&host, &acme, 10, 210), None, "single flight");
-        finish_refill(&host, &acme, "g-1", &granted(3, 1_000), 20);
+        let id = lease(&host, &acme, 3, 20);
         let used: Vec<Option<u64>> = (0..3)
             .map(|_| match spend(&host, &acme, 1, 30) {
-                Spend::Spent { used, .. } => used,
+                Spend::Spent { used, terms, .. } => {
+                    assert_eq!(terms.unwrap().warn_after, Some(80));
+                    used
+                }
                 other => panic!("{other:?}"),
             })
             .collect();
@@ -484,7 +516,7 @@ mod tests {
         assert_eq!(spend(&host, &acme, 1, 30), Spend::Empty);
         // The next refill reports all three spent.
         let previous = begin_refill(&host, &acme, 40, 240).unwrap().unwrap();
-        assert_eq!((previous.id.as_str(), previous.spent), ("g-1", 3));
+        assert_eq!(previous, back(&id, 3));
     }
 
     #[test]
@@ -492,20 +524,16 @@ mod tests {
         let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
-        let Spend::Spent { lease, .. } = spend(&host, &acme, 2, 10) else {
-            panic!("spent");
-        };
-        unspend(&host, &acme, &lease, 2).unwrap();
+        let id = lease(&host, &acme, 5, 0);
+        let spent = spent_from(spend(&host, &acme, 2, 10));
+        unspend(&host, &acme, spent, 2).unwrap();
         assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
+        assert_eq!(take_expired(&host, &acme, &id, 999), Taken::Gone, "not yet");
         assert_eq!(
-            take_expired(&host, &acme, "g-1", 999),
-            Taken::Gone,
-            "not yet"
+            taken_out(take_expired(&host, &acme, &id, 1_000)),
+            back(&id, 5)
         );
-        let back = taken_out(take_expired(&host, &acme, "g-1", 1_000));
-        assert_eq!(back.spent, 5);
-        assert_eq!(take_expired(&host, &acme, "g-1", 1_000), Taken::Gone);
+        assert_eq!(take_expired(&host, &acme, &id, 1_000), Taken::Gone);
         assert_eq!(spend(&host, &acme, 1, 1_000), Spend::Empty);
     }
 
@@ -514,16 +542,17 @@ mod tests {
         let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
-        finish_refill(&host, &acme, "g-1", &granted(10, 1_000), 0);
+        let id = lease(&host, &acme, 10, 0);
         assert!(matches!(spend(&host, &acme, 3, 10), Spend::Spent { .. }));
+        let other = host.unique_id();
         assert_eq!(
-            take_back(&host, &acme, "g-2"),
+            take_back(&host, &acme, &other),
             Taken::Gone,
             "not this lease"
         );
-        let back = taken_out(take_back(&host, &acme, "g-1"));
-        assert_eq!((back.id.as_str(), back.spent), ("g-1", 3));
-        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Gone, "returned once");
+        assert_eq!(take_back(&host, &acme, "not-a-lease-id"), Taken::Gone);
+        assert_eq!(taken_out(take_back(&host, &acme, &id)), back(&id, 3));
+        assert_eq!(take_back(&host, &acme, &id), Taken::Gone, "returned once");
         assert_eq!(
             spend(&host, &acme, 1, 20),
             Spend::Empty,
@@ -536,7 +565,8 @@ mod tests {
         let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
-        finish_refill(&host, &acme, "g-1", &granted(0, 500), 0);
+        let none = finish_refill(&host, &acme, &host.unique_id(), &granted(0, 500), 0);
+        assert!(!none.landed && none.give_back.is_empty(), "{none:?}");
         assert_eq!(spend(&host, &acme, 1, 499), Spend::PerRequest);
         assert_eq!(spend(&host, &acme, 1, 500), Spend::Empty);
         begin_refill(&host, &acme, 600, 800);
@@ -555,39 +585,41 @@ mod tests {
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
         // Its answer is late: past its deadline another worker refills and lands first.
         assert_eq!(begin_refill(&host, &acme, 250, 450), Some(None));
-        let first = finish_refill(&host, &acme, "w2-1", &granted(5, 1_000), 260);
-        assert!(first.landed && first.give_back.is_empty(), "{first:?}");
+        let first = lease(&host, &acme, 5, 260);
         assert!(matches!(spend(&host, &acme, 2, 270), Spend::Spent { .. }));
-        let displaced = finish_refill(&host, &acme, "w1-1", &granted(3, 1_000), 280);
-        let back = LeaseReturn {
-            id: "w2-1".into(),
-            spent: 2,
-        };
-        assert_eq!(displaced.give_back, vec![(acme.clone(), back)]);
+        let late = host.unique_id();
+        let displaced = finish_refill(&host, &acme, &late, &granted(3, 1_000), 280);
+        assert_eq!(displaced.give_back, vec![back(&first, 2)]);
+        assert!(displaced.landed);
         // The slot holds the late one, whole; the other worker's expiry finds nothing.
-        assert_eq!(take_expired(&host, &acme, "w2-1", 5_000), Taken::Gone);
-        let rest = taken_out(take_expired(&host, &acme, "w1-1", 5_000));
-        assert_eq!((rest.id.as_str(), rest.spent), ("w1-1", 0));
+        assert_eq!(take_expired(&host, &acme, &first, 5_000), Taken::Gone);
+        assert_eq!(
+            taken_out(take_expired(&host, &acme, &late, 5_000)),
+            back(&late, 0)
+        );
     }
 
     #[test]
-    fn a_lease_that_takes_over_a_colliding_slot_hands_the_other_tenants_back() {
+    fn a_refill_that_finds_another_tenants_lease_in_its_slot_gives_its_own_back() {
         let host = FakeHost::default();
         let (acme, globex) = (owner("acme"), owner("globex"));
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        lease(&host, &acme, 5, 0);
         // Force a collision: acme's slot under globex's key.
         let (value, _) = host.shared_get_cas(&slot_key(&acme));
         host.shared_set(&slot_key(&globex), &value.unwrap());
-        // Nothing granted: acme's lease stays.
-        let none = finish_refill(&host, &globex, "x-1", &granted(0, 500), 10);
+        let none = finish_refill(&host, &globex, &host.unique_id(), &granted(0, 500), 10);
         assert!(!none.landed && none.give_back.is_empty(), "{none:?}");
-        let displaced = finish_refill(&host, &globex, "x-2", &granted(4, 1_000), 10);
-        let back = LeaseReturn {
-            id: "g-1".into(),
-            spent: 0,
-        };
-        assert_eq!(displaced.give_back, vec![(acme, back)]);
-        assert!(matches!(spend(&host, &globex, 4, 20), Spend::Spent { .. }));
+        let mine = host.unique_id();
+        let refused = finish_refill(&host, &globex, &mine, &granted(4, 1_000), 10);
+        assert_eq!(
+            (refused.landed, refused.give_back),
+            (false, vec![back(&mine, 0)])
+        );
+        assert_eq!(
+            spend(&host, &globex, 1, 20),
+            Spend::PerRequest,
+            "acme's lease is live"
+        );
     }
 
     #[test]
@@ -595,7 +627,7 @@ mod tests {
         let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        let id = lease(&host, &acme, 5, 0);
         // Force a collision: write acme's slot under globex's key.
         let globex = owner("globex");
         let (value, _) = host.shared_get_cas(&slot_key(&acme));
@@ -607,7 +639,7 @@ mod tests {
             "acme's lease is live"
         );
         // Once acme's lease is returned the slot is free to take over.
-        take_expired(&host, &acme, "g-1", 1_000);
+        take_expired(&host, &acme, &id, 1_000);
         let (value, _) = host.shared_get_cas(&slot_key(&acme));
         host.shared_set(&slot_key(&globex), &value.unwrap());
         assert_eq!(spend(&host, &globex, 1, 1_000), Spend::Empty);
@@ -619,7 +651,7 @@ mod tests {
         let host = FakeHost::default();
         let acme = owner("acme");
         begin_refill(&host, &acme, 0, 200);
-        finish_refill(&host, &acme, "g-1", &granted(2, 1_000), 0);
+        lease(&host, &acme, 2, 0);
         let (_, stale) = host.shared_get_cas(&slot_key(&acme));
         assert!(matches!(spend(&host, &acme, 1, 10), Spend::Spent { .. }));
         assert!(
@@ -628,6 +660,15 @@ mod tests {
         );
         assert!(matches!(spend(&host, &acme, 1, 10), Spend::Spent { .. }));
         assert_eq!(spend(&host, &acme, 1, 10), Spend::Empty);
+    }
+
+    #[test]
+    fn a_slot_is_a_64_byte_record() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        lease(&host, &acme, 5, 0);
+        let (value, _) = host.shared_get_cas(&slot_key(&acme));
+        assert_eq!(value.unwrap().len(), 64);
     }
 
     /// Every compare-and-swap attempt of a change of `owner`'s slot loses to another
@@ -646,7 +687,7 @@ mod tests {
             "reading writes nothing"
         );
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        lease(&host, &acme, 5, 0);
         // A worker that read the key absent before acme's refill made it now writes
         // with a fresh token: refused, where a write without one would erase the lease.
         let token = host.fresh_cas();
@@ -660,24 +701,24 @@ mod tests {
     fn a_spend_that_keeps_losing_the_slot_is_checked_and_spends_nothing() {
         let host = FakeHost::default();
         let acme = owner("acme");
-        finish_refill(&host, &acme, "g-1", &granted(2, 1_000), 0);
+        let id = lease(&host, &acme, 2, 0);
         contend(&host, &acme);
         assert_eq!(spend(&host, &acme, 1, 10), Spend::PerRequest);
         assert_eq!(host.counted(Metric::BudgetContention), 1);
         assert!(matches!(spend(&host, &acme, 2, 10), Spend::Spent { .. }));
-        assert_eq!(taken_out(take_back(&host, &acme, "g-1")).spent, 2);
+        assert_eq!(taken_out(take_back(&host, &acme, &id)), back(&id, 2));
     }
 
     #[test]
     fn a_give_back_that_keeps_losing_the_slot_says_so_and_lands_later() {
         let host = FakeHost::default();
         let acme = owner("acme");
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
-        assert!(matches!(spend(&host, &acme, 3, 10), Spend::Spent { .. }));
+        let id = lease(&host, &acme, 5, 0);
+        let spent = spent_from(spend(&host, &acme, 3, 10));
         contend(&host, &acme);
-        assert_eq!(unspend(&host, &acme, "g-1", 3), Err(Contended));
-        unspend(&host, &acme, "g-1", 3).unwrap();
-        assert_eq!(taken_out(take_back(&host, &acme, "g-1")).spent, 0);
+        assert_eq!(unspend(&host, &acme, spent, 3), Err(Contended));
+        unspend(&host, &acme, spent, 3).unwrap();
+        assert_eq!(taken_out(take_back(&host, &acme, &id)), back(&id, 0));
     }
 
     #[test]
@@ -686,19 +727,16 @@ mod tests {
         let acme = owner("acme");
         assert_eq!(begin_refill(&host, &acme, 0, 200), Some(None));
         contend(&host, &acme);
-        let refilled = finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 10);
-        let unspent = LeaseReturn {
-            id: "g-1".into(),
-            spent: 0,
-        };
-        assert_eq!(refilled.give_back, vec![(acme.clone(), unspent)]);
+        let id = host.unique_id();
+        let refilled = finish_refill(&host, &acme, &id, &granted(5, 1_000), 10);
+        assert_eq!(refilled.give_back, vec![back(&id, 0)]);
         assert!(!refilled.landed);
         assert_eq!(host.counted(Metric::LeasesRecovered), 1);
         // Not in the slot: nothing spends from it, nobody else returns it.
-        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Gone);
+        assert_eq!(take_back(&host, &acme, &id), Taken::Gone);
         // Nothing granted under contention: nothing to give back.
         contend(&host, &acme);
-        let none = finish_refill(&host, &acme, "g-2", &granted(0, 1_000), 10);
+        let none = finish_refill(&host, &acme, &host.unique_id(), &granted(0, 1_000), 10);
         assert!(none.give_back.is_empty() && !none.landed, "{none:?}");
     }
 
@@ -706,15 +744,18 @@ mod tests {
     fn a_refill_or_a_take_out_that_keeps_losing_the_slot_leaves_the_lease_in_place() {
         let host = FakeHost::default();
         let acme = owner("acme");
-        finish_refill(&host, &acme, "g-1", &granted(5, 1_000), 0);
+        let id = lease(&host, &acme, 5, 0);
         assert!(matches!(spend(&host, &acme, 5, 10), Spend::Spent { .. }));
         contend(&host, &acme);
         assert_eq!(begin_refill(&host, &acme, 20, 220), None, "nothing frozen");
         contend(&host, &acme);
-        assert_eq!(take_expired(&host, &acme, "g-1", 1_000), Taken::Contended);
+        assert_eq!(take_expired(&host, &acme, &id, 1_000), Taken::Contended);
         contend(&host, &acme);
-        assert_eq!(take_back(&host, &acme, "g-1"), Taken::Contended);
-        assert_eq!(taken_out(take_expired(&host, &acme, "g-1", 1_000)).spent, 5);
+        assert_eq!(take_back(&host, &acme, &id), Taken::Contended);
+        assert_eq!(
+            taken_out(take_expired(&host, &acme, &id, 1_000)),
+            back(&id, 5)
+        );
         // A refill whose end could not be written stays in flight until its deadline.
         assert_eq!(begin_refill(&host, &acme, 1_000, 1_200), Some(None));
         assert_eq!(host.counted(Metric::BudgetContention), 3);
@@ -726,5 +767,14 @@ mod tests {
             Spend::Refilling { here: true }
         );
         assert_eq!(spend(&host, &acme, 1, 1_200), Spend::Empty);
+    }
+
+    #[test]
+    fn a_lease_id_the_filter_did_not_make_never_lands_and_goes_back() {
+        let host = FakeHost::default();
+        let acme = owner("acme");
+        let refilled = finish_refill(&host, &acme, "made-elsewhere", &granted(5, 1_000), 0);
+        assert_eq!(refilled.give_back, vec![back("made-elsewhere", 0)]);
+        assert!(!refilled.landed);
     }
 }

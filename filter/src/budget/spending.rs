@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use std::rc::Rc;
+
 use tollgate_protocol::{PolicyStatus, QuotaStatus};
 
+use super::record::LeaseId;
 use super::slots::{spend, unspend, Contended, Owner, Spend};
+use super::terms::Terms;
 use crate::host::Host;
 use crate::identity::Identity;
 
@@ -13,11 +17,10 @@ use crate::identity::Identity;
 #[derive(Debug)]
 pub struct Spent {
     owner: Owner,
-    lease: String,
+    lease: LeaseId,
     amount: u64,
     used: Option<u64>,
-    policy: Option<PolicyStatus>,
-    warn_after: Option<u64>,
+    terms: Option<Rc<Terms>>,
 }
 
 /// What paying a request from budgets came to.
@@ -42,7 +45,7 @@ pub enum Payment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unspent {
     owner: Owner,
-    lease: String,
+    lease: LeaseId,
     amount: u64,
 }
 
@@ -50,7 +53,7 @@ impl Unspent {
     /// Gives it back to its lease (nothing if the lease has left the slot); `Err` with
     /// itself while the slot is still too busy.
     pub fn give_back(self, host: &dyn Host) -> Result<(), Unspent> {
-        unspend(host, &self.owner, &self.lease, self.amount).map_err(|Contended| self)
+        unspend(host, &self.owner, self.lease, self.amount).map_err(|Contended| self)
     }
 }
 
@@ -82,19 +85,13 @@ pub fn pay(
             resource: resource.clone(),
         };
         let why = match spend(host, &owner, amount, now_ms) {
-            Spend::Spent {
-                lease,
-                used,
-                policy,
-                warn_after,
-            } => {
+            Spend::Spent { lease, used, terms } => {
                 spent.push(Spent {
                     owner,
                     lease,
                     amount,
                     used,
-                    policy,
-                    warn_after,
+                    terms,
                 });
                 continue;
             }
@@ -137,16 +134,17 @@ impl Receipt {
     pub fn of(spent: &[Spent]) -> Receipt {
         let binding = spent
             .iter()
-            .filter_map(|s| Some((s.policy.as_ref()?, s.used?)))
+            .filter_map(|s| Some((s.terms.as_ref()?.policy.as_ref()?, s.used?)))
             .min_by_key(|(policy, used)| policy.limit.saturating_sub(*used));
         let policy = binding.map(|(policy, used)| PolicyStatus {
             used,
             remaining: policy.limit.saturating_sub(used),
             ..policy.clone()
         });
-        let warned = spent
-            .iter()
-            .any(|s| matches!((s.used, s.warn_after), (Some(used), Some(after)) if used > after));
+        let warned = spent.iter().any(|s| {
+            let after = s.terms.as_ref().and_then(|t| t.warn_after);
+            matches!((s.used, after), (Some(used), Some(after)) if used > after)
+        });
         let status = if warned {
             QuotaStatus::Warning
         } else {

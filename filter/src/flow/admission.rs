@@ -227,8 +227,10 @@ impl RequestFlow {
             return;
         }
         let refilled = budget::finish_refill(host, &owner, &request.id, &answer, now);
-        for (holder, back) in refilled.give_back {
-            let back = holder.giving_back(host.unique_id(), host.gateway_id(), back);
+        for back in refilled.give_back {
+            let back = owner
+                .clone()
+                .giving_back(host.unique_id(), host.gateway_id(), back);
             self.follow_ups.returns.push(back);
         }
         if refilled.landed {

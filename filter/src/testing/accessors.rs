@@ -111,4 +111,9 @@ impl FakeHost {
             .interference
             .insert(key.to_string(), writes);
     }
+
+    /// The `n`-th id (from 1) this host and those sharing with it hand out.
+    pub fn id(&self, n: u64) -> String {
+        format!("{:016x}-{n}", self.id_prefix)
+    }
 }

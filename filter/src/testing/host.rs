@@ -4,9 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::recordings::{Dispatched, FakeRequest, Headers};
 use crate::host::{Callout, Host, Level, Metric};
+
+/// The next id prefix a new [`FakeHost`] takes.
+static NEXT_ID_PREFIX: AtomicU64 = AtomicU64::new(0xf0_0000);
 
 /// The root context's id in a [`FakeHost`].
 pub const ROOT: u32 = 1;
@@ -36,6 +40,10 @@ pub struct FakeHost {
     pub(super) shared: Rc<RefCell<SharedData>>,
     /// The last id handed out, counted across every host sharing the data.
     ids: Rc<Cell<u64>>,
+    /// The prefix of the ids it hands out (`<prefix, 16 hex digits>-<n>`, as Envoy's
+    /// workers do): different for every host not made by sharing, so that ids are
+    /// unique across all the tests of a process.
+    pub(super) id_prefix: u64,
     /// This Envoy's id, the same for every worker of it.
     gateway: String,
     /// This worker's id.
@@ -63,6 +71,7 @@ impl Default for FakeHost {
         FakeHost {
             shared: Rc::default(),
             ids: Rc::default(),
+            id_prefix: NEXT_ID_PREFIX.fetch_add(1, Ordering::Relaxed),
             gateway: "g".into(),
             worker: "w".into(),
             now_ms: Cell::new(0),
@@ -114,6 +123,8 @@ impl FakeHost {
     pub fn sharing(mut self, other: &FakeHost) -> FakeHost {
         self.shared = other.shared.clone();
         self.ids = other.ids.clone();
+        self.id_prefix = other.id_prefix;
+        self.worker = other.worker.clone();
         self.gateway = other.gateway.clone();
         self
     }
@@ -317,7 +328,7 @@ impl Host for FakeHost {
     fn unique_id(&self) -> String {
         let n = self.ids.get() + 1;
         self.ids.set(n);
-        format!("s-{n}")
+        format!("{:016x}-{n}", self.id_prefix)
     }
 
     fn worker_id(&self) -> String {
