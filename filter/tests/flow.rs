@@ -834,3 +834,39 @@ fn a_waiter_decided_by_the_root_calls_out_within_what_is_left_of_its_deadline() 
     assert_eq!(deadline_header(&decided).as_deref(), Some("25"));
     assert_eq!(waiting.awaiting_until(), Some(1_150));
 }
+
+#[test]
+fn with_budgets_a_remembered_rejection_is_read_only_when_no_budget_pays() {
+    let cfg = config(json!({"budgets": {"enabled": true, "want": 50}}));
+    // A budget is leased and paying.
+    let first = FakeHost::get("acme");
+    let mut flow = RequestFlow::new(cfg.clone());
+    flow.on_request_headers(&first, true);
+    flow.on_check_response(&first, Some(200), &lease(5));
+    // A rejection of acme's requests is remembered meanwhile (another gateway's check).
+    let refused = FakeHost::get("acme").sharing(&first);
+    let mut check = RequestFlow::new(config(json!({})));
+    check.on_request_headers(&refused, true);
+    let rejection = answer("reject", Some("quota_exceeded"), policy("requests", 100, 0));
+    check.on_check_response(&refused, Some(200), &rejection);
+    assert_eq!(refused.local().0, 429);
+
+    // The budget the control plane reserved still pays: admitted, nothing read back.
+    let paid = FakeHost::get("acme").sharing(&first);
+    let mut flow = RequestFlow::new(cfg.clone());
+    assert_eq!(flow.on_request_headers(&paid, true), Next::Continue);
+    assert_eq!(paid.counted(Metric::BudgetHits), 1);
+    assert_eq!(paid.counted(Metric::RejectCacheHits), 0);
+
+    // Once it is spent, the remembered rejection answers: no refill is asked for.
+    for _ in 0..3 {
+        let host = FakeHost::get("acme").sharing(&first);
+        RequestFlow::new(cfg.clone()).on_request_headers(&host, true);
+    }
+    let exhausted = FakeHost::get("acme").sharing(&first);
+    let mut flow = RequestFlow::new(cfg);
+    assert_eq!(flow.on_request_headers(&exhausted, true), Next::Pause);
+    assert_eq!(exhausted.local().0, 429);
+    assert_eq!(exhausted.counted(Metric::RejectCacheHits), 1);
+    assert!(exhausted.dispatched().is_empty(), "no lease asked for");
+}

@@ -1,13 +1,15 @@
-//! Deciding a request's admission: a rejection remembered in shared data, then budgets
-//! (the fast path: spent without a callout, or refilled by this request, or refilled by
-//! another request of its worker whose answer this one waits for), then a check.
+//! Deciding a request's admission: budgets (the fast path: spent without a callout), then
+//! a rejection remembered in shared data, read only when no budget paid (an exhausted
+//! tenant has none to pay from; one with budgets left needs no other read), then a
+//! budget refilled by this request, or by another request of its worker whose answer
+//! this one waits for, then a check.
 //!
 //! A request a budget cannot decide is checked (`/v1/check`). Requests of other
 //! workers, which cannot be woken from here, are checked rather than wait.
 
 use tollgate_protocol::lease::LEASES_PATH;
 use tollgate_protocol::{
-    resource, CheckResponse, Decision, LeaseResponse, LeaseReturn, PolicyStatus, QuotaStatus,
+    resource, CheckResponse, Decision, LeaseResponse, LeaseReturn, QuotaStatus,
 };
 
 use super::follow_ups::Woken;
@@ -22,18 +24,23 @@ use crate::response_cost::post_paid_resources;
 
 impl RequestFlow {
     /// A rejection of this request's tenant remembered in shared data (never in shadow
-    /// mode, which always asks).
-    pub(super) fn remembered_refusal(&self, host: &dyn Host) -> Option<PolicyStatus> {
+    /// mode, which always asks), answered: 429 without a callout.
+    fn remembered_refusal(&mut self, host: &dyn Host) -> Option<Next> {
         let identity = self.identity.as_ref().filter(|_| !self.config.shadow)?;
-        reject_cache::refusal(host, identity, &self.amounts)
+        let policy = reject_cache::refusal(host, identity, &self.amounts)?;
+        host.count(Metric::RejectCacheHits);
+        Some(self.reject(host, policy))
     }
 
-    /// Decides the request from budgets if it can, else asks the control plane.
+    /// Decides the request from budgets if it can, else from a remembered rejection,
+    /// else asks the control plane.
     pub(super) fn decide(&mut self, host: &dyn Host) -> Next {
         if self.budget_eligible() {
             if let Some(next) = self.try_budgets(host, true) {
                 return next;
             }
+        } else if let Some(refused) = self.remembered_refusal(host) {
+            return refused;
         }
         self.check(host)
     }
@@ -60,9 +67,9 @@ impl RequestFlow {
             && self.amounts.values().any(|amount| *amount > 0)
     }
 
-    /// Admits the request from budgets, or starts the refill of one (or waits for one)
-    /// if it `may_call_out`: `Some` when that decided what happens, `None` when the
-    /// request is to be checked.
+    /// Admits the request from budgets, or answers a remembered rejection, or starts the
+    /// refill of a budget (or waits for one) if it `may_call_out`: `Some` when that
+    /// decided what happens, `None` when the request is to be checked.
     fn try_budgets(&mut self, host: &dyn Host, may_call_out: bool) -> Option<Next> {
         let identity = self.identity.as_ref()?;
         let now = host.now_ms();
@@ -77,6 +84,9 @@ impl RequestFlow {
                 (owner, why)
             }
         };
+        if let Some(refused) = self.remembered_refusal(host) {
+            return Some(refused);
+        }
         match short {
             _ if !may_call_out => {}
             Shortfall::Empty if self.state.may_refill() => {
@@ -155,11 +165,7 @@ impl RequestFlow {
         }
         let waiting = self.state.wait();
         self.state.on(Event::WaitOver);
-        if let Some(policy) = self.remembered_refusal(host) {
-            host.count(Metric::RejectCacheHits);
-            self.reject(host, policy);
-            return Woken::Done;
-        }
+        // Paid from the new budget, or refused as remembered.
         if self.budget_eligible() && self.try_budgets(host, false).is_some() {
             return Woken::Done;
         }

@@ -34,10 +34,6 @@ impl RequestFlow {
         self.state.on(Event::Identified(body));
         self.body.on_data(0, end_of_stream);
         self.identity = Some(identity);
-        if let Some(policy) = self.remembered_refusal(host) {
-            host.count(Metric::RejectCacheHits);
-            return self.reject(host, policy);
-        }
         self.decide(host)
     }
 
