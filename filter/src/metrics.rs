@@ -45,11 +45,16 @@ pub enum Metric {
     ControlPlaneMisconfigured,
     /// Requests for the caller's own quota (`quota_path`) answered with it.
     QuotaViews,
+    /// Responses of a priced cost whose model the price table has no entry for:
+    /// charged at the table's highest weights.
+    UnknownModels,
+    /// Streaming requests a priced cost's `include_usage` rewrote to ask for usage.
+    StreamUsageAdded,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 20] = [
+    pub const ALL: [Metric; 22] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -70,6 +75,8 @@ impl Metric {
         Metric::BudgetWaits,
         Metric::ControlPlaneMisconfigured,
         Metric::QuotaViews,
+        Metric::UnknownModels,
+        Metric::StreamUsageAdded,
     ];
 
     /// The stat name.
@@ -95,6 +102,8 @@ impl Metric {
             Metric::BudgetWaits => "tollgate.budget_waits",
             Metric::ControlPlaneMisconfigured => "tollgate.control_plane_misconfigured",
             Metric::QuotaViews => "tollgate.quota_views",
+            Metric::UnknownModels => "tollgate.unknown_models",
+            Metric::StreamUsageAdded => "tollgate.stream_usage_added",
         }
     }
 }

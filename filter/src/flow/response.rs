@@ -78,7 +78,9 @@ impl RequestFlow {
         if self.response.too_large() {
             host.warn("tollgate: response body too large to read its cost; counted 0");
         }
-        for (resource, cost) in self.response.costs(costs) {
+        let finished = self.response.finish(costs);
+        let priced = self.priced_costs(host, &finished);
+        for (resource, cost) in finished.costs.into_iter().chain(priced) {
             let reserved = self.amounts.get(&resource).copied().unwrap_or(0);
             let cost = i64::try_from(cost).unwrap_or(i64::MAX);
             let reserved = i64::try_from(reserved).unwrap_or(i64::MAX);
