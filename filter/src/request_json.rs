@@ -147,7 +147,7 @@ mod tests {
         serde_json::from_value(json!({
             "resource": "cost", "parts": [{"name": "t", "pointer": "/usage/total_tokens"}],
             "model": {"from": from, "pointer": "/model"}, "prices": {"*": {"t": 1}},
-            "include_usage": include_usage
+            "include_usage": if include_usage { vec!["/"] } else { vec![] }
         }))
         .unwrap()
     }

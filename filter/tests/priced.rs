@@ -229,7 +229,7 @@ fn with_usage() -> Vec<u8> {
 
 #[test]
 fn a_streaming_request_is_rewritten_to_report_usage_without_its_content_length() {
-    let cfg = config(priced(json!({"include_usage": true})));
+    let cfg = config(priced(json!({"include_usage": ["/v1/chat/completions"]})));
     let (host, mut flow) = admitted(&cfg, stream_request());
     assert_eq!(host.of(REQUEST).removed_headers, vec!["content-length"]);
     assert_eq!(host.request_header("content-length"), None);
@@ -267,7 +267,7 @@ fn a_streaming_request_is_rewritten_to_report_usage_without_its_content_length()
 
 #[test]
 fn no_rewrite_when_usage_is_asked_for_the_stream_is_off_or_the_body_is_not_json() {
-    let cfg = config(priced(json!({"include_usage": true})));
+    let cfg = config(priced(json!({"include_usage": ["/v1/chat/completions"]})));
     for body in [
         &br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}"#[..],
         br#"{"model":"gpt-4o","stream":false}"#,
@@ -279,25 +279,32 @@ fn no_rewrite_when_usage_is_asked_for_the_stream_is_off_or_the_body_is_not_json(
         assert!(host.of(REQUEST).replaced_bodies.is_empty());
         assert_eq!(host.counted(Metric::StreamUsageAdded), 0);
     }
-    // A body that says it is no JSON keeps its content-length and is never held.
-    let host = FakeHost::request(&[
-        (":path", "/v1/audio"),
-        (":method", "POST"),
-        ("x-tenant-id", "acme"),
-        ("content-type", "multipart/form-data; boundary=x"),
-        ("content-length", "10"),
-    ]);
-    let mut flow = RequestFlow::new(cfg);
-    flow.on_request_headers(&host, false);
-    flow.on_check_response(&host, Some(200), &allow());
-    assert!(host.of(REQUEST).removed_headers.is_empty());
-    host.set_request_buffer(b"0123456789");
-    assert_eq!(flow.on_request_body(&host, 5, false), Next::Continue);
+    // A body that says it is no JSON, or one to another API (Anthropic's refuses
+    // stream_options), keeps its content-length and is never held.
+    for (path, content_type) in [
+        ("/v1/chat/completions", "multipart/form-data; boundary=x"),
+        ("/v1/messages", "application/json"),
+    ] {
+        let host = FakeHost::request(&[
+            (":path", path),
+            (":method", "POST"),
+            ("x-tenant-id", "acme"),
+            ("content-type", content_type),
+            ("content-length", "80"),
+        ]);
+        let mut flow = RequestFlow::new(cfg.clone());
+        flow.on_request_headers(&host, false);
+        flow.on_check_response(&host, Some(200), &allow());
+        assert!(host.of(REQUEST).removed_headers.is_empty(), "{path}");
+        host.set_request_buffer(stream_request());
+        assert_eq!(flow.on_request_body(&host, 40, false), Next::Continue);
+        assert!(host.of(REQUEST).replaced_bodies.is_empty());
+    }
 }
 
 #[test]
 fn a_chunked_streaming_request_is_checked_held_and_rewritten_at_its_end() {
-    let cfg = config(priced(json!({"include_usage": true})));
+    let cfg = config(priced(json!({"include_usage": ["/v1/chat/completions"]})));
     let host = FakeHost::request(&[
         (":path", "/v1/chat/completions"),
         (":method", "POST"),
@@ -331,7 +338,7 @@ fn a_chunked_streaming_request_is_checked_held_and_rewritten_at_its_end() {
 #[test]
 fn a_body_that_partly_went_on_is_never_rewritten() {
     let cfg = config(priced(
-        json!({"include_usage": true, "max_request_bytes": 40}),
+        json!({"include_usage": ["/v1/chat/completions"], "max_request_bytes": 40}),
     ));
     let (host, mut flow) = admitted(&cfg, stream_request());
     let (a, _) = stream_request().split_at(30);
@@ -352,7 +359,7 @@ fn a_body_that_partly_went_on_is_never_rewritten() {
 
 #[test]
 fn trailers_end_a_held_body_which_goes_on_unchanged() {
-    let cfg = config(priced(json!({"include_usage": true})));
+    let cfg = config(priced(json!({"include_usage": ["/v1/chat/completions"]})));
     let (host, mut flow) = admitted(&cfg, stream_request());
     host.set_request_buffer(stream_request());
     let whole = stream_request().len() as u64;
@@ -462,7 +469,7 @@ fn a_failed_answer_that_reported_nothing_is_refunded() {
 
 #[test]
 fn a_request_the_filter_answered_itself_is_refunded_its_priced_reserve() {
-    let cfg = config(priced(json!({"include_usage": true})));
+    let cfg = config(priced(json!({"include_usage": ["/v1/chat/completions"]})));
     let (host, mut flow) = admitted(&cfg, stream_request());
     // The body runs past its content-length and the check of the rest is refused.
     host.set_request_buffer(&[b'{'; 200]);

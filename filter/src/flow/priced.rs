@@ -32,8 +32,8 @@ impl RequestFlow {
         if end_of_stream {
             return;
         }
-        let rewrites =
-            priced.include_usage && is_json(host.request_header("content-type").as_deref());
+        let rewrites = priced.includes_usage_at(&self.path)
+            && is_json(host.request_header("content-type").as_deref());
         if rewrites {
             // The body may grow at its end, when its headers have long gone on: Envoy
             // frames it instead (chunked to an HTTP/1.1 upstream, as HTTP/2 needs none).

@@ -117,10 +117,12 @@ pub struct PricedCost {
     /// What every weight is divided by (once, on the sum, rounding up).
     #[serde(default = "one")]
     pub divisor: u64,
-    /// Add `"stream_options": {"include_usage": true}` to OpenAI-style streaming
-    /// requests (`"stream": true`) that lack it, so their event stream reports usage.
+    /// Path prefixes of OpenAI-style endpoints (`/v1/chat/completions`) whose streaming
+    /// requests (`"stream": true`) get `"stream_options": {"include_usage": true}` when
+    /// they lack it, so their event stream reports usage. Empty (the default): none.
+    /// Only those endpoints: other APIs (Anthropic's `/v1/messages`) refuse the field.
     #[serde(default)]
-    pub include_usage: bool,
+    pub include_usage: Vec<String>,
     /// The most of a response the filter keeps to read: a whole JSON body, or one event.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: u64,
@@ -132,6 +134,12 @@ pub struct PricedCost {
 }
 
 impl PricedCost {
+    /// Whether `include_usage` rewrites a streaming request to `path` (its query aside).
+    pub fn includes_usage_at(&self, path: &str) -> bool {
+        let path = path.split('?').next().unwrap_or_default();
+        (self.include_usage.iter()).any(|prefix| path.starts_with(prefix.as_str()))
+    }
+
     /// Whether the model is read from the request's body.
     pub fn model_from_request(&self) -> bool {
         self.model
@@ -228,6 +236,13 @@ impl PricedCost {
             model.pointer.validate("costs.priced.model.pointer")?;
         }
         self.validate_prices()?;
+        let prefix = |p: &String| p.starts_with('/') && p.len() <= 1024 && !p.contains('?');
+        if self.include_usage.len() > 64 || !self.include_usage.iter().all(prefix) {
+            return fail(
+                "costs.priced.include_usage",
+                "must be at most 64 path prefixes, each starting with /",
+            );
+        }
         if !(1..=DIVISOR_MAX).contains(&self.divisor) {
             return fail("costs.priced.divisor", "must be 1..=1000000000000000");
         }
@@ -465,7 +480,8 @@ mod tests {
         });
         let priced = parse(&minimal).unwrap();
         assert_eq!(priced.divisor, 1);
-        assert!(!priced.include_usage);
+        assert!(priced.include_usage.is_empty(), "the rewrite is opt-in");
+        assert!(!priced.includes_usage_at("/v1/chat/completions"));
         assert_eq!(
             (priced.max_body_bytes, priced.max_request_bytes),
             (1 << 20, 256 << 10)
@@ -479,7 +495,11 @@ mod tests {
         let mut anthropic = openai();
         anthropic["parts"][0]["pointer"] = pointers;
         anthropic["model"] = json!({"from": "request", "pointer": "/model"});
+        anthropic["include_usage"] = json!(["/v1/chat/completions", "/openai/v1/completions"]);
         let anthropic = parse(&anthropic).unwrap();
+        assert!(anthropic.includes_usage_at("/v1/chat/completions?x=1"));
+        assert!(anthropic.includes_usage_at("/openai/v1/completions"));
+        assert!(!anthropic.includes_usage_at("/v1/messages"));
         assert!(anthropic.model_from_request() && !several.model_from_request());
         assert_eq!(
             anthropic.parts[0].pointer.iter().collect::<Vec<_>>(),
@@ -564,6 +584,14 @@ mod tests {
                 json!({"prices": {"gpt-4o": {"prompt": i64::MIN}}}),
                 "costs.priced.prices[\"gpt-4o\"][\"prompt\"]",
             ),
+            (
+                json!({"include_usage": ["v1/chat/completions"]}),
+                "costs.priced.include_usage",
+            ),
+            (
+                json!({"include_usage": ["/v1/chat?x"]}),
+                "costs.priced.include_usage",
+            ),
             (json!({"divisor": 0}), "costs.priced.divisor"),
             (
                 json!({"divisor": 1_000_000_000_000_001_u64}),
@@ -578,6 +606,10 @@ mod tests {
         for (patch, field) in cases {
             assert_eq!(refusal(patch.clone()).0, field, "{patch}");
         }
+        // Not a list of paths at all: refused as JSON of the wrong shape.
+        let mut yes = openai();
+        yes["include_usage"] = json!(true);
+        assert!(matches!(parse(&yes), Err(ConfigError::Json(_))));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
