@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 20] = [
+const STATS: [&str; 22] = [
     "allowed",
     "warned",
     "rejected",
@@ -35,6 +35,8 @@ const STATS: [&str; 20] = [
     "budget_waits",
     "control_plane_misconfigured",
     "quota_views",
+    "unknown_models",
+    "stream_usage_added",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
