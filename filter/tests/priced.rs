@@ -506,3 +506,28 @@ fn without_a_priced_cost_nothing_of_this_happens() {
     );
     assert!(flow.settlement(&host).is_none());
 }
+
+#[test]
+fn a_cut_off_stream_refunds_a_json_costs_reserve_but_keeps_a_priced_ones() {
+    // What the filter did before priced costs, and still does for response_json: a
+    // cost the stream never reported counts 0, so its reserve is refunded.
+    let json = json!({
+        "control_plane": {"cluster": "cp", "timeout_ms": 150},
+        "costs": {
+            "response_json": {"pointer": "/usage/total_tokens", "resource": "tokens"},
+            "response_reserve": 5,
+            "priced": priced(json!({}))
+        }
+    });
+    let cfg = Rc::new(FilterConfig::from_json(json.to_string().as_bytes()).unwrap());
+    let (host, mut flow) = admitted(&cfg, br#"{}"#);
+    assert_eq!(host.checks()[0].amounts["tokens"], 5);
+    send_body(&host, &mut flow, br#"{}"#);
+    let events = openai_events(false);
+    let events: Vec<&str> = events.iter().map(String::as_str).collect();
+    respond(&host, &mut flow, "200", "text/event-stream", &events);
+    assert_eq!(
+        corrections(&host, &flow),
+        BTreeMap::from([("tokens".to_string(), -5)])
+    );
+}
