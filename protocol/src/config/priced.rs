@@ -25,13 +25,45 @@ pub const ANY_MODEL: &str = "*";
 
 /// One JSON pointer, or several tried in order (the first that finds a value wins): the
 /// same number sits at different places in a JSON answer and in an event stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read by hand rather than as an untagged enum: a refusal then says what was expected
+/// ("a JSON pointer or a list of them"), and the filter's `.wasm` is a little smaller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Pointers {
     /// One RFC 6901 pointer.
     One(String),
     /// Several, in order.
     Several(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Pointers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Pointers;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON pointer or a list of them")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, pointer: &str) -> Result<Pointers, E> {
+                Ok(Pointers::One(pointer.to_string()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Pointers, A::Error> {
+                let mut pointers = Vec::new();
+                while let Some(pointer) = seq.next_element()? {
+                    pointers.push(pointer);
+                }
+                Ok(Pointers::Several(pointers))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Pointers {
