@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::grants::GrantChange;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::client::segment;
 use crate::cli::error::CliError;
@@ -101,6 +102,8 @@ pub enum Change {
         /// What changes, for the diff line.
         details: Vec<String>,
     },
+    /// A grant created, or revoked (`--prune`).
+    Grant(GrantChange),
     /// An assignment no longer in the file (`--prune`).
     DeleteAssignment {
         /// Its id.
@@ -147,7 +150,8 @@ impl Change {
             Change::CreateTier(_)
             | Change::CreateTenant(_)
             | Change::CreateOverride { .. }
-            | Change::CreateAssignment(_) => Op::Create,
+            | Change::CreateAssignment(_)
+            | Change::Grant(GrantChange::Create(_)) => Op::Create,
             Change::UpdateTier { .. }
             | Change::UpdateTenant { .. }
             | Change::UpdateOverride { .. }
@@ -155,7 +159,8 @@ impl Change {
             Change::DeleteTier { .. }
             | Change::DeleteTenant { .. }
             | Change::DeleteOverride { .. }
-            | Change::DeleteAssignment { .. } => Op::Delete,
+            | Change::DeleteAssignment { .. }
+            | Change::Grant(GrantChange::Revoke { .. }) => Op::Delete,
         }
     }
 
@@ -172,6 +177,7 @@ impl Change {
             Change::CreateAssignment(_)
             | Change::UpdateAssignment { .. }
             | Change::DeleteAssignment { .. } => "assignment",
+            Change::Grant(_) => "grant",
         }
     }
 
@@ -278,6 +284,7 @@ impl Change {
             Change::DeleteAssignment { id, .. } => {
                 request(Method::DELETE, format!("/assignments/{id}"), None)
             }
+            Change::Grant(grant) => grant.request()?,
         })
     }
 
@@ -404,6 +411,7 @@ impl fmt::Display for Change {
             Change::DeleteAssignment { subject, tier, .. } => {
                 write!(f, "- assignment {} -> {tier}", subject_text(subject))
             }
+            Change::Grant(grant) => grant.fmt(f),
         }
     }
 }

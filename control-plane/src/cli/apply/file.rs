@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_protocol::WarnAt;
 
+use super::grants::{self, GrantEntry, GrantSpec};
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
 use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
@@ -73,6 +74,8 @@ struct TenantEntry {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     limits: Vec<LimitEntry>,
+    #[serde(default)]
+    grants: Vec<GrantEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +114,8 @@ pub struct DesiredTenant {
     pub spec: TenantSpec,
     /// Every per-tenant override it has (the entry's `limits`).
     pub overrides: Vec<LimitSpec>,
+    /// The grants it declares, by key (the entry's `grants`).
+    pub grants: Vec<GrantSpec>,
 }
 
 /// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -` (as the API says).
@@ -255,6 +260,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
         );
         desired.tenants.push(DesiredTenant {
             overrides: limits(&entry.limits, &path, errors),
+            grants: grants::check(entry.grants, &entry.id, &path, errors),
             spec: TenantSpec {
                 id: entry.id,
                 parent: entry.parent,
@@ -361,6 +367,12 @@ mod tests {
         assert_eq!(desired.tenants[0].spec.overcommit, Ppm(1_500_000));
         assert_eq!(desired.assignments[1].subject, Subject::Default);
         assert!(desired.assignments[2].expires_at.is_some());
+        let grant = &desired.tenants[1].grants[0];
+        assert_eq!(
+            (grant.tenant.as_str(), grant.key.as_str(), grant.amount),
+            ("acme/research", "incident-4711", 536_870_912)
+        );
+        assert_eq!(grant.end, super::grants::GrantEnd::WindowEnd);
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! - [`state`] — what the server has, read through the admin API's listings.
 //! - [`diff`] — the pure plan: desired + current → ordered changes.
 //! - [`change`] — one change: its diff line and its API request.
+//! - [`grants`] — grants under their tenants: checked, matched by key, created or (with
+//!   `--prune`) revoked, never changed.
 
 pub mod change;
 pub mod command;
 pub mod diff;
 pub mod file;
+pub mod grants;
 pub mod spec;
 pub mod state;
 

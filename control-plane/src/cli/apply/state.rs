@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::grants::CurrentGrant;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use crate::cli::client::Client;
 use crate::cli::error::CliError;
@@ -23,6 +24,9 @@ pub struct Current {
     pub overrides: Vec<CurrentOverride>,
     /// Every assignment.
     pub assignments: Vec<CurrentAssignment>,
+    /// The grants of the file's tenants that can change (read apart: see
+    /// [`super::grants::fetch`]).
+    pub grants: Vec<CurrentGrant>,
 }
 
 /// A per-tenant override on the server.
