@@ -163,7 +163,25 @@ pub struct PricedCost {
     /// listener's `per_connection_buffer_limit_bytes`).
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: u64,
+    /// [`PricedCost::highest_weights`], worked out on first use: with a large table it
+    /// costs milliseconds, and a filter needs it at every request's headers. The
+    /// fields above are not changed once a config is in use.
+    #[serde(skip)]
+    highest: Derived<Vec<i64>>,
 }
+
+/// A value worked out once from the rest of a config: no part of what the config is, so
+/// any two are equal, it is never serialised, and a parsed config starts without it.
+#[derive(Debug, Clone, Default)]
+struct Derived<T>(std::sync::OnceLock<T>);
+
+impl<T> PartialEq for Derived<T> {
+    fn eq(&self, _: &Derived<T>) -> bool {
+        true
+    }
+}
+
+impl<T> Eq for Derived<T> {}
 
 impl PricedCost {
     /// Whether `include_usage` rewrites a streaming request to `path` (its query aside).
@@ -199,6 +217,12 @@ impl PricedCost {
     /// The highest weight of each part over the whole table: the price of a model the
     /// table does not know, so nobody is charged less for naming one.
     pub fn highest_weights(&self) -> Vec<i64> {
+        (self.highest.0)
+            .get_or_init(|| self.work_out_highest_weights())
+            .clone()
+    }
+
+    fn work_out_highest_weights(&self) -> Vec<i64> {
         let mut highest: Option<Vec<i64>> = None;
         for entry in self.prices.values() {
             let weights = self.weights_in(entry);
@@ -521,7 +545,10 @@ mod tests {
         assert_eq!(priced.reserves(), vec![("cost".to_string(), 0)]);
         let again: PricedCost =
             serde_json::from_value(serde_json::to_value(&priced).unwrap()).unwrap();
-        assert_eq!(again, priced);
+        assert_eq!(
+            again, priced,
+            "the highest weights reserves() worked out are no part of it"
+        );
         let several = parse(&openai()).unwrap();
         let pointers = json!(["/usage/input_tokens", "/message/usage/input_tokens"]);
         let mut anthropic = openai();
