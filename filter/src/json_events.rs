@@ -18,6 +18,11 @@ pub enum JsonEvents {
         line: Vec<u8>,
         data: Vec<u8>,
         too_large: bool,
+        /// The current line went past the bound: what is kept of it is not the line.
+        cut: bool,
+        /// The current event lost some of its data: it is not read at all (its data
+        /// without the lost part could still parse, to a different document).
+        spoiled: bool,
     },
 }
 
@@ -29,6 +34,8 @@ impl JsonEvents {
                 line: Vec::new(),
                 data: Vec::new(),
                 too_large: false,
+                cut: false,
+                spoiled: false,
             }
         } else {
             JsonEvents::Whole {
@@ -54,6 +61,8 @@ impl JsonEvents {
                 line,
                 data,
                 too_large,
+                cut,
+                spoiled,
             } => {
                 for &byte in chunk {
                     if byte != b'\n' {
@@ -61,16 +70,26 @@ impl JsonEvents {
                             line.push(byte);
                         } else {
                             *too_large = true;
+                            *cut = true;
                         }
                         continue;
                     }
                     let text = line.strip_suffix(b"\r").unwrap_or(line);
-                    if text.is_empty() {
+                    if *cut {
+                        // Perhaps a data line: the event is missing it.
+                        *spoiled = true;
+                        data.clear();
+                    } else if text.is_empty() {
                         // A blank line ends an event: its data is one JSON document.
-                        if let Some(document) = parse(data) {
-                            each(&document);
+                        if !*spoiled {
+                            if let Some(document) = parse(data) {
+                                each(&document);
+                            }
                         }
                         data.clear();
+                        *spoiled = false;
+                    } else if *spoiled {
+                        // The rest of an event that lost some of its data.
                     } else if let Some(value) = text.strip_prefix(b"data:") {
                         let value = value.strip_prefix(b" ").unwrap_or(value);
                         if !data.is_empty() {
@@ -80,9 +99,12 @@ impl JsonEvents {
                             data.extend_from_slice(value);
                         } else {
                             *too_large = true;
+                            *spoiled = true;
+                            data.clear();
                         }
                     }
                     line.clear();
+                    *cut = false;
                 }
             }
         }
@@ -93,7 +115,9 @@ impl JsonEvents {
     pub fn rest(&self) -> Option<Value> {
         match self {
             JsonEvents::Whole { body, too_large } => (!*too_large).then(|| parse(body))?,
-            JsonEvents::Events { data, .. } => parse(data),
+            JsonEvents::Events {
+                data, spoiled, cut, ..
+            } => (!*spoiled && !*cut).then(|| parse(data))?,
         }
     }
 
@@ -152,6 +176,23 @@ mod tests {
         let mut small = JsonEvents::new(false);
         documents(&mut small, body, 5, body.len() - 1);
         assert!(small.too_large() && small.rest().is_none());
+    }
+
+    #[test]
+    fn an_event_missing_a_line_past_the_bound_is_not_read_as_what_is_left() {
+        // Cut at the bound, the long line would read as its first digits; left out, the
+        // event's other lines would read as {"n":1}: neither is what the upstream sent.
+        let long =
+            b"data: 123456789\n\ndata: {\"n\":\ndata: \"xxxxxxxxxxxxxxxxxxxx\"\ndata: 1}\n\n";
+        let next = b"data: {\"n\":2}\n\ndata: 9999999999";
+        for cut in [1, 4, long.len()] {
+            let mut events = JsonEvents::new(true);
+            let mut seen = documents(&mut events, long, cut, 14);
+            seen.extend(documents(&mut events, next, cut, 14));
+            assert_eq!(seen, vec![serde_json::json!({"n": 2})], "cut {cut}");
+            assert!(events.too_large());
+            assert_eq!(events.rest(), None, "the open event is past the bound too");
+        }
     }
 
     #[test]
