@@ -76,7 +76,11 @@ impl RequestFlow {
             amounts.insert(resource::REQUEST_BYTES.to_string(), self.body.correction());
         }
         if self.response.too_large() {
-            host.warn("tollgate: response body too large to read its cost; counted 0");
+            host.warn(
+                "tollgate: response body (or an event of it) past max_body_bytes, not read \
+                 for its cost: a JSON cost counts 0, a priced one what the rest reported \
+                 (else its reserve)",
+            );
         }
         let finished = self.response.finish(costs);
         let priced = self.priced_costs(host, &finished);
