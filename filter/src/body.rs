@@ -62,6 +62,12 @@ impl BodyMeter {
             .saturating_sub(self.reserved)
     }
 
+    /// What Envoy buffers for the filter: bytes `from..from + buffered` of the body,
+    /// `from` being what it already let through.
+    pub fn window(&self) -> (u64, u64) {
+        (self.released, self.buffered)
+    }
+
     /// Whether the body has ended.
     pub fn ended(&self) -> bool {
         self.ended

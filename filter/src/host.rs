@@ -68,6 +68,14 @@ pub trait Host {
     fn request_header(&self, name: &str) -> Option<String>;
     /// Sets a header on the request on its way to the upstream.
     fn set_request_header(&self, name: &str, value: &str);
+    /// Removes a header from the request on its way to the upstream.
+    fn remove_request_header(&self, name: &str);
+    /// `size` bytes from `start` of the request body Envoy buffers for the filter (the
+    /// current chunk, or everything held since the filter last let the body go).
+    fn request_body(&self, start: usize, size: usize) -> Vec<u8>;
+    /// Replaces the request body Envoy buffers for the filter with `body`; `false` when
+    /// Envoy refused.
+    fn set_request_body(&self, body: &[u8]) -> bool;
     /// A response header, if present.
     fn response_header(&self, name: &str) -> Option<String>;
     /// The response body chunk Envoy is passing on (`size` bytes).

@@ -24,6 +24,10 @@
 //! - [`identity`] — tenant and roles from a header, a JWT claim or the path.
 //! - [`body`] — request body bytes against what was counted for them.
 //! - [`response_cost`] — response bytes and upstream-reported costs (header, JSON, SSE).
+//! - [`json_events`] — the JSON documents of a response body: whole, or event by event.
+//! - [`priced`] — a priced cost's parts and model in a response, and the charge.
+//! - [`request_json`] — a request's JSON body for a priced cost: its model, held for
+//!   [`stream_usage`], the opt-in rewrite that asks a stream to report its usage.
 //! - [`reject_cache`] — rejections every worker remembers, in bounded shared data.
 //! - [`metrics`] — the stats the filter exports.
 //! - [`misconfigured`] — a control plane answering 404 or 401: counted, logged once.
@@ -40,10 +44,14 @@ pub mod flow;
 pub mod gateway;
 pub mod host;
 pub mod identity;
+pub mod json_events;
 pub mod metrics;
 pub mod misconfigured;
+pub mod priced;
 pub mod reject_cache;
+pub mod request_json;
 pub mod response_cost;
+pub mod stream_usage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod worker;

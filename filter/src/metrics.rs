@@ -54,11 +54,16 @@ pub enum Metric {
     /// Settlements, lease returns and give-backs dropped because their queue was full:
     /// what they would have refunded stays counted until the window resets.
     ReturnsDropped,
+    /// Responses of a priced cost whose model the price table has no entry for:
+    /// charged at the table's highest weights.
+    UnknownModels,
+    /// Streaming requests a priced cost's `include_usage` rewrote to ask for usage.
+    StreamUsageAdded,
 }
 
 impl Metric {
     /// Every metric, for defining them all at start-up so each reads 0 until it moves.
-    pub const ALL: [Metric; 23] = [
+    pub const ALL: [Metric; 25] = [
         Metric::Allowed,
         Metric::Warned,
         Metric::Rejected,
@@ -82,6 +87,8 @@ impl Metric {
         Metric::BudgetContention,
         Metric::LeasesRecovered,
         Metric::ReturnsDropped,
+        Metric::UnknownModels,
+        Metric::StreamUsageAdded,
     ];
 
     /// The stat name.
@@ -110,6 +117,8 @@ impl Metric {
             Metric::BudgetContention => "tollgate.budget_contention",
             Metric::LeasesRecovered => "tollgate.leases_recovered",
             Metric::ReturnsDropped => "tollgate.returns_dropped",
+            Metric::UnknownModels => "tollgate.unknown_models",
+            Metric::StreamUsageAdded => "tollgate.stream_usage_added",
         }
     }
 }

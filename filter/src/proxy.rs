@@ -82,6 +82,32 @@ impl Host for ProxyHost {
         }
     }
 
+    fn remove_request_header(&self, name: &str) {
+        if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+            self.warn(&format!("tollgate: removing {name} failed: {e:?}"));
+        }
+    }
+
+    fn request_body(&self, start: usize, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, start, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn set_request_body(&self, body: &[u8]) -> bool {
+        // From 0, over at least everything buffered: Envoy replaces the whole body.
+        match hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body) {
+            Ok(()) => true,
+            Err(e) => {
+                self.warn(&format!(
+                    "tollgate: replacing the request body failed: {e:?}"
+                ));
+                false
+            }
+        }
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
             .ok()
@@ -341,7 +367,8 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.step(Next::Continue, |flow| flow.on_request_trailers()))
+        let host = self.host;
+        action(self.step(Next::Continue, |flow| flow.on_request_trailers(&host)))
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

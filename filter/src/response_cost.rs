@@ -4,23 +4,43 @@
 //! answers report usage in their final event).
 //!
 //! The response is never paused: the filter reads each chunk as it passes and keeps at
-//! most `max_body_bytes` (a whole JSON body, or one event of a stream).
+//! most `max_body_bytes` (a whole JSON body, or one event of a stream; `json_events`).
+//! A priced cost (`costs.priced`) reads the same documents for its parts and model.
 
-use serde_json::Value;
 use tollgate_protocol::config::CostsConfig;
 
-/// How a JSON cost is read.
+use crate::json_events::JsonEvents;
+use crate::priced::Reported;
+
+/// What the JSON documents of a response reported so far.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Found {
+    /// `response_json`'s number: the last document that had it wins.
+    json: Option<u64>,
+    /// A priced cost's parts and model.
+    priced: Option<Reported>,
+}
+
+impl Found {
+    fn take(&mut self, costs: &CostsConfig, document: &serde_json::Value) {
+        if let Some(cost) = &costs.response_json {
+            if let Some(n) = document.pointer(&cost.pointer).and_then(|v| v.as_u64()) {
+                self.json = Some(n);
+            }
+        }
+        if let (Some(priced), Some(reported)) = (&costs.priced, &mut self.priced) {
+            reported.take(priced, document);
+        }
+    }
+}
+
+/// What a response reported once it is over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum JsonReader {
-    /// A plain body, parsed at its end.
-    Whole { body: Vec<u8>, too_large: bool },
-    /// An event stream, parsed event by event.
-    Events {
-        line: Vec<u8>,
-        data: Vec<u8>,
-        last: Option<u64>,
-        too_large: bool,
-    },
+pub struct Finished {
+    /// Each post-paid resource but the priced ones, and what it cost.
+    pub costs: Vec<(String, u64)>,
+    /// With a priced cost: what the response reported of it.
+    pub priced: Option<Reported>,
 }
 
 /// The post-paid costs of one response.
@@ -28,7 +48,8 @@ enum JsonReader {
 pub struct ResponseMeter {
     bytes: u64,
     header_cost: Option<u64>,
-    json: Option<JsonReader>,
+    json: Option<JsonEvents>,
+    found: Found,
 }
 
 impl ResponseMeter {
@@ -37,22 +58,14 @@ impl ResponseMeter {
         if let Some(cost) = &costs.response_header {
             self.header_cost = header(&cost.header).and_then(|v| v.trim().parse().ok());
         }
-        if costs.response_json.is_some() {
+        if let Some(priced) = &costs.priced {
+            let status = header(":status").and_then(|s| s.trim().parse().ok());
+            self.found.priced = Some(Reported::new(priced, status));
+        }
+        if costs.response_json.is_some() || costs.priced.is_some() {
             let streamed = header("content-type")
                 .is_some_and(|t| t.trim_start().starts_with("text/event-stream"));
-            self.json = Some(if streamed {
-                JsonReader::Events {
-                    line: Vec::new(),
-                    data: Vec::new(),
-                    last: None,
-                    too_large: false,
-                }
-            } else {
-                JsonReader::Whole {
-                    body: Vec::new(),
-                    too_large: false,
-                }
-            });
+            self.json = Some(JsonEvents::new(streamed));
         }
     }
 
@@ -64,120 +77,67 @@ impl ResponseMeter {
     /// A body chunk of `size` bytes passed; `chunk` is its content when read.
     pub fn on_body(&mut self, costs: &CostsConfig, size: u64, chunk: &[u8]) {
         self.bytes = self.bytes.saturating_add(size);
-        let (Some(reader), Some(cost)) = (&mut self.json, &costs.response_json) else {
+        let Some(reader) = &mut self.json else {
             return;
         };
-        let max = usize::try_from(cost.max_body_bytes).unwrap_or(usize::MAX);
-        match reader {
-            JsonReader::Whole { body, too_large } => {
-                if body.len().saturating_add(chunk.len()) > max {
-                    *too_large = true;
-                    body.clear();
-                } else if !*too_large {
-                    body.extend_from_slice(chunk);
-                }
-            }
-            JsonReader::Events {
-                line,
-                data,
-                last,
-                too_large,
-            } => {
-                for &byte in chunk {
-                    if byte != b'\n' {
-                        if line.len() < max {
-                            line.push(byte);
-                        } else {
-                            *too_large = true;
-                        }
-                        continue;
-                    }
-                    let text = line.strip_suffix(b"\r").unwrap_or(line);
-                    if text.is_empty() {
-                        // A blank line ends an event: its data is one JSON document.
-                        if let Some(n) = pointer_value(data, &cost.pointer) {
-                            *last = Some(n);
-                        }
-                        data.clear();
-                    } else if let Some(value) = text.strip_prefix(b"data:") {
-                        let value = value.strip_prefix(b" ").unwrap_or(value);
-                        if !data.is_empty() {
-                            data.push(b'\n');
-                        }
-                        if data.len().saturating_add(value.len()) <= max {
-                            data.extend_from_slice(value);
-                        } else {
-                            *too_large = true;
-                        }
-                    }
-                    line.clear();
-                }
-            }
-        }
+        let found = &mut self.found;
+        reader.feed(chunk, max_body_bytes(costs), |document| {
+            found.take(costs, document);
+        });
     }
 
     /// What the response cost, per post-paid resource, once it is over. A cost the
     /// response did not report is 0; the header wins over the body when both name the
-    /// same resource.
+    /// same resource. Priced costs are left to [`ResponseMeter::finish`].
     pub fn costs(&self, costs: &CostsConfig) -> Vec<(String, u64)> {
-        let mut found: Vec<(String, u64)> = Vec::new();
+        self.finish(costs).costs
+    }
+
+    /// What the response reported once it is over: the document still open at its end
+    /// (a whole JSON body, or an event without its blank line) counts too.
+    pub fn finish(&self, costs: &CostsConfig) -> Finished {
+        let mut found = self.found.clone();
+        if let Some(document) = self.json.as_ref().and_then(JsonEvents::rest) {
+            found.take(costs, &document);
+        }
+        let mut amounts: Vec<(String, u64)> = Vec::new();
         if costs.response_bytes {
-            found.push((
+            amounts.push((
                 tollgate_protocol::resource::RESPONSE_BYTES.into(),
                 self.bytes,
             ));
         }
         if let Some(cost) = &costs.response_header {
-            found.push((cost.resource.clone(), self.header_cost.unwrap_or(0)));
+            amounts.push((cost.resource.clone(), self.header_cost.unwrap_or(0)));
         }
         if let Some(cost) = &costs.response_json {
-            let from_body = self.json_cost(&cost.pointer).unwrap_or(0);
-            match found.iter_mut().find(|(r, _)| *r == cost.resource) {
-                None => found.push((cost.resource.clone(), from_body)),
+            let from_body = found.json.unwrap_or(0);
+            match amounts.iter_mut().find(|(r, _)| *r == cost.resource) {
+                None => amounts.push((cost.resource.clone(), from_body)),
                 // The same resource as the header: the body counts only without it.
                 Some((_, amount)) if self.header_cost.is_none() => *amount = from_body,
                 Some(_) => {}
             }
         }
-        found
+        Finished {
+            costs: amounts,
+            priced: found.priced,
+        }
     }
 
     /// Whether the body was too large to read its cost (worth a log line).
     pub fn too_large(&self) -> bool {
-        matches!(
-            self.json,
-            Some(JsonReader::Whole {
-                too_large: true,
-                ..
-            }) | Some(JsonReader::Events {
-                too_large: true,
-                ..
-            })
-        )
-    }
-
-    fn json_cost(&self, pointer: &str) -> Option<u64> {
-        match self.json.as_ref()? {
-            JsonReader::Whole { body, too_large } => {
-                if *too_large {
-                    None
-                } else {
-                    pointer_value(body, pointer)
-                }
-            }
-            // An event still open when the stream ended (no final blank line) counts too.
-            JsonReader::Events { data, last, .. } => pointer_value(data, pointer).or(*last),
-        }
+        self.json.as_ref().is_some_and(JsonEvents::too_large)
     }
 }
 
-/// The non-negative integer at `pointer` in a JSON document, if there is one.
-fn pointer_value(json: &[u8], pointer: &str) -> Option<u64> {
-    if json.is_empty() {
-        return None;
-    }
-    let document: Value = serde_json::from_slice(json).ok()?;
-    document.pointer(pointer)?.as_u64()
+/// The most of a response kept to read its costs: the larger bound when both
+/// `response_json` and `priced` read it.
+fn max_body_bytes(costs: &CostsConfig) -> usize {
+    let json = costs.response_json.as_ref().map(|c| c.max_body_bytes);
+    let priced = costs.priced.as_ref().map(|c| c.max_body_bytes);
+    let max = json.max(priced).unwrap_or(0);
+    usize::try_from(max).unwrap_or(usize::MAX)
 }
 
 /// The post-paid resources a config reserves at the headers, each once.

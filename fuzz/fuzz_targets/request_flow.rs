@@ -11,6 +11,8 @@
 //! known status, or a view of the caller's own tenant; every settlement and lease
 //! return serialises to a body the control plane parses. A request for the self-view
 //! (`quota_path`) is never checked, counted, settled or let through to the upstream.
+//! With a priced cost, a request body the filter replaced is the client's JSON asking
+//! for usage (`stream_options.include_usage: true`), and only a JSON body is held.
 
 #![no_main]
 
@@ -143,6 +145,9 @@ struct Knobs {
     response_reserve: u64,
     concurrent_requests: bool,
     budgets: Option<u64>,
+    /// A priced cost: its model read from the request (else the response), whether
+    /// `include_usage` rewrites `/tenants/acme/upload`, and each part's reserve.
+    priced: Option<(bool, bool, u16)>,
     closed: bool,
     shadow: bool,
     reject_cache_max_s: u64,
@@ -169,6 +174,22 @@ impl Knobs {
             costs["response_json"] = json!({
                 "pointer": "/usage/total_tokens", "resource": "tokens",
                 "max_body_bytes": u64::from(max).max(1),
+            });
+        }
+        if let Some((from_request, include_usage, reserve)) = self.priced {
+            costs["priced"] = json!({
+                "resource": "cost",
+                "parts": [
+                    {"name": "input", "pointer": ["/usage/prompt_tokens", "/message/usage/input_tokens"],
+                     "resource": "input_tokens", "reserve": reserve},
+                    {"name": "output", "pointer": "/usage/completion_tokens", "reserve": reserve}
+                ],
+                "model": {"from": if from_request { "request" } else { "response" },
+                          "pointer": ["/model", "/message/model"]},
+                "prices": {"gpt-4o": {"input": 3, "output": -1}, "gpt*": {"input": 1}},
+                "include_usage": if include_usage { vec!["/tenants"] } else { vec![] },
+                "max_request_bytes": 256,
+                "max_body_bytes": 256,
             });
         }
         let tenant = if self.from_path {
@@ -328,7 +349,16 @@ enum Event {
         buffered: u64,
         end: bool,
     },
+    /// A body callback showing `part`/128 of the request's body (all of it from 128
+    /// on), as Envoy buffers it when the filter holds it.
+    BodyPart {
+        part: u8,
+        end: bool,
+    },
     Trailers,
+    /// The control plane allows (a 200 with a well-formed ALLOW): the usual answer,
+    /// made easy to reach so the steps after an admission are fuzzed deeply.
+    Allow,
     /// Envoy's status (`None`: no `:status`) and the body.
     Answer {
         status: Option<u16>,
@@ -346,6 +376,7 @@ enum Event {
     ResponseHeaders {
         stream: bool,
         cost: Option<String>,
+        status: u16,
     },
     ResponseBody(Vec<u8>),
 }
@@ -362,9 +393,48 @@ struct Request {
     tenant: Option<Option<String>>,
     content_length: Option<Result<u64, String>>,
     request_id: Option<String>,
+    /// What Envoy buffers of the body when the filter reads it (a chat request comes
+    /// with `content-type: application/json`).
+    body: RequestBody,
     end_of_stream: bool,
     refuse_dispatch: bool,
     events: Vec<Event>,
+}
+
+/// A request body: a chat request (streaming or not, asking for usage or not), or bytes.
+#[derive(Arbitrary, Debug)]
+enum RequestBody {
+    Chat {
+        model: String,
+        stream: Option<bool>,
+        options: Option<Option<bool>>,
+    },
+    Raw(Vec<u8>),
+}
+
+impl RequestBody {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            RequestBody::Chat {
+                model,
+                stream,
+                options,
+            } => {
+                let mut chat =
+                    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+                if let Some(stream) = stream {
+                    chat["stream"] = json!(stream);
+                }
+                match options {
+                    Some(Some(usage)) => chat["stream_options"] = json!({"include_usage": usage}),
+                    Some(None) => chat["stream_options"] = json!({}),
+                    None => {}
+                }
+                serde_json::to_vec(&chat).unwrap()
+            }
+            RequestBody::Raw(bytes) => bytes.clone(),
+        }
+    }
 }
 
 #[derive(Arbitrary, Debug)]
@@ -412,12 +482,18 @@ fuzz_target!(|input: Input| {
         if let Some(id) = &request.request_id {
             headers.insert("x-request-id".into(), id.clone());
         }
+        let json = matches!(request.body, RequestBody::Chat { .. });
+        if json {
+            headers.insert("content-type".into(), "application/json".into());
+        }
         let headers: Vec<(&str, &str)> = (headers.iter())
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         // Each request in a context of its own, on the same worker.
         let context = n;
         host.open(context, &headers);
+        let body = request.body.bytes();
+        host.with_request(context, |r| r.request_buffer = body.clone());
         host.set_refuse_dispatch(request.refuse_dispatch);
         let mut seen = Seen {
             callouts: host.attempted().len(),
@@ -430,7 +506,16 @@ fuzz_target!(|input: Input| {
         for event in request.events.iter().take(64) {
             match event {
                 Event::Body { buffered, end } => drop(flow.on_request_body(&host, *buffered, *end)),
-                Event::Trailers => drop(flow.on_request_trailers()),
+                Event::BodyPart { part, end } => {
+                    let shown = body.len() * usize::from((*part).min(128)) / 128;
+                    let _ = flow.on_request_body(&host, shown as u64, *end);
+                }
+                Event::Trailers => drop(flow.on_request_trailers(&host)),
+                Event::Allow => {
+                    let tenant = host.request_header("x-tenant-id").unwrap_or_default();
+                    let allow = serde_json::to_vec(&json!({"decision": "allow", "tenant": tenant}));
+                    flow.on_check_response(&host, Some(200), &allow.unwrap());
+                }
                 Event::Answer { status, body } => {
                     let tenant = host.request_header("x-tenant-id").unwrap_or_default();
                     let body = body.bytes(&tenant);
@@ -452,7 +537,11 @@ fuzz_target!(|input: Input| {
                 Event::Abandon => flow.abandon(&host),
                 Event::Later(ms) => host.advance(u64::from(*ms)),
                 Event::Clock(ms) => host.set_now(*ms),
-                Event::ResponseHeaders { stream, cost } => {
+                Event::ResponseHeaders {
+                    stream,
+                    cost,
+                    status,
+                } => {
                     host.with_request(context, |r| {
                         let content_type = if *stream {
                             "text/event-stream"
@@ -460,6 +549,7 @@ fuzz_target!(|input: Input| {
                             "application/json"
                         };
                         let response = &mut r.response_headers;
+                        response.insert(":status".into(), status.to_string());
                         response.insert("content-type".into(), content_type.into());
                         if let Some(cost) = cost {
                             response.insert("x-usage-tokens".into(), cost.clone());
@@ -497,6 +587,28 @@ fuzz_target!(|input: Input| {
             assert!(mine.iter().all(|c| c.path() == QUOTA_PATH), "{mine:?}");
             assert_eq!(host.of(context).resumed, 0, "a view never goes upstream");
             assert!(flow.settlement(&host).is_none(), "a view is never settled");
+        }
+        // A body replaced is the client's own JSON document, now asking for usage; and
+        // only a JSON request's body is ever replaced, or has its length dropped.
+        let seen = host.of(context);
+        for replaced in &seen.replaced_bodies {
+            let mut document: serde_json::Value = serde_json::from_slice(replaced).unwrap();
+            assert_eq!(document["stream_options"]["include_usage"], json!(true));
+            assert_eq!(document["stream"], json!(true));
+            let mut client: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            document["stream_options"]["include_usage"] = json!(null);
+            client["stream_options"]["include_usage"] = json!(null);
+            if client["stream_options"] == json!({"include_usage": null}) {
+                client["stream_options"] = json!(null);
+            }
+            if document["stream_options"] == json!({"include_usage": null}) {
+                document["stream_options"] = json!(null);
+            }
+            assert_eq!(document, client, "only include_usage changed");
+        }
+        if !seen.replaced_bodies.is_empty() || !seen.removed_headers.is_empty() {
+            assert!(json, "a body that is not JSON is left alone");
+            assert_eq!(seen.removed_headers, ["content-length"]);
         }
         if let Some(settle) = flow.settlement(&host) {
             let json = serde_json::to_vec(&settle).unwrap();

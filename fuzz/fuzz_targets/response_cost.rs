@@ -4,14 +4,19 @@
 //!
 //! Never a panic; the same body costs the same however Envoy splits it into chunks;
 //! `response_bytes` is the body's length; and for bodies built of well-formed parts
-//! the cost is what an independent reading of the body says.
+//! the cost is what an independent reading of the body says. With a priced cost
+//! (`costs.priced`) beside it, reading the same documents: the same parts and model
+//! however the body is split, its first part what the JSON cost reads, and a charge
+//! that never passes what the control plane counts.
 
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use tollgate_filter::priced::{charge, Charge};
 use tollgate_filter::response_cost::ResponseMeter;
-use tollgate_protocol::config::{CostsConfig, ResponseHeaderCost, ResponseJsonCost};
+use tollgate_protocol::check::AMOUNT_MAX;
+use tollgate_protocol::config::{CostsConfig, PricedCost, ResponseHeaderCost, ResponseJsonCost};
 
 const POINTER: &str = "/usage/total_tokens";
 
@@ -69,18 +74,22 @@ struct Input {
     same_resource: bool,
     plain: Plain,
     parts: Vec<Part>,
+    /// A priced cost beside the JSON cost: its weights, and the response's `:status`.
+    priced: Option<([i64; 3], u64, u16)>,
     /// Chunk lengths, used in turn.
     cuts: Vec<u16>,
 }
 
 fn meter(
     costs: &CostsConfig,
+    status: u16,
     content_type: Option<&str>,
     header: Option<&str>,
     chunks: &mut dyn Iterator<Item = &[u8]>,
 ) -> ResponseMeter {
     let mut meter = ResponseMeter::default();
     meter.on_headers(costs, |name| match name {
+        ":status" => Some(status.to_string()),
         "content-type" => content_type.map(String::from),
         "x-usage-tokens" => header.map(String::from),
         _ => None,
@@ -97,6 +106,27 @@ fn pointer_value(json: &[u8], pointer: &str) -> Option<u64> {
         .ok()?
         .pointer(pointer)?
         .as_u64()
+}
+
+/// A priced cost with three parts: the JSON cost's number (at `pointer`) and two of
+/// OpenAI's, priced at `weights` (clamped to the bounds the config allows) for every
+/// model, read from the response.
+fn priced(pointer: String, weights: [i64; 3], divisor: u64, max: u64) -> PricedCost {
+    let bound = tollgate_protocol::price::WEIGHT_MAX;
+    let [a, b, c] = weights.map(|w| w.clamp(-bound, bound));
+    serde_json::from_value(serde_json::json!({
+        "resource": "cost",
+        "parts": [
+            {"name": "total", "pointer": pointer, "resource": "total_tokens", "reserve": 10},
+            {"name": "prompt", "pointer": ["/usage/prompt_tokens", "/usage/input_tokens"]},
+            {"name": "cached", "pointer": "/usage/prompt_tokens_details/cached_tokens"}
+        ],
+        "model": {"pointer": ["/model", "/message/model"]},
+        "prices": {"*": {"total": a, "prompt": b, "cached": c}},
+        "divisor": divisor.clamp(1, tollgate_protocol::price::DIVISOR_MAX),
+        "max_body_bytes": max
+    }))
+    .expect("a priced cost")
 }
 
 fuzz_target!(|input: Input| {
@@ -122,8 +152,12 @@ fuzz_target!(|input: Input| {
             resource: "tokens".into(),
             max_body_bytes: max,
         }),
+        priced: input
+            .priced
+            .map(|(weights, divisor, _)| priced(pointer.clone(), weights, divisor, max)),
         ..CostsConfig::default()
     };
+    let status = input.priced.map_or(200, |(_, _, status)| status);
     let (content_type, streamed) = match input.content_type {
         ContentType::Json => (Some("application/json"), false),
         ContentType::Stream => (Some("text/event-stream; charset=utf-8"), true),
@@ -188,6 +222,7 @@ fuzz_target!(|input: Input| {
     let header = input.header.as_deref();
     let whole = meter(
         &costs,
+        status,
         content_type,
         header,
         &mut std::iter::once(&body[..]),
@@ -205,7 +240,13 @@ fuzz_target!(|input: Input| {
         chunks.push(chunk);
         rest = tail;
     }
-    let split = meter(&costs, content_type, header, &mut chunks.into_iter());
+    let split = meter(
+        &costs,
+        status,
+        content_type,
+        header,
+        &mut chunks.into_iter(),
+    );
 
     let found = split.costs(&costs);
     assert_eq!(
@@ -214,6 +255,31 @@ fuzz_target!(|input: Input| {
         "the chunk split changed the cost"
     );
     assert_eq!(split.too_large(), whole.too_large());
+
+    if let Some(priced) = &costs.priced {
+        let finished = split.finish(&costs);
+        assert_eq!(
+            finished,
+            whole.finish(&costs),
+            "the chunk split changed the report"
+        );
+        let reported = finished.priced.expect("a priced cost reads the response");
+        assert_eq!(reported.status, Some(u32::from(status)));
+        if let Some(body_cost) = expected_body_cost {
+            assert_eq!(
+                reported.parts[0], body_cost,
+                "its part reads as the JSON cost"
+            );
+        }
+        match charge(priced, &reported, reported.model.as_deref()) {
+            Charge::Reported { amounts, .. } => {
+                assert!(reported.anything());
+                assert!(amounts.iter().all(|(_, amount)| *amount <= AMOUNT_MAX));
+            }
+            Charge::Reserve => assert!(!reported.anything() && (200..300).contains(&status)),
+            Charge::Nothing => assert!(!reported.anything() && !(200..300).contains(&status)),
+        }
+    }
 
     let mut expected = Vec::new();
     if input.response_bytes {

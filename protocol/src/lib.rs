@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`decision`] — ALLOW / WARN / REJECT from a limit, the usage and an amount.
+//! - [`price`] — priced costs: weighted parts summed exactly, rounded up once.
 //! - [`check`] — the `POST /v1/check`, `/v1/settle` and `/v1/release` bodies.
 //! - [`lease`] — the `POST /v1/leases` bodies (budgets for the fast path).
 //! - [`headers`] — `RateLimit-Policy`, `RateLimit` and `X-Quota-*` response headers.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod decision;
 pub mod headers;
 pub mod lease;
+pub mod price;
 pub mod problem;
 pub mod quota;
 pub mod resource;

@@ -16,6 +16,8 @@
 //! - [`tls`] — a throwaway CA and certificates for Redis and PostgreSQL with TLS.
 //! - [`upstream`] — the backend behind Envoy; records what reached it as it streams and
 //!   answers what the test asks for (usage headers, JSON and event-stream bodies).
+//! - [`ai`] — its answers as an AI back end: OpenAI chat completions and Anthropic
+//!   messages, JSON or event streams, usage where each API puts it.
 //! - [`hanging`] — a "control plane" that accepts connections and never answers.
 //! - [`slow`] — a proxy that makes the control plane answer late.
 //! - [`raw`] — a raw HTTP/1.1 client (chunk-by-chunk uploads, bodies cut short).
@@ -28,6 +30,7 @@
 //! - [`promql`] — the metric names a PromQL expression reads.
 
 pub mod admin;
+pub mod ai;
 pub mod control_plane;
 pub mod envoy;
 pub mod gateway;

@@ -15,6 +15,8 @@
 //! - `x-test-usage-sse: N` → `text/event-stream`: a few `data:` events, then one carrying
 //!   `{"usage":{"total_tokens":N}}` (sent in two pieces), then `data: [DONE]`;
 //! - `x-test-response-bytes: N` → a body of N bytes;
+//! - `x-test-ai: openai|anthropic` → an AI back end's answer to the request's JSON body
+//!   (`ai`), the body kept for [`Upstream::last_body`];
 //! - otherwise `ok\n`.
 
 use std::collections::HashMap;
@@ -50,6 +52,7 @@ pub struct Received {
 struct Entries {
     received: HashMap<String, Received>,
     last_headers: HashMap<String, HeaderMap>,
+    last_bodies: HashMap<String, Vec<u8>>,
 }
 
 /// What the upstream has seen, shared with whoever started it.
@@ -110,6 +113,11 @@ impl Upstream {
             .last_headers(key)
             .and_then(|h| h.get(name).and_then(|v| v.to_str().ok()).map(String::from))
     }
+
+    /// The body of the last `x-test-ai` request recorded under `key`, as it arrived.
+    pub fn last_body(&self, key: &str) -> Option<Vec<u8>> {
+        (self.ledger.0.lock().ok())?.last_bodies.get(key).cloned()
+    }
 }
 
 impl Drop for Upstream {
@@ -159,10 +167,15 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     state.ledger.update(&key, |r| r.requests += 1);
     let mut stream = body.into_data_stream();
     let mut seen = 0u64;
+    let keeps = parts.headers.contains_key("x-test-ai");
+    let mut kept = Vec::new();
     while let Some(frame) = stream.next().await {
         match frame {
             Ok(bytes) => {
                 seen += bytes.len() as u64;
+                if keeps && kept.len() < 4 << 20 {
+                    kept.extend_from_slice(&bytes);
+                }
                 state.ledger.update(&key, |r| r.bytes += bytes.len() as u64);
             }
             Err(_) => {
@@ -177,6 +190,12 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     state.ledger.update(&key, |r| r.completed += 1);
     if state.print {
         println!("upstream: {key:?} sent {seen} bytes");
+    }
+    if let Some(answer) = crate::ai::answer(&parts.headers, &kept) {
+        if let Ok(mut entries) = state.ledger.0.lock() {
+            entries.last_bodies.insert(key, kept);
+        }
+        return answer;
     }
     answer(&parts.headers)
 }

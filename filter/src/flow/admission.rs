@@ -64,6 +64,7 @@ impl RequestFlow {
             && self.state.body_asks() != BodyAsks::Streamed
             && self.hold_id.is_none()
             && (config.costs.response_reserve == 0 || post_paid_resources(&config.costs).is_empty())
+            && (config.costs.priced.as_ref()).is_none_or(|p| p.reserves().iter().all(|r| r.1 == 0))
             && self.amounts.values().any(|amount| *amount > 0)
     }
 

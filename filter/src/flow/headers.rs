@@ -29,7 +29,8 @@ impl RequestFlow {
             Ok(identity) => identity,
             Err(replied) => return replied,
         };
-        let (amounts, body) = self.admission_amounts(host, end_of_stream);
+        let (mut amounts, body) = self.admission_amounts(host, end_of_stream);
+        self.priced_headers(host, &mut amounts, end_of_stream);
         self.amounts = amounts;
         self.state.on(Event::Identified(body));
         self.body.on_data(0, end_of_stream);
@@ -57,8 +58,8 @@ impl RequestFlow {
     }
 
     /// What the admission check asks for: one request, the announced body, a reserve
-    /// for each cost known only after the response, a hold; and how the body's bytes
-    /// are asked for.
+    /// for each cost known only after the response (a priced cost's is added by
+    /// `priced_headers`), a hold; and how the body's bytes are asked for.
     fn admission_amounts(
         &mut self,
         host: &dyn Host,

@@ -17,6 +17,8 @@
 //! - `callout` — sending a callout within the request's deadline.
 //! - `answer` — a check's answer or its deadline: admitted, refused, the failure mode.
 //! - `request_body` — the body against what was counted for it.
+//! - `priced` — a priced cost's steps: its reserve, the request body read (or held
+//!   and rewritten for `include_usage`), and its charge at the settlement.
 //! - `response` — quota headers, costs reported afterwards, the settlement.
 //! - `follow_ups` — what a request leaves its worker after each callback.
 
@@ -25,6 +27,7 @@ mod answer;
 mod callout;
 mod follow_ups;
 mod headers;
+mod priced;
 mod request;
 mod request_body;
 mod response;

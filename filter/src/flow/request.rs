@@ -12,6 +12,7 @@ use crate::body::BodyMeter;
 use crate::budget::Refill;
 use crate::host::Host;
 use crate::identity::Identity;
+use crate::request_json::RequestJson;
 use crate::response_cost::ResponseMeter;
 
 /// What Envoy should do with the request after a callback.
@@ -44,6 +45,8 @@ pub struct RequestFlow {
     pub(super) status: QuotaStatus,
     pub(super) policy: Option<PolicyStatus>,
     pub(super) body: BodyMeter,
+    /// A priced cost's reading (and holding) of the request's JSON body, if it reads it.
+    pub(super) request_json: Option<RequestJson>,
     pub(super) response: ResponseMeter,
     /// A budget refill in flight for this request.
     pub(super) refill: Option<Refill>,
@@ -71,6 +74,7 @@ impl RequestFlow {
             status: QuotaStatus::Unknown,
             policy: None,
             body: BodyMeter::default(),
+            request_json: None,
             response: ResponseMeter::default(),
             refill: None,
             admission_by_ms: None,
@@ -94,11 +98,14 @@ impl RequestFlow {
         Next::Pause
     }
 
-    /// Goes on: resumes a paused request, or lets the current callback continue.
+    /// Goes on: resumes a paused request, or lets the current callback continue (a
+    /// held body goes on as its body callback answers `Continue`).
     pub(super) fn proceed(&mut self, host: &dyn Host) -> Next {
         if self.state.is_paused() {
             self.state.on(Event::Resumed);
             host.resume_request();
+        } else if self.state.is_holding() {
+            self.state.on(Event::Resumed);
         }
         Next::Continue
     }

@@ -1,6 +1,7 @@
 //! The request body against what the control plane counted for it: bytes past the
 //! reservation are checked before they go on, and a streamed body asks for its next
-//! reservation ahead while it flows.
+//! reservation ahead while it flows. A priced cost reads it on the way (`priced`), and
+//! may hold it whole until its end.
 
 use std::collections::BTreeMap;
 
@@ -15,11 +16,14 @@ use crate::reject_cache;
 impl RequestFlow {
     /// A body chunk arrived; `buffered` is everything Envoy buffers for the filter.
     pub fn on_request_body(&mut self, host: &dyn Host, buffered: u64, end_of_stream: bool) -> Next {
-        if self.state.is_replied() || self.state.is_paused() {
-            self.body.on_data(buffered, end_of_stream);
+        self.body.on_data(buffered, end_of_stream);
+        if self.state.is_replied() {
+            return Next::Pause;
+        }
+        self.read_request_json(host);
+        if self.state.is_paused() {
             return Next::Pause; // Envoy buffers it until the check in flight answers
         }
-        self.body.on_data(buffered, end_of_stream);
         if !self.state.is_flowing() {
             return Next::Continue;
         }
@@ -30,21 +34,29 @@ impl RequestFlow {
             if self.body.shortfall() > 0 || end_of_stream {
                 return self.pause();
             }
+            if self.holds_request_body() {
+                return self.hold();
+            }
             self.body.release();
             return Next::Continue;
         }
         self.continue_body(host)
     }
 
-    /// Request trailers arrived: the body has ended.
-    pub fn on_request_trailers(&mut self) -> Next {
+    /// Request trailers arrived: the body has ended. A body held for a rewrite goes on
+    /// as it is (only a body callback rewrites it).
+    pub fn on_request_trailers(&mut self, host: &dyn Host) -> Next {
         self.body.end();
         if self.state.is_replied() || self.state.is_paused() {
             Next::Pause
         } else if self.state.wait().is_some() {
             self.pause()
         } else {
-            Next::Continue
+            self.finish_request_json(host, false);
+            if self.state.is_holding() {
+                self.body.release();
+            }
+            self.proceed(host)
         }
     }
 
@@ -53,6 +65,15 @@ impl RequestFlow {
         let shortfall = self.body.shortfall();
         let metered = self.state.is_metered() && self.config.costs.request_bytes;
         if !metered || shortfall == 0 {
+            if self.holds_request_body() {
+                // Held whole for a rewrite at its end; what is counted is checked.
+                let next = self.hold();
+                if metered {
+                    self.ask_ahead(host);
+                }
+                return next;
+            }
+            self.finish_request_json(host, true);
             self.body.release();
             let next = self.proceed(host);
             if self.state.is_metered() && self.config.costs.request_bytes {

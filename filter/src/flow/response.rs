@@ -76,9 +76,15 @@ impl RequestFlow {
             amounts.insert(resource::REQUEST_BYTES.to_string(), self.body.correction());
         }
         if self.response.too_large() {
-            host.warn("tollgate: response body too large to read its cost; counted 0");
+            host.warn(
+                "tollgate: response body (or an event of it) past max_body_bytes, not read \
+                 for its cost: a JSON cost counts 0, a priced one what the rest reported \
+                 (else its reserve)",
+            );
         }
-        for (resource, cost) in self.response.costs(costs) {
+        let finished = self.response.finish(costs);
+        let priced = self.priced_costs(host, &finished);
+        for (resource, cost) in finished.costs.into_iter().chain(priced) {
             let reserved = self.amounts.get(&resource).copied().unwrap_or(0);
             let cost = i64::try_from(cost).unwrap_or(i64::MAX);
             let reserved = i64::try_from(reserved).unwrap_or(i64::MAX);

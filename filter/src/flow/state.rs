@@ -19,6 +19,11 @@
 //! Flowing, Replied ──request over──▶ settlement of what was counted
 //! ```
 //!
+//! Envoy's side of it: `Running`, `Paused` while a wait needs its answer (resumed by
+//! it), or `Holding`: a body callback answered `Pause` to keep the body whole (a priced
+//! cost's `include_usage` rewrites it at its end), and a later body callback lets it go
+//! by answering `Continue` — nothing to resume.
+//!
 //! At most one wait is in flight per request. The first of its answer and its deadline
 //! wins; whatever comes second finds nothing waiting and is ignored. Envoy keeps the
 //! request paused (and buffers its body) while a wait that needs an answer is in
@@ -119,6 +124,9 @@ pub(super) enum Envoy {
     Running,
     /// A callback answered `Pause` and the request was not resumed since.
     Paused,
+    /// A body callback answered `Pause` to hold the body until its end; the next body
+    /// callback lets it go (answering `Continue`), no resume needed.
+    Holding,
 }
 
 /// What happened to the request: the input of [`State::on`].
@@ -136,6 +144,8 @@ pub(super) enum Event {
     WaitOver,
     /// A callback answered `Pause`.
     Paused,
+    /// A body callback answered `Pause` to hold the body until its end.
+    Held,
     /// Envoy was told to resume it (or the callback lets it continue).
     Resumed,
     /// It waits for another request's refill.
@@ -182,6 +192,7 @@ impl State {
     /// | `Waiting` | | → the wait | |
     /// | `WaitOver` | | → none | |
     /// | `Paused` | | | → Paused |
+    /// | `Held` | | | → Holding |
     /// | `Resumed` | | | → Running |
     /// | `WaitedForRefill`, `Refilled` | Deciding: the fast path's record | | |
     /// | `Admitted` | → Flowing(metered) | | |
@@ -204,6 +215,7 @@ impl State {
             Event::Waiting(wait) => self.wait = Some(wait),
             Event::WaitOver => self.wait = None,
             Event::Paused => self.envoy = Envoy::Paused,
+            Event::Held => self.envoy = Envoy::Holding,
             Event::Resumed => self.envoy = Envoy::Running,
             Event::WaitedForRefill | Event::Refilled => {
                 if let Phase::Deciding { fast_path, .. } = &mut self.phase {
@@ -254,9 +266,14 @@ impl State {
         matches!(self.wait, Some(w) if w.purpose == purpose)
     }
 
-    /// Whether Envoy keeps it paused.
+    /// Whether Envoy keeps it paused for a wait's answer.
     pub(super) fn is_paused(&self) -> bool {
         self.envoy == Envoy::Paused
+    }
+
+    /// Whether Envoy holds its body until a later body callback lets it go.
+    pub(super) fn is_holding(&self) -> bool {
+        self.envoy == Envoy::Holding
     }
 
     /// Whether it is on its way (admitted or let through).
@@ -416,6 +433,22 @@ mod tests {
         state.on(Event::Replied);
         assert!(state.is_replied() && !state.is_counted() && !state.is_paused());
         assert_eq!(state.wait(), None);
+    }
+
+    #[test]
+    fn a_held_body_is_no_pause_a_wait_can_end_and_a_check_of_it_pauses() {
+        let mut state = deciding();
+        state.on(Event::Admitted);
+        state.on(Event::Held);
+        assert!(state.is_holding() && !state.is_paused());
+        state.on(Event::Paused);
+        assert!(state.is_paused() && !state.is_holding());
+        state.on(Event::Held);
+        state.on(Event::Resumed);
+        assert!(!state.is_holding() && !state.is_paused());
+        state.on(Event::Held);
+        state.on(Event::Replied);
+        assert!(!state.is_holding(), "a reply lets nothing be held");
     }
 
     #[test]

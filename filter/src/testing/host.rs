@@ -211,6 +211,11 @@ impl FakeHost {
         }
     }
 
+    /// Sets the request body Envoy buffers for [`REQUEST`] (what the filter reads).
+    pub fn set_request_buffer(&self, body: &[u8]) {
+        self.with_request(REQUEST, |request| request.request_buffer = body.to_vec());
+    }
+
     /// Sets the response body chunk [`REQUEST`] is passing on.
     pub fn set_response_chunk(&self, chunk: &[u8]) {
         self.with_request(REQUEST, |request| request.response_chunk = chunk.to_vec());
@@ -262,6 +267,32 @@ impl Host for FakeHost {
             r.headers.insert(name.to_string(), value.to_string());
             r.set_headers.push((name.to_string(), value.to_string()));
         });
+    }
+
+    fn remove_request_header(&self, name: &str) {
+        self.current_request(|r| {
+            r.headers.remove(name);
+            r.removed_headers.push(name.to_string());
+        });
+    }
+
+    fn request_body(&self, start: usize, size: usize) -> Vec<u8> {
+        self.current_request(|r| {
+            let end = start.saturating_add(size).min(r.request_buffer.len());
+            r.request_buffer
+                .get(start..end)
+                .unwrap_or_default()
+                .to_vec()
+        })
+        .unwrap_or_default()
+    }
+
+    fn set_request_body(&self, body: &[u8]) -> bool {
+        self.current_request(|r| {
+            r.request_buffer = body.to_vec();
+            r.replaced_bodies.push(body.to_vec());
+        })
+        .is_some()
     }
 
     fn response_header(&self, name: &str) -> Option<String> {

@@ -52,6 +52,12 @@ pub struct FakeRequest {
     pub headers: std::collections::HashMap<String, String>,
     /// Request headers the filter set, in order.
     pub set_headers: Headers,
+    /// Request headers the filter removed, in order.
+    pub removed_headers: Vec<String>,
+    /// The request body Envoy buffers for the filter (what `request_body` reads).
+    pub request_buffer: Vec<u8>,
+    /// Every body the filter replaced the buffered request body with, in order.
+    pub replaced_bodies: Vec<Vec<u8>>,
     /// The upstream's response headers.
     pub response_headers: std::collections::HashMap<String, String>,
     /// The response body chunk being passed on.

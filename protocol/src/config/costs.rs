@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{fail, is_header_name, ConfigError};
+use super::priced::PricedCost;
 use crate::check::AMOUNT_MAX;
 use crate::resource;
 
@@ -58,6 +59,11 @@ pub struct CostsConfig {
     /// A cost the upstream reports in its JSON or event-stream body, settled after it.
     #[serde(default)]
     pub response_json: Option<ResponseJsonCost>,
+    /// A cost priced per model from several parts the upstream reports in its JSON or
+    /// event-stream body (tokens of each kind), with the parts also countable on their
+    /// own; it holds what its price table sizes at the headers, not `response_reserve`.
+    #[serde(default)]
+    pub priced: Option<PricedCost>,
     /// What each cost known only after the response holds at the headers, so a tenant
     /// with nothing left is refused before the upstream does the work.
     #[serde(default = "default_response_reserve")]
@@ -77,6 +83,7 @@ impl Default for CostsConfig {
             response_bytes: false,
             response_header: None,
             response_json: None,
+            priced: None,
             response_reserve: default_response_reserve(),
             concurrent_requests: false,
         }
@@ -125,6 +132,16 @@ impl CostsConfig {
             if cost.max_body_bytes == 0 {
                 return fail("costs.response_json.max_body_bytes", "must be at least 1");
             }
+        }
+        if let Some(priced) = &self.priced {
+            let taken: Vec<&str> = [
+                self.response_header.as_ref().map(|c| c.resource.as_str()),
+                self.response_json.as_ref().map(|c| c.resource.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            priced.validate(&taken, is_operator_resource)?;
         }
         Ok(())
     }

@@ -16,6 +16,28 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// One entry of a table field (a price table's model, or its part) with a bad
+    /// value: `field`, then `key` (`["gpt-4o"]["cached"]`).
+    #[error("invalid filter configuration: {field}{key}: {problem}")]
+    Entry {
+        /// Dotted path of the table field.
+        field: &'static str,
+        /// Which entry, in brackets, its names quoted.
+        key: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+impl ConfigError {
+    /// The refusal of `field`'s entry `key` for `problem`.
+    pub(super) fn entry(field: &'static str, key: String, problem: &'static str) -> ConfigError {
+        ConfigError::Entry {
+            field,
+            key,
+            problem,
+        }
+    }
 }
 
 /// The refusal of `field` for `problem`.

@@ -13,6 +13,7 @@
 //! - `tenant` — where the tenant id and roles come from; what a tenant id may be.
 //! - `matching` — which requests count.
 //! - `costs` — what a request costs, up front and after its response.
+//! - `priced` — a cost priced per model from several reported parts (AI back ends).
 //! - `headers` — the quota headers.
 //! - `budgets` — the fast path's budgets.
 //! - `quota_path` — where the gateway answers the caller's own quota (the self-view).
@@ -25,6 +26,7 @@ mod error;
 mod filter;
 mod headers;
 mod matching;
+mod priced;
 mod quota_path;
 mod tenant;
 
@@ -38,4 +40,7 @@ pub use error::ConfigError;
 pub use filter::FilterConfig;
 pub use headers::HeadersConfig;
 pub use matching::MatchConfig;
+pub use priced::{
+    ModelFrom, ModelSource, Pointers, PricedCost, PricedPart, ANY_MODEL, MODELS_MAX, MODEL_NAME_MAX,
+};
 pub use tenant::{is_valid_tenant_id, TenantConfig, TenantSource, TENANT_PLACEHOLDER};

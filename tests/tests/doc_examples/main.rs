@@ -47,7 +47,7 @@ use markdown::{blocks, example, DOCS};
 use shell::{flag_port, render_calls, replace_numbers, RenderCall, Sandbox};
 
 /// Every example the docs mark, by doc and name: each is used by a test below.
-const EXAMPLES: [(&str, &str); 10] = [
+const EXAMPLES: [(&str, &str); 11] = [
     ("README.md", "serve"),
     ("README.md", "filter-config"),
     ("README.md", "export-csv"),
@@ -58,6 +58,7 @@ const EXAMPLES: [(&str, &str); 10] = [
     ("envoy/README.md", "every-filter-field"),
     ("envoy/README.md", "jwt-authn"),
     ("envoy/README.md", "quota-view"),
+    ("envoy/README.md", "priced-cost"),
 ];
 
 /// Where the render example names the JWKS file of a real deployment.
@@ -331,6 +332,32 @@ fn envoy_readme_quota_view_example_is_what_the_control_plane_answers_field_for_f
         block.line
     );
     assert!(view.limits.iter().filter(|l| l.binding).count() == 1);
+}
+
+#[test]
+fn envoy_readme_priced_cost_example_prices_as_its_text_works_out() {
+    let block = example("envoy/README.md", "priced-cost", "json").unwrap();
+    let priced: Value = serde_json::from_str(&block.body).unwrap();
+    let config = json!({"control_plane": {"cluster": "cp"}, "costs": {"priced": priced}});
+    let config = FilterConfig::from_json(config.to_string().as_bytes()).unwrap();
+    let priced = config.costs.priced.unwrap();
+    // 1234 prompt tokens (1000 of them cached), 567 completion tokens.
+    let counts = [1234, 567, 1000];
+    let price = |model| priced.price(&priced.weights_of(Some(model)).unwrap(), &counts);
+    assert_eq!(price("gpt-4o"), 7505);
+    assert_eq!(price("gpt-4o-mini"), 451);
+    assert_eq!(price("gpt-4o-2024-08-06"), 7505, "the snapshot's prefix");
+    assert_eq!(
+        priced.reserves(),
+        [
+            ("cost_microusd", 7500),
+            ("prompt_tokens", 1000),
+            ("completion_tokens", 500)
+        ]
+        .map(|(r, n)| (r.to_string(), n))
+        .to_vec()
+    );
+    assert!(priced.includes_usage_at("/v1/chat/completions"));
 }
 
 #[test]

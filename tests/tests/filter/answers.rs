@@ -14,7 +14,7 @@ use super::{
 };
 
 /// Every stat the filter defines at start-up (`wasmcustom.tollgate.<name>`).
-const STATS: [&str; 23] = [
+const STATS: [&str; 25] = [
     "allowed",
     "warned",
     "rejected",
@@ -38,6 +38,8 @@ const STATS: [&str; 23] = [
     "budget_contention",
     "leases_recovered",
     "returns_dropped",
+    "unknown_models",
+    "stream_usage_added",
 ];
 
 #[tokio::test(flavor = "multi_thread")]

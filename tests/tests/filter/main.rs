@@ -9,6 +9,8 @@
 //!   default; missing, invalid and unknown tenants.
 //! - [`costs`] — what a request costs: a count, request bytes (chunked, or not what
 //!   content-length said), response bytes, a header, a JSON or event-stream body.
+//! - [`priced`] — priced costs from real OpenAI and Anthropic answers (JSON and event
+//!   streams), per model, the rewrite that asks a stream for usage, streams cut off.
 //! - [`bodies`] — bodies no honest client sends: a negative, overflowing or absurd
 //!   content-length, a trickle that stops (slow-loris), a body that never ends.
 //! - [`answers`] — which requests count and how they are answered: header options,
@@ -37,6 +39,7 @@ mod faults;
 mod grants;
 mod identity;
 mod misconfigured;
+mod priced;
 mod self_view;
 
 use std::time::Duration;
