@@ -6,9 +6,10 @@
 # progress goes to stderr. BENCHMARKS.md explains the columns and holds a dated run.
 #
 # Each case runs at every connection count over every tenant count: wrk -t1, a
-# warm-up, then a measured run; Envoy runs with --concurrency 1 on a `direct_response`
-# route (bench/envoy/bench.yaml), so no upstream shares the CPU. The cases of one
-# (connections, tenants) pair run back to back, so their ratios compare like with like.
+# warm-up, then a measured run; Envoy runs with --concurrency 1 (or 2, the cases that
+# say so) on a `direct_response` route (bench/envoy/bench.yaml), so no upstream shares
+# the CPU. The cases of one (connections, tenants) pair run back to back, so their
+# ratios compare like with like: each case to the floor of its own worker count.
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS      measured seconds per run [5]
@@ -47,18 +48,24 @@ BUDGETS_CONFIG='{"control_plane": {"cluster": "tollgate_control_plane"}, "failur
 
 # ---------------------------------------------------------------------------------------
 # The cases, in the order they run and print. One block each:
-#   add_case KEY LABEL FILTER PROTOCOL TIER EXPECT FILTER_CONFIG
+#   add_case KEY LABEL FILTER PROTOCOL TIER EXPECT FILTER_CONFIG [WORKERS]
 #     FILTER    none | noop (bench/noop-filter) | tollgate | pending (printed as n/a)
 #     PROTOCOL  h1 | h2: the Envoy cluster that reaches the control plane
 #     TIER      bench (generous) | exhausted: the default tier while the case runs
 #     EXPECT    the status every request should get
 #     FILTER_CONFIG  the wasm filter's JSON (one line); for `pending`, why it is n/a
-# The case keyed `floor` is what the ratio column divides by.
+#     WORKERS   Envoy's --concurrency [1]
+# The case keyed `floor` (`floor2` at 2 workers) is what the ratio column divides by, and
+# what the filter's own CPU per request is counted over.
 case_keys=()
-declare -A label filter protocol tier expect config
+declare -A label filter protocol tier expect config workers
 add_case() {
   case_keys+=("$1")
   label[$1]=$2 filter[$1]=$3 protocol[$1]=$4 tier[$1]=$5 expect[$1]=$6 config[$1]=$7
+  workers[$1]=${8:-1}
+}
+floor_of() { # key: the floor case its ratio and filter CPU are counted against
+  if [ "${workers[$1]}" = 2 ]; then echo floor2; else echo floor; fi
 }
 add_case alone "Envoy alone" none h1 bench 200 ''
 add_case floor "Envoy + no-op wasm filter (floor)" noop h1 bench 200 '{}'
@@ -66,6 +73,8 @@ add_case check "Tollgate per-request" tollgate h1 bench 200 "$TOLLGATE_CONFIG"
 add_case check_h2 "Tollgate per-request (h2 to control plane)" tollgate h2 bench 200 "$TOLLGATE_CONFIG"
 add_case budgets "Tollgate budgets" tollgate h2 bench 200 "$BUDGETS_CONFIG"
 add_case exhausted "Tollgate, tenant exhausted (429s)" tollgate h1 exhausted 429 "$TOLLGATE_CONFIG"
+add_case floor2 "Envoy + no-op wasm filter, 2 workers (floor at 2)" noop h1 bench 200 '{}' 2
+add_case budgets2 "Tollgate budgets, 2 workers" tollgate h2 bench 200 "$BUDGETS_CONFIG" 2
 # ---------------------------------------------------------------------------------------
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -199,7 +208,7 @@ for key in "${runnable[@]}"; do
   listen_port[$key]=$lp admin_port[$key]=$ap
   render "$key" "${listen_port[$key]}" "${admin_port[$key]}" >"$dir/envoy-$key.yaml"
   log "starting Envoy for '${label[$key]}' on ${listen_port[$key]}"
-  "$ENVOY" -c "$dir/envoy-$key.yaml" --concurrency 1 --disable-hot-restart -l warning \
+  "$ENVOY" -c "$dir/envoy-$key.yaml" --concurrency "${workers[$key]}" --disable-hot-restart -l warning \
     >"$dir/envoy-$key.log" 2>&1 &
   envoy_pid[$key]=$!
   pids+=("${envoy_pid[$key]}")
@@ -398,36 +407,40 @@ cat <<EOF
 
 - revision: $revision
 - machine: $(nproc) CPUs ($cpu_model), $mem_gib GiB, Linux $(uname -r); load average $load_start when measuring began
-- Envoy $envoy_version, --concurrency 1, direct_response route; wrk $wrk_version -t1, ${BENCH_WARMUP}s warm-up + ${BENCH_SECONDS}s measured per row
+- Envoy $envoy_version, --concurrency 1 (2 where the case says so), direct_response route; wrk $wrk_version -t1, ${BENCH_WARMUP}s warm-up + ${BENCH_SECONDS}s measured per row
+- × floor: requests/s over the floor's at the same worker count; filter µs/req: the case's Envoy CPU per request over that floor's (what the filter itself costs)
 - Redis $redis_version, PostgreSQL $pg_version
 - control plane: release build, one instance, Redis and PostgreSQL on loopback; tenants t0 … tN-1 unregistered, given the default tier
 
 ### Through Envoy
 
-| case | conns | tenants | requests/s | p50 ms | p99 ms | Envoy CPU µs/req | of it kernel | × floor | callouts/req | control plane µs/req | Redis µs/req | PostgreSQL µs/req | ≥400 % | other CPU % |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| case | conns | tenants | requests/s | p50 ms | p99 ms | Envoy CPU µs/req | of it kernel | × floor | filter µs/req | callouts/req | control plane µs/req | Redis µs/req | PostgreSQL µs/req | ≥400 % | other CPU % |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 for c in $BENCH_CONNECTIONS; do
   for t in $BENCH_TENANTS; do
-    floor_rps=$(cut -d' ' -f1 <<<"${result[floor/$c/$t]:-}")
     for key in "${case_keys[@]}"; do
+      floor_result=${result[$(floor_of "$key")/$c/$t]:-}
+      floor_rps=$(cut -d' ' -f1 <<<"$floor_result")
+      floor_us=$(cut -d' ' -f4 <<<"$floor_result")
       selected "$key" || continue
       r=${result[$key/$c/$t]:-}
       if [ "${filter[$key]}" = pending ]; then
-        printf '| %s | %s | %s | %s ||||||||||||\n' "${label[$key]}" "$c" "$t" "${config[$key]}"
+        printf '| %s | %s | %s | %s |||||||||||||\n' "${label[$key]}" "$c" "$t" "${config[$key]}"
       elif [ -n "${case_error[$key]:-}" ] && [ -z "$r" ]; then
-        printf '| %s | %s | %s | error: %s ||||||||||||\n' "${label[$key]}" "$c" "$t" "${case_error[$key]//|/\\|}"
+        printf '| %s | %s | %s | error: %s |||||||||||||\n' "${label[$key]}" "$c" "$t" "${case_error[$key]//|/\\|}"
       elif [[ $r == error* ]]; then
-        printf '| %s | %s | %s | %s ||||||||||||\n' "${label[$key]}" "$c" "$t" "$r"
+        printf '| %s | %s | %s | %s |||||||||||||\n' "${label[$key]}" "$c" "$t" "$r"
       else
         read -r rps p50 p99 envoy_us calls cp_us redis_us pg_us bad sock kernel_us other <<<"$r"
         bad=$(bad_column "$bad" "$sock")
         ratio=$(awk -v r="$rps" -v f="${floor_rps:-0}" 'BEGIN { if (f > 0) printf "%.2f", r / f; else print "-" }')
+        own=$(awk -v e="$envoy_us" -v f="${floor_us:-}" 'BEGIN { if (f != "") printf "%.1f", e - f; else print "-" }')
         if [ "${filter[$key]}" = tollgate ]; then
-          printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${label[$key]}" "$c" "$t" \
-            "$rps" "$p50" "$p99" "$envoy_us" "$kernel_us" "$ratio" "$calls" "$cp_us" "$redis_us" "$pg_us" "$bad" "$other"
+          printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${label[$key]}" "$c" "$t" \
+            "$rps" "$p50" "$p99" "$envoy_us" "$kernel_us" "$ratio" "$own" "$calls" "$cp_us" "$redis_us" "$pg_us" "$bad" "$other"
         else
-          printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | - | - | - | - | %s | %s |\n' "${label[$key]}" "$c" "$t" \
+          printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | - | - | - | - | - | %s | %s |\n' "${label[$key]}" "$c" "$t" \
             "$rps" "$p50" "$p99" "$envoy_us" "$kernel_us" "$ratio" "$bad" "$other"
         fi
       fi
