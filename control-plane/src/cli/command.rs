@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations, then serve the decision, admin and metrics APIs.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations to the database and exit.
     Migrate(MigrateArgs),
     /// Manage tiers (named bundles of limits) on a running server.
@@ -40,7 +40,7 @@ pub enum Command {
 /// admin command against a running server and exits with its code.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => crate::server::serve(args).await,
+        Command::Serve(args) => crate::server::serve(*args).await,
         Command::Migrate(args) => crate::server::migrate(args).await,
         Command::Tier(args) => exit(tier::run(args).await),
         Command::Tenant(args) => exit(tenant::run(args).await),

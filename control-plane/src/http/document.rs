@@ -9,7 +9,7 @@ use utoipa::openapi::{OpenApi, Ref, RefOr};
 /// Where what a `POST` creates is used next: (the creating operation, the parameter the
 /// others take, where its value is in the 201 body, those operations). Clients and
 /// stateful test generators (schemathesis) follow these links.
-const LINKS: [(&str, &str, &str, &[&str]); 4] = [
+const LINKS: [(&str, &str, &str, &[&str]); 5] = [
     (
         "create_tenant",
         "id",
@@ -42,6 +42,17 @@ const LINKS: [(&str, &str, &str, &[&str]); 4] = [
         "id",
         "$response.body#/id",
         &["get_assignment", "update_assignment", "delete_assignment"],
+    ),
+    (
+        "create_webhook",
+        "id",
+        "$response.body#/id",
+        &[
+            "get_webhook",
+            "update_webhook",
+            "delete_webhook",
+            "list_deliveries",
+        ],
     ),
 ];
 

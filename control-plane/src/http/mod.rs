@@ -7,8 +7,9 @@
 //! # Layout
 //! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release`,
 //!   `/v1/quota` (the filter's API).
-//! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`] — the
-//!   admin API under `/admin/v1`, one module per resource.
+//! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`],
+//!   [`webhooks`] — the admin API under `/admin/v1`, one module per resource;
+//!   [`webhook_bodies`] the webhook bodies and their checks.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —
 //!   what the presented admin token may do.
 //! - [`console`] — the admin console's files at `/console/` (admin listener only).
@@ -40,6 +41,8 @@ mod tenants;
 mod tiers;
 pub mod token;
 mod usage;
+mod webhook_bodies;
+mod webhooks;
 mod whoami;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The shapes of tenant ids and tier names in the OpenAPI document, as `TenantId` and
-//! `TierName` schemas with the pattern the validators apply, so that a client (or a
+//! The shapes of tenant ids, tier names and webhook ids in the OpenAPI document, as
+//! `TenantId`, `TierName` and `WebhookId` schemas with the pattern the validators apply, so that a client (or a
 //! generator of test requests) can tell a valid name from the document alone.
 //!
 //! The handlers still take plain `String`s and validate them
@@ -64,5 +64,29 @@ impl PartialSchema for TierName {
 impl ToSchema for TierName {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("TierName")
+    }
+}
+
+/// The schema of a webhook subscription's id.
+pub struct WebhookId;
+
+impl PartialSchema for WebhookId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some(TIER_NAME_PATTERN))
+            .description(Some(
+                "A webhook subscription's id: 1-64 characters of `a-z 0-9 _ -`, chosen by \
+                 the operator (`tollgate apply` matches subscriptions by it).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookId {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("WebhookId")
     }
 }

@@ -12,7 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::responses::{Invalid, Malformed, TooLarge, Unauthorized, Unavailable};
 use super::state::AppState;
 use super::{
-    assignments, console, decisions, document, events, limits, ops, tenants, tiers, usage, whoami,
+    assignments, console, decisions, document, events, limits, ops, tenants, tiers, usage,
+    webhooks, whoami,
 };
 use crate::error::ApiError;
 
@@ -35,6 +36,7 @@ use crate::error::ApiError;
         (name = "assignments", description = "Which tier applies to whom."),
         (name = "usage", description = "Effective quota, live usage, resets, history."),
         (name = "events", description = "The audit log."),
+        (name = "webhooks", description = "Threshold notifications: subscriptions and their deliveries."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
 )]
@@ -76,6 +78,7 @@ fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
             .merge(assignments::routes())
             .merge(usage::routes())
             .merge(events::routes())
+            .merge(webhooks::routes())
             .merge(ops::routes())
             .merge(whoami::routes())
     };

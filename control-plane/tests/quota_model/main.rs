@@ -13,6 +13,8 @@
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
+//! - `webhooks` — webhook subscriptions, threshold crossings recorded once, the outbox,
+//!   claims, retries, and the crossings decisions and the history flusher find.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,6 +27,7 @@ mod quota_view;
 mod schema;
 mod support;
 mod tenant_search;
+mod webhooks;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
 #[ctor::ctor(unsafe)]
