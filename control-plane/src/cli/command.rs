@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use super::error::CliError;
-use super::{apply, assignment, events, tenant, tier, usage};
+use super::{apply, assignment, events, tenant, tier, usage, webhook};
 use crate::server::config::{MigrateArgs, ServeArgs};
 
 /// Tollgate's control plane: quota definitions, live counters, decision and admin APIs.
@@ -32,6 +32,8 @@ pub enum Command {
     Usage(usage::UsageArgs),
     /// Read the audit log of a running server.
     Events(events::EventsArgs),
+    /// Manage webhook subscriptions to threshold crossings, and see their deliveries.
+    Webhook(webhook::WebhookArgs),
     /// Make a running server's tiers, tenants and assignments match a YAML file.
     Apply(apply::ApplyArgs),
 }
@@ -47,6 +49,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Assignment(args) => exit(assignment::run(args).await),
         Command::Usage(args) => exit(usage::run(args).await),
         Command::Events(args) => exit(events::run(args).await),
+        Command::Webhook(args) => exit(webhook::run(args).await),
         Command::Apply(args) => exit(apply::run(args).await),
     }
 }

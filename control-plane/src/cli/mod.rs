@@ -13,7 +13,8 @@
 //! - [`client`] — the HTTP client: bearer token, actor header, problem+json, paging.
 //! - [`limit`] — limits as the command line and `apply` write them (`requests:minute:100`).
 //! - [`output`] — tables and JSON on stdout.
-//! - [`tier`], [`tenant`], [`assignment`], [`usage`], [`events`] — one subcommand each.
+//! - [`tier`], [`tenant`], [`assignment`], [`usage`], [`events`], [`webhook`] — one
+//!   subcommand each.
 //! - [`apply`] — `tollgate apply -f quotas.yaml`: file, pure diff, execution.
 
 pub mod apply;
@@ -28,6 +29,7 @@ pub mod output;
 pub mod tenant;
 pub mod tier;
 pub mod usage;
+pub mod webhook;
 
 pub use self::command::{run, Cli, Command};
 pub use self::error::CliError;

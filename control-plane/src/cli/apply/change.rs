@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::webhooks::WebhookChange;
 use crate::cli::client::segment;
 use crate::cli::error::CliError;
 use crate::cli::limit::LimitSpec;
@@ -110,6 +111,8 @@ pub enum Change {
         /// The tier.
         tier: String,
     },
+    /// A webhook subscription created, changed or deleted.
+    Webhook(WebhookChange),
 }
 
 /// An admin API request.
@@ -156,6 +159,9 @@ impl Change {
             | Change::DeleteTenant { .. }
             | Change::DeleteOverride { .. }
             | Change::DeleteAssignment { .. } => Op::Delete,
+            Change::Webhook(WebhookChange::Create(_)) => Op::Create,
+            Change::Webhook(WebhookChange::Update { .. }) => Op::Change,
+            Change::Webhook(WebhookChange::Delete { .. }) => Op::Delete,
         }
     }
 
@@ -172,6 +178,7 @@ impl Change {
             Change::CreateAssignment(_)
             | Change::UpdateAssignment { .. }
             | Change::DeleteAssignment { .. } => "assignment",
+            Change::Webhook(_) => "webhook",
         }
     }
 
@@ -278,6 +285,7 @@ impl Change {
             Change::DeleteAssignment { id, .. } => {
                 request(Method::DELETE, format!("/assignments/{id}"), None)
             }
+            Change::Webhook(change) => change.request()?,
         })
     }
 
@@ -404,6 +412,7 @@ impl fmt::Display for Change {
             Change::DeleteAssignment { subject, tier, .. } => {
                 write!(f, "- assignment {} -> {tier}", subject_text(subject))
             }
+            Change::Webhook(change) => f.write_str(&change.line()),
         }
     }
 }

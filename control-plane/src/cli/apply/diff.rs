@@ -488,6 +488,7 @@ mod tests {
              assignments:\n  - {role: beta, tier: pro, expires_at: 2030-01-01T00:00:00.000000001Z}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:600"])],
             tenants: vec![tenant("acme", None, Some("pro"))],
             overrides: vec![CurrentOverride {
@@ -521,6 +522,7 @@ mod tests {
              assignments:\n  - {tenant: acme, tier: pro, enabled: false}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:500", "requests:day:5"])],
             tenants: vec![
                 tenant("acme", None, None),
@@ -586,6 +588,7 @@ mod tests {
     fn prune_deletes_the_rest_in_reverse_order_and_only_when_asked() {
         let file = desired("tiers:\n  - {name: free}\ntenants:\n  - {id: keep, tier: free}\n");
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("free", &[]), tier("old", &["requests:minute:1"])],
             tenants: vec![
                 tenant("keep", None, Some("free")),
@@ -663,6 +666,7 @@ mod tests {
             ]
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("t", &[])],
             tenants: vec![tenant("p", None, None), tenant("b", None, None)],
             ..Current::default()
@@ -680,6 +684,7 @@ mod tests {
              assignments:\n  - {role: beta, tier: pro}\n  - {role: beta, tier: free}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("pro", &[]), tier("free", &[]), tier("max", &[])],
             assignments: vec![CurrentAssignment {
                 id: 5,

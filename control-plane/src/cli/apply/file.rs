@@ -11,6 +11,7 @@ use serde_json::Value;
 use tollgate_protocol::WarnAt;
 
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::webhooks::{self, DesiredWebhook, WebhookEntry};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
 use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
 use crate::model::{Mode, Ppm, Subject};
@@ -25,6 +26,8 @@ struct QuotaFile {
     tenants: Vec<TenantEntry>,
     #[serde(default)]
     assignments: Vec<AssignmentEntry>,
+    #[serde(default)]
+    webhooks: Vec<WebhookEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +104,8 @@ pub struct Desired {
     pub tenants: Vec<DesiredTenant>,
     /// The assignments, in file order.
     pub assignments: Vec<AssignmentSpec>,
+    /// The webhook subscriptions, in file order.
+    pub webhooks: Vec<DesiredWebhook>,
 }
 
 /// A tenant as the file declares it: its own fields and its override limits, which
@@ -308,6 +313,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
             expires_at: entry.expires_at,
         });
     }
+    desired.webhooks = webhooks::check(file.webhooks, errors);
     desired
 }
 
@@ -361,6 +367,13 @@ mod tests {
         assert_eq!(desired.tenants[0].spec.overcommit, Ppm(1_500_000));
         assert_eq!(desired.assignments[1].subject, Subject::Default);
         assert!(desired.assignments[2].expires_at.is_some());
+        let webhook = &desired.webhooks[0];
+        assert_eq!(webhook.spec.id, "ops-pager");
+        assert_eq!(webhook.spec.percents, [80, 100]);
+        assert_eq!(
+            webhook.secret_env.as_deref(),
+            Some("TOLLGATE_WEBHOOK_SECRET_OPS")
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! - [`state`] — what the server has, read through the admin API's listings.
 //! - [`diff`] — the pure plan: desired + current → ordered changes.
 //! - [`change`] — one change: its diff line and its API request.
+//! - [`webhooks`] — webhook subscriptions: entries, matching by id, their changes, and
+//!   the write-only secret.
 
 pub mod change;
 pub mod command;
@@ -16,5 +18,6 @@ pub mod diff;
 pub mod file;
 pub mod spec;
 pub mod state;
+pub mod webhooks;
 
 pub use command::{run, ApplyArgs};
