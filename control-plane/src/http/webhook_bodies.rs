@@ -34,7 +34,11 @@ pub struct CreateWebhook {
     pub id: String,
     /// Where payloads are POSTed: `http` or `https`, no user or password. Loopback,
     /// private and the other special addresses only when `--webhook-allow` allows them.
-    #[schema(pattern = "^https?://", max_length = 2048)]
+    #[schema(
+        pattern = "^https?://",
+        max_length = 2048,
+        example = "https://hooks.example.com/tollgate"
+    )]
     pub url: String,
     /// The signing secret: `whsec_` and the base64 of 24 to 64 random bytes. Write-only:
     /// never returned or logged.
