@@ -347,6 +347,54 @@ mod tests {
     }
 
     #[test]
+    fn webhook_flags_take_lists_repeated_or_comma_separated_and_an_explicit_bool() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec![
+                "tollgate",
+                "serve",
+                "--database-url",
+                "postgres://db/x",
+                "--redis-url",
+                "redis://r",
+                "--admin-token",
+                "t",
+            ];
+            args.extend_from_slice(extra);
+            let Command::Serve(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("expected serve");
+            };
+            args
+        };
+        let set = serve(&[
+            "--webhook-allow",
+            "127.0.0.1,10.0.0.0/8",
+            "--webhook-allow",
+            "hooks.internal",
+            "--webhook-allow-public=false",
+            "--webhook-timeout-ms",
+            "500",
+        ]);
+        assert_eq!(
+            set.webhook_allow,
+            ["127.0.0.1", "10.0.0.0/8", "hooks.internal"]
+        );
+        assert!(!set.webhook_allow_public);
+        assert_eq!(set.webhook_timeout_ms, 500);
+        if std::env::var_os("TOLLGATE_WEBHOOK_ALLOW_PUBLIC").is_none() {
+            let defaults = serve(&[]);
+            assert!(defaults.webhook_allow_public);
+            assert_eq!(
+                (
+                    defaults.webhook_backoff_min_ms,
+                    defaults.webhook_backoff_max_ms,
+                    defaults.webhook_give_up_s
+                ),
+                (1_000, 600_000, 86_400)
+            );
+        }
+    }
+
+    #[test]
     fn serve_without_an_admin_token_is_refused() {
         let result = Cli::try_parse_from([
             "tollgate",
