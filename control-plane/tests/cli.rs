@@ -647,3 +647,249 @@ webhooks:
         .ok();
     assert!(!events.stdout.contains("whsec_"), "{}", events.stdout);
 }
+
+#[tokio::test]
+async fn grants_are_applied_once_by_key_listed_revoked_and_shown_in_the_quota() {
+    let server = Server::start().await;
+    let file = "\
+tiers:
+  - {name: metered, limits: [{resource: requests, period: month, quota: 100}]}
+tenants:
+  - id: acme
+    tier: metered
+    grants:
+      - {key: incident-7, resource: requests, period: month, amount: 50,
+         until: window_end, reason: 'Incident 7: credit'}
+      - {key: launch, resource: requests, period: month, amount: 25,
+         expires_at: 2099-01-01T00:00:00Z, reason: launch}
+";
+    let quotas = server.file("grants.yaml", file);
+    let first = server.apply(&quotas, &[]).await.ok();
+    eprintln!("first apply:\n{}", first.stdout);
+    assert_eq!(
+        first.stdout.lines().collect::<Vec<_>>(),
+        [
+            "+ tier metered (limits: requests/month/calendar quota 100)",
+            "+ tenant acme (tier metered)",
+            "+ grant acme incident-7: requests/month/calendar +50 until the window's end \
+             (\"Incident 7: credit\")",
+            "+ grant acme launch: requests/month/calendar +25 until 2099-01-01T00:00:00Z \
+             (\"launch\")",
+            "4 to create, 0 to change, 0 to delete",
+        ]
+    );
+    // Found again by key: a second apply changes nothing.
+    assert_eq!(server.apply(&quotas, &[]).await.ok().stdout, "no changes\n");
+
+    // The command line: create, list, the quota with what grants add, revoke.
+    let created = server
+        .run(&[
+            "grant",
+            "create",
+            "acme",
+            "--resource",
+            "requests",
+            "--period",
+            "month",
+            "--amount",
+            "5",
+            "--expires-at",
+            "2099-01-01T00:00:00Z",
+            "--reason",
+            "by hand",
+        ])
+        .await
+        .ok();
+    eprintln!("grant create:\n{}", created.stdout);
+    let header = created.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("STATE"),
+        "{}",
+        created.stdout
+    );
+    assert!(created.stdout.contains("+5"), "{}", created.stdout);
+    assert!(created.stdout.contains("in_force"), "{}", created.stdout);
+    let listed = server
+        .run(&["grant", "list", "acme", "--json"])
+        .await
+        .ok()
+        .json();
+    let keys: Vec<&Value> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| &g["key"])
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            &serde_json::json!("incident-7"),
+            &serde_json::json!("launch"),
+            &Value::Null
+        ]
+    );
+    assert_eq!(listed["items"][0]["created_by"], "cli-test");
+    let quota = server.run(&["tenant", "quota", "acme"]).await.ok();
+    assert!(
+        quota
+            .stdout
+            .contains("requests/month/calendar quota 100 (tier), +80 granted: hard limit 180"),
+        "{}",
+        quota.stdout
+    );
+    let id = listed["items"][2]["id"].to_string();
+    let revoked = server
+        .run(&["grant", "revoke", "acme", &id, "--reason", "oops", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (revoked["state"].clone(), revoked["revoke_reason"].clone()),
+        (serde_json::json!("revoked"), serde_json::json!("oops"))
+    );
+    let again = server.run(&["grant", "revoke", "acme", &id]).await;
+    assert_eq!(again.code, 1, "{again:#?}");
+    assert!(again.stderr.starts_with("error: 409 "), "{}", again.stderr);
+    let ended = server
+        .run(&["grant", "list", "acme", "--state", "ended", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(ended["items"].as_array().unwrap().len(), 1);
+    let no_end = server
+        .run(&[
+            "grant",
+            "create",
+            "acme",
+            "--resource",
+            "requests",
+            "--period",
+            "month",
+            "--amount",
+            "1",
+            "--reason",
+            "x",
+        ])
+        .await;
+    assert_eq!(no_end.code, 2, "{no_end:#?}");
+
+    // A grant cannot change: one declared otherwise is refused before anything is sent.
+    let changed = server.file("changed.yaml", &file.replace("amount: 25", "amount: 30"));
+    let refused = server.apply(&changed, &[]).await;
+    assert_eq!(refused.code, 2, "{refused:#?}");
+    assert!(
+        refused.stderr.contains(
+            "grant launch of tenant acme differs from the server's grant 2 (amount 25 -> 30): \
+             a grant cannot change"
+        ),
+        "{}",
+        refused.stderr
+    );
+    // With --prune, a keyed grant the file no longer declares is revoked, its record kept.
+    let fewer = server.file(
+        "fewer.yaml",
+        &file.replace(
+            "      - {key: launch, resource: requests, period: month, amount: 25,\n\
+             \x20        expires_at: 2099-01-01T00:00:00Z, reason: launch}\n",
+            "",
+        ),
+    );
+    assert_eq!(server.apply(&fewer, &[]).await.ok().stdout, "no changes\n");
+    let prune = server.apply(&fewer, &["--prune"]).await.ok();
+    assert_eq!(
+        prune.stdout,
+        "- grant acme launch (revoked now)\n0 to create, 0 to change, 1 to delete\n"
+    );
+    let launch = server
+        .run(&["grant", "get", "acme", "2", "--json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(
+        (launch["state"].clone(), launch["revoked_by"].clone()),
+        (serde_json::json!("revoked"), serde_json::json!("cli-test"))
+    );
+    assert_eq!(
+        server.apply(&fewer, &["--prune"]).await.ok().stdout,
+        "no changes\n"
+    );
+}
+
+#[tokio::test]
+async fn usage_export_streams_to_stdout_and_whole_files_only() {
+    let server = Server::start().await;
+    // A month of daily windows of 300 tenants, ended long ago, as the flusher writes them.
+    server
+        ._postgres
+        .psql(
+            "INSERT INTO usage_history (tenant_id, resource, series, window_start, window_end, used) \
+             SELECT format('t-%s', lpad(t::text, 3, '0')), 'requests', 'day', \
+                    timestamptz '2026-01-01 00:00:00+00' + d * interval '1 day', \
+                    timestamptz '2026-01-01 00:00:00+00' + (d + 1) * interval '1 day', t + d \
+             FROM generate_series(0, 299) t, generate_series(0, 30) d",
+        )
+        .unwrap();
+    let january = [
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2026-02-01T00:00:00Z",
+    ];
+    let expected: u64 = (0..300u64).flat_map(|t| (0..31).map(move |d| t + d)).sum();
+
+    // To stdout, as CSV.
+    let mut args = vec!["usage", "export", "--format", "csv"];
+    args.extend(january);
+    let csv = server.run(&args).await.ok();
+    let mut reader = csv::Reader::from_reader(csv.stdout.as_bytes());
+    let mut total = 0;
+    let mut rows = 0;
+    for record in reader.records() {
+        let record = record.unwrap();
+        assert_eq!(&record[7], "true", "{record:?}");
+        total += record[5].parse::<u64>().unwrap();
+        rows += 1;
+    }
+    assert_eq!((rows, total), (300 * 31, expected));
+
+    // To a file, as CloudEvents of one tenant and its subtree (it has none).
+    let file = server.dir.path().join("january.json");
+    let path = file.to_str().unwrap();
+    let mut args = vec!["usage", "export", "--format", "cloudevents", "-o", path];
+    args.extend(january);
+    args.extend(["--tenant", "t-007", "--subtree"]);
+    let run = server.run(&args).await.ok();
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let events: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(events.len(), 31);
+    assert!(events
+        .iter()
+        .all(|e| e["subject"] == "t-007" && e["type"] == "tollgate.usage"));
+    assert!(!server.dir.path().join("january.json.part").exists());
+
+    // A refusal prints the problem and leaves no file.
+    let refused_file = server.dir.path().join("refused.csv");
+    let path = refused_file.to_str().unwrap();
+    let run = server
+        .run(&[
+            "usage",
+            "export",
+            "--format",
+            "csv",
+            "-o",
+            path,
+            "--from",
+            "2026-02-01T00:00:00Z",
+            "--to",
+            "2026-01-01T00:00:00Z",
+        ])
+        .await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("422") && run.stderr.contains("to: must be after from"),
+        "{run:#?}"
+    );
+    assert!(!refused_file.exists());
+    assert!(!server.dir.path().join("refused.csv.part").exists());
+}

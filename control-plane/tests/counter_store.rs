@@ -778,6 +778,7 @@ fn tokens_limit(root: &str, series: Series) -> Resolved {
                     unlimited: false,
                 },
             }],
+            grants: Vec::new(),
         }],
     }
 }

@@ -89,6 +89,7 @@ fn row(n: usize, extras_every: usize) -> TenantRow {
         tier: Some(if parent.is_some() { "user" } else { "org" }.to_string()),
         assignments: Vec::new(),
         overrides: Vec::new(),
+        grants: Vec::new(),
     };
     if extras_every > 0 && n % extras_every == 1 {
         level.overrides.push(LimitDef {

@@ -60,6 +60,12 @@ impl AdminStack {
         }
     }
 
+    /// Runs `sql` on its PostgreSQL ([`Postgres::psql`]): history and other rows at a
+    /// scale, or of a past, the API cannot make.
+    pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
+        self._postgres.psql(sql)
+    }
+
     /// An admin request to `/admin/v1{path}`, with the token.
     pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
         let url = format!("{}/admin/v1{path}", self.control_plane.url());

@@ -159,6 +159,11 @@ impl ChildGuard {
         Ok(status)
     }
 
+    /// The child's pid while it runs (to read its `/proc` entry).
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits for a short-lived child (a setup command) and tells whether it succeeded.
     pub fn wait_success(&mut self) -> Result<bool> {
         match self.child.take() {

@@ -168,6 +168,18 @@ async fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_
     // subscriptions schemathesis tries are refused at their URL, and no crossing its
     // checks make can send a request (or even a DNS query) off this machine.
     let stack = AdminStack::start_with(&["--webhook-allow-public=false"]).await;
+    // Closed windows of the month the usage export's examples name, so that its answers
+    // in every format have rows to hold (and CloudEvents, events to check against the
+    // document's schema).
+    stack
+        .psql(
+            "INSERT INTO usage_history (tenant_id, resource, series, window_start, window_end, used) \
+             SELECT 'tenant-' || t, 'requests', 'day', \
+                    timestamptz '2026-05-01 00:00:00+00' + d * interval '1 day', \
+                    timestamptz '2026-05-01 00:00:00+00' + (d + 1) * interval '1 day', t * d \
+             FROM generate_series(0, 9) t, generate_series(0, 30) d",
+        )
+        .unwrap();
     let surfaces = [
         Surface {
             name: "admin",

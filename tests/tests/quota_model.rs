@@ -653,8 +653,9 @@ async fn the_control_plane_starts_without_postgres_and_becomes_ready_when_it_can
         .wait_ready(Duration::from_secs(20))
         .await
         .unwrap();
-    // Readiness can come from the definitions loader a moment before the migration task
-    // logs its line, so the line is awaited rather than expected at once.
+    // Readiness waits for the migrations (a tenant's chain reads the newest tables), which
+    // the migration task logs just before; the line is awaited all the same, as the log
+    // is read from a file.
     eventually(Duration::from_secs(5), "migrations applied", || async {
         control_plane.log().contains("migrations applied")
     })

@@ -1,6 +1,7 @@
 //! The admin API's HTTP client: bearer token, actor header, problem+json errors, and
 //! listings followed through `next_cursor`.
 
+use std::io::Write;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -19,7 +20,8 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// How long one request may take.
+/// How long one request may take; for a download, how long it may wait for the server
+/// to connect and for each next chunk (the whole may take longer).
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `value` as one path segment. `.` and `..` cannot be one: URL parsers remove them.
@@ -36,6 +38,8 @@ pub fn segment(value: &str) -> Result<String, CliError> {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// For downloads: no bound on the whole, only on each wait.
+    downloads: reqwest::Client,
     base: String,
     token: SecretString,
     actor: String,
@@ -77,8 +81,14 @@ impl Client {
             .timeout(TIMEOUT)
             .build()
             .map_err(|e| CliError::Transport(format!("creating the HTTP client: {e}")))?;
+        let downloads = reqwest::Client::builder()
+            .connect_timeout(TIMEOUT)
+            .read_timeout(TIMEOUT)
+            .build()
+            .map_err(|e| CliError::Transport(format!("creating the HTTP client: {e}")))?;
         Ok(Client {
             http,
+            downloads,
             base,
             token,
             actor: args.actor(),
@@ -128,6 +138,48 @@ impl Client {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             CliError::Transport(format!("{method} {url}: the answer is not JSON: {e}"))
         })
+    }
+
+    /// `GET /admin/v1{path}`, its answer written to `out` chunk by chunk as it arrives
+    /// (never held whole); returns how many bytes. An error answer is read as a
+    /// problem; an answer cut short is an error, after what arrived was written.
+    pub async fn download(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        out: &mut dyn Write,
+    ) -> Result<u64, CliError> {
+        let url = format!("{}/admin/v1{path}", self.base);
+        let mut response = self
+            .downloads
+            .get(&url)
+            .bearer_auth(self.token.expose_secret())
+            .header("x-tollgate-actor", &self.actor)
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| CliError::Transport(format!("GET {url}: {e}")))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(CliError::Api(ApiProblem::from_body(status.as_u16(), &body)));
+        }
+        let mut written = 0;
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| CliError::Transport(format!("GET {url}: cut short: {e}")))?;
+            let Some(chunk) = chunk else {
+                break;
+            };
+            out.write_all(&chunk)
+                .map_err(|e| CliError::Output(format!("writing the answer: {e}")))?;
+            written += chunk.len() as u64;
+        }
+        out.flush()
+            .map_err(|e| CliError::Output(format!("writing the answer: {e}")))?;
+        Ok(written)
     }
 
     /// `GET /admin/v1{path}`; an empty answer is an error.

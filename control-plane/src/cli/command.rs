@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use super::error::CliError;
-use super::{apply, assignment, events, tenant, tier, usage, webhook};
+use super::{apply, assignment, events, grant, tenant, tier, usage, webhook};
 use crate::server::config::{MigrateArgs, ServeArgs};
 
 /// Tollgate's control plane: quota definitions, live counters, decision and admin APIs.
@@ -28,6 +28,9 @@ pub enum Command {
     Tenant(tenant::TenantArgs),
     /// Manage assignments of tiers to tenants, roles and everyone on a running server.
     Assignment(assignment::AssignmentArgs),
+    /// Grant a tenant more of one limit for a while, list and revoke grants, on a
+    /// running server.
+    Grant(grant::GrantArgs),
     /// See, reset and adjust a tenant's usage on a running server.
     Usage(usage::UsageArgs),
     /// Read the audit log of a running server.
@@ -47,6 +50,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tier(args) => exit(tier::run(args).await),
         Command::Tenant(args) => exit(tenant::run(args).await),
         Command::Assignment(args) => exit(assignment::run(args).await),
+        Command::Grant(args) => exit(grant::run(args).await),
         Command::Usage(args) => exit(usage::run(args).await),
         Command::Events(args) => exit(events::run(args).await),
         Command::Webhook(args) => exit(webhook::run(args).await),

@@ -14,6 +14,8 @@ pub enum CliError {
     /// The server could not be reached, or answered something that is not the API
     /// (exit code 1).
     Transport(String),
+    /// What the server sent could not be written out (exit code 1).
+    Output(String),
 }
 
 /// An error answer of the admin API, from its `application/problem+json` body.
@@ -73,7 +75,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Api(_) | CliError::Transport(_) => 1,
+            CliError::Api(_) | CliError::Transport(_) | CliError::Output(_) => 1,
         }
     }
 
@@ -86,7 +88,7 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::Usage(message) | CliError::Transport(message) => {
+            CliError::Usage(message) | CliError::Transport(message) | CliError::Output(message) => {
                 write!(f, "error: {message}")
             }
             CliError::Api(problem) => {

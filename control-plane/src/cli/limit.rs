@@ -71,7 +71,7 @@ pub fn parse_period(text: &str) -> Result<(Option<Period>, WindowKind), SpecErro
 }
 
 /// A period name (`none` for a gauge) and window kind, checked together.
-fn period_and_window(
+pub(crate) fn period_and_window(
     period: &str,
     window: WindowKind,
 ) -> Result<(Option<Period>, WindowKind), SpecError> {

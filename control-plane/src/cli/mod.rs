@@ -13,8 +13,9 @@
 //! - [`client`] — the HTTP client: bearer token, actor header, problem+json, paging.
 //! - [`limit`] — limits as the command line and `apply` write them (`requests:minute:100`).
 //! - [`output`] — tables and JSON on stdout.
-//! - [`tier`], [`tenant`], [`assignment`], [`usage`], [`events`], [`webhook`] — one
-//!   subcommand each.
+//! - [`tier`], [`tenant`], [`assignment`], [`grant`], [`usage`], [`events`], [`webhook`] —
+//!   one subcommand each; [`export`] is `usage export`, the billing export streamed to
+//!   stdout or a file.
 //! - [`apply`] — `tollgate apply -f quotas.yaml`: file, pure diff, execution.
 
 pub mod apply;
@@ -24,6 +25,8 @@ pub mod client;
 pub mod command;
 pub mod error;
 pub mod events;
+pub mod export;
+pub mod grant;
 pub mod limit;
 pub mod output;
 pub mod tenant;

@@ -273,7 +273,18 @@ fn print_tenants(tenants: &[Value]) {
     );
 }
 
-/// One row per level: its tier, why, and its limits one per line.
+/// What grants add to a limit of the quota report: `, +500 granted: hard limit 1500`.
+fn granted(limit: &Value) -> String {
+    match limit.get("granted").and_then(Value::as_u64) {
+        Some(amount) if amount > 0 => format!(
+            ", +{amount} granted: hard limit {}",
+            cell(limit, "hard_limit")
+        ),
+        _ => String::new(),
+    }
+}
+
+/// One row per level: its tier, why, and its limits one per line (with what grants add).
 fn print_quota(report: &Value) {
     let levels = report
         .get("levels")
@@ -289,7 +300,7 @@ fn print_quota(report: &Value) {
                 .map(|limits| {
                     limits
                         .iter()
-                        .map(|l| format!("{} ({})", limit_line(l), cell(l, "from")))
+                        .map(|l| format!("{} ({}){}", limit_line(l), cell(l, "from"), granted(l)))
                         .collect()
                 })
                 .unwrap_or_default();

@@ -1,4 +1,4 @@
-//! `tollgate usage get | reset | adjust | history`.
+//! `tollgate usage get | reset | adjust | history | export`.
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::args::ServerArgs;
 use super::client::{segment, Client};
 use super::error::CliError;
+use super::export::{self, ExportArgs};
 use super::limit::parse_period;
 use super::output::{cell, print_json, print_table};
 use crate::model::window::WindowKind;
@@ -73,6 +74,9 @@ pub enum UsageCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Every tenant's persisted usage per window over a range, for billing, as CSV,
+    /// NDJSON or CloudEvents, streamed to stdout or a file.
+    Export(ExportArgs),
 }
 
 fn tenant_path(tenant: &str, rest: &str) -> Result<String, CliError> {
@@ -97,6 +101,7 @@ pub async fn run(args: UsageArgs) -> Result<(), CliError> {
     let client = Client::new(&args.server)?;
     let json = args.server.json;
     match args.command {
+        UsageCommand::Export(export) => export::run(&client, export).await?,
         UsageCommand::Get { tenant, roles } => {
             let query: Vec<_> = roles.map(|r| ("roles", r)).into_iter().collect();
             let report = client.get(&tenant_path(&tenant, "usage")?, &query).await?;

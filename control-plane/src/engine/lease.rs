@@ -159,7 +159,7 @@ fn record(
                 }
             }
             let crossed: Vec<usize> = (planned.iter().zip(used).enumerate())
-                .filter(|(_, (p, &used))| crosses_warning(&p.def.limit, used, granted))
+                .filter(|(_, (p, &used))| crosses_warning(&p.limit(), used, granted))
                 .map(|(i, _)| i)
                 .collect();
             let after: Vec<u64> = used.iter().map(|u| u.saturating_add(granted)).collect();

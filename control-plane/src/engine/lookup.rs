@@ -70,7 +70,10 @@ pub(super) async fn cached_definitions(
         let (mut catalog, catalog_freshness) = engine.definitions.catalog(&engine.repo).await?;
         count_lookup(engine, catalog_freshness);
         let _ = got_catalog.set(catalog.clone());
-        let (chain, chain_freshness) = engine.definitions.chain(&engine.repo, tenant).await?;
+        let (chain, chain_freshness) = engine
+            .definitions
+            .chain(&engine.repo, tenant, engine.now())
+            .await?;
         count_lookup(engine, chain_freshness);
         // A chain naming a tier the catalog does not know proves the catalog older than
         // the chain (the tier was created since): reload it rather than decide without
@@ -178,13 +181,14 @@ pub async fn resolve_fresh(
         .load_catalog()
         .await
         .map_err(|e| engine.postgres_error(e))?;
+    let now = engine.now();
     let chain = engine
         .repo
-        .load_chain(tenant)
+        .load_chain(tenant, now)
         .await
         .map_err(|e| engine.postgres_error(e))?
         .ok_or_else(|| ApiError::NotFound(format!("tenant {tenant}")))?;
-    let resolved = resolve(&catalog, Some(&chain), tenant, roles, engine.now())
+    let resolved = resolve(&catalog, Some(&chain), tenant, roles, now)
         .ok_or_else(|| ApiError::internal("a known tenant always resolves"))?;
     Ok((resolved, Arc::new(chain)))
 }

@@ -145,7 +145,7 @@ pub(super) fn record_events(
         }
     }
     if let Some((p, &used)) = rejected_by.and_then(|i| Some((planned.get(i)?, used.get(i)?))) {
-        let hard = p.def.limit.hard();
+        let hard = p.limit().hard();
         engine.events.rejection(&limit_ref(p), used, hard, now);
     }
 }

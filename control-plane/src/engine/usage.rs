@@ -50,8 +50,10 @@ pub struct UsageRow {
     pub window_end: Option<DateTime<Utc>>,
     /// Usage counted now.
     pub used: u64,
-    /// The hard limit (`quota + overage`; the quota for unlimited limits).
+    /// The hard limit (`quota + overage + granted`; the quota for unlimited limits).
     pub limit: u64,
+    /// What the tenant's grants in force add to the hard limit now.
+    pub granted: u64,
     /// What may still be admitted.
     pub remaining: u64,
     /// `ok`, `warning` or `exceeded` (at the hard limit).
@@ -124,7 +126,7 @@ pub async fn report(
         .zip(oldest)
         .map(|((p, used), oldest)| {
             let policy = policy_status(p, used, oldest, now);
-            let status = usage_status(&p.def.limit, used);
+            let status = usage_status(&p.limit(), used);
             UsageRow {
                 tenant: p.tenant.clone(),
                 spec: LimitSpec::from(&p.def),
@@ -132,6 +134,7 @@ pub async fn report(
                 window_end: p.windows.first().map(|w| w.end),
                 used,
                 limit: policy.limit,
+                granted: p.granted.amount,
                 remaining: policy.remaining,
                 status: status.as_str().to_string(),
                 reset_after_s: policy.reset_after_s,

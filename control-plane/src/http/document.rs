@@ -6,14 +6,20 @@ use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
-/// Where what a `POST` creates is used next: (the creating operation, the parameter the
-/// others take, where its value is in the 201 body, those operations). Clients and
-/// stateful test generators (schemathesis) follow these links.
-const LINKS: [(&str, &str, &str, &[&str]); 5] = [
+/// Where what a `POST` creates is used next: (the creating operation, the parameters the
+/// others take with where each value is — in the 201 body or the creating request's
+/// path —, those operations). Clients and stateful test generators (schemathesis)
+/// follow these links.
+type Link = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const LINKS: [Link; 6] = [
     (
         "create_tenant",
-        "id",
-        "$response.body#/id",
+        &[("id", "$response.body#/id")],
         &[
             "get_tenant",
             "update_tenant",
@@ -23,30 +29,36 @@ const LINKS: [(&str, &str, &str, &[&str]); 5] = [
             "reset_usage",
             "adjust_usage",
             "usage_history",
+            "list_grants",
+            "create_grant",
         ],
     ),
     (
         "create_tier",
-        "name",
-        "$response.body#/name",
+        &[("name", "$response.body#/name")],
         &["get_tier", "update_tier", "delete_tier"],
     ),
     (
         "create_limit",
-        "id",
-        "$response.body#/id",
+        &[("id", "$response.body#/id")],
         &["get_limit", "update_limit", "delete_limit"],
     ),
     (
         "create_assignment",
-        "id",
-        "$response.body#/id",
+        &[("id", "$response.body#/id")],
         &["get_assignment", "update_assignment", "delete_assignment"],
     ),
     (
+        "create_grant",
+        &[
+            ("id", "$request.path.id"),
+            ("grant_id", "$response.body#/id"),
+        ],
+        &["get_grant", "revoke_grant"],
+    ),
+    (
         "create_webhook",
-        "id",
-        "$response.body#/id",
+        &[("id", "$response.body#/id")],
         &[
             "get_webhook",
             "update_webhook",
@@ -108,7 +120,7 @@ fn rejections(document: &mut OpenApi) {
 /// Adds [`LINKS`] to the 201 answers of the creating operations.
 fn links(document: &mut OpenApi) {
     for operation in operations(document) {
-        let Some((_, parameter, value, targets)) = LINKS
+        let Some((_, parameters, targets)) = LINKS
             .iter()
             .find(|(from, ..)| operation.operation_id.as_deref() == Some(*from))
         else {
@@ -118,9 +130,12 @@ fn links(document: &mut OpenApi) {
             continue;
         };
         for target in *targets {
-            let link = LinkBuilder::new()
-                .operation_id(*target)
-                .parameter(*parameter, *value)
+            let link = parameters
+                .iter()
+                .fold(
+                    LinkBuilder::new().operation_id(*target),
+                    |link, (name, value)| link.parameter(*name, *value),
+                )
                 .build();
             created.links.insert((*target).to_string(), RefOr::T(link));
         }

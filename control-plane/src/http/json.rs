@@ -2,7 +2,7 @@
 //! malformed body, or a body not sent as JSON, is a 400; a body past the size limit a
 //! 413; a body of the wrong shape a 422 naming the field (`limits[0].quota`), found with
 //! `serde_path_to_error` — a missing field too, although serde puts it in the message
-//! rather than the path. A bad query or path parameter is a 422 naming it.
+//! rather than the path. A bad or missing query or path parameter is a 422 naming it.
 //!
 //! Text holding NUL (U+0000, `\u0000` in JSON, `%00` in a URL) is refused here, naming
 //! where it is: PostgreSQL's `text` and `jsonb` cannot store it, so it would otherwise
@@ -268,10 +268,12 @@ where
             .map_err(|error| {
                 let path = error.path().to_string();
                 let message = error.into_inner().to_string();
-                ApiError::Validation {
-                    field: (path != ".").then_some(path),
-                    message,
-                }
+                // A missing parameter is named in the message, not the path.
+                let field = match path.as_str() {
+                    "." => missing_field(".", &message),
+                    _ => Some(path),
+                };
+                ApiError::Validation { field, message }
             })
     }
 }

@@ -27,6 +27,40 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_limit, update_limit, delete_limit))
 }
 
+/// The span a `period` (`none`: a gauge) and a `window` name, validated; errors name the
+/// field under `prefix`. Limits and grants name spans alike.
+pub(super) fn span_of(period: &str, window: &str, prefix: &str) -> Result<Span, ApiError> {
+    let field = |name: &str| format!("{prefix}{name}");
+    let kind: WindowKind =
+        window
+            .parse()
+            .map_err(|e: crate::model::window::UnknownWindowKind| {
+                ApiError::field(field("window"), e.to_string())
+            })?;
+    if period == "none" {
+        if kind == WindowKind::Rolling {
+            return Err(ApiError::field(
+                field("window"),
+                "a gauge (period none) has no window",
+            ));
+        }
+        return Ok(Span::Gauge);
+    }
+    let period: Period = period.parse().map_err(|_| {
+        ApiError::field(
+            field("period"),
+            "expected second, minute, hour, day, week, month or none",
+        )
+    })?;
+    if kind == WindowKind::Rolling && period == Period::Second {
+        return Err(ApiError::field(
+            field("window"),
+            "rolling windows need a period of a minute or longer",
+        ));
+    }
+    Ok(Span::Window(Series { period, kind }))
+}
+
 /// The validated limit of `spec`; errors name the field under `prefix` (`limits[0].`).
 pub(super) fn limit_def(spec: &LimitSpec, prefix: &str) -> Result<LimitDef, ApiError> {
     let field = |name: &str| format!("{prefix}{name}");
@@ -36,35 +70,7 @@ pub(super) fn limit_def(spec: &LimitSpec, prefix: &str) -> Result<LimitDef, ApiE
             "1-64 characters of a-z, 0-9, _, . and -",
         ));
     }
-    let kind: WindowKind =
-        spec.window
-            .parse()
-            .map_err(|e: crate::model::window::UnknownWindowKind| {
-                ApiError::field(field("window"), e.to_string())
-            })?;
-    let span = if spec.period == "none" {
-        if kind == WindowKind::Rolling {
-            return Err(ApiError::field(
-                field("window"),
-                "a gauge (period none) has no window",
-            ));
-        }
-        Span::Gauge
-    } else {
-        let period: Period = spec.period.parse().map_err(|_| {
-            ApiError::field(
-                field("period"),
-                "expected second, minute, hour, day, week, month or none",
-            )
-        })?;
-        if kind == WindowKind::Rolling && period == Period::Second {
-            return Err(ApiError::field(
-                field("window"),
-                "rolling windows need a period of a minute or longer",
-            ));
-        }
-        Span::Window(Series { period, kind })
-    };
+    let span = span_of(&spec.period, &spec.window, prefix)?;
     for (name, value) in [("quota", spec.quota), ("overage", spec.overage)] {
         if value > COUNTER_MAX {
             return Err(ApiError::field(

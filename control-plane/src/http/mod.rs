@@ -7,9 +7,10 @@
 //! # Layout
 //! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release`,
 //!   `/v1/quota` (the filter's API).
-//! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`usage`], [`events`],
-//!   [`webhooks`] — the admin API under `/admin/v1`, one module per resource;
-//!   [`webhook_bodies`] the webhook bodies and their checks.
+//! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`grants`], [`usage`],
+//!   [`events`], [`webhooks`] — the admin API under `/admin/v1`, one module per resource;
+//!   [`webhook_bodies`] the webhook bodies and their checks; [`export`] the billing
+//!   export of the usage history (`/admin/v1/usage/export`), streamed.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —
 //!   what the presented admin token may do.
 //! - [`console`] — the admin console's files at `/console/` (admin listener only).
@@ -28,6 +29,8 @@ pub mod console;
 mod decisions;
 mod document;
 mod events;
+mod export;
+mod grants;
 pub mod json;
 mod limits;
 pub mod names;

@@ -1,6 +1,7 @@
 //! Operational endpoints: `/health` (alive), `/ready` (can decide), `/metrics`
 //! (Prometheus text), and the OpenAPI document.
 
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -50,7 +51,8 @@ pub struct Readiness {
     pub redis: String,
     /// `ok` or `down`.
     pub postgres: String,
-    /// Whether quota definitions are at hand (loaded now or cached).
+    /// Whether quota definitions are at hand (loaded now or cached), in a database with
+    /// every migration applied.
     pub definitions: String,
     /// Where checks are counted now: `redis`, `postgres` (the fallback while Redis is
     /// down), or `none`.
@@ -67,7 +69,7 @@ async fn health() -> Json<Health> {
 }
 
 /// Whether checks can be decided: Redis answers and quota definitions are at hand —
-/// from PostgreSQL, or cached while PostgreSQL is down.
+/// from PostgreSQL, once its migrations are applied, or cached while PostgreSQL is down.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),
@@ -80,12 +82,14 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     );
     let redis_up = matches!(redis, Ok(Ok(())));
     let postgres_up = matches!(postgres, Ok(Ok(())));
-    let definitions = tokio::time::timeout(
-        PROBE_TIMEOUT,
-        state.engine.definitions.catalog(&state.engine.repo),
-    )
-    .await
-    .is_ok_and(|loaded| loaded.is_ok());
+    let migrated = state.migrated.load(Ordering::Relaxed);
+    let definitions = migrated
+        && tokio::time::timeout(
+            PROBE_TIMEOUT,
+            state.engine.definitions.catalog(&state.engine.repo),
+        )
+        .await
+        .is_ok_and(|loaded| loaded.is_ok());
     let word = |up: bool| if up { "ok" } else { "down" }.to_string();
     let fallback = state.engine.settings.redis_outage == RedisOutage::Postgres && postgres_up;
     let counting = match (redis_up, fallback) {

@@ -51,8 +51,13 @@ pub fn page_view<T, V>(page: Page<T>) -> PageView<V>
 where
     V: for<'a> From<&'a T>,
 {
+    page_view_with(page, |item| V::from(item))
+}
+
+/// A repository page as the API answers it, each item shown by `view`.
+pub fn page_view_with<T, V>(page: Page<T>, view: impl Fn(&T) -> V) -> PageView<V> {
     PageView {
-        items: page.items.iter().map(V::from).collect(),
+        items: page.items.iter().map(view).collect(),
         next_cursor: page.next.map(|key| URL_SAFE_NO_PAD.encode(key)),
     }
 }

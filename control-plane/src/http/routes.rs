@@ -12,8 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 use super::responses::{Invalid, Malformed, TooLarge, Unauthorized, Unavailable};
 use super::state::AppState;
 use super::{
-    assignments, console, decisions, document, events, limits, ops, tenants, tiers, usage,
-    webhooks, whoami,
+    assignments, console, decisions, document, events, export, grants, limits, ops, tenants, tiers,
+    usage, webhooks, whoami,
 };
 use crate::error::ApiError;
 
@@ -34,7 +34,8 @@ use crate::error::ApiError;
         (name = "limits", description = "Limits of tiers and per-tenant overrides."),
         (name = "tenants", description = "Tenants and their hierarchy."),
         (name = "assignments", description = "Which tier applies to whom."),
-        (name = "usage", description = "Effective quota, live usage, resets, history."),
+        (name = "grants", description = "More of one tenant's limit for a while."),
+        (name = "usage", description = "Effective quota, live usage, resets, history, the billing export."),
         (name = "events", description = "The audit log."),
         (name = "webhooks", description = "Threshold notifications: subscriptions and their deliveries."),
         (name = "operations", description = "Health, readiness, metrics."),
@@ -76,7 +77,9 @@ fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
             .merge(limits::routes())
             .merge(tenants::routes())
             .merge(assignments::routes())
+            .merge(grants::routes())
             .merge(usage::routes())
+            .merge(export::routes())
             .merge(events::routes())
             .merge(webhooks::routes())
             .merge(ops::routes())

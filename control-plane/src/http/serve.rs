@@ -32,8 +32,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(());
+    let stopping = state.stopping.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Long answers in flight end at their next step.
+        stopping.send_replace(true);
         // Every server holds a receiver until it has drained.
         let _ = stop.send(());
     });

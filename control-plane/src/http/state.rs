@@ -1,9 +1,11 @@
 //! The one shared state of every handler: who may call what, and the engine.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 use super::token::TokenDigest;
 use crate::engine::{Clock, Engine, EngineSettings};
@@ -47,6 +49,15 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// Decisions, and the stores the admin API reads and writes.
     pub engine: Engine,
+    /// Whether PostgreSQL has every migration this binary embeds: a tenant's chain is read
+    /// from the newest tables (grants), so `/ready` waits for them. `serve` starts it
+    /// false and sets it once its migrations are applied; a state made otherwise (tests,
+    /// whose databases are migrated first) starts true.
+    pub migrated: Arc<AtomicBool>,
+    /// Becomes `true` once the server stops taking requests ([`serve`](super::serve)
+    /// sets it), so that a long answer (a usage export) ends instead of holding the
+    /// shutdown up.
+    pub stopping: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -61,6 +72,8 @@ impl AppState {
         Ok(AppState {
             config: Arc::new(config),
             engine,
+            migrated: Arc::new(AtomicBool::new(true)),
+            stopping: Arc::new(watch::channel(false).0),
         })
     }
 

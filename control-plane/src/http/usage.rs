@@ -20,7 +20,7 @@ use crate::model::names::{
     is_valid_resource, is_valid_role, is_valid_tenant_id, RESOURCE_RULE, TENANT_RULE,
 };
 use crate::model::resolve::Source;
-use crate::model::views::LimitSpec;
+use crate::model::views::{GrantView, LimitSpec};
 use crate::model::window::{Period, UnknownPeriod, WindowKind};
 use crate::repo::{HistoryFilter, HistoryRow};
 use crate::store::{Adjustment, COUNTER_MAX};
@@ -71,7 +71,7 @@ pub struct QuotaReport {
     pub levels: Vec<QuotaLevel>,
 }
 
-/// One level's tier, why it applies, and its limits.
+/// One level's tier, why it applies, its limits and the grants in force.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QuotaLevel {
     /// The tenant at this level.
@@ -88,9 +88,12 @@ pub struct QuotaLevel {
     pub reason: String,
     /// The limits that apply.
     pub limits: Vec<EffectiveLimit>,
+    /// Grants of this level in force now that match none of its limits: they add
+    /// nothing (until a limit of their resource, period and window applies).
+    pub unmatched_grants: Vec<GrantView>,
 }
 
-/// A limit that applies, and where it comes from.
+/// A limit that applies, where it comes from, and the grants that raise it now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EffectiveLimit {
     /// The limit.
@@ -98,6 +101,13 @@ pub struct EffectiveLimit {
     pub spec: LimitSpec,
     /// `tier` or `override` (a per-tenant override).
     pub from: String,
+    /// What the grants in force add to its hard limit now.
+    pub granted: u64,
+    /// The hard limit decisions hold usage to now: quota + overage + `granted`
+    /// (what `X-Quota-Limit` shows).
+    pub hard_limit: u64,
+    /// The grants in force that raise it.
+    pub grants: Vec<GrantView>,
 }
 
 /// Which of the tenant's own limits to reset; absent fields select all.
@@ -204,8 +214,9 @@ fn window_kind(text: Option<&str>) -> Result<Option<WindowKind>, ApiError> {
     .transpose()
 }
 
-/// The effective quota of a tenant: at every level, which tier applies and why, and the
-/// limits after per-tenant overrides.
+/// The effective quota of a tenant: at every level, which tier applies and why, the
+/// limits after per-tenant overrides, and the grants in force with the hard limit they
+/// make.
 #[utoipa::path(
     get, path = "/admin/v1/tenants/{id}/quota", tag = "usage",
     params(("id" = TenantId, Path, description = "The tenant id (`/` written `%2F`)"), RolesQuery),
@@ -224,6 +235,7 @@ async fn effective_quota(
 ) -> Result<Json<QuotaReport>, ApiError> {
     let roles = roles(&query)?;
     let (resolved, chain) = resolve_fresh(&state.engine, &id, &roles).await?;
+    let now = state.engine.now();
     let levels = resolved
         .levels
         .iter()
@@ -244,14 +256,27 @@ async fn effective_quota(
             limits: level
                 .limits
                 .iter()
-                .map(|limit| EffectiveLimit {
-                    spec: LimitSpec::from(limit),
-                    from: if stored.overrides.iter().any(|o| o.slot() == limit.slot()) {
-                        "override".into()
-                    } else {
-                        "tier".into()
-                    },
+                .map(|limit| {
+                    let granted = level.granted(limit);
+                    EffectiveLimit {
+                        spec: LimitSpec::from(limit),
+                        from: if stored.overrides.iter().any(|o| o.slot() == limit.slot()) {
+                            "override".into()
+                        } else {
+                            "tier".into()
+                        },
+                        granted: granted.amount,
+                        hard_limit: limit.limit.hard().saturating_add(granted.amount),
+                        grants: (level.grants.iter())
+                            .filter(|grant| grant.matches(limit))
+                            .map(|grant| GrantView::at(grant, now))
+                            .collect(),
+                    }
                 })
+                .collect(),
+            unmatched_grants: (level.grants.iter())
+                .filter(|grant| !level.limits.iter().any(|limit| grant.matches(limit)))
+                .map(|grant| GrantView::at(grant, now))
                 .collect(),
         })
         .collect();

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::grant::Grant;
 use super::limit::LimitDef;
 use super::tenant::{Assignment, Mode};
 
@@ -30,6 +31,10 @@ pub struct ChainLevel {
     pub assignments: Vec<Assignment>,
     /// Its per-tenant limit overrides.
     pub overrides: Vec<LimitDef>,
+    /// Its grants that had not ended when the chain was loaded (in force or scheduled):
+    /// resolution picks those in force at the decision's instant. Most tenants have
+    /// none.
+    pub grants: Vec<Grant>,
 }
 
 /// A known tenant and its ancestors, the tenant first and the root last: every level a

@@ -8,6 +8,7 @@
 //! # Layout
 //! - [`limit`] — limits, their spans, and the tiers that bundle them.
 //! - [`tenant`] — tenants, modes, assignments.
+//! - [`grant`] — grants: amounts added to one tenant's hard limits for a while.
 //! - [`chain`] — the cached shapes decisions start from: the catalog and a tenant's chain.
 //! - [`window`] — calendar and rolling windows in UTC.
 //! - [`resolve`] — which limits apply to a request (tier precedence, overrides).
@@ -16,6 +17,7 @@
 //! - [`webhook`] — webhook subscriptions: thresholds, filters, the signing secret.
 
 pub mod chain;
+pub mod grant;
 pub mod limit;
 pub mod names;
 pub mod resolve;
@@ -25,5 +27,6 @@ pub mod webhook;
 pub mod window;
 
 pub use chain::{Catalog, Chain, ChainLevel, MAX_DEPTH};
+pub use grant::{Grant, GrantState, Granted};
 pub use limit::{LimitDef, LimitOwner, Span, StoredLimit, Tier};
 pub use tenant::{Assignment, Mode, Ppm, Subject, Tenant};

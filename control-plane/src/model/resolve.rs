@@ -16,11 +16,15 @@
 //! whole organization.
 //!
 //! A level's limits are its tier's, with its per-tenant overrides replacing the tier's
-//! limit on the same resource and span, and adding the others.
+//! limit on the same resource and span, and adding the others. Its grants in force at the
+//! instant of the decision raise the hard limits they match ([`ResolvedLevel::granted`]);
+//! a grant that ended, or has not begun, is left out here, so expiry is exact to the
+//! instant whatever the cache holds.
 
 use chrono::{DateTime, Utc};
 
 use super::chain::{Catalog, Chain, ChainLevel};
+use super::grant::{Grant, Granted};
 use super::limit::LimitDef;
 use super::tenant::{Assignment, Mode, Subject};
 
@@ -96,6 +100,19 @@ pub struct ResolvedLevel {
     pub winner: Option<Winner>,
     /// The limits that apply: the tier's, with overrides.
     pub limits: Vec<LimitDef>,
+    /// The level's grants in force at the instant it was resolved (most levels have
+    /// none).
+    pub grants: Vec<Grant>,
+}
+
+impl ResolvedLevel {
+    /// What the level's grants in force add to `def`'s hard limit.
+    pub fn granted(&self, def: &LimitDef) -> Granted {
+        if self.grants.is_empty() {
+            return Granted::default();
+        }
+        Granted::sum(self.grants.iter().filter(|grant| grant.matches(def)))
+    }
 }
 
 /// Everything a request is decided against.
@@ -141,6 +158,7 @@ pub fn resolve(
                 mode: Mode::Enforce,
                 limits: tier_limits(catalog, &winner.tier).to_vec(),
                 winner: Some(winner),
+                grants: Vec::new(),
             }],
         });
     };
@@ -185,6 +203,12 @@ pub fn resolve_level(
         mode: level.mode,
         limits: with_overrides(base, &level.overrides),
         winner,
+        grants: level
+            .grants
+            .iter()
+            .filter(|grant| grant.in_force_at(now))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -302,6 +326,7 @@ mod tests {
             tier: tier.map(str::to_string),
             assignments,
             overrides: vec![],
+            grants: vec![],
         }
     }
 
@@ -466,5 +491,81 @@ mod tests {
         assert!(limits
             .iter()
             .any(|l| l.resource == "request_bytes" && l.limit.quota == 99));
+    }
+
+    fn grant(id: i64, period: Period, amount: u64, from: i64, until: i64) -> Grant {
+        Grant {
+            id,
+            tenant: "acme".into(),
+            key: None,
+            resource: "requests".into(),
+            span: Span::Window(Series::calendar(period)),
+            amount,
+            effective_at: now() + Duration::seconds(from),
+            expires_at: now() + Duration::seconds(until),
+            revoked_at: None,
+            reason: "credit".into(),
+            revoke_reason: None,
+            created_by: None,
+            revoked_by: None,
+            created_at: now(),
+        }
+    }
+
+    #[test]
+    fn each_limit_gets_the_grants_in_force_at_the_instant_of_resolution() {
+        let mut org = level("acme", Some("pro"), vec![]);
+        org.grants = vec![
+            grant(1, Period::Minute, 40, -60, 30),
+            grant(2, Period::Minute, 2, 0, 60),
+            grant(3, Period::Minute, 1_000, 120, 180),
+            grant(4, Period::Hour, 5, -60, 600),
+        ];
+        let alone = Chain {
+            levels: vec![org.clone()],
+        };
+        let chain = Chain {
+            levels: vec![level("acme/web", Some("pro"), vec![]), org],
+        };
+        let granted_at = |seconds: i64| {
+            let at = now() + Duration::seconds(seconds);
+            let resolved = resolve(&catalog(vec![]), Some(&chain), "acme/web", &[], at).unwrap();
+            let def = &resolved.levels[1].limits[0];
+            assert_eq!(
+                resolved.levels[0].granted(&resolved.levels[0].limits[0]),
+                Granted::default(),
+                "a grant raises its own tenant's limits only"
+            );
+            resolved.levels[1].granted(def)
+        };
+        let plus = |amount, until: i64| Granted {
+            amount,
+            until: Some(now() + Duration::seconds(until)),
+        };
+        assert_eq!(granted_at(-1), plus(40, 30), "before grant 2 starts");
+        assert_eq!(granted_at(0), plus(42, 30), "two in force add up");
+        let just_before = resolve(
+            &catalog(vec![]),
+            Some(&alone),
+            "acme",
+            &[],
+            now() + Duration::seconds(30) - Duration::milliseconds(1),
+        )
+        .unwrap();
+        let def = &just_before.levels[0].limits[0];
+        assert_eq!(just_before.levels[0].granted(def).amount, 42, "1 ms before");
+        assert_eq!(granted_at(30), plus(2, 60), "grant 1 ends at its instant");
+        assert_eq!(granted_at(31), plus(2, 60));
+        assert_eq!(granted_at(60), Granted::default(), "and grant 2 at its own");
+        assert_eq!(granted_at(150), plus(1_000, 180), "a later one in its time");
+        // The hour grant (4) matches no limit of the pro tier: it adds to nothing.
+        let resolved = resolve(&catalog(vec![]), Some(&alone), "acme", &[], now()).unwrap();
+        assert_eq!(
+            resolved.levels[0].grants.len(),
+            3,
+            "1, 2 and 4 are in force"
+        );
+        let pro_minute = &resolved.levels[0].limits[0];
+        assert_eq!(resolved.levels[0].granted(pro_minute).amount, 42);
     }
 }

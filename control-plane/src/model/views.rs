@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tollgate_protocol::WarnAt;
 use utoipa::ToSchema;
 
+use super::grant::Grant;
 use super::limit::{LimitDef, LimitOwner, StoredLimit, Tier};
 use super::tenant::{Assignment, Subject, Tenant};
 
@@ -203,6 +204,70 @@ impl From<&Assignment> for AssignmentView {
             expires_at: a.expires_at,
             created_at: a.created_at,
             updated_at: a.updated_at,
+        }
+    }
+}
+
+/// A grant: an amount added to one tenant's hard limit for a while, and where it stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GrantView {
+    /// Its id.
+    pub id: i64,
+    /// The tenant whose hard limit it raises.
+    pub tenant: String,
+    /// Its stable name, if it was given one (unique per tenant).
+    pub key: Option<String>,
+    /// The resource of the limit it raises.
+    pub resource: String,
+    /// The period of the limit it raises (`none`: a gauge).
+    pub period: String,
+    /// `calendar` or `rolling`: the window of the limit it raises.
+    pub window: String,
+    /// What it adds to that limit's hard limit (quota + overage).
+    pub amount: u64,
+    /// From when it counts.
+    pub effective_at: DateTime<Utc>,
+    /// Until when it was granted: it counts before this instant.
+    pub expires_at: DateTime<Utc>,
+    /// When it was ended early (revoked), if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it stops (or stopped) counting: `expires_at`, or `revoked_at` if earlier.
+    pub ends_at: DateTime<Utc>,
+    /// `scheduled`, `in_force`, `expired` or `revoked`, at the time of the answer.
+    pub state: String,
+    /// Why it was granted.
+    pub reason: String,
+    /// Why it was revoked, if a reason was given.
+    pub revoke_reason: Option<String>,
+    /// Who granted it (the actor of the audit log).
+    pub created_by: Option<String>,
+    /// Who revoked it.
+    pub revoked_by: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl GrantView {
+    /// `grant` as it stands at `now`.
+    pub fn at(grant: &Grant, now: DateTime<Utc>) -> GrantView {
+        GrantView {
+            id: grant.id,
+            tenant: grant.tenant.clone(),
+            key: grant.key.clone(),
+            resource: grant.resource.clone(),
+            period: grant.span.period_name().to_string(),
+            window: grant.span.window_kind().to_string(),
+            amount: grant.amount,
+            effective_at: grant.effective_at,
+            expires_at: grant.expires_at,
+            revoked_at: grant.revoked_at,
+            ends_at: grant.ends_at(),
+            state: grant.state_at(now).as_str().to_string(),
+            reason: grant.reason.clone(),
+            revoke_reason: grant.revoke_reason.clone(),
+            created_by: grant.created_by.clone(),
+            revoked_by: grant.revoked_by.clone(),
+            created_at: grant.created_at,
         }
     }
 }

@@ -16,7 +16,9 @@ use crate::model::window::{seconds_until, WindowKind};
 use crate::model::Span;
 use crate::store::Outcome;
 
-/// A limit's status with `used` counted, as clients see it in headers.
+/// A limit's status with `used` counted, as clients see it in headers: `limit` is the
+/// hard limit with the grants in force ([`Planned::limit`]), and `remaining` counts down
+/// to it.
 ///
 /// For an `unlimited` limit, `limit` is the quota and `remaining` counts down to it
 /// (never negative): usage stays visible against the included amount, and nothing
@@ -31,7 +33,7 @@ pub fn policy_status(
     let limit = if def.limit.unlimited {
         def.limit.quota
     } else {
-        def.limit.hard()
+        planned.limit().hard()
     };
     // A gauge frees up when a holder finishes: no time can be promised.
     let reset_after_s = frees_at(planned, oldest).map_or(1, |at| seconds_until(at, now));
@@ -172,13 +174,14 @@ pub fn decide(
     let mut binding: Option<(PolicyStatus, bool, usize)> = None;
     for (i, (p, &used)) in planned.iter().zip(&outcome.used).enumerate() {
         let before = used.saturating_sub(p.amount);
-        let mut own = p.def.limit.decide(before, p.amount);
+        let limit = p.limit();
+        let mut own = limit.decide(before, p.amount);
         if own == Decision::Reject {
             // Only a shadow level can be past its hard limit after admission.
             shadow_reject = true;
             own = Decision::Warn;
         }
-        if crosses_warning(&p.def.limit, before, p.amount) {
+        if crosses_warning(&limit, before, p.amount) {
             crossed_warning.push(i);
         }
         decision = decision.worst(own);

@@ -8,17 +8,20 @@
 //! - A level in `off` mode is neither checked nor counted.
 //! - A level in `shadow` mode is counted but never rejects: its ops have no cap, and
 //!   passing its hard limit only marks the answer `shadow_reject` (status warning).
-//! - Each op's cap is the hard limit, which the store admits by
-//!   [`fits`](tollgate_protocol::decision::fits): a request is counted exactly when no
-//!   enforced limit rejects it ([`answer`](super::answer) decides from what it found).
+//! - Each op's cap is the hard limit — quota + overage + the level's grants in force
+//!   at the instant planned, saturating, at most [`COUNTER_MAX`] — which the store admits
+//!   by [`fits`](tollgate_protocol::decision::fits): a request is counted exactly when
+//!   no enforced limit rejects it ([`answer`](super::answer) decides from what it
+//!   found, with the same limit: [`Planned::limit`]).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use tollgate_protocol::Limit;
 
 use crate::model::resolve::Resolved;
 use crate::model::window::{Series, Window};
-use crate::model::{LimitDef, Mode, Span};
+use crate::model::{Granted, LimitDef, Mode, Span};
 use crate::store::keys::{
     check_record_key, counter_key, gauge_key, hold_record_key, marker_key, Counter,
 };
@@ -40,8 +43,10 @@ pub struct Planned {
     pub tenant: String,
     /// How that tenant's limits act.
     pub mode: Mode,
-    /// The limit.
+    /// The limit as defined.
     pub def: LimitDef,
+    /// What the tenant's grants in force add to its hard limit (nothing for most).
+    pub granted: Granted,
     /// What the request adds.
     pub amount: u64,
     /// The counter windows, current first (empty for gauges).
@@ -51,6 +56,16 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// The limit decisions hold usage to: the definition with the grants in force added
+    /// to its hard limit (as overage, saturating), so `warn_at` stays a fraction of the
+    /// quota and the hard limit is quota + overage + grants. Without grants, the
+    /// definition's own.
+    pub fn limit(&self) -> Limit {
+        let mut limit = self.def.limit;
+        limit.overage = limit.overage.saturating_add(self.granted.amount);
+        limit
+    }
+
     /// The series of a windowed limit.
     pub fn series(&self) -> Option<Series> {
         match self.def.span {
@@ -151,6 +166,7 @@ pub fn plan(
                 tenant: level.tenant.clone(),
                 mode: level.mode,
                 def: def.clone(),
+                granted: level.granted(def),
                 amount,
                 windows,
                 keys,
@@ -198,13 +214,13 @@ pub fn plan(
     })
 }
 
-/// The cap an op may reach: the hard limit when enforced, no cap in shadow mode or for
-/// unlimited limits.
+/// The cap an op may reach: the hard limit with its grants when enforced, no cap in
+/// shadow mode or for unlimited limits.
 fn cap_of(planned: &Planned) -> u64 {
     if planned.mode == Mode::Shadow || planned.def.limit.unlimited {
         COUNTER_MAX
     } else {
-        planned.def.limit.hard().min(COUNTER_MAX)
+        planned.limit().hard().min(COUNTER_MAX)
     }
 }
 
@@ -439,5 +455,71 @@ mod tests {
             "tollgate:{acme}:l:req-1"
         );
         assert!(p.call.markers.is_empty(), "gauges are not re-seeded");
+    }
+
+    #[test]
+    fn grants_in_force_raise_the_cap_of_the_limit_they_match_only() {
+        use crate::plan::fixtures::grant;
+        let mut r = resolved(vec![
+            level(
+                "acme/app",
+                Mode::Shadow,
+                vec![def("requests", Period::Minute, 5, 0)],
+            ),
+            level(
+                "acme",
+                Mode::Enforce,
+                vec![
+                    def("requests", Period::Minute, 10, 2),
+                    def("requests", Period::Day, 100, 0),
+                ],
+            ),
+        ]);
+        let a = amounts(&[("requests", 1)]);
+        let caps = |r: &Resolved| -> Vec<u64> {
+            check_plan(r, &a).call.ops.iter().map(|op| op.cap).collect()
+        };
+        assert_eq!(
+            caps(&r),
+            vec![COUNTER_MAX, 12, 100],
+            "no grants: as defined"
+        );
+        r.levels[1].grants = vec![
+            grant("acme", "requests", Period::Minute, 30, (-10, 50)),
+            grant("acme", "requests", Period::Minute, 8, (-10, 20)),
+        ];
+        r.levels[0].grants = vec![grant("acme/app", "requests", Period::Minute, 9, (-10, 20))];
+        let p = check_plan(&r, &a);
+        assert_eq!(
+            p.call.ops.iter().map(|op| op.cap).collect::<Vec<_>>(),
+            vec![COUNTER_MAX, 50, 100],
+            "quota + overage + both grants, on the minute only; a shadow level has no cap"
+        );
+        let minute = &p.planned[1];
+        assert_eq!(
+            (minute.granted.amount, minute.granted.until),
+            (38, Some(now() + Duration::seconds(20)))
+        );
+        assert_eq!(
+            (
+                minute.limit().quota,
+                minute.limit().hard(),
+                minute.def.limit.hard()
+            ),
+            (10, 50, 12),
+            "the quota (and with it warn_at) is the definition's"
+        );
+        r.levels[1].grants = vec![grant(
+            "acme",
+            "requests",
+            Period::Minute,
+            u64::MAX,
+            (-10, 50),
+        )];
+        assert_eq!(
+            caps(&r)[1],
+            COUNTER_MAX,
+            "saturating, within what a counter holds"
+        );
     }
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::model::resolve::{Resolved, ResolvedLevel};
 use crate::model::window::{Period, Series};
-use crate::model::{LimitDef, Mode, Span};
+use crate::model::{Grant, LimitDef, Mode, Span};
 use tollgate_protocol::{Limit, WarnAt};
 
 /// One level of a chain: `tenant`'s `limits`, acting in `mode`, from no particular tier.
@@ -17,6 +17,34 @@ pub fn level(tenant: &str, mode: Mode, limits: Vec<LimitDef>) -> ResolvedLevel {
         mode,
         winner: None,
         limits,
+        grants: Vec::new(),
+    }
+}
+
+/// A grant of `amount` on `tenant`'s calendar `period` limit of `resource`, in force
+/// from `from` until `until` seconds after [`now`].
+pub fn grant(
+    tenant: &str,
+    resource: &str,
+    period: Period,
+    amount: u64,
+    (from, until): (i64, i64),
+) -> Grant {
+    Grant {
+        id: 1,
+        tenant: tenant.into(),
+        key: None,
+        resource: resource.into(),
+        span: Span::Window(Series::calendar(period)),
+        amount,
+        effective_at: now() + Duration::seconds(from),
+        expires_at: now() + Duration::seconds(until),
+        revoked_at: None,
+        reason: "credit".into(),
+        revoke_reason: None,
+        created_by: None,
+        revoked_by: None,
+        created_at: now(),
     }
 }
 

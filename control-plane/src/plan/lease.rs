@@ -13,10 +13,13 @@
 //! holding one ([`LeaseLevel`]) — so that the many tenants of one parent split the
 //! parent's headroom instead of each taking half of it. What is planned here are those
 //! levels, the most a budget may be and how long it lasts: at most the configured lease
-//! TTL, and never past the end of a charged counter's window (for a rolling limit, its
+//! TTL, never past the end of a charged counter's window (for a rolling limit, its
 //! current bucket), so that nothing spent under a budget is counted in a window it does
-//! not belong to. With less than [`MIN_LEASE_TTL_MS`] left nothing is leased: the
-//! gateway checks each request until the window turns.
+//! not belong to, and never past the end of a grant that raises an enforced limit it is
+//! sized under (the caps include the grants in force), so that no budget is spent on a
+//! grant's headroom after the grant ended. With less than [`MIN_LEASE_TTL_MS`] left
+//! nothing is leased: the gateway checks each request until the window turns (or the
+//! grant ends).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -116,10 +119,17 @@ pub fn plan(
         PlanError::NoWindow(series) => LeaseError::NoWindow(series),
     })?;
     let lease_ttl_ms = i64::try_from(settings.ttl.as_millis()).unwrap_or(i64::MAX);
-    let ttl_ms = planned
+    let window_ends = planned
         .iter()
         .filter_map(|p| p.windows.first())
-        .map(|window| (window.end - now).num_milliseconds())
+        .map(|window| window.end);
+    let grant_ends = planned
+        .iter()
+        .filter(|p| bounds(p))
+        .filter_map(|p| p.granted.until);
+    let ttl_ms = window_ends
+        .chain(grant_ends)
+        .map(|end| (end - now).num_milliseconds())
         .fold(lease_ttl_ms, i64::min)
         .max(0);
     let want = if ttl_ms < MIN_LEASE_TTL_MS {
@@ -154,15 +164,18 @@ pub fn plan(
     })
 }
 
+/// Whether `planned`'s cap bounds a budget: an enforced limit that is not unlimited (a
+/// level in shadow mode, and an unlimited limit, bound nothing).
+fn bounds(planned: &Planned) -> bool {
+    planned.mode == Mode::Enforce && !planned.def.limit.unlimited
+}
+
 /// The levels whose enforced limits bound a budget of `resource` whose ops were
 /// `planned` (in chain order, one op per planned limit): a level in shadow mode, and an
 /// unlimited limit, bound nothing.
 fn levels(root: &str, resource: &str, planned: &[Planned]) -> Vec<LeaseLevel> {
     let mut levels: Vec<(&str, LeaseLevel)> = Vec::new();
-    let enforced = planned
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.mode == Mode::Enforce && !p.def.limit.unlimited);
+    let enforced = planned.iter().enumerate().filter(|(_, p)| bounds(p));
     for (i, p) in enforced {
         match levels.iter_mut().find(|(tenant, _)| *tenant == p.tenant) {
             Some((_, level)) => level.ops.push(i),
@@ -221,7 +234,7 @@ pub fn answer(
         warn_after: decided
             .binding
             .and_then(|i| planned.get(i))
-            .and_then(|p| warn_after(&p.def.limit)),
+            .and_then(|p| warn_after(&p.limit())),
         cache_reject_for_s: decided.response.cache_reject_for_s,
         refunded: budgeted.refunded,
     })
@@ -525,5 +538,46 @@ mod tests {
         assert_eq!(answer.warn_after, Some(80));
         let wrong = budgeted(Grant::Exhausted { violated: 0 }, vec![1]);
         assert!(super::answer("acme/app", &p.planned, &wrong, now()).is_err());
+    }
+
+    #[test]
+    fn a_lease_never_outlives_a_grant_its_headroom_depends_on() {
+        use crate::plan::fixtures::grant;
+        let settings = LeaseSettings::default();
+        let mut r = chain();
+        // 13:05:09: the minute resets in 51 s; the app's grant ends in 4.
+        r.levels[0].grants = vec![grant("acme/app", "requests", Period::Minute, 50, (-60, 4))];
+        let p = plan(&r, &request(10), &settings, now()).unwrap();
+        let caps: Vec<u64> = p.call.ops.iter().map(|op| op.cap).collect();
+        assert_eq!(caps, vec![150, COUNTER_MAX], "the cap includes the grant");
+        assert_eq!(
+            (p.call.ttl_ms, p.call.want),
+            (4_000, 10),
+            "until the grant ends"
+        );
+        assert_eq!(p.call.record_ttl_ms, 4_000 + RECORD_GRACE_MS);
+        // Under a second before it ends: no budget, each request is checked.
+        let near = now() + Span::milliseconds(3_500);
+        let p = plan(&r, &request(10), &settings, near).unwrap();
+        assert_eq!((p.call.ttl_ms, p.call.want), (500, 0));
+        // Once it ended it is no longer resolved: the lease is as without it.
+        r.levels[0].grants.clear();
+        let p = plan(&r, &request(10), &settings, now()).unwrap();
+        assert_eq!((p.call.ttl_ms, p.call.ops[0].cap), (10_000, 100));
+        // A grant of a level that bounds nothing (shadow) shortens nothing.
+        r.levels[1].grants = vec![grant("acme", "requests", Period::Minute, 50, (-60, 4))];
+        let p = plan(&r, &request(10), &settings, now()).unwrap();
+        assert_eq!(p.call.ttl_ms, 10_000);
+        // Nor does a grant of another resource than the one leased.
+        r.levels[1].grants.clear();
+        r.levels[0].grants = vec![grant(
+            "acme/app",
+            "request_bytes",
+            Period::Minute,
+            5,
+            (-60, 4),
+        )];
+        let p = plan(&r, &request(10), &settings, now()).unwrap();
+        assert_eq!(p.call.ttl_ms, 10_000);
     }
 }

@@ -113,7 +113,7 @@ pub fn view(
             used,
             remaining: policy.remaining,
             unlimited: p.def.limit.unlimited,
-            status: usage_status(&p.def.limit, used),
+            status: usage_status(&p.limit(), used),
             binding: false,
             reset_after_s: policy.reset_after_s,
             resets_at: frees_at(p, oldest).map(instant),

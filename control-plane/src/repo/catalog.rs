@@ -1,6 +1,7 @@
 //! What `/v1/check` decides from, loaded for the definitions cache: the catalog (every
 //! tier's limits, the role and default assignments) and one tenant's chain (it and its
-//! ancestors, with their direct assignments and overrides).
+//! ancestors, with their direct assignments, overrides and the grants that have not
+//! ended at the loader's instant).
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use sqlx::Row;
 
 use super::connection::QuotaRepo;
 use super::error::RepoError;
+use super::grants::{grants_json_column, GrantRow};
 use super::limit_rows::{limit_def, limit_from_row, LIMIT_COLUMNS};
 use crate::model::{
     Assignment, Catalog, Chain, ChainLevel, LimitDef, LimitOwner, Mode, Subject, MAX_DEPTH,
@@ -73,23 +75,31 @@ struct OverrideJson {
     unlimited: bool,
 }
 
-/// Per tenant row aliased `c`: its direct assignments and its overrides, as JSON.
-pub(super) const LEVEL_JSON_COLUMNS: &str = "
-    COALESCE((SELECT json_agg(json_build_object(
-        'id', a.id, 'tier', a.tier, 'tenant_id', a.tenant_id, 'enabled', a.enabled,
-        'expires_at', a.expires_at, 'created_at', a.created_at, 'updated_at', a.updated_at)
-        ORDER BY a.id)
-        FROM assignments a WHERE a.tenant_id = c.id), '[]'::json) AS assignments,
-    COALESCE((SELECT json_agg(json_build_object(
-        'id', l.id, 'resource', l.resource, 'period', l.period, 'window_kind', l.window_kind,
-        'quota', l.quota, 'overage', l.overage, 'warn_at_ppm', l.warn_at_ppm,
-        'unlimited', l.unlimited)
-        ORDER BY l.id)
-        FROM limits l WHERE l.tenant_id = c.id), '[]'::json) AS overrides";
+/// Per tenant row aliased `c`: its direct assignments, its overrides and its grants that
+/// have not ended by the parameter `now_param` (the caller's instant), as JSON.
+pub(super) fn level_json_columns(now_param: &str) -> String {
+    format!(
+        "COALESCE((SELECT json_agg(json_build_object(
+            'id', a.id, 'tier', a.tier, 'tenant_id', a.tenant_id, 'enabled', a.enabled,
+            'expires_at', a.expires_at, 'created_at', a.created_at, 'updated_at', a.updated_at)
+            ORDER BY a.id)
+            FROM assignments a WHERE a.tenant_id = c.id), '[]'::json) AS assignments,
+        COALESCE((SELECT json_agg(json_build_object(
+            'id', l.id, 'resource', l.resource, 'period', l.period, 'window_kind', l.window_kind,
+            'quota', l.quota, 'overage', l.overage, 'warn_at_ppm', l.warn_at_ppm,
+            'unlimited', l.unlimited)
+            ORDER BY l.id)
+            FROM limits l WHERE l.tenant_id = c.id), '[]'::json) AS overrides,
+        {}",
+        grants_json_column(now_param)
+    )
+}
 
 /// The chain of a tenant in one statement (one consistent snapshot, one round trip):
-/// the tenant and its ancestors, each with its direct assignments and overrides.
+/// the tenant and its ancestors, each with its direct assignments, overrides and grants
+/// not ended by `$3`.
 fn chain_query() -> String {
+    let level_columns = level_json_columns("$3");
     format!(
         "WITH RECURSIVE chain (id, parent_id, tier, mode, depth) AS (
             SELECT id, parent_id, tier, mode, 0 FROM tenants WHERE id = $1
@@ -98,7 +108,7 @@ fn chain_query() -> String {
             FROM tenants t JOIN chain c ON t.id = c.parent_id
             WHERE c.depth < $2
         )
-        SELECT c.id, c.tier, c.mode, c.depth, {LEVEL_JSON_COLUMNS}
+        SELECT c.id, c.tier, c.mode, c.depth, {level_columns}
         FROM chain c
         ORDER BY c.depth"
     )
@@ -140,12 +150,18 @@ impl QuotaRepo {
         Ok(Catalog { tiers, assignments })
     }
 
-    /// The chain of tenant `id`, the tenant first; `None` when it does not exist.
-    pub async fn load_chain(&self, id: &str) -> Result<Option<Chain>, RepoError> {
+    /// The chain of tenant `id`, the tenant first, with the grants that have not ended
+    /// at `now`; `None` when it does not exist.
+    pub async fn load_chain(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Chain>, RepoError> {
         // The deepest level of a chain is MAX_DEPTH - 1 steps above the tenant.
         let rows = sqlx::query(&chain_query())
             .bind(id)
             .bind(MAX_DEPTH as i32 - 1)
+            .bind(now)
             .fetch_all(&self.pool)
             .await?;
         if rows.is_empty() {
@@ -159,7 +175,7 @@ impl QuotaRepo {
     }
 }
 
-/// A tenant row with [`LEVEL_JSON_COLUMNS`] as a chain level.
+/// A tenant row with [`level_json_columns`] as a chain level.
 pub(super) fn level_from_row(row: &PgRow) -> Result<ChainLevel, RepoError> {
     let id: String = row.try_get("id")?;
     let corrupt = |what: String| RepoError::Corrupt(format!("tenant {id}: {what}"));
@@ -169,6 +185,11 @@ pub(super) fn level_from_row(row: &PgRow) -> Result<ChainLevel, RepoError> {
         .map_err(|e: String| corrupt(e))?;
     let Json(assignments) = row.try_get::<Json<Vec<AssignmentJson>>, _>("assignments")?;
     let Json(overrides) = row.try_get::<Json<Vec<OverrideJson>>, _>("overrides")?;
+    let Json(grants) = row.try_get::<Json<Vec<GrantRow>>, _>("grants")?;
+    let grants = grants
+        .into_iter()
+        .map(GrantRow::into_grant)
+        .collect::<Result<Vec<_>, _>>()?;
     let overrides = overrides
         .into_iter()
         .map(|o| {
@@ -200,6 +221,7 @@ pub(super) fn level_from_row(row: &PgRow) -> Result<ChainLevel, RepoError> {
             })
             .collect(),
         overrides,
+        grants,
         id,
     })
 }

@@ -56,14 +56,7 @@ pub(crate) fn limit_def(
     warn_at_ppm: i32,
     unlimited: bool,
 ) -> Result<LimitDef, &'static str> {
-    let kind: WindowKind = window_kind.parse().map_err(|_| "window_kind")?;
-    let span = match period {
-        None => Span::Gauge,
-        Some(period) => Span::Window(Series {
-            period: period.parse::<Period>().map_err(|_| "period")?,
-            kind,
-        }),
-    };
+    let span = span_of(period, window_kind)?;
     let warn_at = u32::try_from(warn_at_ppm)
         .ok()
         .and_then(WarnAt::from_ppm)
@@ -77,6 +70,19 @@ pub(crate) fn limit_def(
             warn_at,
             unlimited,
         },
+    })
+}
+
+/// The span a row's `period` (NULL for a gauge) and `window_kind` name; `Err` names the
+/// column that is out of range. Grants name theirs the same way.
+pub(crate) fn span_of(period: Option<String>, window_kind: &str) -> Result<Span, &'static str> {
+    let kind: WindowKind = window_kind.parse().map_err(|_| "window_kind")?;
+    Ok(match period {
+        None => Span::Gauge,
+        Some(period) => Span::Window(Series {
+            period: period.parse::<Period>().map_err(|_| "period")?,
+            kind,
+        }),
     })
 }
 

@@ -10,7 +10,7 @@
 //! - `catalog` — what the decisions cache: the catalog and a tenant's chain.
 //! - `directory` — every tenant's own definitions, paged, for the tenant directory the
 //!   decisions fall back on while PostgreSQL is down.
-//! - `tiers`, `limits`, `tenants`, `assignments` — one table family each; `limit_rows`
+//! - `tiers`, `limits`, `tenants`, `assignments`, `grants` — one table family each; `limit_rows`
 //!   the `limits` row both ways; `rules` the hierarchy rules checked inside writes.
 //! - [`events`] — the event log and the sink the decision path writes through.
 //! - [`history`] — the usage history and its flusher.
@@ -24,6 +24,7 @@ pub mod connection;
 mod directory;
 pub mod error;
 pub mod events;
+mod grants;
 pub mod history;
 mod limit_rows;
 mod limits;
@@ -38,7 +39,10 @@ pub use connection::{AdminTx, QuotaRepo, MIGRATOR};
 pub use directory::TenantRow;
 pub use error::RepoError;
 pub use events::{EventFilter, NewEvent, StoredEvent};
-pub use history::{HistoryFilter, HistoryRow};
+pub use grants::{GrantFilter, GrantsAt, NewGrant};
+pub use history::{
+    push_export, ExportFilter, ExportKey, ExportRow, HistoryFilter, HistoryRow, TenantScope,
+};
 pub use limits::{LimitFilter, LimitPatch};
 pub use page::{Page, Paging};
 pub use tenants::{push_listing, NewTenant, TenantFilter, TenantPatch};

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
-use super::catalog::{level_from_row, LEVEL_JSON_COLUMNS};
+use super::catalog::{level_from_row, level_json_columns};
 use super::error::RepoError;
 use super::limit_rows::{limit_from_row, LIMIT_COLUMNS};
 use crate::model::resolve::resolve_level;
@@ -106,11 +106,14 @@ pub(super) async fn check_overcommit(
     if parents.is_empty() {
         return Ok(());
     }
+    // Overcommit is of quotas: the levels' grants (read with them) play no part.
     let rows = sqlx::query(&format!(
-        "SELECT c.id, c.parent_id, c.tier, c.mode, c.overcommit_ppm, {LEVEL_JSON_COLUMNS} \
-         FROM tenants c WHERE c.id = ANY($1) OR c.parent_id = ANY($1)"
+        "SELECT c.id, c.parent_id, c.tier, c.mode, c.overcommit_ppm, {} \
+         FROM tenants c WHERE c.id = ANY($1) OR c.parent_id = ANY($1)",
+        level_json_columns("$2")
     ))
     .bind(parents)
+    .bind(now)
     .fetch_all(&mut *conn)
     .await?;
     let mut levels = Vec::with_capacity(rows.len());

@@ -14,6 +14,7 @@ use clap::{ArgAction, Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::engine::RedisOutage;
+use crate::repo::history::export::MAX_FLUSH_INTERVAL_MS;
 
 /// Reads a secret from the command line or the environment.
 pub fn secret(value: &str) -> Result<SecretString, Infallible> {
@@ -144,9 +145,9 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_CHECK_DEADLINE_MS", default_value_t = 200)]
     pub check_deadline_ms: u64,
     /// How often usage is persisted from Redis to PostgreSQL, in milliseconds (at most a
-    /// minute).
+    /// minute: the billing export takes a window as final a few minutes after its end).
     #[arg(long, env = "TOLLGATE_HISTORY_FLUSH_MS", default_value_t = 15_000,
-          value_parser = clap::value_parser!(u64).range(100..=60_000))]
+          value_parser = clap::value_parser!(u64).range(100..=MAX_FLUSH_INTERVAL_MS))]
     pub history_flush_ms: u64,
     /// How often events of the decision path are written, in milliseconds.
     #[arg(long, env = "TOLLGATE_EVENTS_FLUSH_MS", default_value_t = 2_000,

@@ -5,6 +5,7 @@
 //! Start-up failures are reported, not handled: this is the one place besides `main`
 //! that uses `anyhow`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +55,14 @@ fn lazy_pool(url: &SecretString) -> anyhow::Result<PgPool> {
         .context("parsing the PostgreSQL URL")
 }
 
-/// Applies migrations once PostgreSQL answers, retrying every second until it does.
-async fn migrate_when_reachable(pool: PgPool) {
+/// Applies migrations once PostgreSQL answers, retrying every second until it does, then
+/// sets `migrated` (which `/ready` waits for).
+async fn migrate_when_reachable(pool: PgPool, migrated: Arc<AtomicBool>) {
     loop {
         match MIGRATOR.run(&pool).await {
             Ok(()) => {
                 tracing::info!("migrations applied");
+                migrated.store(true, Ordering::Relaxed);
                 return;
             }
             Err(error) => {
@@ -135,10 +138,11 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let store: Arc<dyn CounterStore> = redis.clone();
     let bus: Arc<dyn Bus> = redis;
-    let state = AppState::new(config, pool.clone(), store.clone(), bus.clone())
+    let mut state = AppState::new(config, pool.clone(), store.clone(), bus.clone())
         .context("creating metrics")?;
+    state.migrated = Arc::new(AtomicBool::new(false));
 
-    tokio::spawn(migrate_when_reachable(pool));
+    tokio::spawn(migrate_when_reachable(pool, state.migrated.clone()));
     let engine = state.engine.clone();
     tokio::spawn(listen(
         bus,
@@ -168,6 +172,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine.definitions.clone(),
         engine.repo.clone(),
         engine.metrics.clone(),
+        engine.clock.clone(),
         RESYNC_EVERY,
     ));
     tokio::spawn(engine.events.clone().run(

@@ -26,7 +26,7 @@ use crate::support::{assert_problem, Api};
 
 /// A pool of its own on the test's database, for the instance whose PostgreSQL goes
 /// down: closing it leaves the test's pool (and the other instance) working.
-async fn own_pool(pool: &PgPool) -> PgPool {
+pub(crate) async fn own_pool(pool: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(4)
         .connect_with((*pool.connect_options()).clone())
@@ -36,12 +36,13 @@ async fn own_pool(pool: &PgPool) -> PgPool {
 
 /// Loads the directory of `api` through `through` (its own, or another instance's
 /// repository when its own PostgreSQL never answers).
-async fn load_directory(api: &Api, through: &Api) -> usize {
+pub(crate) async fn load_directory(api: &Api, through: &Api) -> usize {
     let engine = &api.state.engine;
     sync_directory(
         &engine.definitions,
         &through.state.engine.repo,
         &engine.metrics,
+        engine.now(),
     )
     .await
     .unwrap()
@@ -217,6 +218,7 @@ async fn changes_made_here_and_on_other_instances_reach_the_directory(pool: PgPo
         engine.definitions.clone(),
         engine.repo.clone(),
         engine.metrics.clone(),
+        engine.clock.clone(),
         Duration::from_secs(3600),
     ));
     eventually(Duration::from_secs(10), "the first full sync", || async {
@@ -311,7 +313,13 @@ async fn a_tier_newer_than_the_cached_catalog_is_not_decided_from_the_directory(
     tenant(&live, json!({"id": "fresh", "tier": "new"})).await;
     live.check("fresh", json!({"requests": 1})).await;
     // The tenant reaches the directory, the catalog change does not.
-    let row = api.state.engine.repo.tenant_row("fresh").await.unwrap();
+    let row = api
+        .state
+        .engine
+        .repo
+        .tenant_row("fresh", api.clock.now())
+        .await
+        .unwrap();
     assert!(api
         .state
         .engine

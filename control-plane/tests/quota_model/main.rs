@@ -12,9 +12,13 @@
 //!   forecasts.
 //! - `directory` — deciding tenants never looked up from the tenant directory while
 //!   PostgreSQL is down, and keeping it current.
+//! - `grants` — grants raising hard limits until their instant: decisions, budgets, the
+//!   quota explanation, the admin API, other instances and the directory.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
 //! - `webhooks` — webhook subscriptions, threshold crossings recorded once, the outbox,
 //!   claims, retries, and the crossings decisions and the history flusher find.
+//! - `usage_export` — the billing export: which windows, in which order, open or
+//!   closed, the three formats, refusals, and its query plan at scale.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,10 +27,12 @@ mod admin_api;
 mod decisions;
 mod directory;
 mod fallback;
+mod grants;
 mod quota_view;
 mod schema;
 mod support;
 mod tenant_search;
+mod usage_export;
 mod webhooks;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.

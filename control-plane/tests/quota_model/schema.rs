@@ -213,7 +213,7 @@ async fn trees_are_at_most_four_deep_and_never_cycle(pool: PgPool) {
         "cycle"
     ));
     // The chain the check path loads: the tenant first, the root last.
-    let chain = repo.load_chain("x/y").await.unwrap().unwrap();
+    let chain = repo.load_chain("x/y", now()).await.unwrap().unwrap();
     let ids: Vec<&str> = chain.levels.iter().map(|l| l.id.as_str()).collect();
     assert_eq!(ids, vec!["x/y", "x", "o/t", "o"]);
     assert_eq!(chain.root(), Some("o"));
@@ -307,8 +307,8 @@ async fn assignments_apply_by_priority_and_until_they_expire(pool: PgPool) {
             .and_then(|r| r.levels[0].winner.clone())
             .map(|w| w.tier)
     };
-    let acme = repo.load_chain("acme").await.unwrap().unwrap();
-    let bare = repo.load_chain("bare").await.unwrap().unwrap();
+    let acme = repo.load_chain("acme", now()).await.unwrap().unwrap();
+    let bare = repo.load_chain("bare", now()).await.unwrap().unwrap();
     // The temporary direct assignment (300) beats acme's own tier, then expires.
     assert_eq!(
         tier_at("acme", &["tester"], now(), Some(&acme)).as_deref(),
@@ -341,7 +341,7 @@ async fn assignments_apply_by_priority_and_until_they_expire(pool: PgPool) {
     repo.update_assignment(ACTOR, temporary.id, &off, now())
         .await
         .unwrap();
-    let acme = repo.load_chain("acme").await.unwrap().unwrap();
+    let acme = repo.load_chain("acme", now()).await.unwrap().unwrap();
     assert_eq!(
         tier_at("acme", &[], now(), Some(&acme)).as_deref(),
         Some("pro")

@@ -147,6 +147,23 @@ impl Api {
         }
     }
 
+    /// `GET path` with `token`, for answers that are not JSON: status, headers and the
+    /// body as text.
+    pub async fn get_text(&self, token: &str, path: &str) -> (StatusCode, HeaderMap, String) {
+        let request = Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
     /// Sends an admin request with the token.
     pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.send_as(Some(TOKEN), method, path, body).await

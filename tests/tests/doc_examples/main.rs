@@ -47,9 +47,12 @@ use markdown::{blocks, example, DOCS};
 use shell::{flag_port, render_calls, replace_numbers, RenderCall, Sandbox};
 
 /// Every example the docs mark, by doc and name: each is used by a test below.
-const EXAMPLES: [(&str, &str); 7] = [
+const EXAMPLES: [(&str, &str); 10] = [
     ("README.md", "serve"),
     ("README.md", "filter-config"),
+    ("README.md", "export-csv"),
+    ("README.md", "export-ndjson"),
+    ("README.md", "export-cloudevents"),
     ("envoy/README.md", "render"),
     ("envoy/README.md", "smallest-filter-config"),
     ("envoy/README.md", "every-filter-field"),
@@ -368,4 +371,38 @@ fn envoy_readme_jwt_example_is_what_reference_yaml_runs() {
         "envoy/README.md:{}: the jwt_authn example differs from reference.yaml's",
         block.line
     );
+}
+
+/// The billing export's three examples are what a control plane exports, byte for byte,
+/// for the one window they show, written to the history as the flusher writes it.
+#[tokio::test]
+async fn readme_export_examples_are_what_the_export_answers() {
+    let stack = AdminStack::start().await;
+    stack
+        .psql(
+            "INSERT INTO usage_history \
+                 (tenant_id, resource, series, window_start, window_end, used, epoch) \
+             VALUES ('acme', 'requests', 'day', '2026-05-01T00:00:00Z', \
+                     '2026-05-02T00:00:00Z', 18234, 0)",
+        )
+        .unwrap();
+    for (name, lang, format) in [
+        ("export-csv", "csv", "csv"),
+        ("export-ndjson", "json", "ndjson"),
+        ("export-cloudevents", "json", "cloudevents"),
+    ] {
+        let block = example("README.md", name, lang).unwrap();
+        let path = format!(
+            "/usage/export?from=2026-05-01T00:00:00Z&to=2026-06-01T00:00:00Z\
+             &format={format}"
+        );
+        let response = stack.admin(Method::GET, &path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body = response.text().await.unwrap();
+        assert_eq!(
+            body, block.body,
+            "README.md:{}: the {format} example is not what the export answers",
+            block.line
+        );
+    }
 }

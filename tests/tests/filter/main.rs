@@ -22,6 +22,8 @@
 //!   under load: deadlines kept, nothing lost.
 //! - [`self_view`] — the caller's own quota at `quota_path`: live usage, a burn rate,
 //!   nothing counted, a second's caching, a quick 503, the token's tenant only.
+//! - [`grants`] — a tenant at its hard limit admitted while a grant lasts and refused
+//!   from its expiry, per request and from budgets.
 
 // clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -32,6 +34,7 @@ mod budgets;
 mod costs;
 mod failures;
 mod faults;
+mod grants;
 mod identity;
 mod misconfigured;
 mod self_view;

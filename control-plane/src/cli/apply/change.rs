@@ -8,6 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::grants::GrantChange;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use super::webhooks::WebhookChange;
 use crate::cli::client::segment;
@@ -102,6 +103,8 @@ pub enum Change {
         /// What changes, for the diff line.
         details: Vec<String>,
     },
+    /// A grant created, or revoked (`--prune`).
+    Grant(GrantChange),
     /// An assignment no longer in the file (`--prune`).
     DeleteAssignment {
         /// Its id.
@@ -150,7 +153,8 @@ impl Change {
             Change::CreateTier(_)
             | Change::CreateTenant(_)
             | Change::CreateOverride { .. }
-            | Change::CreateAssignment(_) => Op::Create,
+            | Change::CreateAssignment(_)
+            | Change::Grant(GrantChange::Create(_)) => Op::Create,
             Change::UpdateTier { .. }
             | Change::UpdateTenant { .. }
             | Change::UpdateOverride { .. }
@@ -158,7 +162,8 @@ impl Change {
             Change::DeleteTier { .. }
             | Change::DeleteTenant { .. }
             | Change::DeleteOverride { .. }
-            | Change::DeleteAssignment { .. } => Op::Delete,
+            | Change::DeleteAssignment { .. }
+            | Change::Grant(GrantChange::Revoke { .. }) => Op::Delete,
             Change::Webhook(WebhookChange::Create(_)) => Op::Create,
             Change::Webhook(WebhookChange::Update { .. }) => Op::Change,
             Change::Webhook(WebhookChange::Delete { .. }) => Op::Delete,
@@ -179,6 +184,7 @@ impl Change {
             | Change::UpdateAssignment { .. }
             | Change::DeleteAssignment { .. } => "assignment",
             Change::Webhook(_) => "webhook",
+            Change::Grant(_) => "grant",
         }
     }
 
@@ -286,6 +292,7 @@ impl Change {
                 request(Method::DELETE, format!("/assignments/{id}"), None)
             }
             Change::Webhook(change) => change.request()?,
+            Change::Grant(grant) => grant.request()?,
         })
     }
 
@@ -413,6 +420,7 @@ impl fmt::Display for Change {
                 write!(f, "- assignment {} -> {tier}", subject_text(subject))
             }
             Change::Webhook(change) => f.write_str(&change.line()),
+            Change::Grant(grant) => grant.fmt(f),
         }
     }
 }

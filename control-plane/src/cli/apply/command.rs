@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::change::{summary, Change, Op};
-use super::{diff, file, state, webhooks};
+use super::{diff, file, grants, state, webhooks};
 use crate::cli::args::ServerArgs;
 use crate::cli::client::Client;
 use crate::cli::error::CliError;
@@ -61,7 +61,17 @@ pub async fn run(args: ApplyArgs) -> Result<(), CliError> {
     let text = read(&args.file)?;
     let desired = file::parse(&text).map_err(|errors| file_errors(&args.file, &errors))?;
     let client = Client::new(&args.server)?;
-    let current = state::fetch(&client).await?;
+    let mut current = state::fetch(&client).await?;
+    // Grants are read per tenant: only those of the file's tenants that declare grants
+    // (or, with --prune, may have some to revoke) and exist.
+    let with_grants: Vec<&str> = desired
+        .tenants
+        .iter()
+        .filter(|t| args.prune || !t.grants.is_empty())
+        .map(|t| t.spec.id.as_str())
+        .filter(|id| current.tenants.iter().any(|t| t.id == *id))
+        .collect();
+    current.grants = grants::fetch(&client, &with_grants).await?;
     let mut changes = diff::plan(&desired, &current, args.prune)
         .map_err(|errors| file_errors(&args.file, &errors))?;
     let (hooks, unhooked) = webhooks::plan(

@@ -2,9 +2,9 @@
 //! an order that keeps every intermediate state valid. Pure: no I/O.
 //!
 //! Order: tiers created and updated; tenants created parents first, then updated;
-//! override limits created and updated; assignments created and updated; then the
-//! deletions in reverse — assignments, override limits, tenants children first, tiers
-//! last. Whole objects the file does not name (tiers, tenants, assignments) are deleted
+//! override limits created and updated; assignments created and updated; grants
+//! created; then the deletions in reverse — assignments, grants revoked, override limits,
+//! tenants children first, tiers last. Whole objects the file does not name (tiers, tenants, assignments) are deleted
 //! only with `prune`; a tier's limits and a tenant's overrides always follow the file.
 
 use std::collections::{HashMap, HashSet};
@@ -14,6 +14,7 @@ use serde_json::{json, Map};
 
 use super::change::{instant, Change};
 use super::file::{Desired, DesiredTenant};
+use super::grants;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use super::state::{Current, CurrentAssignment, CurrentOverride};
 use crate::cli::limit::{LimitKey, LimitSpec};
@@ -49,6 +50,8 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
 
     let (upserts, unmatched) = assignment_changes(&desired.assignments, &current.assignments);
     changes.extend(upserts);
+    let (grants_created, grants_revoked) = grants::changes(&ordered, &current.grants, prune)?;
+    changes.extend(grants_created.into_iter().map(Change::Grant));
 
     let pruned_tenants: Vec<&TenantSpec> = if prune {
         let named: HashSet<&str> = desired.tenants.iter().map(|t| t.spec.id.as_str()).collect();
@@ -73,6 +76,7 @@ pub fn plan(desired: &Desired, current: &Current, prune: bool) -> Result<Vec<Cha
                 }),
         );
     }
+    changes.extend(grants_revoked.into_iter().map(Change::Grant));
     changes.extend(override_deletions);
     changes.extend(
         pruned_tenants
@@ -455,9 +459,11 @@ mod tests {
                 "+ assignment role beta -> pro",
                 "+ assignment default -> free",
                 "+ assignment tenant acme -> pro (until 2027-12-31T00:00:00Z)",
+                "+ grant acme/research incident-4711: request_bytes/month/calendar +536870912 \
+                 until the window's end (\"Incident 4711: a day of outage, credited\")",
             ]
         );
-        assert_eq!(summary(&changes), "8 to create, 0 to change, 0 to delete");
+        assert_eq!(summary(&changes), "9 to create, 0 to change, 0 to delete");
     }
 
     #[test]
@@ -489,6 +495,7 @@ mod tests {
         );
         let current = Current {
             webhooks: Vec::new(),
+            grants: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:600"])],
             tenants: vec![tenant("acme", None, Some("pro"))],
             overrides: vec![CurrentOverride {
@@ -523,6 +530,7 @@ mod tests {
         );
         let current = Current {
             webhooks: Vec::new(),
+            grants: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:500", "requests:day:5"])],
             tenants: vec![
                 tenant("acme", None, None),
@@ -589,6 +597,7 @@ mod tests {
         let file = desired("tiers:\n  - {name: free}\ntenants:\n  - {id: keep, tier: free}\n");
         let current = Current {
             webhooks: Vec::new(),
+            grants: Vec::new(),
             tiers: vec![tier("free", &[]), tier("old", &["requests:minute:1"])],
             tenants: vec![
                 tenant("keep", None, Some("free")),

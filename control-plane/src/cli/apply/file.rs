@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_protocol::WarnAt;
 
+use super::grants::{self, GrantEntry, GrantSpec};
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use super::webhooks::{self, DesiredWebhook, WebhookEntry};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
@@ -76,6 +77,8 @@ struct TenantEntry {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     limits: Vec<LimitEntry>,
+    #[serde(default)]
+    grants: Vec<GrantEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +119,8 @@ pub struct DesiredTenant {
     pub spec: TenantSpec,
     /// Every per-tenant override it has (the entry's `limits`).
     pub overrides: Vec<LimitSpec>,
+    /// The grants it declares, by key (the entry's `grants`).
+    pub grants: Vec<GrantSpec>,
 }
 
 /// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -` (as the API says).
@@ -260,6 +265,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
         );
         desired.tenants.push(DesiredTenant {
             overrides: limits(&entry.limits, &path, errors),
+            grants: grants::check(entry.grants, &entry.id, &path, errors),
             spec: TenantSpec {
                 id: entry.id,
                 parent: entry.parent,
@@ -374,6 +380,12 @@ mod tests {
             webhook.secret_env.as_deref(),
             Some("TOLLGATE_WEBHOOK_SECRET_OPS")
         );
+        let grant = &desired.tenants[1].grants[0];
+        assert_eq!(
+            (grant.tenant.as_str(), grant.key.as_str(), grant.amount),
+            ("acme/research", "incident-4711", 536_870_912)
+        );
+        assert_eq!(grant.end, super::grants::GrantEnd::WindowEnd);
     }
 
     #[test]

@@ -11,11 +11,14 @@
 //! - [`change`] — one change: its diff line and its API request.
 //! - [`webhooks`] — webhook subscriptions: entries, matching by id, their changes, and
 //!   the write-only secret.
+//! - [`grants`] — grants under their tenants: checked, matched by key, created or (with
+//!   `--prune`) revoked, never changed.
 
 pub mod change;
 pub mod command;
 pub mod diff;
 pub mod file;
+pub mod grants;
 pub mod spec;
 pub mod state;
 pub mod webhooks;

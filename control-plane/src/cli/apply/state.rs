@@ -1,11 +1,12 @@
-//! What the server has now: every tier, tenant, override limit and assignment, read
-//! through the admin API's listings.
+//! What the server has now: every tier, tenant, override limit, assignment and webhook
+//! subscription, read through the admin API's listings.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::grants::CurrentGrant;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
 use super::webhooks::{self, WebhookSpec};
 use crate::cli::client::Client;
@@ -26,6 +27,9 @@ pub struct Current {
     pub assignments: Vec<CurrentAssignment>,
     /// Every webhook subscription.
     pub webhooks: Vec<WebhookSpec>,
+    /// The grants of the file's tenants that can change (read apart: see
+    /// [`super::grants::fetch`]).
+    pub grants: Vec<CurrentGrant>,
 }
 
 /// A per-tenant override on the server.

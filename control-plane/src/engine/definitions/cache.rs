@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use prometheus::HistogramVec;
 
@@ -295,11 +296,15 @@ impl DefinitionsCache {
             .await
     }
 
-    /// The chain of `tenant`; `None` for a tenant that does not exist.
+    /// The chain of `tenant`; `None` for a tenant that does not exist. A load reads the
+    /// grants that have not ended at `now` (the lookup's instant): resolution then keeps
+    /// those in force at each decision's own instant, so a grant's end needs no
+    /// invalidation.
     pub async fn chain(
         &self,
         repo: &QuotaRepo,
         tenant: &str,
+        now: DateTime<Utc>,
     ) -> Result<(Option<Arc<Chain>>, Freshness), LoadError> {
         let repo = repo.clone();
         let id = tenant.to_string();
@@ -311,7 +316,7 @@ impl DefinitionsCache {
                 let failing = failing.clone();
                 async move {
                     let _timing = timer.start_timer();
-                    let loaded = repo.load_chain(&id).await;
+                    let loaded = repo.load_chain(&id, now).await;
                     note(&failing, &loaded);
                     Ok(loaded?.map(Arc::new))
                 }

@@ -1,8 +1,8 @@
 //! The tenant directory: a compact in-process replica of every tenant's own definitions
-//! (parent, own tier, mode, direct assignments, overrides), so that while PostgreSQL is
-//! down a tenant whose chain this process never cached can still be decided — its
-//! [`Chain`] is built here by walking parent pointers, the tenant first, the root last,
-//! exactly as `repo/catalog.rs` loads it.
+//! (parent, own tier, mode, direct assignments, overrides, grants not ended), so that
+//! while PostgreSQL is down a tenant whose chain this process never cached can still be
+//! decided — its [`Chain`] is built here by walking parent pointers, the tenant first,
+//! the root last, exactly as `repo/catalog.rs` loads it.
 //!
 //! Only a fallback: decisions read the definitions cache (`cache.rs`) and PostgreSQL,
 //! and `engine/lookup.rs` turns to the directory only when a chain that is not cached
@@ -13,8 +13,10 @@
 //! One hash-map slot per tenant — the id as an `Arc<str>` (16 bytes) and an [`Entry`]
 //! (48 bytes: parent and tier pointers, an optional box, the mode) — plus the id's bytes
 //! once: a child's parent pointer is its parent's own key, and tier names are interned.
-//! The few tenants with direct assignments or overrides carry them in a box; the others
-//! pay 8 bytes for its absence. `tests/directory_memory.rs` measures the total with a
+//! The few tenants with direct assignments, overrides or grants carry them in a box; the
+//! others pay 8 bytes for its absence. Grants are read with their tenant (the ones not
+//! ended by then), so an ended one stays in the box until the tenant is read again — at
+//! the latest by the next full sync — while resolution ignores it from its end on. `tests/directory_memory.rs` measures the total with a
 //! counting allocator (the figures are in the README's Known limits). The number of
 //! tenants is bounded: past `max_tenants`, tenants not in yet are left out (counted,
 //! and reported by the sync), while the ones in are still kept current.
@@ -24,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::Notify;
 
-use crate::model::{Assignment, Chain, ChainLevel, LimitDef, Mode, MAX_DEPTH};
+use crate::model::{Assignment, Chain, ChainLevel, Grant, LimitDef, Mode, MAX_DEPTH};
 use crate::repo::TenantRow;
 
 /// How many changed tenants wait for their reload at most; past it one full sync
@@ -36,6 +38,7 @@ const MAX_QUEUED_CHANGES: usize = 10_000;
 struct Extras {
     assignments: Box<[Assignment]>,
     overrides: Box<[LimitDef]>,
+    grants: Box<[Grant]>,
 }
 
 /// One tenant, without its id (the map's key).
@@ -45,7 +48,7 @@ struct Entry {
     parent: Option<Arc<str>>,
     /// Interned in [`Tenants::tiers`].
     tier: Option<Arc<str>>,
-    /// `None` when the tenant has no direct assignment and no override.
+    /// `None` when the tenant has no direct assignment, override or grant.
     extras: Option<Box<Extras>>,
     /// The full sync that last saw the tenant: one that did not has found it deleted.
     seen: u32,
@@ -96,10 +99,14 @@ impl Tenants {
             self.left_out += 1;
             return false;
         }
-        let extras = (!level.assignments.is_empty() || !level.overrides.is_empty()).then(|| {
+        let has_extras = !level.assignments.is_empty()
+            || !level.overrides.is_empty()
+            || !level.grants.is_empty();
+        let extras = has_extras.then(|| {
             Box::new(Extras {
                 assignments: level.assignments.into_boxed_slice(),
                 overrides: level.overrides.into_boxed_slice(),
+                grants: level.grants.into_boxed_slice(),
             })
         });
         let entry = Entry {
@@ -156,9 +163,15 @@ impl Tenants {
 }
 
 fn level(id: &str, entry: &Entry) -> ChainLevel {
-    let (assignments, overrides) = entry.extras.as_ref().map_or_else(
-        || (Vec::new(), Vec::new()),
-        |extras| (extras.assignments.to_vec(), extras.overrides.to_vec()),
+    let (assignments, overrides, grants) = entry.extras.as_ref().map_or_else(
+        || (Vec::new(), Vec::new(), Vec::new()),
+        |extras| {
+            (
+                extras.assignments.to_vec(),
+                extras.overrides.to_vec(),
+                extras.grants.to_vec(),
+            )
+        },
     );
     ChainLevel {
         id: id.to_string(),
@@ -166,6 +179,7 @@ fn level(id: &str, entry: &Entry) -> ChainLevel {
         tier: entry.tier.as_deref().map(str::to_string),
         assignments,
         overrides,
+        grants,
     }
 }
 
@@ -349,6 +363,7 @@ mod tests {
                 tier: Some(tier.to_string()),
                 assignments: Vec::new(),
                 overrides: Vec::new(),
+                grants: Vec::new(),
             },
         }
     }
@@ -398,6 +413,36 @@ mod tests {
         let expected = bob.level.clone();
         directory.upsert(bob);
         assert_eq!(directory.chain("bob").unwrap().levels, [expected]);
+    }
+
+    #[test]
+    fn a_tenant_with_only_grants_keeps_them_in_its_box() {
+        let directory = TenantDirectory::new(10);
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut carol = row("carol", None, "user");
+        carol.level.grants = vec![Grant {
+            id: 3,
+            tenant: "carol".into(),
+            key: Some("launch".into()),
+            resource: "requests".into(),
+            span: Span::Window(Series::calendar(Period::Month)),
+            amount: 500,
+            effective_at: at,
+            expires_at: at + chrono::Duration::days(7),
+            revoked_at: None,
+            reason: "launch week".into(),
+            revoke_reason: None,
+            created_by: Some("ops".into()),
+            revoked_by: None,
+            created_at: at,
+        }];
+        let expected = carol.level.clone();
+        directory.upsert(carol);
+        directory.upsert(row("dave", None, "user"));
+        assert_eq!(directory.chain("carol").unwrap().levels, [expected]);
+        let tenants = directory.read();
+        assert!(tenants.entries["carol"].extras.is_some());
+        assert!(tenants.entries["dave"].extras.is_none(), "no grant, no box");
     }
 
     #[test]

@@ -13,10 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::cache::DefinitionsCache;
 use super::directory::TenantDirectory;
+use crate::engine::state::Clock;
 use crate::metrics::Metrics;
 use crate::repo::{QuotaRepo, RepoError};
 
@@ -40,16 +42,17 @@ pub struct SyncReport {
     pub left_out: usize,
 }
 
-/// Reads every tenant into the directory of `definitions`, then makes sure a catalog is
-/// cached too (the directory decides nothing without one). On failure the directory
-/// keeps what it had.
+/// Reads every tenant into the directory of `definitions` (with the grants that have not
+/// ended at `now`), then makes sure a catalog is cached too (the directory decides
+/// nothing without one). On failure the directory keeps what it had.
 pub async fn sync_directory(
     definitions: &DefinitionsCache,
     repo: &QuotaRepo,
     metrics: &Metrics,
+    now: DateTime<Utc>,
 ) -> Result<SyncReport, RepoError> {
     let directory = definitions.directory();
-    let synced = read_every_tenant(directory, repo).await;
+    let synced = read_every_tenant(directory, repo, now).await;
     show(metrics, directory);
     let result = if synced.is_ok() { "ok" } else { "failed" };
     metrics.directory_syncs.with_label_values(&[result]).inc();
@@ -71,12 +74,15 @@ pub async fn sync_directory(
 async fn read_every_tenant(
     directory: &TenantDirectory,
     repo: &QuotaRepo,
+    now: DateTime<Utc>,
 ) -> Result<SyncReport, RepoError> {
     directory.begin_sync();
     let mut after: Option<String> = None;
     let mut left_out = 0;
     loop {
-        let rows = repo.tenant_rows_after(after.as_deref(), SYNC_PAGE).await?;
+        let rows = repo
+            .tenant_rows_after(after.as_deref(), SYNC_PAGE, now)
+            .await?;
         let more = rows.len() == SYNC_PAGE;
         let last = rows.last().map(|row| row.level.id.clone());
         left_out += directory.sync_page(rows);
@@ -94,8 +100,13 @@ async fn read_every_tenant(
 }
 
 /// Reads tenant `id` again: its row, or its removal.
-async fn reload(directory: &TenantDirectory, repo: &QuotaRepo, id: &str) -> Result<(), RepoError> {
-    match repo.tenant_row(id).await? {
+async fn reload(
+    directory: &TenantDirectory,
+    repo: &QuotaRepo,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), RepoError> {
+    match repo.tenant_row(id, now).await? {
         Some(row) => {
             if !directory.upsert(row) {
                 tracing::debug!(tenant = id, "tenant directory full: tenant left out");
@@ -114,11 +125,13 @@ fn show(metrics: &Metrics, directory: &TenantDirectory) {
 
 /// Keeps the directory of `definitions` current until the process ends: a full sync at
 /// once (retried until PostgreSQL answers) and every `resync_every`, and the changes
-/// invalidations note in between. Returns at once when the directory is off.
+/// invalidations note in between; `clock` tells which grants have ended. Returns at once
+/// when the directory is off.
 pub async fn keep_directory(
     definitions: Arc<DefinitionsCache>,
     repo: QuotaRepo,
     metrics: Arc<Metrics>,
+    clock: Clock,
     resync_every: Duration,
 ) {
     let directory = definitions.directory().clone();
@@ -130,7 +143,7 @@ pub async fn keep_directory(
         let changes = directory.take_changes();
         if changes.all || Instant::now() >= full_sync_at {
             // It reads every tenant after the changes just taken were noted.
-            let wait = match sync_directory(&definitions, &repo, &metrics).await {
+            let wait = match sync_directory(&definitions, &repo, &metrics, clock()).await {
                 Ok(_) => resync_every,
                 Err(error) => {
                     tracing::warn!(%error, "tenant directory: full sync failed; keeping what it has");
@@ -146,7 +159,7 @@ pub async fn keep_directory(
                 }
             }
             for tenant in &changes.tenants {
-                if let Err(error) = reload(&directory, &repo, tenant).await {
+                if let Err(error) = reload(&directory, &repo, tenant, clock()).await {
                     tracing::warn!(%error, tenant, "tenant directory: cannot read a changed tenant; a full sync will");
                     full_sync_at = full_sync_at.min(Instant::now() + RETRY_AFTER);
                     break;

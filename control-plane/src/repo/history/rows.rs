@@ -48,7 +48,7 @@ pub struct HistoryFilter {
 
 const HISTORY_COLUMNS: &str = "tenant_id, resource, series, window_start, window_end, used, epoch";
 
-fn row_from(row: &PgRow) -> Result<HistoryRow, RepoError> {
+pub(super) fn row_from(row: &PgRow) -> Result<HistoryRow, RepoError> {
     let count = |name: &str| -> Result<u64, RepoError> {
         u64::try_from(row.try_get::<i64, _>(name)?)
             .map_err(|_| RepoError::Corrupt(format!("usage history: negative {name}")))
