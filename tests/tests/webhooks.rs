@@ -21,6 +21,7 @@ use tollgate_e2e::eventually;
 use tollgate_e2e::postgres::Postgres;
 use tollgate_e2e::redis::Redis;
 use tollgate_e2e::webhook_receiver::{Answer, Received, WebhookReceiver};
+use tollgate_protocol::check::DEADLINE_HEADER;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
@@ -98,7 +99,11 @@ async fn admin(
     let response = request.send().await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path}: {status} {body}");
+    assert!(
+        status.is_success(),
+        "{method} {path}: {status} {body}\n{}",
+        control_plane.log()
+    );
     body
 }
 
@@ -107,6 +112,7 @@ async fn check(http: &reqwest::Client, control_plane: &ControlPlane, tenant: &st
     let reply = http
         .post(format!("{}/v1/check", control_plane.decision_url()))
         .bearer_auth(DECISION_TOKEN)
+        .header(DEADLINE_HEADER, "5000")
         .json(&json!({"tenant": tenant, "amounts": {"requests": 1}}))
         .send()
         .await
@@ -380,7 +386,6 @@ async fn a_hanging_receiver_runs_into_the_deadline_and_is_tried_again() {
         gap >= Duration::from_millis(1_000),
         "the deadline came first: {gap:?}"
     );
-    assert!(gap < Duration::from_secs(5), "{gap:?}");
 
     let log = admin(
         &control_plane,
@@ -429,7 +434,7 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
     )
     .await;
     // The other control plane hears of the subscription through the bus.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     // Sixteen clients, half on each control plane, until each was refused three times:
     // both cross thresholds, both are refused at the hard limit, and both flush the
@@ -444,10 +449,13 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let (mut admitted, mut refused) = (0, 0);
+                // A deadline long enough for two cores and sixteen clients: every check
+                // is decided (none is a 503 whose count the filter would take back).
                 while refused < 3 {
                     let reply: Value = http
                         .post(format!("{target}/v1/check"))
                         .bearer_auth(DECISION_TOKEN)
+                        .header(DEADLINE_HEADER, "5000")
                         .json(&json!({"tenant": "acme", "amounts": {"requests": 1}}))
                         .send()
                         .await
@@ -457,7 +465,8 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
                         .unwrap();
                     match reply["decision"].as_str() {
                         Some("reject") => refused += 1,
-                        _ => admitted += 1,
+                        Some("allow" | "warn") => admitted += 1,
+                        _ => panic!("not a decision: {reply}"),
                     }
                 }
                 admitted
