@@ -488,6 +488,64 @@ async fn a_failed_delivery_is_retried_until_its_span_runs_out_then_given_up(pool
     assert_eq!(pending.count, 0);
 }
 
+#[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
+async fn a_disabled_subscriptions_deliveries_wait_and_are_given_up_after_the_span(pool: PgPool) {
+    let api = api(pool.clone());
+    subscribe(&api, "ops", json!({"hard": true})).await;
+    subscribe(&api, "on", json!({"hard": true})).await;
+    let repo = QuotaRepo::new(pool.clone());
+    repo.record_crossings(&[crossing("c", "acme", &[], Threshold::Hard)])
+        .await
+        .unwrap();
+    api.expect(
+        StatusCode::OK,
+        Method::PATCH,
+        "/admin/v1/webhooks/ops",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    // Both an hour old: the disabled one's is never claimed, so only the sweep ends it.
+    sqlx::query("UPDATE webhook_outbox SET created_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let claimed = repo
+        .claim_deliveries(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let claimed: Vec<&str> = claimed.iter().map(|c| c.webhook.as_str()).collect();
+    assert_eq!(claimed, ["on"], "a disabled subscription's delivery waits");
+
+    // Within the span nothing is given up; past it, the disabled one's only.
+    let span = Duration::from_secs(2 * 3600);
+    assert_eq!(repo.give_up_overdue(span).await.unwrap(), 0);
+    assert_eq!(
+        repo.give_up_overdue(Duration::from_secs(60)).await.unwrap(),
+        1
+    );
+    let statuses: Vec<(String, String)> = sqlx::query_as(
+        "SELECT subscription_id, status FROM webhook_outbox ORDER BY subscription_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let expected =
+        [("on", "pending"), ("ops", "failed")].map(|(s, t)| (s.to_string(), t.to_string()));
+    assert_eq!(statuses, expected);
+    let log = api
+        .expect(
+            StatusCode::OK,
+            Method::GET,
+            "/admin/v1/webhooks/ops/deliveries",
+            None,
+        )
+        .await;
+    let delivery = &log["items"][0];
+    assert_eq!(delivery["status"], "failed");
+    assert_eq!(delivery["attempts"], 0);
+    assert!(delivery["finished_at"].is_string());
+}
+
 /// A tier `metered` of 10 requests a month with 2 of overage, and tenant `acme/web`
 /// under `acme`, both on it.
 async fn metered(api: &Api) {

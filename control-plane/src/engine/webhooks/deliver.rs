@@ -133,7 +133,20 @@ impl Deliverer {
         }
     }
 
+    /// Gives up the overdue deliveries of disabled subscriptions (never claimed), then
+    /// reads the pending figures.
     async fn update_stats(&self) {
+        match self.repo.give_up_overdue(self.settings.give_up_after).await {
+            Ok(0) => {}
+            Ok(given_up) => {
+                self.metrics.webhook_failed.inc_by(given_up);
+                tracing::warn!(
+                    given_up,
+                    "webhook deliveries of disabled subscriptions given up: past the retry span"
+                );
+            }
+            Err(error) => tracing::debug!(%error, "cannot give up overdue webhook deliveries"),
+        }
         match self.repo.pending_deliveries().await {
             Ok(pending) => {
                 self.metrics.webhook_pending.set(pending.count);

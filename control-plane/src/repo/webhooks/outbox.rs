@@ -1,7 +1,7 @@
 //! `webhook_outbox` and `webhook_attempts`: claiming due deliveries so that control
 //! planes share them and never send one twice at once, finishing an attempt (delivered,
-//! retried later, or given up), the pending figures for metrics, pruning, and the
-//! delivery log of the admin API.
+//! retried later, or given up), giving up what no attempt will finish, the pending
+//! figures for metrics, pruning, and the delivery log of the admin API.
 //!
 //! A claim moves the row's `next_attempt_at` past the attempt — a lease: a control plane
 //! that dies mid-attempt leaves the row due again once the lease runs out, and another
@@ -198,6 +198,24 @@ impl QuotaRepo {
             Some(_) => Finished::Retrying,
             None => Finished::Superseded,
         })
+    }
+
+    /// Gives up the deliveries of disabled subscriptions still pending `give_up_after`
+    /// from their creation: they are never claimed, so no attempt gives them up (those
+    /// of enabled subscriptions are given up by their last attempt). Returns how many.
+    pub async fn give_up_overdue(&self, give_up_after: Duration) -> Result<u64, RepoError> {
+        let given_up = sqlx::query(
+            "UPDATE webhook_outbox SET status = 'failed', finished_at = now() \
+             WHERE id IN ( \
+               SELECT id FROM webhook_outbox WHERE status = 'pending' \
+               AND created_at < now() - $1 * interval '1 millisecond' \
+               AND subscription_id IN (SELECT id FROM webhook_subscriptions WHERE NOT enabled) \
+               ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(millis(give_up_after))
+        .execute(&self.pool)
+        .await?;
+        Ok(given_up.rows_affected())
     }
 
     /// How many deliveries are pending, and how old the oldest is.
