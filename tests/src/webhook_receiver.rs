@@ -7,7 +7,7 @@
 //! A request whose signature does not verify, or whose timestamp is more than five
 //! minutes off, is answered 401 and recorded as not verified.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -40,6 +40,8 @@ pub struct Received {
     pub id: String,
     /// `webhook-timestamp`.
     pub timestamp: i64,
+    /// Every header as sent (names lower case; a repeated one: its last value).
+    pub headers: BTreeMap<String, String>,
     /// The body, as sent.
     pub body: Vec<u8>,
     /// Whether its signature verified.
@@ -142,9 +144,16 @@ async fn receive(
         } else {
             Answer::Status(401)
         };
+        let all = (headers.iter())
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect();
         inner.received.push(Received {
             id,
             timestamp,
+            headers: all,
             body: body.to_vec(),
             verified,
             answered: match answer {
