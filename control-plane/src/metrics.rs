@@ -115,6 +115,10 @@ pub struct Metrics {
     /// `tollgate_webhook_crossings_total`: threshold crossings this control plane
     /// recorded first (each is one event, whichever control plane saw it).
     pub webhook_crossings: IntCounter,
+    /// `tollgate_webhook_crossings_reported_total`: threshold crossings this control
+    /// plane wrote, recorded first here or found recorded by another: with
+    /// `crossings_total`, what shows that several saw one crossing and it is one event.
+    pub webhook_crossings_reported: IntCounter,
     /// `tollgate_webhook_crossings_dropped_total`: crossings dropped because the queue
     /// was full (the history flusher's safety net finds them again).
     pub webhook_crossings_dropped: IntCounter,
@@ -297,6 +301,11 @@ impl Metrics {
                 "Threshold crossings this control plane recorded first (one event each, \
                  whichever control plane saw it).",
             )?,
+            webhook_crossings_reported: IntCounter::new(
+                "tollgate_webhook_crossings_reported_total",
+                "Threshold crossings this control plane wrote, whether it or another \
+                 recorded them first.",
+            )?,
             webhook_crossings_dropped: IntCounter::new(
                 "tollgate_webhook_crossings_dropped_total",
                 "Threshold crossings dropped because their queue was full.",
@@ -401,6 +410,7 @@ impl Metrics {
         r.register(Box::new(self.fallback_reconciled.clone()))?;
         r.register(Box::new(self.fallback_pending.clone()))?;
         r.register(Box::new(self.webhook_crossings.clone()))?;
+        r.register(Box::new(self.webhook_crossings_reported.clone()))?;
         r.register(Box::new(self.webhook_crossings_dropped.clone()))?;
         r.register(Box::new(self.webhook_pending.clone()))?;
         r.register(Box::new(self.webhook_oldest_pending.clone()))?;

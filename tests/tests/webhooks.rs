@@ -506,6 +506,20 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
             .unwrap(),
     );
     assert_eq!(by_one + by_two, 5.0);
+    // Both saw crossings (each was refused at the hard limit, at least) and wrote them:
+    // what one recorded first, the other found recorded.
+    let (seen_one, seen_two) = (
+        one.metric("tollgate_webhook_crossings_reported_total", "")
+            .await
+            .unwrap(),
+        two.metric("tollgate_webhook_crossings_reported_total", "")
+            .await
+            .unwrap(),
+    );
+    assert!(
+        seen_one >= 1.0 && seen_two >= 1.0 && seen_one + seen_two > 5.0,
+        "reported by one {seen_one}, by two {seen_two}"
+    );
     let (sent_one, sent_two) = (
         one.metric("tollgate_webhook_delivered_total", "")
             .await
@@ -516,9 +530,10 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
     );
     assert_eq!(sent_one + sent_two, 5.0);
     eprintln!(
-        "figures: two control planes, 40 admitted, 48 refused; crossings recorded first by \
-         one {by_one} and two {by_two}; delivered by one {sent_one} and two {sent_two}; the \
-         receiver took 5 events, each once"
+        "figures: two control planes, 40 admitted, 48 refused; crossings reported by one \
+         {seen_one} and two {seen_two}, recorded first by one {by_one} and two {by_two}; \
+         delivered by one {sent_one} and two {sent_two}; the receiver took 5 events, each \
+         once"
     );
 }
 

@@ -166,6 +166,7 @@ impl CrossingSink {
         match repo.record_crossings(&batch).await {
             Ok(recorded) => {
                 self.metrics.webhook_crossings.inc_by(recorded.crossings);
+                (self.metrics.webhook_crossings_reported).inc_by(batch.len() as u64);
                 if recorded.deliveries > 0 {
                     self.queued.notify_one();
                 }
