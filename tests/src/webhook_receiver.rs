@@ -174,13 +174,19 @@ impl WebhookReceiver {
     /// Starts a receiver checking signatures with `secret` (`whsec_…`), answering the
     /// deliveries that verify with `script` in order, then 204.
     pub async fn start(secret: &str, script: &[Answer]) -> Result<WebhookReceiver> {
+        WebhookReceiver::start_on(0, secret, script).await
+    }
+
+    /// [`WebhookReceiver::start`] on `port` (0: any free one): a receiver that comes
+    /// back on the address its subscription names.
+    pub async fn start_on(port: u16, secret: &str, script: &[Answer]) -> Result<WebhookReceiver> {
         let inner = Arc::new(Mutex::new(Inner {
             key: key_of(secret)?,
             script: script.iter().copied().collect(),
             then: Answer::Status(204),
             received: Vec::new(),
         }));
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         let app = Router::new()
             .route("/{*path}", post(receive))

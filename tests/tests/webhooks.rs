@@ -1,8 +1,9 @@
 //! Threshold notifications end to end: real `tollgate serve` processes over real Redis
 //! and PostgreSQL, deliveries to real HTTP receivers that verify every signature on
-//! their own — one that takes them, one that fails the first attempts, one that hangs —
-//! two control planes crossing the same thresholds at once (one event each), and a
-//! control plane killed (SIGKILL) in the middle of its deliveries (another sends them).
+//! their own — one that takes them, one that fails the first attempts, one that is down
+//! for a while, one that hangs — two control planes crossing the same thresholds at once
+//! (one event each), and a control plane killed (SIGKILL) in the middle of its
+//! deliveries (another sends them).
 //!
 //! Backoff, polling and the deadline per attempt are short (flags), so each scenario
 //! takes seconds.
@@ -345,6 +346,74 @@ async fn a_verifying_receiver_gets_each_threshold_once_and_a_failing_one_once_it
         "figures: 3 events to the verifying receiver, each delivered once; the failing one \
          took its event at attempt 4; {:.1?} in all",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_down_for_a_while_gets_every_event_once_it_is_back() {
+    let stores = Stores::start().await;
+    let control_plane = stores.control_plane(1_000, &[]).await;
+    // Nobody listens on the subscription's port yet: every attempt is refused.
+    let port = tollgate_e2e::process::free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}/hooks/later");
+    metered(&control_plane, "acme", 4).await;
+    subscribe(&control_plane, "later", &url, &[50, 100], true).await;
+    let http = reqwest::Client::new();
+    for _ in 0..4 {
+        assert_ne!(check(&http, &control_plane, "acme").await, "reject");
+    }
+    assert_eq!(check(&http, &control_plane, "acme").await, "reject");
+    let attempts = "SELECT count(*) FROM webhook_attempts WHERE status_code IS NULL";
+    wait_until(
+        "two failed attempts of each of three deliveries",
+        Duration::from_secs(30),
+        || stores.count(attempts) >= 6,
+    )
+    .await;
+    assert_eq!(
+        stores.count("SELECT count(*) FROM webhook_outbox WHERE status = 'pending'"),
+        3
+    );
+
+    let receiver = WebhookReceiver::start_on(port, SECRET, &[]).await.unwrap();
+    wait_until(
+        "every event delivered once it is back",
+        Duration::from_secs(30),
+        || receiver.delivered().len() >= 3,
+    )
+    .await;
+    // Time for anything sent twice to arrive.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let events = delivered_events(&receiver.received());
+    let expected: BTreeMap<String, usize> = ["50%", "100%", "hard"]
+        .into_iter()
+        .map(|t| (format!("\"acme\" {t}"), 1))
+        .collect();
+    assert_eq!(events, expected, "each event delivered, once");
+    let log = admin(
+        &control_plane,
+        Method::GET,
+        "/webhooks/later/deliveries",
+        None,
+    )
+    .await;
+    for delivery in log["items"].as_array().unwrap() {
+        assert_eq!(delivery["status"], "delivered", "{delivery}");
+        let attempts = delivery["log"].as_array().unwrap();
+        assert!(attempts.len() >= 3, "{delivery}");
+        assert_eq!(attempts[0]["status_code"], 204);
+        assert!(
+            attempts[1..].iter().all(|a| a["status_code"].is_null()
+                && a["error"].as_str().is_some_and(|e| !e.is_empty())),
+            "{delivery}"
+        );
+    }
+    assert!(
+        control_plane
+            .metric("tollgate_webhook_attempts_total", "result=\"connect\"")
+            .await
+            .unwrap()
+            >= 6.0
     );
 }
 
