@@ -191,7 +191,7 @@ async fn subscriptions_are_managed_with_events_and_never_show_their_secret(pool:
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
 async fn invalid_subscriptions_are_refused_naming_the_field(pool: PgPool) {
-    let api = Api::new(pool);
+    let api = Api::new(pool.clone());
     let valid = json!({"id": "ops", "url": "https://hooks.example.com/t", "secret": SECRET,
                        "thresholds": [80]});
     let changed = one_changed(&valid);
@@ -236,13 +236,14 @@ async fn invalid_subscriptions_are_refused_naming_the_field(pool: PgPool) {
             reply.body
         );
     }
-    api.expect(
-        StatusCode::CREATED,
-        Method::POST,
-        "/admin/v1/webhooks",
-        Some(valid.clone()),
-    )
-    .await;
+    let created = api
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            "/admin/v1/webhooks",
+            Some(valid.clone()),
+        )
+        .await;
     let reply = api
         .admin(
             Method::PATCH,
@@ -251,6 +252,21 @@ async fn invalid_subscriptions_are_refused_naming_the_field(pool: PgPool) {
         )
         .await;
     assert_invalid(&reply, "thresholds", &json!({}));
+    // A patch with one bad field changes none of the others.
+    let patch = json!({"url": "http://10.0.0.1/", "enabled": false, "thresholds": [50]});
+    let reply = api
+        .admin(Method::PATCH, "/admin/v1/webhooks/ops", Some(patch.clone()))
+        .await;
+    assert_invalid(&reply, "url", &patch);
+    let after = api
+        .expect(StatusCode::OK, Method::GET, "/admin/v1/webhooks/ops", None)
+        .await;
+    assert_eq!(after, created, "nothing of a refused patch is written");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind LIKE 'webhook.%'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 1, "only the creation is in the audit log");
 }
 
 #[sqlx::test(migrator = "tollgate_control_plane::MIGRATOR")]
