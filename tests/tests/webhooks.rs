@@ -318,6 +318,27 @@ async fn a_verifying_receiver_gets_each_threshold_once_and_a_failing_one_once_it
         .collect();
     assert_eq!(codes, [204, 503, 500, 503], "newest first");
     assert_eq!(delivery["id"].as_str().unwrap(), flaky_received[0].id);
+    // The same log from the command line: one row per attempt, its answer last.
+    let cli = std::process::Command::new(ControlPlane::binary().unwrap())
+        .args(["webhook", "deliveries", "flaky"])
+        .env("TOLLGATE_SERVER", control_plane.url())
+        .env("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let table = String::from_utf8(cli.stdout).unwrap();
+    assert!(cli.status.success(), "{table}");
+    let rows: Vec<(&str, &str)> = (table.lines().skip(1))
+        .map(|row| {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            (cells[1], *cells.last().unwrap())
+        })
+        .collect();
+    let answers: Vec<&str> = rows.iter().map(|(_, answer)| *answer).collect();
+    assert_eq!(answers, ["204", "503", "500", "503"], "{table}");
+    assert!(
+        rows.iter().all(|(status, _)| *status == "delivered"),
+        "{table}"
+    );
 
     assert_eq!(
         control_plane
