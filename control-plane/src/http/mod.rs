@@ -9,8 +9,9 @@
 //!   `/v1/quota` (the filter's API).
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`grants`], [`usage`],
 //!   [`events`], [`webhooks`] — the admin API under `/admin/v1`, one module per resource;
-//!   [`webhook_bodies`] the webhook bodies and their checks; [`export`] the billing
-//!   export of the usage history (`/admin/v1/usage/export`), streamed.
+//!   [`webhook_bodies`] the webhook bodies and their checks, [`webhook_event`] the
+//!   schema of the event deliveries send; [`export`] the billing export of the usage
+//!   history (`/admin/v1/usage/export`), streamed.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —
 //!   what the presented admin token may do.
 //! - [`console`] — the admin console's files at `/console/` (admin listener only).
@@ -45,6 +46,7 @@ mod tiers;
 pub mod token;
 mod usage;
 mod webhook_bodies;
+mod webhook_event;
 mod webhooks;
 mod whoami;
 

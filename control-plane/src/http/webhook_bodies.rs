@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::json::nullable;
 use super::names::{TenantId, TierName, WebhookId};
 use super::tiers::is_valid_tier_name;
+use super::webhook_event::ThresholdEvent;
 use crate::engine::webhooks::{AllowList, Refused};
 use crate::error::ApiError;
 use crate::model::names::{is_valid_resource, is_valid_tenant_id, RESOURCE_RULE, TENANT_RULE};
@@ -170,7 +171,7 @@ pub struct DeliveryView {
     /// When it was delivered or given up.
     pub finished_at: Option<DateTime<Utc>>,
     /// The payload every attempt sends.
-    #[schema(value_type = Object)]
+    #[schema(value_type = ThresholdEvent)]
     pub event: Value,
     /// Its attempts, newest first.
     pub log: Vec<AttemptView>,
