@@ -3,7 +3,8 @@
 //! their own — one that takes them, one that fails the first attempts, one that is down
 //! for a while, one that hangs — two control planes crossing the same thresholds at once
 //! (one event each), and a control plane killed (SIGKILL) in the middle of its
-//! deliveries (another sends them).
+//! deliveries (another sends them), or before it wrote the crossings it saw (another's
+//! history flush finds them).
 //!
 //! Backoff, polling and the deadline per attempt are short (flags), so each scenario
 //! takes seconds.
@@ -688,4 +689,66 @@ async fn a_control_plane_killed_mid_delivery_leaves_its_deliveries_to_another() 
         "figures: killed with 3 deliveries in flight; the other control plane delivered all \
          3, each once, {took:.1?} after the kill (the claims' lease is 6 s)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crossings_a_killed_control_plane_never_wrote_are_found_by_the_others_flush() {
+    let stores = Stores::start().await;
+    // The first control plane holds what it saw for a minute before writing it; the
+    // second flushes the usage history every half second.
+    let mut first = stores
+        .control_plane(1_000, &["--events-flush-ms", "60000"])
+        .await;
+    let second = stores
+        .control_plane(1_000, &["--history-flush-ms", "500"])
+        .await;
+    let receiver = WebhookReceiver::start(SECRET, &[]).await.unwrap();
+    metered(&first, "acme", 4).await;
+    subscribe(&first, "ops", &receiver.url("/hooks/ops"), &[50, 100], true).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let http = reqwest::Client::new();
+    for _ in 0..4 {
+        assert_ne!(check(&http, &first, "acme").await, "reject");
+    }
+    // 50 % and 100 % were crossed, seen, and are only in the first one's memory.
+    assert_eq!(stores.count("SELECT count(*) FROM threshold_crossings"), 0);
+    first.kill();
+
+    // One more request, through the other: refused at the hard limit (its check reports
+    // that), and its counter flushed past 50 % and 100 % (the safety net finds those).
+    assert_eq!(check(&http, &second, "acme").await, "reject");
+    let delivered = eventually(Duration::from_secs(30), "every threshold delivered", || {
+        let all = receiver.delivered().len() >= 3;
+        async move { all }
+    })
+    .await;
+    assert!(
+        delivered.is_ok(),
+        "crossings: {}\nreceived: {:?}\nthe other's log:\n{}",
+        stores
+            .postgres
+            .psql("SELECT threshold, found_by, used FROM threshold_crossings")
+            .unwrap(),
+        delivered_events(&receiver.received()),
+        second.log()
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let received = receiver.received();
+    let events = delivered_events(&received);
+    let expected: BTreeMap<String, usize> = ["50%", "100%", "hard"]
+        .into_iter()
+        .map(|t| (format!("\"acme\" {t}"), 1))
+        .collect();
+    assert_eq!(events, expected, "each threshold once, none lost");
+    let found_by: BTreeMap<String, String> = (received.iter().map(Received::json))
+        .map(|e| {
+            (
+                threshold_of(&e),
+                e["data"]["found_by"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(found_by["50%"], "flush", "{found_by:?}");
+    assert_eq!(found_by["100%"], "flush", "{found_by:?}");
+    eprintln!("figures: killed with 2 crossings unwritten; delivered once each: {found_by:?}");
 }

@@ -50,9 +50,13 @@ pub(super) fn record(
     now: DateTime<Utc>,
 ) {
     let watched = engine.webhooks.snapshot();
-    if outcome.admitted {
+    let admitted = outcome.admitted;
+    if admitted || watched.is_some() {
         // The current counters of the windowed limits that counted something, with
-        // what the flusher checks them against when subscriptions watch them.
+        // what the flusher checks them against when subscriptions watch them. After a
+        // refusal only the watched ones: their usage did not move, but a crossing seen
+        // before and lost (its control plane killed before writing it) is found at
+        // their next flush — at a hard limit too, where no request moves usage again.
         engine.flusher.touch(
             (plan.planned.iter())
                 .filter(|p| p.amount > 0)
@@ -62,6 +66,9 @@ pub(super) fn record(
                         let watch = watched
                             .zip(Moved::of_planned(p))
                             .and_then(|(s, moved)| watch(s, tenant, resolved, &moved));
+                        if !admitted && watch.is_none() {
+                            return None;
+                        }
                         Some((p.current_counter()?, watch))
                     }))
                 }),
