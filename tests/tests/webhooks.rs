@@ -181,6 +181,13 @@ fn delivered_events(received: &[Received]) -> BTreeMap<String, usize> {
     events
 }
 
+/// What [`delivered_events`] must find: each of `thresholds` of acme's limit, once.
+fn acme_once_each(thresholds: &[&str]) -> BTreeMap<String, usize> {
+    (thresholds.iter())
+        .map(|t| (format!("\"acme\" {t}"), 1))
+        .collect()
+}
+
 async fn wait_until(what: &str, timeout: Duration, condition: impl Fn() -> bool) {
     eventually(timeout, what, || {
         let holds = condition();
@@ -245,14 +252,7 @@ async fn a_verifying_receiver_gets_each_threshold_once_and_a_failing_one_once_it
         "every signature verifies"
     );
     let events = delivered_events(&received);
-    let expected: BTreeMap<String, usize> = [
-        ("\"acme\" 50%", 1),
-        ("\"acme\" 100%", 1),
-        ("\"acme\" hard", 1),
-    ]
-    .into_iter()
-    .map(|(k, n)| (k.to_string(), n))
-    .collect();
+    let expected = acme_once_each(&["50%", "100%", "hard"]);
     assert_eq!(events, expected, "each threshold exactly once");
     let ids: BTreeSet<&str> = received.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids.len(), 3, "one webhook-id per message");
@@ -407,10 +407,7 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_it_is_back() {
     // Time for anything sent twice to arrive.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let events = delivered_events(&receiver.received());
-    let expected: BTreeMap<String, usize> = ["50%", "100%", "hard"]
-        .into_iter()
-        .map(|t| (format!("\"acme\" {t}"), 1))
-        .collect();
+    let expected = acme_once_each(&["50%", "100%", "hard"]);
     assert_eq!(events, expected, "each event delivered, once");
     let log = admin(
         &control_plane,
@@ -578,10 +575,7 @@ async fn two_control_planes_crossing_the_same_thresholds_at_once_send_one_event_
     tokio::time::sleep(Duration::from_secs(2)).await;
     let received = receiver.received();
     let events = delivered_events(&received);
-    let expected: BTreeMap<String, usize> = ["25%", "50%", "75%", "100%", "hard"]
-        .into_iter()
-        .map(|t| (format!("\"acme\" {t}"), 1))
-        .collect();
+    let expected = acme_once_each(&["25%", "50%", "75%", "100%", "hard"]);
     assert_eq!(
         events, expected,
         "one event per threshold, from either control plane"
@@ -663,10 +657,7 @@ async fn a_control_plane_killed_mid_delivery_leaves_its_deliveries_to_another() 
     let took = killed_at.elapsed();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let events = delivered_events(&receiver.received());
-    let expected: BTreeMap<String, usize> = ["50%", "100%", "hard"]
-        .into_iter()
-        .map(|t| (format!("\"acme\" {t}"), 1))
-        .collect();
+    let expected = acme_once_each(&["50%", "100%", "hard"]);
     assert_eq!(events, expected, "each event delivered, once");
     assert_eq!(
         stores.count("SELECT count(*) FROM webhook_outbox WHERE status = 'delivered'"),
@@ -735,10 +726,7 @@ async fn crossings_a_killed_control_plane_never_wrote_are_found_by_the_others_fl
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let received = receiver.received();
     let events = delivered_events(&received);
-    let expected: BTreeMap<String, usize> = ["50%", "100%", "hard"]
-        .into_iter()
-        .map(|t| (format!("\"acme\" {t}"), 1))
-        .collect();
+    let expected = acme_once_each(&["50%", "100%", "hard"]);
     assert_eq!(events, expected, "each threshold once, none lost");
     let found_by: BTreeMap<String, String> = (received.iter().map(Received::json))
         .map(|e| {
