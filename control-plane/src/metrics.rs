@@ -34,6 +34,16 @@ pub const LEASE_OUTCOMES: [&str; 8] = [
     "error",
 ];
 
+/// The `result` labels of `tollgate_webhook_attempts_total`.
+pub const WEBHOOK_ATTEMPT_RESULTS: [&str; 6] = [
+    "delivered",
+    "http_error",
+    "timeout",
+    "connect",
+    "refused",
+    "error",
+];
+
 /// The control plane's metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -102,6 +112,26 @@ pub struct Metrics {
     /// `tollgate_fallback_pending_counters`: counters with usage counted in PostgreSQL
     /// that Redis does not have yet.
     pub fallback_pending: IntGauge,
+    /// `tollgate_webhook_crossings_total`: threshold crossings this control plane
+    /// recorded first (each is one event, whichever control plane saw it).
+    pub webhook_crossings: IntCounter,
+    /// `tollgate_webhook_crossings_reported_total`: threshold crossings this control
+    /// plane wrote, recorded first here or found recorded by another: with
+    /// `crossings_total`, what shows that several saw one crossing and it is one event.
+    pub webhook_crossings_reported: IntCounter,
+    /// `tollgate_webhook_crossings_dropped_total`: crossings dropped because the queue
+    /// was full (the history flusher's safety net finds them again).
+    pub webhook_crossings_dropped: IntCounter,
+    /// `tollgate_webhook_pending`: deliveries waiting, of every control plane.
+    pub webhook_pending: IntGauge,
+    /// `tollgate_webhook_oldest_pending_seconds`: age of the oldest waiting delivery.
+    pub webhook_oldest_pending: Gauge,
+    /// `tollgate_webhook_delivered_total`: deliveries this control plane delivered.
+    pub webhook_delivered: IntCounter,
+    /// `tollgate_webhook_failed_total`: deliveries this control plane gave up on.
+    pub webhook_failed: IntCounter,
+    /// `tollgate_webhook_attempts_total{result}`: attempts, by how they ended.
+    pub webhook_attempts: IntCounterVec,
 }
 
 fn counter_vec(
@@ -266,6 +296,43 @@ impl Metrics {
                 "tollgate_fallback_pending_counters",
                 "Counters with usage counted in PostgreSQL that Redis does not have yet.",
             )?,
+            webhook_crossings: IntCounter::new(
+                "tollgate_webhook_crossings_total",
+                "Threshold crossings this control plane recorded first (one event each, \
+                 whichever control plane saw it).",
+            )?,
+            webhook_crossings_reported: IntCounter::new(
+                "tollgate_webhook_crossings_reported_total",
+                "Threshold crossings this control plane wrote, whether it or another \
+                 recorded them first.",
+            )?,
+            webhook_crossings_dropped: IntCounter::new(
+                "tollgate_webhook_crossings_dropped_total",
+                "Threshold crossings dropped because their queue was full.",
+            )?,
+            webhook_pending: IntGauge::new(
+                "tollgate_webhook_pending",
+                "Webhook deliveries waiting to be delivered, of every control plane.",
+            )?,
+            webhook_oldest_pending: Gauge::new(
+                "tollgate_webhook_oldest_pending_seconds",
+                "Age of the oldest webhook delivery waiting to be delivered.",
+            )?,
+            webhook_delivered: IntCounter::new(
+                "tollgate_webhook_delivered_total",
+                "Webhook deliveries this control plane delivered.",
+            )?,
+            webhook_failed: IntCounter::new(
+                "tollgate_webhook_failed_total",
+                "Webhook deliveries this control plane gave up on after the retry span.",
+            )?,
+            webhook_attempts: counter_vec(
+                "tollgate_webhook_attempts_total",
+                "Webhook delivery attempts, by result: delivered (2xx), http_error (another \
+                 status), timeout, connect (no connection), refused (an address the \
+                 allow-list does not allow), error.",
+                &["result"],
+            )?,
             registry,
         };
         metrics.register()?;
@@ -304,6 +371,9 @@ impl Metrics {
         ] {
             metrics.fallback_calls.with_label_values(&[op, outcome]);
         }
+        for result in WEBHOOK_ATTEMPT_RESULTS {
+            metrics.webhook_attempts.with_label_values(&[result]);
+        }
         Ok(metrics)
     }
 
@@ -339,6 +409,14 @@ impl Metrics {
         r.register(Box::new(self.fallback_calls.clone()))?;
         r.register(Box::new(self.fallback_reconciled.clone()))?;
         r.register(Box::new(self.fallback_pending.clone()))?;
+        r.register(Box::new(self.webhook_crossings.clone()))?;
+        r.register(Box::new(self.webhook_crossings_reported.clone()))?;
+        r.register(Box::new(self.webhook_crossings_dropped.clone()))?;
+        r.register(Box::new(self.webhook_pending.clone()))?;
+        r.register(Box::new(self.webhook_oldest_pending.clone()))?;
+        r.register(Box::new(self.webhook_delivered.clone()))?;
+        r.register(Box::new(self.webhook_failed.clone()))?;
+        r.register(Box::new(self.webhook_attempts.clone()))?;
         Ok(())
     }
 

@@ -73,8 +73,14 @@ impl Server {
     }
 
     async fn run_with_token(&self, token: &str, args: &[&str]) -> Run {
+        self.run_with_env(token, &[], args).await
+    }
+
+    /// Runs `tollgate <args>` with `token` and the environment variables `env`.
+    async fn run_with_env(&self, token: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .args(args)
+            .envs(env.iter().copied())
             .env("TOLLGATE_SERVER", self.control_plane.url())
             .env("TOLLGATE_ADMIN_TOKEN", token)
             .env("TOLLGATE_ACTOR", "cli-test")
@@ -496,6 +502,150 @@ async fn admin_commands_print_tables_json_and_errors() {
         "{}",
         refused.stderr
     );
+}
+
+/// The secret the webhook tests hand the binary through the environment.
+const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+#[tokio::test]
+async fn webhooks_are_managed_from_the_command_line_and_applied_from_a_file() {
+    let started = Server::start().await;
+    let server = &started;
+    let env = [("WH_SECRET", WEBHOOK_SECRET)];
+    let run = |args: &'static [&'static str]| server.run_with_env(ADMIN_TOKEN, &env, args);
+    run(&[
+        "webhook",
+        "create",
+        "ops",
+        "--url",
+        "https://hooks.example.com/t",
+        "--secret-env",
+        "WH_SECRET",
+        "--threshold",
+        "80",
+        "--threshold",
+        "50",
+        "--hard",
+        "--tenant",
+        "acme",
+        "--subtree",
+        "--resource",
+        "requests",
+    ])
+    .await
+    .ok();
+    let table = run(&["webhook", "list"]).await.ok();
+    eprintln!("webhook list:\n{}", table.stdout);
+    assert!(table.stdout.starts_with("ID"), "{}", table.stdout);
+    assert!(table.stdout.contains("50%,80%,hard"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("acme (subtree) requests"),
+        "{}",
+        table.stdout
+    );
+    let shown = run(&["webhook", "get", "ops", "--json"]).await.ok();
+    assert!(!shown.stdout.contains("whsec_"), "{}", shown.stdout);
+    assert_eq!(shown.json()["thresholds"], serde_json::json!([50, 80]));
+    let changed = run(&[
+        "webhook",
+        "update",
+        "ops",
+        "--disable",
+        "--every-tenant",
+        "--json",
+    ])
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        (changed["enabled"].clone(), changed["tenant"].clone()),
+        (Value::Bool(false), Value::Null)
+    );
+    let log = run(&["webhook", "deliveries", "ops"]).await.ok();
+    assert!(log.stdout.starts_with("DELIVERY"), "{}", log.stdout);
+    let missing = run(&[
+        "webhook",
+        "create",
+        "x",
+        "--url",
+        "https://h.example.com/",
+        "--secret-env",
+        "NOT_SET_ANYWHERE",
+        "--hard",
+    ])
+    .await;
+    assert_eq!(missing.code, 2, "{missing:#?}");
+    assert!(
+        missing.stderr.contains("NOT_SET_ANYWHERE"),
+        "{}",
+        missing.stderr
+    );
+    let refused = run(&[
+        "webhook",
+        "create",
+        "x",
+        "--url",
+        "http://127.0.0.1:1/",
+        "--secret-env",
+        "WH_SECRET",
+        "--hard",
+    ])
+    .await;
+    assert_eq!(refused.code, 1, "{refused:#?}");
+    assert!(refused.stderr.contains("url"), "{}", refused.stderr);
+    run(&["webhook", "delete", "ops"]).await.ok();
+
+    let file = "\
+webhooks:
+  - id: hooks
+    url: https://hooks.example.com/tollgate
+    secret_env: WH_SECRET
+    thresholds: [80]
+    hard: true
+    resources: [tokens, requests]
+";
+    let path = server.file("webhooks.yaml", file);
+    let path = path.to_str().unwrap();
+    let apply = |flags: &'static [&'static str]| {
+        let mut args = vec!["apply", "-f", path];
+        args.extend_from_slice(flags);
+        async move { server.run_with_env(ADMIN_TOKEN, &env, &args).await }
+    };
+    let first = apply(&[]).await.ok();
+    assert_eq!(
+        first.stdout,
+        "+ webhook hooks (https://hooks.example.com/tollgate; 80%,hard; resources tokens,requests)\n\
+         1 to create, 0 to change, 0 to delete\n"
+    );
+    assert_eq!(apply(&[]).await.ok().stdout, "no changes\n");
+    assert_eq!(
+        apply(&["--set-secrets"]).await.ok().stdout,
+        "~ webhook hooks: secret set from $WH_SECRET (never shown, so not compared)\n\
+         0 to create, 1 to change, 0 to delete\n"
+    );
+    let moved = server.file(
+        "moved.yaml",
+        &file.replace("hooks.example.com/tollgate", "hooks.example.com/v2"),
+    );
+    let moved = server
+        .run_with_env(ADMIN_TOKEN, &env, &["apply", "-f", moved.to_str().unwrap()])
+        .await
+        .ok();
+    assert_eq!(
+        moved.stdout,
+        "~ webhook hooks: url https://hooks.example.com/tollgate -> https://hooks.example.com/v2\n\
+         0 to create, 1 to change, 0 to delete\n"
+    );
+    let empty = server.file("empty.yaml", "tiers: []\n");
+    let pruned = server.apply(&empty, &["--prune"]).await.ok();
+    assert_eq!(
+        pruned.stdout,
+        "- webhook hooks\n0 to create, 0 to change, 1 to delete\n"
+    );
+    let events = run(&["events", "list", "--kind", "webhook.", "--json"])
+        .await
+        .ok();
+    assert!(!events.stdout.contains("whsec_"), "{}", events.stdout);
 }
 
 #[tokio::test]

@@ -35,12 +35,18 @@ pub struct AdminStack {
 impl AdminStack {
     /// Starts Redis, PostgreSQL and the control plane, and waits until it is ready.
     pub async fn start() -> AdminStack {
+        AdminStack::start_with(&[]).await
+    }
+
+    /// [`AdminStack::start`] with more `serve` flags.
+    pub async fn start_with(flags: &[&str]) -> AdminStack {
         let dir = tempfile::tempdir().unwrap();
         let (redis, postgres) =
             tokio::try_join!(Redis::start(dir.path()), Postgres::start(dir.path())).unwrap();
-        let control_plane = ControlPlane::start(dir.path(), &postgres.url(), &redis.url())
-            .await
-            .unwrap();
+        let control_plane =
+            ControlPlane::start_with(dir.path(), &postgres.url(), &redis.url(), flags)
+                .await
+                .unwrap();
         control_plane
             .wait_ready(Duration::from_secs(60))
             .await

@@ -28,6 +28,8 @@
 //! - [`admin`] — a control plane alone over its own stores, for admin API tests.
 //! - [`prometheus`] — a real Prometheus with the shipped scrape config and rules.
 //! - [`promql`] — the metric names a PromQL expression reads.
+//! - [`webhook_receiver`] — a webhook receiver that verifies signatures and answers what
+//!   the test scripts (a status, or a request held open).
 
 pub mod admin;
 pub mod ai;
@@ -48,6 +50,7 @@ pub mod shared;
 pub mod slow;
 pub mod tls;
 pub mod upstream;
+pub mod webhook_receiver;
 
 pub use envoy::Template;
 pub use gateway::{ControlPlaneTarget, Gateway, GatewayOptions};

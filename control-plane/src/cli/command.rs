@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 
 use super::error::CliError;
-use super::{apply, assignment, events, grant, tenant, tier, usage};
+use super::{apply, assignment, events, grant, tenant, tier, usage, webhook};
 use crate::server::config::{MigrateArgs, ServeArgs};
 
 /// Tollgate's control plane: quota definitions, live counters, decision and admin APIs.
@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations, then serve the decision, admin and metrics APIs.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations to the database and exit.
     Migrate(MigrateArgs),
     /// Manage tiers (named bundles of limits) on a running server.
@@ -35,6 +35,8 @@ pub enum Command {
     Usage(usage::UsageArgs),
     /// Read the audit log of a running server.
     Events(events::EventsArgs),
+    /// Manage webhook subscriptions to threshold crossings, and see their deliveries.
+    Webhook(webhook::WebhookArgs),
     /// Make a running server's tiers, tenants and assignments match a YAML file.
     Apply(apply::ApplyArgs),
 }
@@ -43,7 +45,7 @@ pub enum Command {
 /// admin command against a running server and exits with its code.
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => crate::server::serve(args).await,
+        Command::Serve(args) => crate::server::serve(*args).await,
         Command::Migrate(args) => crate::server::migrate(args).await,
         Command::Tier(args) => exit(tier::run(args).await),
         Command::Tenant(args) => exit(tenant::run(args).await),
@@ -51,6 +53,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Grant(args) => exit(grant::run(args).await),
         Command::Usage(args) => exit(usage::run(args).await),
         Command::Events(args) => exit(events::run(args).await),
+        Command::Webhook(args) => exit(webhook::run(args).await),
         Command::Apply(args) => exit(apply::run(args).await),
     }
 }

@@ -13,8 +13,8 @@
 //! - [`client`] — the HTTP client: bearer token, actor header, problem+json, paging.
 //! - [`limit`] — limits as the command line and `apply` write them (`requests:minute:100`).
 //! - [`output`] — tables and JSON on stdout.
-//! - [`tier`], [`tenant`], [`assignment`], [`grant`], [`usage`], [`events`] — one
-//!   subcommand each; [`export`] is `usage export`, the billing export streamed to
+//! - [`tier`], [`tenant`], [`assignment`], [`grant`], [`usage`], [`events`], [`webhook`] —
+//!   one subcommand each; [`export`] is `usage export`, the billing export streamed to
 //!   stdout or a file.
 //! - [`apply`] — `tollgate apply -f quotas.yaml`: file, pure diff, execution.
 
@@ -32,6 +32,7 @@ pub mod output;
 pub mod tenant;
 pub mod tier;
 pub mod usage;
+pub mod webhook;
 
 pub use self::command::{run, Cli, Command};
 pub use self::error::CliError;

@@ -64,6 +64,14 @@ pub async fn check(
     };
     let decided =
         decide(&request.tenant, &plan.planned, &outcome, now).map_err(ApiError::internal)?;
-    record(engine, &request.tenant, &plan, &outcome, &decided, now);
+    record(
+        engine,
+        &request.tenant,
+        &resolved,
+        &plan,
+        &outcome,
+        &decided,
+        now,
+    );
     Ok(decided.response)
 }

@@ -12,7 +12,9 @@ use super::lookup::resolve_cached;
 use super::record::{counted, record_events};
 use super::state::Engine;
 use super::validate::validate_lease;
+use super::webhooks::detect::{watch, Moved, Mover};
 use crate::error::ApiError;
+use crate::model::resolve::Resolved;
 use crate::plan::lease::{self as lease_plan, LeaseError};
 use crate::plan::{crosses_warning, Planned};
 use crate::store::{Counter, Grant, LeaseOutcome, Leased};
@@ -83,7 +85,14 @@ async fn lease_counted(
             ))
         }
     };
-    record(engine, &request.tenant, &plan.planned, &budgeted, now);
+    record(
+        engine,
+        &request.tenant,
+        &resolved,
+        &plan.planned,
+        &budgeted,
+        now,
+    );
     let response = lease_plan::answer(&request.tenant, &plan.planned, &budgeted, now)
         .map_err(ApiError::internal)?;
     let outcome = match budgeted.grant {
@@ -98,26 +107,57 @@ async fn lease_counted(
 
 /// Remembers what a budget call did: the counters it moved for the usage history, the
 /// events of the check its budget stands for (a first warning crossed by the
-/// reservation, a rejection), the units granted and refunded.
+/// reservation, a rejection), the webhook thresholds the reservation crossed, the units
+/// granted and refunded.
 fn record(
     engine: &Engine,
     tenant: &str,
+    resolved: &Resolved,
     planned: &[Planned],
     budgeted: &Leased,
     now: DateTime<Utc>,
 ) {
-    let mut moved: Vec<Counter> = (budgeted.refunded_keys.iter())
+    let moved: Vec<Counter> = (budgeted.refunded_keys.iter())
         .filter_map(|key| Counter::from_key(key))
         .collect();
     let used = &budgeted.used;
     let mut granted = 0;
+    let watched = engine.webhooks.snapshot();
+    let mover = watched.as_deref().map(|snapshot| Mover {
+        engine,
+        snapshot,
+        tenant,
+        resolved,
+        now,
+        found_by: "lease",
+    });
     match budgeted.grant {
         Grant::Exhausted { violated } => {
             record_events(engine, tenant, planned, used, &[], Some(violated), now);
+            let refused = planned.get(violated).and_then(Moved::of_planned);
+            if let (Some(mover), Some(refused), Some(&used)) = (&mover, refused, used.get(violated))
+            {
+                mover.refused(&refused, used);
+            }
         }
         Grant::Reserved { granted: g, .. } if g > 0 => {
             granted = g;
-            moved.extend(planned.iter().filter_map(Planned::current_counter));
+            engine.flusher.touch(planned.iter().filter_map(|p| {
+                let watched = watched.as_deref();
+                Some((p.keys.first()?, move || {
+                    let watch = watched
+                        .zip(Moved::of_planned(p))
+                        .and_then(|(s, moved)| watch(s, tenant, resolved, &moved));
+                    Some((p.current_counter()?, watch))
+                }))
+            }));
+            if let Some(mover) = &mover {
+                for (p, &before) in planned.iter().zip(used) {
+                    if let Some(moved) = Moved::of_planned(p) {
+                        mover.moved(&moved, before, before.saturating_add(g));
+                    }
+                }
+            }
             let crossed: Vec<usize> = (planned.iter().zip(used).enumerate())
                 .filter(|(_, (p, &used))| crosses_warning(&p.limit(), used, granted))
                 .map(|(i, _)| i)

@@ -17,6 +17,8 @@
 //! - [`definitions`] — the definitions cache and its invalidation between instances.
 //! - [`fallback`] — counting in PostgreSQL while Redis is unreachable, and reconciling.
 //! - [`breaker`] — the circuit breaker in front of Redis; [`deadline`] — the caller's.
+//! - [`webhooks`] — threshold crossings from the decisions, the subscriptions they are
+//!   compared with, and the deliverer of the outbox.
 
 pub mod breaker;
 pub mod check;
@@ -33,6 +35,7 @@ pub mod settle;
 pub mod state;
 pub mod usage;
 pub mod validate;
+pub mod webhooks;
 
 pub use check::check;
 pub use deadline::Deadline;

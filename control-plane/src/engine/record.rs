@@ -1,6 +1,7 @@
 //! The last step of a decision: what it did is remembered — the counters it moved (for
-//! the usage history), its first warnings and rejections (for the event log), and its
-//! metrics. Nothing here waits on I/O.
+//! the usage history), its first warnings and rejections (for the event log), the
+//! webhook thresholds it crossed (for the outbox), and its metrics. Nothing here waits
+//! on I/O.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,7 +11,9 @@ use prometheus::IntCounterVec;
 use tollgate_protocol::Decision;
 
 use super::state::Engine;
+use super::webhooks::detect::{watch, Moved, Mover};
 use crate::error::ApiError;
+use crate::model::resolve::Resolved;
 use crate::plan::{Decided, Plan, Planned};
 use crate::repo::events::LimitRef;
 use crate::store::Outcome;
@@ -35,22 +38,61 @@ pub(super) async fn counted<T>(
     result.map(|(answer, _)| answer)
 }
 
-/// Remembers what a decision did: dirty counters, first warnings, rejections, metrics.
+/// Remembers what a decision for `tenant` (whose chain is `resolved`) did: dirty
+/// counters, first warnings, rejections, webhook crossings, metrics.
 pub(super) fn record(
     engine: &Engine,
     tenant: &str,
+    resolved: &Resolved,
     plan: &Plan,
     outcome: &Outcome,
     decided: &Decided,
     now: DateTime<Utc>,
 ) {
-    if outcome.admitted {
-        // The current counters of the windowed limits that counted something.
+    let watched = engine.webhooks.snapshot();
+    let admitted = outcome.admitted;
+    if admitted || watched.is_some() {
+        // The current counters of the windowed limits that counted something, with
+        // what the flusher checks them against when subscriptions watch them. After a
+        // refusal only the watched ones: their usage did not move, but a crossing seen
+        // before and lost (its control plane killed before writing it) is found at
+        // their next flush — at a hard limit too, where no request moves usage again.
         engine.flusher.touch(
             (plan.planned.iter())
                 .filter(|p| p.amount > 0)
-                .filter_map(|p| Some((p.keys.first()?, || p.current_counter()))),
+                .filter_map(|p| {
+                    let watched = watched.as_deref();
+                    Some((p.keys.first()?, move || {
+                        let watch = watched
+                            .zip(Moved::of_planned(p))
+                            .and_then(|(s, moved)| watch(s, tenant, resolved, &moved));
+                        if !admitted && watch.is_none() {
+                            return None;
+                        }
+                        Some((p.current_counter()?, watch))
+                    }))
+                }),
         );
+    }
+    if let Some(snapshot) = &watched {
+        let mover = Mover {
+            engine,
+            snapshot,
+            tenant,
+            resolved,
+            now,
+            found_by: "check",
+        };
+        for (i, (p, &used)) in plan.planned.iter().zip(&outcome.used).enumerate() {
+            let Some(moved) = Moved::of_planned(p) else {
+                continue;
+            };
+            if outcome.admitted {
+                mover.moved(&moved, used.saturating_sub(p.amount), used);
+            } else if decided.rejected_by == Some(i) {
+                mover.refused(&moved, used);
+            }
+        }
     }
     record_events(
         engine,

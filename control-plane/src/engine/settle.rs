@@ -11,9 +11,11 @@ use super::lookup::resolve_cached;
 use super::record::counted;
 use super::state::Engine;
 use super::validate::validate_settle;
+use super::webhooks::detect::{Moved, Mover};
 use crate::error::ApiError;
+use crate::model::window::WindowKind;
 use crate::plan::settlement::{self, SettleError};
-use crate::store::{hold_record_key, Release, SettleOutcome};
+use crate::store::{hold_record_key, Change, Release, SettleOutcome};
 
 /// Settles what a counted request really cost (see [`settlement`]), counting the outcome.
 pub async fn settle(
@@ -102,6 +104,29 @@ async fn settle_counted(
         }
     };
     engine.flusher.touch_counters(&plan.counters);
+    if let Some(snapshot) = engine.webhooks.snapshot() {
+        // A top-up moves usage up like a check. Calendar windows only: a rolling
+        // limit's usage is its buckets' sum, and a settlement sees one bucket.
+        let mover = Mover {
+            engine,
+            snapshot: &snapshot,
+            tenant: &request.tenant,
+            resolved: &resolved,
+            now,
+            found_by: "settle",
+        };
+        let moves = (plan.settlement.moves.iter()).zip(plan.counters.iter().zip(&plan.limits));
+        for ((step, (counter, limit)), &after) in moves.zip(&settled.used) {
+            if let (Change::Add(amount), WindowKind::Calendar) = (step.change, counter.series.kind)
+            {
+                mover.moved(
+                    &Moved::of_counter(counter, limit),
+                    after.saturating_sub(amount),
+                    after,
+                );
+            }
+        }
+    }
     engine.metrics.releases.inc_by(settled.released);
     Ok((
         SettleResponse {

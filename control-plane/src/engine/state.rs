@@ -12,11 +12,13 @@ use sqlx::PgPool;
 use super::breaker::Breaker;
 use super::definitions::{instance_id, DefinitionsCache};
 use super::fallback::FallbackCounters;
+use super::webhooks::{WebhookSettings, WebhookSubscriptions};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::plan::lease::LeaseSettings;
 use crate::repo::events::EventSink;
 use crate::repo::history::UsageFlusher;
+use crate::repo::webhooks::CrossingSink;
 use crate::repo::{QuotaRepo, RepoError};
 use crate::store::bus::Bus;
 use crate::store::{CounterStore, StoreError};
@@ -45,6 +47,8 @@ pub struct EngineSettings {
     pub redis_outage: RedisOutage,
     /// How many tenants the tenant directory holds at most (0: no directory).
     pub directory_max_tenants: usize,
+    /// How webhooks are delivered.
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for EngineSettings {
@@ -57,6 +61,7 @@ impl Default for EngineSettings {
             leases: LeaseSettings::default(),
             redis_outage: RedisOutage::Postgres,
             directory_max_tenants: 1_000_000,
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -85,6 +90,11 @@ pub struct Engine {
     pub events: Arc<EventSink>,
     /// Counters to persist to the usage history.
     pub flusher: Arc<UsageFlusher>,
+    /// Threshold crossings of the decision path, written in the background with their
+    /// webhook deliveries.
+    pub crossings: Arc<CrossingSink>,
+    /// The enabled webhook subscriptions, cached for the decisions.
+    pub webhooks: Arc<WebhookSubscriptions>,
     /// Counters kept in PostgreSQL while Redis is unreachable.
     pub fallback: FallbackCounters,
     /// Prometheus metrics.
@@ -114,6 +124,7 @@ impl Engine {
         // first round finds out.
         let fallback_checks = settings.redis_outage == RedisOutage::Postgres;
         let repo = QuotaRepo::new(pool);
+        let crossings = Arc::new(CrossingSink::new(metrics.clone()));
         Ok(Engine {
             definitions: Arc::new(DefinitionsCache::new(
                 settings.definitions_ttl,
@@ -121,7 +132,9 @@ impl Engine {
                 metrics.store_duration.clone(),
             )),
             events: Arc::new(EventSink::new(metrics.clone())),
-            flusher: Arc::new(UsageFlusher::new(metrics.clone())),
+            flusher: Arc::new(UsageFlusher::new(metrics.clone(), crossings.clone())),
+            crossings,
+            webhooks: Arc::new(WebhookSubscriptions::default()),
             fallback: FallbackCounters::new(repo.clone()),
             settings: Arc::new(settings),
             repo,
@@ -185,6 +198,16 @@ impl Engine {
             .with_label_values(&["catalog"])
             .inc();
         self.broadcast(super::definitions::CATALOG_MESSAGE).await;
+    }
+
+    /// Reads the webhook subscriptions again here and tells the other instances.
+    pub async fn invalidate_webhooks(&self) {
+        self.webhooks.invalidate();
+        if let Err(error) = self.webhooks.reload(&self.repo).await {
+            // The background task reads them again at its next tick.
+            tracing::warn!(%error, "cannot read webhook subscriptions after a change");
+        }
+        self.broadcast(super::definitions::WEBHOOKS_MESSAGE).await;
     }
 
     async fn broadcast(&self, message: &str) {

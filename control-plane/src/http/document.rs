@@ -16,7 +16,7 @@ type Link = (
     &'static [&'static str],
 );
 
-const LINKS: [Link; 5] = [
+const LINKS: [Link; 6] = [
     (
         "create_tenant",
         &[("id", "$response.body#/id")],
@@ -55,6 +55,16 @@ const LINKS: [Link; 5] = [
             ("grant_id", "$response.body#/id"),
         ],
         &["get_grant", "revoke_grant"],
+    ),
+    (
+        "create_webhook",
+        &[("id", "$response.body#/id")],
+        &[
+            "get_webhook",
+            "update_webhook",
+            "delete_webhook",
+            "list_deliveries",
+        ],
     ),
 ];
 

@@ -8,8 +8,10 @@
 //! - [`decisions`] — `POST /v1/check`, `/v1/leases`, `/v1/settle`, `/v1/release`,
 //!   `/v1/quota` (the filter's API).
 //! - [`tiers`], [`limits`], [`tenants`], [`assignments`], [`grants`], [`usage`],
-//!   [`events`] — the admin API under `/admin/v1`, one module per resource; [`export`]
-//!   the billing export of the usage history (`/admin/v1/usage/export`), streamed.
+//!   [`events`], [`webhooks`] — the admin API under `/admin/v1`, one module per resource;
+//!   [`webhook_bodies`] the webhook bodies and their checks, [`webhook_event`] the
+//!   schema of the event deliveries send; [`export`] the billing export of the usage
+//!   history (`/admin/v1/usage/export`), streamed.
 //! - [`ops`] — `/health`, `/ready`, `/metrics`, the OpenAPI document; [`whoami`] —
 //!   what the presented admin token may do.
 //! - [`console`] — the admin console's files at `/console/` (admin listener only).
@@ -43,6 +45,9 @@ mod tenants;
 mod tiers;
 pub mod token;
 mod usage;
+mod webhook_bodies;
+mod webhook_event;
+mod webhooks;
 mod whoami;
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::responses::{Invalid, Malformed, TooLarge, Unauthorized, Unavailable};
 use super::state::AppState;
 use super::{
     assignments, console, decisions, document, events, export, grants, limits, ops, tenants, tiers,
-    usage, whoami,
+    usage, webhooks, whoami,
 };
 use crate::error::ApiError;
 
@@ -37,6 +37,7 @@ use crate::error::ApiError;
         (name = "grants", description = "More of one tenant's limit for a while."),
         (name = "usage", description = "Effective quota, live usage, resets, history, the billing export."),
         (name = "events", description = "The audit log."),
+        (name = "webhooks", description = "Threshold notifications: subscriptions and their deliveries."),
         (name = "operations", description = "Health, readiness, metrics."),
     )
 )]
@@ -80,6 +81,7 @@ fn routes_of(surface: Surface) -> OpenApiRouter<AppState> {
             .merge(usage::routes())
             .merge(export::routes())
             .merge(events::routes())
+            .merge(webhooks::routes())
             .merge(ops::routes())
             .merge(whoami::routes())
     };

@@ -17,6 +17,7 @@ use super::names::TierName;
 use super::paging::{page_view, paging, PageView};
 use super::state::AppState;
 use crate::error::{ApiError, Problem};
+use crate::model::names::is_valid_tier_name;
 use crate::model::views::{LimitSpec, TierView};
 use crate::model::LimitDef;
 use crate::repo::{NewTier, TierPatch};
@@ -67,14 +68,6 @@ pub struct ListTiers {
     /// Page size, 1–500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
-}
-
-/// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -`.
-pub fn is_valid_tier_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn validate_description(description: &str) -> Result<(), ApiError> {

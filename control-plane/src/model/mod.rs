@@ -14,6 +14,7 @@
 //! - [`resolve`] — which limits apply to a request (tier precedence, overrides).
 //! - [`names`] — what may name a tenant, resource, role or id.
 //! - [`views`] — the JSON shapes of the model, in the admin API and the audit log.
+//! - [`webhook`] — webhook subscriptions: thresholds, filters, the signing secret.
 
 pub mod chain;
 pub mod grant;
@@ -22,6 +23,7 @@ pub mod names;
 pub mod resolve;
 pub mod tenant;
 pub mod views;
+pub mod webhook;
 pub mod window;
 
 pub use chain::{Catalog, Chain, ChainLevel, MAX_DEPTH};

@@ -20,6 +20,17 @@ pub const LEASE_ID_RULE: &str = "lease ids are 1-128 characters of letters, digi
 /// Why a gateway id was refused.
 pub const GATEWAY_RULE: &str = "gateway ids are 1-128 characters of letters, digits and ._:-";
 
+/// Why a tier name was refused.
+pub const TIER_RULE: &str = "1-64 characters of a-z, 0-9, _ and -";
+
+/// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -`.
+pub fn is_valid_tier_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Whether `name` may name a resource: 1–64 characters of `a-z 0-9 _ . -`. No `:`, so
 /// counter keys stay unambiguous.
 pub fn is_valid_resource(name: &str) -> bool {

@@ -14,6 +14,7 @@
 //! - [`burn`] — a limit's burn rate from its windows and usage samples, and when it
 //!   runs out at that rate.
 //! - [`view`] — a tenant's view of its own quota from what the stores read.
+//! - [`thresholds`] — which webhook thresholds a move of usage crosses.
 
 pub mod answer;
 pub mod burn;
@@ -22,6 +23,7 @@ pub mod check;
 pub(crate) mod fixtures;
 pub mod lease;
 pub mod settlement;
+pub mod thresholds;
 pub mod view;
 
 pub use answer::{
@@ -31,3 +33,4 @@ pub use answer::{
 pub use check::{
     counter_ttl_s, plan, Plan, PlanError, Planned, Select, MAX_COUNTER_GRACE_S, MIN_COUNTER_GRACE_S,
 };
+pub use thresholds::Thresholds;

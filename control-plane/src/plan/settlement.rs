@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use tollgate_protocol::resource::CONCURRENT_REQUESTS;
+use tollgate_protocol::Limit;
 
 use super::check::counter_ttl_s;
 use crate::model::resolve::Resolved;
@@ -44,6 +45,8 @@ pub struct SettlePlan {
     pub settlement: Settlement,
     /// One entry per move of the call.
     pub counters: Vec<Counter>,
+    /// The limit of each move (for the webhook thresholds a top-up crosses).
+    pub limits: Vec<Limit>,
     /// The tenant of each seed marker of the call.
     pub marker_tenants: Vec<String>,
 }
@@ -108,6 +111,7 @@ pub fn plan(
     }
     let mut moves = Vec::new();
     let mut counters = Vec::new();
+    let mut limits = Vec::new();
     let mut marker_tenants: Vec<String> = Vec::new();
     for level in resolved.levels.iter().filter(|l| l.mode != Mode::Off) {
         for def in &level.limits {
@@ -158,6 +162,7 @@ pub fn plan(
                 series,
                 window,
             });
+            limits.push(def.limit);
         }
     }
     let settlement = Settlement {
@@ -172,6 +177,7 @@ pub fn plan(
     Ok(SettlePlan {
         settlement,
         counters,
+        limits,
         marker_tenants,
     })
 }

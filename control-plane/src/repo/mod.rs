@@ -14,6 +14,8 @@
 //!   the `limits` row both ways; `rules` the hierarchy rules checked inside writes.
 //! - [`events`] — the event log and the sink the decision path writes through.
 //! - [`history`] — the usage history and its flusher.
+//! - [`webhooks`] — webhook subscriptions, threshold crossings, the outbox and its
+//!   deliveries.
 //! - [`page`], [`error`] — keyset paging; [`RepoError`].
 
 mod assignments;
@@ -30,6 +32,7 @@ pub mod page;
 mod rules;
 mod tenants;
 mod tiers;
+pub mod webhooks;
 
 pub use assignments::{AssignmentFilter, AssignmentPatch, NewAssignment};
 pub use connection::{AdminTx, QuotaRepo, MIGRATOR};

@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::engine::RedisOutage;
@@ -183,6 +183,50 @@ pub struct ServeArgs {
     #[arg(long, env = "TOLLGATE_LEASE_TTL_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     pub lease_ttl_ms: u64,
+    /// Where webhook deliveries may go besides public addresses: CIDRs (`10.1.0.0/16`),
+    /// addresses, host names (`hooks.internal`, allowed whatever they resolve to) or
+    /// `*.domain`, comma-separated or repeated. Loopback, private, link-local and the
+    /// other special ranges are refused unless listed here.
+    #[arg(
+        long,
+        env = "TOLLGATE_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "HOST|CIDR"
+    )]
+    pub webhook_allow: Vec<String>,
+    /// Whether webhook deliveries may go to public addresses; `false` leaves only what
+    /// `--webhook-allow` lists.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_ALLOW_PUBLIC", default_value_t = true,
+          action = ArgAction::Set, value_name = "BOOL")]
+    pub webhook_allow_public: bool,
+    /// The deadline of one webhook delivery attempt (connecting, sending, the answer's
+    /// status), in milliseconds.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub webhook_timeout_ms: u64,
+    /// The wait after a first failed webhook attempt, in milliseconds; it doubles with
+    /// each failure, up to `--webhook-backoff-max-ms`.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_BACKOFF_MIN_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub webhook_backoff_min_ms: u64,
+    /// The longest wait between webhook attempts, in milliseconds.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_BACKOFF_MAX_MS", default_value_t = 600_000,
+          value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub webhook_backoff_max_ms: u64,
+    /// How long after its event a webhook delivery is retried before it is given up
+    /// (marked failed), in seconds.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_GIVE_UP_S", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub webhook_give_up_s: u64,
+    /// How often the outbox is looked at for due webhook deliveries, in milliseconds
+    /// (this control plane's own new events go out at once).
+    #[arg(long, env = "TOLLGATE_WEBHOOK_POLL_MS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(20..=60_000))]
+    pub webhook_poll_ms: u64,
+    /// At most this many webhook attempts of this control plane at once.
+    #[arg(long, env = "TOLLGATE_WEBHOOK_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub webhook_concurrency: u64,
     /// Label per-tenant metrics with the tenant id (cardinality: the number of tenants).
     #[arg(long, env = "TOLLGATE_METRICS_TENANT_LABELS")]
     pub metrics_tenant_labels: bool,
@@ -307,6 +351,54 @@ mod tests {
             args.redis_client_key.as_deref(),
             Some(std::path::Path::new("/k.pem"))
         );
+    }
+
+    #[test]
+    fn webhook_flags_take_lists_repeated_or_comma_separated_and_an_explicit_bool() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec![
+                "tollgate",
+                "serve",
+                "--database-url",
+                "postgres://db/x",
+                "--redis-url",
+                "redis://r",
+                "--admin-token",
+                "t",
+            ];
+            args.extend_from_slice(extra);
+            let Command::Serve(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("expected serve");
+            };
+            args
+        };
+        let set = serve(&[
+            "--webhook-allow",
+            "127.0.0.1,10.0.0.0/8",
+            "--webhook-allow",
+            "hooks.internal",
+            "--webhook-allow-public=false",
+            "--webhook-timeout-ms",
+            "500",
+        ]);
+        assert_eq!(
+            set.webhook_allow,
+            ["127.0.0.1", "10.0.0.0/8", "hooks.internal"]
+        );
+        assert!(!set.webhook_allow_public);
+        assert_eq!(set.webhook_timeout_ms, 500);
+        if std::env::var_os("TOLLGATE_WEBHOOK_ALLOW_PUBLIC").is_none() {
+            let defaults = serve(&[]);
+            assert!(defaults.webhook_allow_public);
+            assert_eq!(
+                (
+                    defaults.webhook_backoff_min_ms,
+                    defaults.webhook_backoff_max_ms,
+                    defaults.webhook_give_up_s
+                ),
+                (1_000, 600_000, 86_400)
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
@@ -18,6 +18,7 @@ use super::logging::init_tracing;
 use super::shutdown::shutdown_signal;
 use crate::engine::definitions::{keep_directory, listen, RESYNC_EVERY};
 use crate::engine::fallback::reconcile;
+use crate::engine::webhooks::{AllowList, Deliverer, WebhookSettings};
 use crate::engine::{EngineSettings, RedisOutage};
 use crate::http::serve::{serve as serve_http, Listeners};
 use crate::http::state::{AppConfig, AppState};
@@ -114,6 +115,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(%error, %cause, "Redis is not reachable yet; checks answer 503 until it is");
     }
     let redis = Arc::new(redis);
+    let webhooks = webhook_settings(&args)?;
     let config = AppConfig {
         admin_token: TokenDigest::of(args.admin_token.expose_secret()),
         admin_read_token: admin_read_token.map(|t| TokenDigest::of(t.expose_secret())),
@@ -131,6 +133,7 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 min_grant: args.lease_min_grant,
                 ttl: Duration::from_millis(args.lease_ttl_ms),
             },
+            webhooks,
         },
     };
     let store: Arc<dyn CounterStore> = redis.clone();
@@ -144,9 +147,27 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(listen(
         bus,
         engine.definitions.clone(),
+        engine.webhooks.clone(),
         engine.instance.clone(),
         Duration::from_millis(args.invalidation_poll_ms),
     ));
+    tokio::spawn(engine.webhooks.clone().keep_current(
+        engine.repo.clone(),
+        engine.settings.webhooks.reload,
+        Duration::from_millis(args.invalidation_poll_ms),
+    ));
+    tokio::spawn(engine.crossings.clone().run(
+        engine.repo.clone(),
+        Duration::from_millis(args.events_flush_ms),
+    ));
+    let deliverer = Deliverer::new(
+        engine.repo.clone(),
+        engine.settings.webhooks.clone(),
+        engine.metrics.clone(),
+        engine.crossings.queued(),
+    )
+    .context("creating the webhook client")?;
+    tokio::spawn(deliverer.run());
     tokio::spawn(keep_directory(
         engine.definitions.clone(),
         engine.repo.clone(),
@@ -202,6 +223,8 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .flush(store.as_ref(), &engine.repo, engine.now())
             .await;
         engine.events.flush(&engine.repo).await;
+        // After the history: its last flush may find crossings to record.
+        engine.crossings.flush(&engine.repo).await;
     })
     .await;
     if flushed.is_err() {
@@ -209,4 +232,28 @@ async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// How webhooks are delivered, from `args`.
+fn webhook_settings(args: &ServeArgs) -> anyhow::Result<WebhookSettings> {
+    let allow = AllowList::parse(&args.webhook_allow, args.webhook_allow_public)
+        .map_err(|e| anyhow!("--webhook-allow: {e}"))?;
+    if args.webhook_backoff_min_ms > args.webhook_backoff_max_ms {
+        bail!("--webhook-backoff-min-ms must not be above --webhook-backoff-max-ms");
+    }
+    tracing::info!(
+        allow = ?args.webhook_allow,
+        public = args.webhook_allow_public,
+        "webhook deliveries may go to public addresses (when allowed) and the allow-list"
+    );
+    Ok(WebhookSettings {
+        allow: Arc::new(allow),
+        timeout: Duration::from_millis(args.webhook_timeout_ms),
+        backoff_min: Duration::from_millis(args.webhook_backoff_min_ms),
+        backoff_max: Duration::from_millis(args.webhook_backoff_max_ms),
+        give_up_after: Duration::from_secs(args.webhook_give_up_s),
+        poll: Duration::from_millis(args.webhook_poll_ms),
+        concurrency: usize::try_from(args.webhook_concurrency).unwrap_or(8),
+        ..WebhookSettings::default()
+    })
 }

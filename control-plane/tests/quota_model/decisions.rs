@@ -521,6 +521,7 @@ async fn an_admin_write_on_one_instance_reaches_the_others_cache_within_a_second
     tokio::spawn(listen(
         shared_bus,
         two.state.engine.definitions.clone(),
+        two.state.engine.webhooks.clone(),
         two.state.engine.instance.clone(),
         Duration::from_millis(50),
     ));

@@ -200,6 +200,7 @@ async fn changes_made_here_and_on_other_instances_reach_the_directory(pool: PgPo
     tokio::spawn(listen(
         bus,
         engine.definitions.clone(),
+        engine.webhooks.clone(),
         engine.instance.clone(),
         Duration::from_millis(20),
     ));

@@ -598,6 +598,7 @@ async fn a_grant_and_its_revocation_reach_every_instance_within_a_second(pool: P
     tokio::spawn(listen(
         shared_bus,
         two.state.engine.definitions.clone(),
+        two.state.engine.webhooks.clone(),
         two.state.engine.instance.clone(),
         Duration::from_millis(50),
     ));

@@ -15,6 +15,8 @@
 //! - `grants` — grants raising hard limits until their instant: decisions, budgets, the
 //!   quota explanation, the admin API, other instances and the directory.
 //! - `tenant_search` — the tenant listing and its query plans at 100,000 tenants.
+//! - `webhooks` — webhook subscriptions, threshold crossings recorded once, the outbox,
+//!   claims, retries, and the crossings decisions and the history flusher find.
 //! - `usage_export` — the billing export: which windows, in which order, open or
 //!   closed, the three formats, refusals, and its query plan at scale.
 
@@ -31,6 +33,7 @@ mod schema;
 mod support;
 mod tenant_search;
 mod usage_export;
+mod webhooks;
 
 /// Points `#[sqlx::test]` at the harness's PostgreSQL, unless one is given.
 #[ctor::ctor(unsafe)]

@@ -21,12 +21,15 @@
 //! # Layout
 //! - [`markdown`] — the fenced blocks of the docs and the marked examples.
 //! - [`shell`] — running a shell example, and reading its render-envoy.sh calls.
+//! - [`webhooks`] — the Webhooks section's delivery and verification examples, held to
+//!   a real delivery.
 
 // clippy's allow-*-in-tests covers `#[test]` bodies only, not the helpers beside them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod markdown;
 mod shell;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -47,12 +50,14 @@ use markdown::{blocks, example, DOCS};
 use shell::{flag_port, render_calls, replace_numbers, RenderCall, Sandbox};
 
 /// Every example the docs mark, by doc and name: each is used by a test below.
-const EXAMPLES: [(&str, &str); 11] = [
+const EXAMPLES: [(&str, &str); 13] = [
     ("README.md", "serve"),
     ("README.md", "filter-config"),
     ("README.md", "export-csv"),
     ("README.md", "export-ndjson"),
     ("README.md", "export-cloudevents"),
+    ("README.md", "webhook-delivery"),
+    ("README.md", "webhook-verify"),
     ("envoy/README.md", "render"),
     ("envoy/README.md", "smallest-filter-config"),
     ("envoy/README.md", "every-filter-field"),

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::grants::GrantChange;
 use super::request::{instant, Request};
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::webhooks::WebhookChange;
 use crate::cli::client::segment;
 use crate::cli::error::CliError;
 use crate::cli::limit::LimitSpec;
@@ -112,6 +113,8 @@ pub enum Change {
         /// The tier.
         tier: String,
     },
+    /// A webhook subscription created, changed or deleted.
+    Webhook(WebhookChange),
 }
 
 /// `tenant acme`, `role beta`, `default`.
@@ -149,6 +152,9 @@ impl Change {
             | Change::DeleteOverride { .. }
             | Change::DeleteAssignment { .. }
             | Change::Grant(GrantChange::Revoke { .. }) => Op::Delete,
+            Change::Webhook(WebhookChange::Create(_)) => Op::Create,
+            Change::Webhook(WebhookChange::Update { .. }) => Op::Change,
+            Change::Webhook(WebhookChange::Delete { .. }) => Op::Delete,
         }
     }
 
@@ -165,6 +171,7 @@ impl Change {
             Change::CreateAssignment(_)
             | Change::UpdateAssignment { .. }
             | Change::DeleteAssignment { .. } => "assignment",
+            Change::Webhook(_) => "webhook",
             Change::Grant(_) => "grant",
         }
     }
@@ -272,6 +279,7 @@ impl Change {
             Change::DeleteAssignment { id, .. } => {
                 request(Method::DELETE, format!("/assignments/{id}"), None)
             }
+            Change::Webhook(change) => change.request()?,
             Change::Grant(grant) => grant.request()?,
         })
     }
@@ -391,6 +399,7 @@ impl fmt::Display for Change {
             Change::DeleteAssignment { subject, tier, .. } => {
                 write!(f, "- assignment {} -> {tier}", subject_text(subject))
             }
+            Change::Webhook(change) => f.write_str(&change.line()),
             Change::Grant(grant) => grant.fmt(f),
         }
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::change::{summary, Change};
-use super::{diff, file, grants, state};
+use super::change::{summary, Change, Op};
+use super::{diff, file, grants, state, webhooks};
 use crate::cli::args::ServerArgs;
 use crate::cli::client::Client;
 use crate::cli::error::CliError;
@@ -23,9 +23,14 @@ pub struct ApplyArgs {
     /// Print the changes without making them.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also delete the tiers, tenants and assignments the file does not name.
+    /// Also delete the tiers, tenants, assignments and webhooks the file does not name.
     #[arg(long)]
     pub prune: bool,
+    /// Also set the signing secret of every webhook the file names, from its
+    /// `secret_env` (the server never shows a secret, so it cannot be compared: without
+    /// this flag an existing webhook keeps its secret).
+    #[arg(long)]
+    pub set_secrets: bool,
     /// The server and how to talk to it.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -67,8 +72,31 @@ pub async fn run(args: ApplyArgs) -> Result<(), CliError> {
         .filter(|id| current.tenants.iter().any(|t| t.id == *id))
         .collect();
     current.grants = grants::fetch(&client, &with_grants).await?;
-    let changes = diff::plan(&desired, &current, args.prune)
+    let mut changes = diff::plan(&desired, &current, args.prune)
         .map_err(|errors| file_errors(&args.file, &errors))?;
+    let (hooks, unhooked) = webhooks::plan(
+        &desired.webhooks,
+        &current.webhooks,
+        args.prune,
+        args.set_secrets,
+    )
+    .map_err(|errors| file_errors(&args.file, &errors))?;
+    // Webhooks name tenants and tiers but need none of them: created and changed after
+    // the rest, deleted last.
+    let deletions = changes
+        .iter()
+        .position(|c| c.op() == Op::Delete)
+        .unwrap_or(changes.len());
+    changes.splice(deletions..deletions, hooks.into_iter().map(Change::Webhook));
+    changes.extend(unhooked.into_iter().map(Change::Webhook));
+    // Every secret is read before anything is changed.
+    for change in &changes {
+        if let Change::Webhook(webhook) = change {
+            if let Some(name) = webhook.secret_env() {
+                crate::cli::webhook::secret_from_env(name)?;
+            }
+        }
+    }
 
     if args.server.json {
         print_json(&json!({

@@ -499,6 +499,7 @@ mod tests {
              assignments:\n  - {role: beta, tier: pro, expires_at: 2030-01-01T00:00:00.000000001Z}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             grants: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:600"])],
             tenants: vec![tenant("acme", None, Some("pro"))],
@@ -533,6 +534,7 @@ mod tests {
              assignments:\n  - {tenant: acme, tier: pro, enabled: false}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             grants: Vec::new(),
             tiers: vec![tier("pro", &["requests:minute:500", "requests:day:5"])],
             tenants: vec![
@@ -599,6 +601,7 @@ mod tests {
     fn prune_deletes_the_rest_in_reverse_order_and_only_when_asked() {
         let file = desired("tiers:\n  - {name: free}\ntenants:\n  - {id: keep, tier: free}\n");
         let current = Current {
+            webhooks: Vec::new(),
             grants: Vec::new(),
             tiers: vec![tier("free", &[]), tier("old", &["requests:minute:1"])],
             tenants: vec![
@@ -677,6 +680,7 @@ mod tests {
             ]
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("t", &[])],
             tenants: vec![tenant("p", None, None), tenant("b", None, None)],
             ..Current::default()
@@ -694,6 +698,7 @@ mod tests {
              assignments:\n  - {role: beta, tier: pro}\n  - {role: beta, tier: free}\n",
         );
         let current = Current {
+            webhooks: Vec::new(),
             tiers: vec![tier("pro", &[]), tier("free", &[]), tier("max", &[])],
             assignments: vec![CurrentAssignment {
                 id: 5,

@@ -12,8 +12,11 @@ use tollgate_protocol::WarnAt;
 
 use super::grants::{self, GrantEntry, GrantSpec};
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::webhooks::{self, DesiredWebhook, WebhookEntry};
 use crate::cli::limit::{LimitKey, LimitSpec, RawLimit};
-use crate::model::names::{is_valid_role, is_valid_tenant_id, TENANT_RULE};
+use crate::model::names::{
+    is_valid_role, is_valid_tenant_id, is_valid_tier_name, TENANT_RULE, TIER_RULE,
+};
 use crate::model::{Mode, Ppm, Subject};
 
 /// The file as written.
@@ -26,6 +29,8 @@ struct QuotaFile {
     tenants: Vec<TenantEntry>,
     #[serde(default)]
     assignments: Vec<AssignmentEntry>,
+    #[serde(default)]
+    webhooks: Vec<WebhookEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +109,8 @@ pub struct Desired {
     pub tenants: Vec<DesiredTenant>,
     /// The assignments, in file order.
     pub assignments: Vec<AssignmentSpec>,
+    /// The webhook subscriptions, in file order.
+    pub webhooks: Vec<DesiredWebhook>,
 }
 
 /// A tenant as the file declares it: its own fields and its override limits, which
@@ -117,16 +124,6 @@ pub struct DesiredTenant {
     /// The grants it declares, by key (the entry's `grants`).
     pub grants: Vec<GrantSpec>,
 }
-
-/// Whether `name` may name a tier: 1–64 characters of `a-z 0-9 _ -` (as the API says).
-pub fn is_valid_tier_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-const TIER_RULE: &str = "1-64 characters of a-z, 0-9, _ and -";
 
 /// Parses and checks the YAML `text`; on failure, every problem found as `path: what`.
 pub fn parse(text: &str) -> Result<Desired, Vec<String>> {
@@ -314,6 +311,7 @@ fn check(file: QuotaFile, errors: &mut Vec<String>) -> Desired {
             expires_at: entry.expires_at,
         });
     }
+    desired.webhooks = webhooks::check(file.webhooks, errors);
     desired
 }
 
@@ -367,6 +365,13 @@ mod tests {
         assert_eq!(desired.tenants[0].spec.overcommit, Ppm(1_500_000));
         assert_eq!(desired.assignments[1].subject, Subject::Default);
         assert!(desired.assignments[2].expires_at.is_some());
+        let webhook = &desired.webhooks[0];
+        assert_eq!(webhook.spec.id, "ops-pager");
+        assert_eq!(webhook.spec.percents, [80, 100]);
+        assert_eq!(
+            webhook.secret_env.as_deref(),
+            Some("TOLLGATE_WEBHOOK_SECRET_OPS")
+        );
         let grant = &desired.tenants[1].grants[0];
         assert_eq!(
             (grant.tenant.as_str(), grant.key.as_str(), grant.amount),

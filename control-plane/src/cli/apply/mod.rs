@@ -9,6 +9,8 @@
 //! - [`state`] — what the server has, read through the admin API's listings.
 //! - [`diff`] — the pure plan: desired + current → ordered changes.
 //! - [`change`] — one change: its diff line and its API request ([`request`]).
+//! - [`webhooks`] — webhook subscriptions: entries, matching by id, their changes, and
+//!   the write-only secret.
 //! - [`grants`] — grants under their tenants: checked, matched by key, created or (with
 //!   `--prune`) revoked, never changed.
 
@@ -20,5 +22,6 @@ pub mod grants;
 pub mod request;
 pub mod spec;
 pub mod state;
+pub mod webhooks;
 
 pub use command::{run, ApplyArgs};

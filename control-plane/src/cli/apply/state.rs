@@ -1,5 +1,5 @@
-//! What the server has now: every tier, tenant, override limit and assignment, read
-//! through the admin API's listings.
+//! What the server has now: every tier, tenant, override limit, assignment and webhook
+//! subscription, read through the admin API's listings.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::grants::CurrentGrant;
 use super::spec::{AssignmentSpec, TenantSpec, TierSpec};
+use super::webhooks::{self, WebhookSpec};
 use crate::cli::client::Client;
 use crate::cli::error::CliError;
 use crate::cli::limit::LimitSpec;
@@ -24,6 +25,8 @@ pub struct Current {
     pub overrides: Vec<CurrentOverride>,
     /// Every assignment.
     pub assignments: Vec<CurrentAssignment>,
+    /// Every webhook subscription.
+    pub webhooks: Vec<WebhookSpec>,
     /// The grants of the file's tenants that can change (read apart: see
     /// [`super::grants::fetch`]).
     pub grants: Vec<CurrentGrant>,
@@ -155,17 +158,23 @@ pub fn from_listings(
 
 /// Reads the server's whole state.
 pub async fn fetch(client: &Client) -> Result<Current, CliError> {
-    let (tiers, tenants, limits, assignments) = tokio::try_join!(
+    let (tiers, tenants, limits, assignments, hooks) = tokio::try_join!(
         client.list("/tiers", &[], None),
         client.list("/tenants", &[], None),
         client.list("/limits", &[], None),
         client.list("/assignments", &[], None),
+        client.list("/webhooks", &[], None),
     )?;
-    from_listings(
+    let mut current = from_listings(
         &tiers.items,
         &tenants.items,
         &limits.items,
         &assignments.items,
     )
-    .map_err(CliError::Transport)
+    .map_err(CliError::Transport)?;
+    current.webhooks = (hooks.items.iter())
+        .map(webhooks::from_view)
+        .collect::<Result<_, _>>()
+        .map_err(CliError::Transport)?;
+    Ok(current)
 }

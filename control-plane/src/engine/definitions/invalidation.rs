@@ -7,12 +7,14 @@
 //! drops everything it cached, in case the stream was trimmed or lost meanwhile.
 //!
 //! Messages: `tenant:<id>` (that tenant and its descendants), `catalog` (tiers, limits,
-//! role and default assignments), `all`.
+//! role and default assignments), `all`; and `webhooks` (the webhook subscriptions,
+//! which are cached beside the definitions).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::DefinitionsCache;
+use crate::engine::webhooks::WebhookSubscriptions;
 use crate::store::bus::Bus;
 
 /// The message for a change to `tenant`.
@@ -22,6 +24,9 @@ pub fn tenant_message(tenant: &str) -> String {
 
 /// The message for a change to the catalog.
 pub const CATALOG_MESSAGE: &str = "catalog";
+
+/// The message for a change to the webhook subscriptions.
+pub const WEBHOOKS_MESSAGE: &str = "webhooks";
 
 /// Applies one message to the local cache.
 pub fn apply(cache: &DefinitionsCache, body: &str) {
@@ -41,8 +46,14 @@ pub fn instance_id() -> String {
 }
 
 /// Reads the bus every `every` until the process ends, applying what other instances
-/// published.
-pub async fn listen(bus: Arc<dyn Bus>, cache: Arc<DefinitionsCache>, me: String, every: Duration) {
+/// published to the definitions `cache` and the `webhooks` subscriptions.
+pub async fn listen(
+    bus: Arc<dyn Bus>,
+    cache: Arc<DefinitionsCache>,
+    webhooks: Arc<WebhookSubscriptions>,
+    me: String,
+    every: Duration,
+) {
     let (mut last, mut lost) = match bus.last_id().await {
         Ok(id) => (id.unwrap_or_else(|| "0-0".to_string()), false),
         Err(_) => ("0-0".to_string(), true),
@@ -56,11 +67,16 @@ pub async fn listen(bus: Arc<dyn Bus>, cache: Arc<DefinitionsCache>, me: String,
                 if lost {
                     tracing::info!("invalidation bus readable again; dropping cached definitions");
                     cache.invalidate_all();
+                    webhooks.invalidate();
                     lost = false;
                 }
                 for message in messages {
                     if message.from != me {
-                        apply(&cache, &message.body);
+                        if message.body == WEBHOOKS_MESSAGE {
+                            webhooks.invalidate();
+                        } else {
+                            apply(&cache, &message.body);
+                        }
                     }
                     last = message.id;
                 }

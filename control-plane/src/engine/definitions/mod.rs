@@ -18,4 +18,4 @@ pub mod invalidation;
 pub use cache::{DefinitionsCache, Freshness, LoadError};
 pub use directory::TenantDirectory;
 pub use directory_sync::{keep_directory, sync_directory, SyncReport, RESYNC_EVERY};
-pub use invalidation::{instance_id, listen, tenant_message, CATALOG_MESSAGE};
+pub use invalidation::{instance_id, listen, tenant_message, CATALOG_MESSAGE, WEBHOOKS_MESSAGE};

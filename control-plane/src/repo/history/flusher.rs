@@ -16,6 +16,13 @@
 //! more pipelined Redis round trip per tenant tree a flush reads, and nothing on the
 //! check path. A sample that cannot be written is skipped (the next flush writes
 //! another); it never fails the flush.
+//!
+//! And each flush is the webhooks' safety net: a counter marked with a [`Watch`] (the
+//! thresholds subscriptions ask for on its limit) whose persisted usage has reached one
+//! of them offers that crossing to the [`CrossingSink`] again. A crossing already
+//! written costs nothing (the sink remembers it, and the table keeps one row per
+//! counter and threshold); one whose report was lost — a full queue, a control plane
+//! killed before its sink wrote — is recorded then, at the counter's next flush.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +36,7 @@ use super::rows::HistoryRow;
 use crate::metrics::Metrics;
 use crate::repo::connection::QuotaRepo;
 use crate::repo::error::RepoError;
+use crate::repo::webhooks::{CrossingSink, Watch};
 use crate::store::samples::is_sampled;
 use crate::store::{Counter, CounterStore, Snapshot, StoreError};
 
@@ -43,6 +51,8 @@ struct CounterMeta {
     series: String,
     window_start: DateTime<Utc>,
     window_end: DateTime<Utc>,
+    /// The thresholds to check its usage against, when subscriptions watch its limit.
+    watch: Option<Arc<Watch>>,
 }
 
 /// The history row of a counter a settlement names.
@@ -53,6 +63,7 @@ fn meta_of(counter: &Counter) -> CounterMeta {
         series: counter.series.name(),
         window_start: counter.window.start,
         window_end: counter.window.end,
+        watch: None,
     }
 }
 
@@ -67,17 +78,26 @@ enum FlushError {
 
 /// Reads the counters of `batch` and upserts what exists; with `sample_at` (unix ms),
 /// first records what was read as a usage sample of each counter whose window is long
-/// enough to need them. Returns the rows written.
+/// enough to need them; with `crossings`, offers it the thresholds each watched counter
+/// has reached, as read at that instant. Returns the rows written.
 async fn persist(
     batch: &[(String, CounterMeta)],
     store: &dyn CounterStore,
     repo: &QuotaRepo,
-    sample_at: Option<i64>,
+    sample_at: Option<DateTime<Utc>>,
+    crossings: Option<&CrossingSink>,
 ) -> Result<u64, FlushError> {
     let keys: Vec<String> = batch.iter().map(|(k, _)| k.clone()).collect();
     let snapshots = store.snapshot(&keys).await?;
-    if let Some(at_ms) = sample_at {
-        record_samples(batch, &snapshots, store, at_ms).await;
+    if let Some(at) = sample_at {
+        record_samples(batch, &snapshots, store, at.timestamp_millis()).await;
+        if let Some(sink) = crossings {
+            for ((_, meta), snapshot) in batch.iter().zip(&snapshots) {
+                if let (Some(watch), Some(snapshot)) = (&meta.watch, snapshot) {
+                    watch.reached(snapshot.used, at).for_each(|c| sink.offer(c));
+                }
+            }
+        }
     }
     let rows: Vec<HistoryRow> = batch
         .iter()
@@ -131,15 +151,18 @@ pub struct UsageFlusher {
     dirty: Mutex<HashMap<String, CounterMeta>>,
     last_success: Mutex<Instant>,
     metrics: Arc<Metrics>,
+    /// Where watched counters' reached thresholds go (the webhooks' safety net).
+    crossings: Arc<CrossingSink>,
 }
 
 impl UsageFlusher {
-    /// A flusher with nothing to flush.
-    pub fn new(metrics: Arc<Metrics>) -> UsageFlusher {
+    /// A flusher with nothing to flush, offering reached thresholds to `crossings`.
+    pub fn new(metrics: Arc<Metrics>, crossings: Arc<CrossingSink>) -> UsageFlusher {
         UsageFlusher {
             dirty: Mutex::new(HashMap::new()),
             last_success: Mutex::new(Instant::now()),
             metrics,
+            crossings,
         }
     }
 
@@ -165,16 +188,24 @@ impl UsageFlusher {
             .iter()
             .map(|c| (c.key.clone(), meta_of(c)))
             .collect();
-        persist(&batch, store, repo, None).await
+        persist(&batch, store, repo, None, None).await
     }
 
-    /// Marks each counter not yet marked; `counter` names it and is called only then
-    /// (checks mostly touch counters that are already dirty).
-    pub fn touch<'k, C: FnOnce() -> Option<Counter>>(
+    /// Marks each counter not yet marked; `counter` names it, with the thresholds to
+    /// watch on it, and is called only then (checks mostly touch counters that are
+    /// already dirty).
+    pub fn touch<'k, C: FnOnce() -> Option<(Counter, Option<Arc<Watch>>)>>(
         &self,
         counters: impl Iterator<Item = (&'k String, C)>,
     ) {
-        self.mark(counters.map(|(key, counter)| (key, move || counter().as_ref().map(meta_of))));
+        self.mark(counters.map(|(key, counter)| {
+            (key, move || {
+                counter().map(|(counter, watch)| CounterMeta {
+                    watch,
+                    ..meta_of(&counter)
+                })
+            })
+        }));
     }
 
     fn mark<'k, M: FnOnce() -> Option<CounterMeta>>(
@@ -210,7 +241,7 @@ impl UsageFlusher {
             self.succeeded();
             return 0;
         }
-        let written = persist(&batch, store, repo, Some(now.timestamp_millis())).await;
+        let written = persist(&batch, store, repo, Some(now), Some(&self.crossings)).await;
         match written {
             Ok(n) => {
                 self.metrics.history_rows.inc_by(n);
