@@ -54,6 +54,13 @@ pub mod response_cost;
 pub mod stream_usage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+// The fake host panics on purpose when a test's expectation fails (a missing callout, a
+// body that is not JSON). It must never be in the module Envoy loads, where a panic
+// traps the VM: the `testing` feature does not build for wasm32.
+#[cfg(all(feature = "testing", target_arch = "wasm32"))]
+compile_error!(
+    "the `testing` feature (the fake host) is for native tests only, never the wasm build"
+);
 pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
