@@ -193,7 +193,35 @@ fn missing_field(path: &str, message: &str) -> Option<String> {
 
 /// Parses `bytes` as `T`, from a JSON object, classifying failures as 400 (not JSON) or
 /// 422 (wrong shape).
+///
+/// A body is read once without tracking where the parser is, which every check and
+/// lease pays for; only a body that fails is read again with `serde_path_to_error`, to
+/// name the field. Both reads take the same `Deserialize`, so they agree on what is
+/// valid.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut fast = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(Object(value)) = Object::<T>::deserialize(&mut fast) {
+        if fast.end().is_ok() {
+            return refuse_nul(bytes).map(|()| value);
+        }
+    }
+    parse_naming_the_field(bytes)
+}
+
+/// Refuses text holding NUL, naming where it is.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if has_escaped_nul(bytes) {
+        let tree: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+        if let Some(path) = nul_path(&tree, ".") {
+            return Err(nul_error(path));
+        }
+    }
+    Ok(())
+}
+
+/// [`parse`] with the position tracked, for the error that names the field.
+fn parse_naming_the_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let Object(value) = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -213,13 +241,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     deserializer
         .end()
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    if has_escaped_nul(bytes) {
-        let tree: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-        if let Some(path) = nul_path(&tree, ".") {
-            return Err(nul_error(path));
-        }
-    }
+    refuse_nul(bytes)?;
     Ok(value)
 }
 
@@ -388,6 +410,23 @@ mod tests {
             "{error:?}"
         );
         assert!(parse::<Body>(br#"{"limits":[]}"#).is_ok());
+    }
+
+    #[test]
+    fn a_valid_body_is_read_once_and_what_follows_it_is_still_refused() {
+        let read = parse::<Body>(br#"{"limits":[{"quota":7}]}"#).unwrap();
+        assert_eq!(read.limits[0].quota, 7);
+        // The fast read stops at the object's end; the rest makes it malformed.
+        assert!(matches!(
+            parse::<Body>(br#"{"limits":[]} {}"#),
+            Err(ApiError::BadRequest(message)) if message.contains("trailing")
+        ));
+        // NUL is refused on the fast path too, named where it is.
+        let nul = parse::<Value>(br#"{"a":{"b":"\u0000"}}"#).unwrap_err();
+        assert!(
+            matches!(&nul, ApiError::Validation { field: Some(f), .. } if f == "a.b"),
+            "{nul:?}"
+        );
     }
 
     #[test]
