@@ -178,32 +178,27 @@ fn returned(lease: Lease) -> LeaseReturn {
 /// Spends `amount` from `owner`'s budget at `now_ms`.
 pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend {
     let (key, me) = owner.slot();
+    // `Ok`: spent from the lease, with all spent of it now; `Err`: why not.
     let result = update(host, &key, |record| {
         let Some(mut record) = mine(record, me) else {
             // Empty, or another tenant's: free to take over, or busy (check instead).
             let free = record.is_none_or(|other| is_free(&other, now_ms));
-            return (
-                None,
-                if free {
-                    Spend::Empty
-                } else {
-                    Spend::PerRequest
-                },
-            );
+            let why = if free {
+                Spend::Empty
+            } else {
+                Spend::PerRequest
+            };
+            return (None, Err(why));
         };
         if let Some(lease) = record.lease.as_mut() {
             let left = lease.granted.saturating_sub(lease.spent);
             if lease.expires_ms > now_ms && left >= amount {
                 lease.spent += amount;
-                let spent = Spend::Spent {
-                    lease: lease.id,
-                    used: Some(lease.spent),
-                    terms: None,
-                };
+                let spent = Ok((lease.id, lease.spent));
                 return (Some(record), spent);
             }
         }
-        let state = if record.refill_until_ms > now_ms {
+        let why = if record.refill_until_ms > now_ms {
             Spend::Refilling {
                 here: record.refiller == worker_tag(&host.worker_id()),
             }
@@ -212,15 +207,11 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
         } else {
             Spend::Empty
         };
-        (None, state)
+        (None, Err(why))
     });
     match result {
         // The terms are read once spent, out of the compare-and-swap loop.
-        Ok(Spend::Spent {
-            lease,
-            used: Some(spent),
-            ..
-        }) => {
+        Ok(Ok((lease, spent))) => {
             let terms = terms::read(host, &key, lease);
             let used = terms
                 .as_ref()
@@ -228,7 +219,7 @@ pub fn spend(host: &dyn Host, owner: &Owner, amount: u64, now_ms: u64) -> Spend 
                 .map(|policy| policy.used.saturating_add(spent));
             Spend::Spent { lease, used, terms }
         }
-        Ok(other) => other,
+        Ok(Err(why)) => why,
         // Busy with other workers' spends: check this request rather than wait.
         Err(Contended) => Spend::PerRequest,
     }
